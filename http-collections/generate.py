@@ -1,0 +1,881 @@
+#!/usr/bin/env python3
+"""Generate the Bruno and Postman collections of Steward from one description.
+
+    python3 http-collections/generate.py
+
+writes http-collections/bruno/** and http-collections/postman/*.json.  Both
+collections cover the same requests; only the object-name prefix differs
+(`bru-` for Bruno, `pm-` for Postman) so that both can run against one server.
+
+The checks of every request are written once, in a small neutral JavaScript
+dialect that both tools understand after a tool-specific preamble:
+
+    S          the response status (number)
+    B          the response body: parsed JSON, or the raw text ("" when empty)
+    H(name)    a response header (undefined when absent)
+    setv(k, v) set a run variable, used later as {{k}}
+    test(name, fn), expect(...)   chai, as in both tools
+
+The generated files are committed; edit this file and re-run it rather than
+editing the generated files by hand.
+"""
+
+import json
+import os
+import re
+import shutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# --------------------------------------------------------------------------
+# Request description helpers
+
+
+class Req:
+    def __init__(self, name, method, path, body=None, text=None, headers=None,
+                 status=None, checks=(), pre=(), var_body=None):
+        self.name = name
+        self.method = method
+        self.path = path
+        self.body = body          # JSON value sent as application/json
+        self.text = text          # raw text sent as text/plain (server parses it as JSON)
+        self.var_body = var_body  # name of a run variable holding the raw body
+        self.headers = dict(headers or {})
+        self.status = status      # int, or list of acceptable ints
+        self.checks = list(checks)
+        self.pre = list(pre)
+
+
+def js(v):
+    """A JavaScript literal for a JSON value."""
+    return json.dumps(v, ensure_ascii=False)
+
+
+def t(name, expr):
+    return f"test({js(name)}, function () {{ {expr}; }});"
+
+
+def body_is(obj):
+    return t("body is exactly the expected object", f"expect(B).to.deep.equal({js(obj)})")
+
+
+def field(key, value):
+    return t(f"{key} is {json.dumps(value)}", f"expect(B[{js(key)}]).to.deep.equal({js(value)})")
+
+
+def absent(*keys):
+    return [t(f"{k} is absent", f"expect(B).to.be.an('object').that.not.has.property({js(k)})") for k in keys]
+
+
+def is_null(key):
+    return t(f"{key} is null", f"expect(B).to.have.property({js(key)}); expect(B[{js(key)}]).to.equal(null)")
+
+
+def has_error():
+    return t("body is {error: string}", "expect(B).to.be.an('object'); expect(B.error).to.be.a('string').and.not.empty")
+
+
+def error_is(msg):
+    return t("error is exact", f"expect(B).to.deep.equal({js({'error': msg})})")
+
+
+def error_starts(prefix):
+    return t(f"error starts with {prefix}", f"expect(B.error).to.be.a('string'); expect(B.error.startsWith({js(prefix)})).to.equal(true)")
+
+
+def error_contains(s):
+    return t(f"error names {s}", f"expect(B.error).to.be.a('string').that.includes({js(s)})")
+
+
+def empty_body():
+    return t("body is empty", "expect(B).to.equal('')")
+
+
+def etag_present():
+    return t("ETag header is a quoted string", "expect(H('etag')).to.be.a('string').that.matches(/^(W\\/)?\"[^\"]*\"$/)")
+
+
+def save_etag(var="etag"):
+    return t(f"remember ETag as {var}", f"expect(H('etag')).to.be.a('string'); setv({js(var)}, H('etag'))")
+
+
+def etag_changed(var="etag"):
+    return t(f"ETag differs from {var}", f"expect(H('etag')).to.be.a('string').that.not.equals(getv({js(var)}))")
+
+
+def etag_same(var="etag"):
+    return t(f"ETag equals {var}", f"expect(H('etag')).to.equal(getv({js(var)}))")
+
+
+def location(path):
+    return t(f"Location is {path}", f"expect(H('location')).to.equal({js(path)})")
+
+
+def names(lst):
+    return t("object names in order", f"expect(B.objects.map(function (o) {{ return o.object_name; }})).to.deep.equal({js(lst)})")
+
+
+def json_ct():
+    return t("Content-Type is application/json", "expect(H('content-type')).to.match(/^application\\/json/)")
+
+
+def status_any(codes):
+    return codes
+
+
+# --------------------------------------------------------------------------
+# The requests
+
+
+def cleanup(kind, name):
+    return Req(f"cleanup {kind} {name} if left over", "DELETE", f"/director/{kind}?name={name}",
+               status=[200, 404], checks=[])
+
+
+def scenario():
+    b1 = {"object_name": "apitest", "object_type": "object", "address": "127.0.0.1",
+          "vars": {"location": "Berlin"}}
+    b4 = {"address": "127.0.0.2", "vars.event": "Icinga CAMP"}
+    b6 = {"address": "127.0.0.2", "vars": {"event": ["Icinga", "Camp"]}}
+    b7 = {"vars": {"event": ["Icinga", "Camp"]}}
+    o4 = {"object_name": "apitest", "object_type": "object", "address": "127.0.0.2",
+          "vars": {"location": "Berlin", "event": "Icinga CAMP"}}
+    o6 = {"object_name": "apitest", "object_type": "object", "address": "127.0.0.2",
+          "vars": {"event": ["Icinga", "Camp"]}}
+    o7 = {"object_name": "apitest", "object_type": "object", "vars": {"event": ["Icinga", "Camp"]}}
+    o9 = {"object_name": "apitest", "object_type": "object"}
+    u = "/director/host?name=apitest"
+    return [
+        Req("01 create apitest", "POST", "/director/host", body=b1, status=201,
+            checks=[body_is(b1), location(u), json_ct(), etag_present()]),
+        Req("02 create again", "POST", "/director/host", body=b1, status=422,
+            checks=[error_is('Trying to recreate host "apitest"')]),
+        Req("03 same body by name", "POST", u, body=b1, status=304, checks=[empty_body()]),
+        Req("04 change address, set vars.event", "POST", u, body=b4, status=200, checks=[body_is(o4)]),
+        Req("05 the same again", "POST", u, body=b4, status=304, checks=[empty_body()]),
+        Req("06 replace vars", "POST", u, body=b6, status=200, checks=[body_is(o6)]),
+        Req("07 PUT vars only", "PUT", u, body=b7, status=200, checks=[body_is(o7)]),
+        Req("08 the same again", "PUT", u, body=b7, status=304, checks=[empty_body()]),
+        Req("09 PUT empty object", "PUT", u, body={}, status=200, checks=[body_is(o9)]),
+        Req("10 KILL", "KILL", u, status=400, checks=[error_is("Unsupported method KILL")]),
+        Req("11 DELETE", "DELETE", u, status=200, checks=[body_is(o9)]),
+        Req("12 GET after delete", "GET", u, status=404, checks=[has_error()]),
+    ]
+
+
+def hosts(P):
+    h1, h1r, h2, missing = f"{P}hosts-h1", f"{P}hosts-h1-renamed", f"{P}hosts-h2", f"{P}hosts-missing"
+    u1, u1r, u2 = f"/director/host?name={h1}", f"/director/host?name={h1r}", f"/director/host?name={h2}"
+    create = {"object_name": h1, "object_type": "object", "address": "192.0.2.10",
+              "display_name": "Host One", "groups": ["web", "db"], "vars": {"os": "linux"},
+              "has_agent": True, "agent_port": 7447}
+    mp = {"Content-Type": "application/merge-patch+json"}
+    jp = {"Content-Type": "application/json-patch+json"}
+    return [
+        cleanup("host", h1), cleanup("host", h1r), cleanup("host", h2),
+        Req("create h1", "POST", "/director/host", body=create, status=201,
+            checks=[body_is(create), location(u1), etag_present(), save_etag()]),
+        Req("create h1 again", "POST", "/director/host", body=create, status=422,
+            checks=[error_is(f'Trying to recreate host "{h1}"')]),
+        Req("GET h1", "GET", u1, status=200, checks=[body_is(create), etag_same()]),
+        Req("GET h1 If-None-Match current ETag", "GET", u1, headers={"If-None-Match": "{{etag}}"},
+            status=304, checks=[empty_body()]),
+        Req("GET h1 If-None-Match other ETag", "GET", u1, headers={"If-None-Match": '"something-else"'},
+            status=200, checks=[field("object_name", h1)]),
+        Req("HEAD h1", "HEAD", u1, status=200, checks=[etag_present()]),
+        Req("POST the created body by name", "POST", u1, body=create, status=304, checks=[empty_body()]),
+        Req("POST normalised equal values (y, numeric string)", "POST", u1,
+            body={"has_agent": "y", "agent_port": "7447", "address6": None, "notes": ""},
+            status=304, checks=[empty_body()]),
+        Req("POST vars.role sets one variable", "POST", u1, body={"vars.role": "frontend"}, status=200,
+            checks=[field("vars", {"os": "linux", "role": "frontend"}), field("address", "192.0.2.10"),
+                    etag_present(), etag_changed(), save_etag()]),
+        Req("POST vars.os null removes it", "POST", u1, body={"vars.os": None}, status=200,
+            checks=[field("vars", {"role": "frontend"}), save_etag()]),
+        Req("POST vars and vars.x: vars first", "POST", u1,
+            body={"vars": {"a": "1"}, "vars.b": "2"}, status=200,
+            checks=[field("vars", {"a": "1", "b": "2"}), save_etag()]),
+        Req("POST If-Match wrong gives 412", "POST", u1, headers={"If-Match": '"wrong"'},
+            body={"address": "192.0.2.11"}, status=412, checks=[has_error()]),
+        Req("POST If-Match wrong on unchanged body still 412", "POST", u1, headers={"If-Match": '"wrong"'},
+            body={"vars.b": "2"}, status=412, checks=[has_error()]),
+        Req("POST If-Match current ETag", "POST", u1, headers={"If-Match": "{{etag}}"},
+            body={"address": "192.0.2.11", "display_name": ""}, status=200,
+            checks=[field("address", "192.0.2.11"), *absent("display_name"), etag_changed(), save_etag()]),
+        Req("GET h1 withNull", "GET", u1 + "&withNull=1", status=200,
+            checks=[field("object_name", h1), field("address", "192.0.2.11"), is_null("address6"),
+                    is_null("display_name"), is_null("disabled"), is_null("zone"),
+                    field("imports", []), field("scripts", []), field("groups", ["web", "db"]),
+                    field("has_agent", True), field("agent_port", 7447), etag_same()]),
+        Req("GET h1 properties=address,vars", "GET", u1 + "&properties=address,vars", status=200,
+            checks=[body_is({"address": "192.0.2.11", "vars": {"a": "1", "b": "2"}})]),
+        Req("GET h1 resolved", "GET", u1 + "&resolved=1", status=200,
+            checks=[field("address", "192.0.2.11"), *absent("imports")]),
+        Req("GET h1 bad flag value", "GET", u1 + "&withNull=maybe", status=400, checks=[has_error()]),
+        Req("PUT replaces", "PUT", u1, body={"address": "192.0.2.12", "vars": {"a": "b"}}, status=200,
+            checks=[body_is({"object_name": h1, "object_type": "object", "address": "192.0.2.12",
+                             "vars": {"a": "b"}}), etag_changed(), save_etag()]),
+        Req("PUT the same again", "PUT", u1, body={"address": "192.0.2.12", "vars": {"a": "b"}}, status=304,
+            checks=[empty_body()]),
+        Req("PUT If-Match wrong", "PUT", u1, headers={"If-Match": '"wrong"'}, body={"address": "192.0.2.99"},
+            status=412, checks=[has_error()]),
+        Req("PATCH merge-patch", "PATCH", u1, headers=mp,
+            body={"display_name": "Patched", "vars": {"c": "d"}}, status=200,
+            checks=[field("display_name", "Patched"), field("vars", {"a": "b", "c": "d"}),
+                    field("address", "192.0.2.12"), etag_changed(), save_etag()]),
+        Req("PATCH merge-patch the same again", "PATCH", u1, headers=mp,
+            body={"display_name": "Patched", "vars": {"c": "d"}}, status=304, checks=[empty_body()]),
+        Req("PATCH merge-patch null removes", "PATCH", u1, headers=mp,
+            body={"display_name": None, "vars": {"c": None}}, status=200,
+            checks=[*absent("display_name"), field("vars", {"a": "b"}), save_etag()]),
+        Req("PATCH json-patch test and replace", "PATCH", u1, headers=jp,
+            body=[{"op": "test", "path": "/address", "value": "192.0.2.12"},
+                  {"op": "replace", "path": "/address", "value": "192.0.2.13"}], status=200,
+            checks=[field("address", "192.0.2.13"), field("vars", {"a": "b"}), save_etag()]),
+        Req("PATCH json-patch failed test gives 409", "PATCH", u1, headers=jp,
+            body=[{"op": "test", "path": "/address", "value": "10.9.9.9"},
+                  {"op": "replace", "path": "/address", "value": "10.0.0.1"}], status=409,
+            checks=[has_error()]),
+        Req("PATCH json-patch add to unset list (withNull view)", "PATCH", u1, headers=jp,
+            body=[{"op": "add", "path": "/groups/-", "value": "x"}], status=200,
+            checks=[field("groups", ["x"]), field("address", "192.0.2.13"), save_etag()]),
+        Req("PATCH json-patch invalid op gives 422", "PATCH", u1, headers=jp,
+            body=[{"op": "bogus", "path": "/address", "value": "x"}], status=422, checks=[has_error()]),
+        Req("PATCH other content type gives 415", "PATCH", u1, text='{"address": "10.0.0.1"}',
+            headers={"Content-Type": "text/plain"}, status=415, checks=[has_error()]),
+        Req("PATCH If-Match wrong gives 412", "PATCH", u1, headers={**mp, "If-Match": '"wrong"'},
+            body={"address": "10.0.0.1"}, status=412, checks=[has_error()]),
+        Req("GET h1 after the refused writes", "GET", u1, status=200,
+            checks=[field("address", "192.0.2.13"), field("groups", ["x"]), etag_same()]),
+        Req("POST cannot change object_type", "POST", u1, body={"object_type": "template"}, status=422,
+            checks=[has_error()]),
+        Req("PUT h2 by name creates", "PUT", u2, body={"address": "192.0.2.20"}, status=201,
+            checks=[body_is({"object_name": h2, "object_type": "object", "address": "192.0.2.20"}),
+                    etag_present()]),
+        Req("PUT without name on existing gives 422", "PUT", "/director/host",
+            body={"object_name": h2, "address": "192.0.2.21"}, status=422, checks=[has_error()]),
+        Req("PUT If-None-Match * on existing gives 412", "PUT", u2, headers={"If-None-Match": "*"},
+            body={"address": "192.0.2.22"}, status=412, checks=[has_error()]),
+        Req("rename h1 onto h2 gives 422", "POST", u1, body={"object_name": h2}, status=422,
+            checks=[has_error()]),
+        Req("rename h1 by POST", "POST", u1, body={"object_name": h1r}, status=200,
+            checks=[field("object_name", h1r), field("address", "192.0.2.13"), etag_present()]),
+        Req("GET old name gives 404", "GET", u1, status=404, checks=[has_error()]),
+        Req("GET new name", "GET", u1r, status=200, checks=[field("object_name", h1r), save_etag()]),
+        Req("POST by name on a missing object gives 404", "POST", f"/director/host?name={missing}",
+            body={"address": "192.0.2.1"}, status=404, checks=[has_error()]),
+        Req("GET missing gives 404", "GET", f"/director/host?name={missing}", status=404, checks=[has_error()]),
+        Req("PATCH missing gives 404", "PATCH", f"/director/host?name={missing}", headers=mp,
+            body={"address": "192.0.2.1"}, status=404, checks=[has_error()]),
+        Req("DELETE missing gives 404", "DELETE", f"/director/host?name={missing}", status=404,
+            checks=[has_error()]),
+        Req("DELETE If-Match wrong gives 412", "DELETE", u1r, headers={"If-Match": '"wrong"'}, status=412,
+            checks=[has_error()]),
+        Req("DELETE renamed h1 answers the deleted object", "DELETE", u1r, headers={"If-Match": "{{etag}}"},
+            status=200, checks=[body_is({"object_name": h1r, "object_type": "object", "address": "192.0.2.13",
+                                         "groups": ["x"], "vars": {"a": "b"}})]),
+        Req("DELETE h2", "DELETE", u2, status=200, checks=[field("object_name", h2)]),
+        Req("GET h2 after delete", "GET", u2, status=404, checks=[has_error()]),
+    ]
+
+
+def scripts(P):
+    s1, s1r, s2, host, host2 = (f"{P}scripts-s1", f"{P}scripts-s1-renamed", f"{P}scripts-s2",
+                                f"{P}scripts-host", f"{P}scripts-host2")
+    u1, u1r, u2 = f"/director/script?name={s1}", f"/director/script?name={s1r}", f"/director/script?name={s2}"
+    create = {"object_name": s1, "object_type": "object", "command": "/usr/local/bin/backup",
+              "arguments": ["--full"], "timeout": 60, "description": "Backup"}
+    mp = {"Content-Type": "application/merge-patch+json"}
+    jp = {"Content-Type": "application/json-patch+json"}
+    return [
+        cleanup("host", host), cleanup("host", host2),
+        cleanup("script", s1), cleanup("script", s1r), cleanup("script", s2),
+        Req("create s1", "POST", "/director/script", body=create, status=201,
+            checks=[body_is(create), location(u1), etag_present(), save_etag()]),
+        Req("create s1 again", "POST", "/director/script", body=create, status=422,
+            checks=[error_is(f'Trying to recreate script "{s1}"')]),
+        Req("GET s1", "GET", u1, status=200, checks=[body_is(create), etag_same()]),
+        Req("GET s1 If-None-Match", "GET", u1, headers={"If-None-Match": "{{etag}}"}, status=304,
+            checks=[empty_body()]),
+        Req("POST numeric string timeout is unchanged", "POST", u1, body={"timeout": "60"}, status=304,
+            checks=[empty_body()]),
+        Req("POST vars.owner", "POST", u1, body={"vars.owner": "ops"}, status=200,
+            checks=[field("vars", {"owner": "ops"}), field("command", "/usr/local/bin/backup"),
+                    etag_changed(), save_etag()]),
+        Req("POST If-Match wrong", "POST", u1, headers={"If-Match": '"wrong"'}, body={"timeout": 5},
+            status=412, checks=[has_error()]),
+        Req("PUT replaces", "PUT", u1, body={"command": "/usr/local/bin/backup", "timeout": 30}, status=200,
+            checks=[body_is({"object_name": s1, "object_type": "object", "command": "/usr/local/bin/backup",
+                             "timeout": 30}), save_etag()]),
+        Req("PUT the same again", "PUT", u1, body={"command": "/usr/local/bin/backup", "timeout": 30},
+            status=304, checks=[empty_body()]),
+        Req("PATCH merge-patch arguments", "PATCH", u1, headers=mp, body={"arguments": ["--quick"]},
+            status=200, checks=[field("arguments", ["--quick"]), field("timeout", 30), save_etag()]),
+        Req("PATCH json-patch replace timeout", "PATCH", u1, headers=jp,
+            body=[{"op": "test", "path": "/timeout", "value": 30}, {"op": "replace", "path": "/timeout", "value": 45}],
+            status=200, checks=[field("timeout", 45), save_etag()]),
+        Req("PATCH json-patch failed test gives 409", "PATCH", u1, headers=jp,
+            body=[{"op": "test", "path": "/timeout", "value": 1}], status=409, checks=[has_error()]),
+        Req("PATCH other content type gives 415", "PATCH", u1, text='{"timeout": 1}',
+            headers={"Content-Type": "text/plain"}, status=415, checks=[has_error()]),
+        Req("GET s1 withNull", "GET", u1 + "&withNull=1", status=200,
+            checks=[field("command", "/usr/local/bin/backup"), field("arguments", ["--quick"]),
+                    field("timeout", 45), is_null("description"), is_null("disabled"),
+                    field("vars", {}), field("imports", []), etag_same()]),
+        Req("GET s1 properties=command,timeout", "GET", u1 + "&properties=command,timeout", status=200,
+            checks=[body_is({"command": "/usr/local/bin/backup", "timeout": 45})]),
+        Req("relative command gives 422", "POST", "/director/script",
+            body={"object_name": s2, "command": "bin/x"}, status=422, checks=[has_error()]),
+        Req("command with .. gives 422", "POST", "/director/script",
+            body={"object_name": s2, "command": "/usr/bin/../x"}, status=422, checks=[has_error()]),
+        Req("command with a space gives 422", "POST", "/director/script",
+            body={"object_name": s2, "command": "/usr/bin/my script"}, status=422, checks=[has_error()]),
+        Req("script name with a dot gives 422", "POST", "/director/script",
+            body={"object_name": f"{s2}.sh", "command": "/bin/true"}, status=422, checks=[has_error()]),
+        Req("script name over 64 characters gives 422", "POST", "/director/script",
+            body={"object_name": "s" * 65, "command": "/bin/true"}, status=422, checks=[has_error()]),
+        Req("timeout not a number gives 422", "POST", "/director/script",
+            body={"object_name": s2, "command": "/bin/true", "timeout": "soon"}, status=422, checks=[has_error()]),
+        Req("GET s2 was not created", "GET", u2, status=404, checks=[has_error()]),
+        Req("host listing s1", "POST", "/director/host", body={"object_name": host, "scripts": [s1]},
+            status=201, checks=[field("scripts", [s1])]),
+        Req("host listing an unknown script gives 422", "POST", "/director/host",
+            body={"object_name": host2, "scripts": [f"{P}scripts-nope"]}, status=422, checks=[has_error()]),
+        Req("host2 was not created", "GET", f"/director/host?name={host2}", status=404, checks=[has_error()]),
+        Req("DELETE s1 still listed by a host gives 409", "DELETE", u1, status=409,
+            checks=[has_error(), error_contains(host)]),
+        Req("rename s1", "POST", u1, body={"object_name": s1r}, status=200,
+            checks=[field("object_name", s1r), field("timeout", 45)]),
+        Req("host script list follows the rename", "GET", f"/director/host?name={host}", status=200,
+            checks=[field("scripts", [s1r])]),
+        Req("host drops its scripts", "POST", f"/director/host?name={host}", body={"scripts": []}, status=200,
+            checks=[*absent("scripts")]),
+        Req("DELETE renamed s1", "DELETE", u1r, status=200,
+            checks=[field("object_name", s1r), field("command", "/usr/local/bin/backup")]),
+        Req("GET renamed s1 after delete", "GET", u1r, status=404, checks=[has_error()]),
+        Req("PUT s2 by name creates", "PUT", u2, body={"command": "/bin/true"}, status=201,
+            checks=[body_is({"object_name": s2, "object_type": "object", "command": "/bin/true"}),
+                    etag_present()]),
+        Req("DELETE s2", "DELETE", u2, status=200, checks=[field("object_name", s2)]),
+        Req("DELETE host", "DELETE", f"/director/host?name={host}", status=200, checks=[field("object_name", host)]),
+    ]
+
+
+def templates(P):
+    sb, sw, so, st, sc = (f"{P}tpl-s-base", f"{P}tpl-s-web", f"{P}tpl-s-own", f"{P}tpl-st", f"{P}tpl-s-child")
+    base, web, web2, host = f"{P}tpl-base", f"{P}tpl-web", f"{P}tpl-web2", f"{P}tpl-host"
+    ta, tb, tc, dia = f"{P}tpl-a", f"{P}tpl-b", f"{P}tpl-c", f"{P}tpl-diamond"
+    bad = f"{P}tpl-bad"
+    H = lambda n: f"/director/host?name={n}"
+    S = lambda n: f"/director/script?name={n}"
+    return [
+        cleanup("host", host), cleanup("host", dia), cleanup("host", bad),
+        cleanup("host", web), cleanup("host", web2), cleanup("host", base),
+        cleanup("host", tb), cleanup("host", tc), cleanup("host", ta),
+        cleanup("script", sc), cleanup("script", st),
+        cleanup("script", sb), cleanup("script", sw), cleanup("script", so),
+        Req("script base", "POST", "/director/script", body={"object_name": sb, "command": "/usr/bin/uptime"},
+            status=201, checks=[field("object_name", sb)]),
+        Req("script web", "POST", "/director/script", body={"object_name": sw, "command": "/usr/bin/curl"},
+            status=201, checks=[field("object_name", sw)]),
+        Req("script own", "POST", "/director/script", body={"object_name": so, "command": "/usr/bin/id"},
+            status=201, checks=[field("object_name", so)]),
+        Req("host template base", "POST", "/director/host",
+            body={"object_name": base, "object_type": "template", "has_agent": True, "agent_port": 7450,
+                  "vars": {"os": "linux", "tier": "base"}, "scripts": [sb], "disabled": True,
+                  "groups": ["linux"]},
+            status=201, checks=[field("object_type", "template"), field("disabled", True), location(H(base))]),
+        Req("host template web imports base", "POST", "/director/host",
+            body={"object_name": web, "object_type": "template", "imports": [base],
+                  "vars": {"tier": "web", "http": True}, "scripts": [sw]},
+            status=201, checks=[field("imports", [base])]),
+        Req("host imports web", "POST", "/director/host",
+            body={"object_name": host, "object_type": "object", "imports": [web], "address": "192.0.2.30",
+                  "vars": {"tier": "host"}, "scripts": [sw, so]},
+            status=201, checks=[field("imports", [web]), field("vars", {"tier": "host"})]),
+        Req("GET template by the object endpoint", "GET", H(web), status=200,
+            checks=[field("object_type", "template"), field("object_name", web)]),
+        Req("GET host unresolved", "GET", H(host), status=200,
+            checks=[body_is({"object_name": host, "object_type": "object", "imports": [web],
+                             "address": "192.0.2.30", "vars": {"tier": "host"}, "scripts": [sw, so]})]),
+        Req("GET host resolved", "GET", H(host) + "&resolved=1", status=200,
+            checks=[*absent("imports", "disabled"), field("object_name", host), field("object_type", "object"),
+                    field("vars", {"os": "linux", "tier": "host", "http": True}),
+                    field("scripts", [sb, sw, so]), field("has_agent", True), field("agent_port", 7450),
+                    field("groups", ["linux"]), field("address", "192.0.2.30"),
+                    etag_present(), save_etag("resolvedEtag")]),
+        Req("GET host resolved If-None-Match", "GET", H(host) + "&resolved=1",
+            headers={"If-None-Match": "{{resolvedEtag}}"}, status=304, checks=[empty_body()]),
+        Req("change an ancestor", "POST", H(base), body={"vars.os": "bsd"}, status=200,
+            checks=[field("vars", {"os": "bsd", "tier": "base"})]),
+        Req("resolved ETag covers the ancestors", "GET", H(host) + "&resolved=1",
+            headers={"If-None-Match": "{{resolvedEtag}}"}, status=200,
+            checks=[field("vars", {"os": "bsd", "tier": "host", "http": True}), etag_changed("resolvedEtag")]),
+        Req("empty strings in imports are ignored", "POST", H(host), body={"imports": [web, ""]}, status=304,
+            checks=[empty_body()]),
+        Req("unknown template import gives 422", "POST", "/director/host",
+            body={"object_name": bad, "imports": [f"{P}tpl-nope"]}, status=422, checks=[has_error()]),
+        Req("importing an object (not a template) gives 422", "POST", "/director/host",
+            body={"object_name": bad, "imports": [host]}, status=422, checks=[has_error()]),
+        Req("importing a script template into a host gives 422", "POST", "/director/host",
+            body={"object_name": bad, "imports": [st]}, status=422, checks=[has_error()]),
+        Req("import loop gives 422", "POST", H(base), body={"imports": [web]}, status=422, checks=[has_error()]),
+        Req("self import gives 422", "POST", H(base), body={"imports": [base]}, status=422, checks=[has_error()]),
+        Req("template listing an unknown script gives 422", "POST", H(web),
+            body={"scripts": [f"{P}tpl-s-nope"]}, status=422, checks=[has_error()]),
+        Req("DELETE template still imported by a template gives 409", "DELETE", H(base), status=409,
+            checks=[has_error(), error_contains(web)]),
+        Req("DELETE template still imported by a host gives 409", "DELETE", H(web), status=409,
+            checks=[has_error(), error_contains(host)]),
+        Req("DELETE script still listed by a template gives 409", "DELETE", S(sb), status=409,
+            checks=[has_error(), error_contains(base)]),
+        Req("rename template web", "POST", H(web), body={"object_name": web2}, status=200,
+            checks=[field("object_name", web2), field("object_type", "template")]),
+        Req("host imports follow the rename", "GET", H(host), status=200, checks=[field("imports", [web2])]),
+        Req("object_type of a template cannot change", "PUT", H(web2), body={"object_type": "object"},
+            status=422, checks=[has_error()]),
+        # Diamond: host imports [b, c], both import a. Linearised: b, a, c (a keeps its last position).
+        Req("template a", "POST", "/director/host",
+            body={"object_name": ta, "object_type": "template", "vars": {"x": "a", "y": "a"}}, status=201,
+            checks=[field("object_name", ta)]),
+        Req("template b imports a", "POST", "/director/host",
+            body={"object_name": tb, "object_type": "template", "imports": [ta], "vars": {"x": "b"}},
+            status=201, checks=[field("object_name", tb)]),
+        Req("template c imports a", "POST", "/director/host",
+            body={"object_name": tc, "object_type": "template", "imports": [ta], "display_name": "from c"},
+            status=201, checks=[field("object_name", tc)]),
+        Req("host imports b and c", "POST", "/director/host",
+            body={"object_name": dia, "imports": [tb, tc]}, status=201, checks=[field("imports", [tb, tc])]),
+        Req("diamond: a reached twice keeps its last position", "GET", H(dia) + "&resolved=1", status=200,
+            checks=[field("vars", {"x": "a", "y": "a"}), field("display_name", "from c"), *absent("imports")]),
+        Req("script template", "POST", "/director/script",
+            body={"object_name": st, "object_type": "template", "timeout": 10, "description": "from template"},
+            status=201, checks=[field("object_type", "template")]),
+        Req("script importing the template", "POST", "/director/script",
+            body={"object_name": sc, "imports": [st], "command": "/bin/true"}, status=201,
+            checks=[field("imports", [st]), *absent("timeout")]),
+        Req("script resolved", "GET", S(sc) + "&resolved=1", status=200,
+            checks=[field("timeout", 10), field("description", "from template"), field("command", "/bin/true"),
+                    *absent("imports")]),
+        Req("script importing a host template gives 422", "POST", "/director/script",
+            body={"object_name": f"{P}tpl-s-bad", "imports": [base], "command": "/bin/true"}, status=422,
+            checks=[has_error()]),
+        Req("DELETE script template still imported gives 409", "DELETE", S(st), status=409,
+            checks=[has_error(), error_contains(sc)]),
+        Req("DELETE diamond host", "DELETE", H(dia), status=200, checks=[field("object_name", dia)]),
+        Req("DELETE template b", "DELETE", H(tb), status=200, checks=[field("object_name", tb)]),
+        Req("DELETE template c", "DELETE", H(tc), status=200, checks=[field("object_name", tc)]),
+        Req("DELETE template a", "DELETE", H(ta), status=200, checks=[field("object_name", ta)]),
+        Req("DELETE host", "DELETE", H(host), status=200, checks=[field("object_name", host)]),
+        Req("DELETE template web2", "DELETE", H(web2), status=200, checks=[field("object_type", "template")]),
+        Req("DELETE template base", "DELETE", H(base), status=200,
+            checks=[field("object_name", base), field("scripts", [sb])]),
+        Req("DELETE script child", "DELETE", S(sc), status=200, checks=[field("object_name", sc)]),
+        Req("DELETE script template", "DELETE", S(st), status=200, checks=[field("object_name", st)]),
+        Req("DELETE script base", "DELETE", S(sb), status=200, checks=[field("object_name", sb)]),
+        Req("DELETE script web", "DELETE", S(sw), status=200, checks=[field("object_name", sw)]),
+        Req("DELETE script own", "DELETE", S(so), status=200, checks=[field("object_name", so)]),
+    ]
+
+
+def lists(P):
+    q = f"{P}list-"
+    tpl, tpl2 = f"{P}list-tpl", f"{P}list-tpl2"
+    a, b, c, z = f"{P}list-a", f"{P}list-b", f"{P}list-c", f"{P}list-Z"
+    s1, s2, st = f"{P}list-s1", f"{P}list-s2", f"{P}list-st"
+    H = lambda n: f"/director/host?name={n}"
+    S = lambda n: f"/director/script?name={n}"
+    hl = f"/director/hosts?q={q}"
+    return [
+        cleanup("host", a), cleanup("host", b), cleanup("host", c), cleanup("host", z),
+        cleanup("host", tpl2), cleanup("host", tpl),
+        cleanup("script", s1), cleanup("script", s2), cleanup("script", st),
+        Req("template tpl", "POST", "/director/host",
+            body={"object_name": tpl, "object_type": "template", "has_agent": True, "vars": {"tier": "gold"}},
+            status=201, checks=[field("object_name", tpl)]),
+        Req("template tpl2 imports tpl", "POST", "/director/host",
+            body={"object_name": tpl2, "object_type": "template", "imports": [tpl]},
+            status=201, checks=[field("object_name", tpl2)]),
+        Req("host c", "POST", "/director/host",
+            body={"object_name": c, "imports": [tpl2], "vars": {"env": "prod"}}, status=201,
+            checks=[field("object_name", c)]),
+        Req("host a", "POST", "/director/host",
+            body={"object_name": a, "imports": [tpl], "display_name": f"Alpha Display {P}list", "vars": {"env": "prod"}},
+            status=201, checks=[field("object_name", a)]),
+        Req("host Z", "POST", "/director/host", body={"object_name": z, "address": "192.0.2.90"}, status=201,
+            checks=[field("object_name", z)]),
+        Req("host b", "POST", "/director/host",
+            body={"object_name": b, "disabled": True, "vars": {"env": "dev"}}, status=201,
+            checks=[field("object_name", b)]),
+        Req("script s2", "POST", "/director/script", body={"object_name": s2, "command": "/bin/false"},
+            status=201, checks=[field("object_name", s2)]),
+        Req("script s1", "POST", "/director/script", body={"object_name": s1, "command": "/bin/true"},
+            status=201, checks=[field("object_name", s1)]),
+        Req("script template st", "POST", "/director/script",
+            body={"object_name": st, "object_type": "template", "timeout": 5}, status=201,
+            checks=[field("object_name", st)]),
+        Req("hosts: objects only, by name in byte order", "GET", hl, status=200,
+            checks=[names([z, a, b, c]), t("only objects and no next", "expect(B).to.not.have.property('next')"),
+                    json_ct()]),
+        Req("hosts/templates", "GET", f"/director/hosts/templates?q={q}", status=200,
+            checks=[names([tpl, tpl2]), t("all are templates",
+                    "B.objects.forEach(function (o) { expect(o.object_type).to.equal('template'); })")]),
+        Req("scripts", "GET", f"/director/scripts?q={q}", status=200, checks=[names([s1, s2])]),
+        Req("scripts/templates", "GET", f"/director/scripts/templates?q={q}", status=200, checks=[names([st])]),
+        Req("q matches the display name, case-insensitive", "GET", f"/director/hosts?q=ALPHA%20DISPLAY%20{P.upper()}LIST", status=200,
+            checks=[names([a])]),
+        Req("q matches the name, case-insensitive", "GET", f"/director/hosts?q={q.upper()}Z", status=200,
+            checks=[names([z])]),
+        Req("has_agent=1 matches resolved values", "GET", hl + "&has_agent=1", status=200, checks=[names([a, c])]),
+        Req("has_agent=0", "GET", hl + "&has_agent=0", status=200, checks=[names([z, b])]),
+        Req("disabled=1", "GET", hl + "&disabled=1", status=200, checks=[names([b])]),
+        Req("imports=tpl anywhere in the chain", "GET", hl + f"&imports={tpl}", status=200, checks=[names([a, c])]),
+        Req("imports=tpl2", "GET", hl + f"&imports={tpl2}", status=200, checks=[names([c])]),
+        Req("vars.env=prod", "GET", hl + "&vars.env=prod", status=200, checks=[names([a, c])]),
+        Req("vars.tier=gold matches resolved vars", "GET", hl + "&vars.tier=gold", status=200,
+            checks=[names([a, c])]),
+        Req("filters combine", "GET", hl + "&vars.env=prod&imports=" + tpl2, status=200, checks=[names([c])]),
+        Req("count=1 adds total", "GET", hl + "&count=1", status=200,
+            checks=[names([z, a, b, c]), field("total", 4)]),
+        Req("limit=2 first page", "GET", hl + "&limit=2&count=1", status=200,
+            checks=[names([z, a]), field("total", 4),
+                    t("next is a cursor", "expect(B.next).to.be.a('string').and.not.empty; setv('next', encodeURIComponent(B.next))")]),
+        Req("limit=2 second page is the last", "GET", hl + "&limit=2&cursor={{next}}", status=200,
+            checks=[names([b, c]), t("no next on the last page", "expect(B).to.not.have.property('next')")]),
+        Req("limit=3 then limit=3 with the cursor", "GET", hl + "&limit=3", status=200,
+            checks=[names([z, a, b]),
+                    t("next is a cursor", "expect(B.next).to.be.a('string'); setv('next3', encodeURIComponent(B.next))")]),
+        Req("cursor page 2 of 2", "GET", hl + "&limit=3&cursor={{next3}}", status=200,
+            checks=[names([c]), t("no next on the last page", "expect(B).to.not.have.property('next')")]),
+        Req("resolved list", "GET", f"/director/hosts?q={a}&resolved=1", status=200,
+            checks=[names([a]), t("resolved element", "var o = B.objects[0]; expect(o).to.not.have.property('imports'); "
+                                  "expect(o.vars).to.deep.equal({env: 'prod', tier: 'gold'}); expect(o.has_agent).to.equal(true)")]),
+        Req("withNull list", "GET", f"/director/hosts?q={b}&withNull=1", status=200,
+            checks=[names([b]), t("nulls shown", "var o = B.objects[0]; expect(o).to.have.property('address6'); "
+                                  "expect(o.address6).to.equal(null); expect(o.imports).to.deep.equal([])")]),
+        Req("properties on a list", "GET", hl + "&properties=object_name", status=200,
+            checks=[t("only object_name", "expect(B.objects).to.deep.equal(" +
+                      js([{"object_name": n} for n in (z, a, b, c)]) + ")")]),
+        Req("unknown parameters are ignored", "GET", hl + "&showStacktrace=1&withServices=1", status=200,
+            checks=[names([z, a, b, c])]),
+        Req("limit=-1 gives 400", "GET", hl + "&limit=-1", status=400, checks=[has_error()]),
+        Req("limit=0 gives 400", "GET", hl + "&limit=0", status=400, checks=[has_error()]),
+        Req("limit=1001 gives 400", "GET", hl + "&limit=1001", status=400, checks=[has_error()]),
+        Req("limit=abc gives 400", "GET", hl + "&limit=abc", status=400, checks=[has_error()]),
+        Req("cursor=garbage with limit gives 400", "GET", hl + "&limit=2&cursor=garbage", status=400,
+            checks=[has_error()]),
+        Req("cursor without limit gives 400", "GET", hl + "&cursor={{next}}", status=400, checks=[has_error()]),
+        Req("count=maybe gives 400", "GET", hl + "&count=maybe", status=400, checks=[has_error()]),
+        Req("has_agent=maybe gives 400", "GET", hl + "&has_agent=maybe", status=400, checks=[has_error()]),
+        Req("POST on a list gives 405 with Allow", "POST", "/director/hosts", body={"object_name": f"{P}list-x"},
+            status=405, checks=[has_error(), t("Allow names GET", "expect(H('allow')).to.be.a('string').that.includes('GET')")]),
+        Req("DELETE host a", "DELETE", H(a), status=200, checks=[field("object_name", a)]),
+        Req("DELETE host b", "DELETE", H(b), status=200, checks=[field("object_name", b)]),
+        Req("DELETE host c", "DELETE", H(c), status=200, checks=[field("object_name", c)]),
+        Req("DELETE host Z", "DELETE", H(z), status=200, checks=[field("object_name", z)]),
+        Req("DELETE template tpl2", "DELETE", H(tpl2), status=200, checks=[field("object_name", tpl2)]),
+        Req("DELETE template tpl", "DELETE", H(tpl), status=200, checks=[field("object_name", tpl)]),
+        Req("DELETE script s1", "DELETE", S(s1), status=200, checks=[field("object_name", s1)]),
+        Req("DELETE script s2", "DELETE", S(s2), status=200, checks=[field("object_name", s2)]),
+        Req("DELETE script template st", "DELETE", S(st), status=200, checks=[field("object_name", st)]),
+        Req("lists are empty again", "GET", hl + "&count=1", status=200, checks=[names([]), field("total", 0)]),
+    ]
+
+
+def errors(P):
+    ok, x, nul = f"{P}err-ok", f"{P}err-x", f"{P}err-null"
+    Hx = f"/director/host?name={x}"
+    deep = 5000
+    return [
+        cleanup("host", ok), cleanup("host", x), cleanup("host", nul),
+        Req("fixture host", "POST", "/director/host", body={"object_name": ok}, status=201,
+            checks=[field("object_name", ok)]),
+        Req("truncated JSON gives 400 Invalid JSON", "POST", "/director/host",
+            text='{"object_name": "' + x + '",', status=400, checks=[error_starts("Invalid JSON")]),
+        Req("not JSON at all gives 400 Invalid JSON", "POST", "/director/host", text="object_name=" + x,
+            status=400, checks=[error_starts("Invalid JSON")]),
+        Req("JSON array body gives 400", "POST", "/director/host", body=[{"object_name": x}], status=400,
+            checks=[has_error()]),
+        Req("JSON string body gives 400", "POST", "/director/host", text='"' + x + '"', status=400,
+            checks=[has_error()]),
+        Req("duplicate keys give 400", "POST", "/director/host",
+            text='{"object_name": "' + x + '", "object_name": "' + x + '-2"}', status=400, checks=[has_error()]),
+        Req("JSON nested thousands deep gives 4xx", "POST", "/director/host", var_body="deepBody",
+            pre=[f"setv('deepBody', '{{\"object_name\": \"{x}\", \"vars\": {{\"a\": ' + '['.repeat({deep}) + ']'.repeat({deep}) + '}}}}')"],
+            status=list(range(400, 500)), checks=[has_error()]),
+        Req("body over 1 MiB gives 413", "POST", "/director/host", var_body="bigBody",
+            pre=[f"setv('bigBody', JSON.stringify({{object_name: {js(x)}, vars: {{big: 'x'.repeat(1100000)}}}}))"],
+            status=413, checks=[has_error()]),
+        Req("unknown key gives 422", "POST", "/director/host", body={"object_name": x, "foo": 1}, status=422,
+            checks=[error_is('Trying to set invalid key "foo"')]),
+        Req("unknown key on update gives 422", "POST", f"/director/host?name={ok}", body={"foo": "bar"},
+            status=422, checks=[error_is('Trying to set invalid key "foo"')]),
+        Req("unknown key with null value is ignored", "POST", "/director/host",
+            body={"object_name": nul, "foo": None, "address": "192.0.2.50"}, status=201,
+            checks=[body_is({"object_name": nul, "object_type": "object", "address": "192.0.2.50"})]),
+        Req("Director extras are stored", "POST", f"/director/host?name={nul}",
+            body={"check_command": "hostalive", "zone": "master", "max_check_attempts": "3"}, status=200,
+            checks=[field("check_command", "hostalive"), field("zone", "master"), field("max_check_attempts", 3)]),
+        Req("Director extras unchanged give 304", "POST", f"/director/host?name={nul}",
+            body={"check_command": "hostalive", "max_check_attempts": 3}, status=304, checks=[empty_body()]),
+        Req("DELETE null fixture", "DELETE", f"/director/host?name={nul}", status=200,
+            checks=[field("object_name", nul)]),
+        Req("agent_port 70000 gives 422", "POST", "/director/host", body={"object_name": x, "agent_port": 70000},
+            status=422, checks=[has_error()]),
+        Req("agent_port 0 gives 422", "POST", "/director/host", body={"object_name": x, "agent_port": 0},
+            status=422, checks=[has_error()]),
+        Req("agent_port not a number gives 422", "POST", "/director/host",
+            body={"object_name": x, "agent_port": "seven"}, status=422, checks=[has_error()]),
+        Req("has_agent not a boolean gives 422", "POST", "/director/host",
+            body={"object_name": x, "has_agent": "maybe"}, status=422, checks=[has_error()]),
+        Req("vars not an object gives 422", "POST", "/director/host", body={"object_name": x, "vars": "x"},
+            status=422, checks=[has_error()]),
+        Req("groups not a list gives 422", "POST", "/director/host", body={"object_name": x, "groups": 5},
+            status=422, checks=[has_error()]),
+        Req("unknown object_type gives 422", "POST", "/director/host",
+            body={"object_name": x, "object_type": "bogus"}, status=422, checks=[has_error()]),
+        Req("missing object_name gives 422", "POST", "/director/host", body={"address": "192.0.2.1"},
+            status=422, checks=[has_error()]),
+        Req("host name with a space gives 422", "POST", "/director/host", body={"object_name": f"{P}err x"},
+            status=422, checks=[has_error()]),
+        Req("host name with a slash gives 422", "POST", "/director/host", body={"object_name": f"{P}err/x"},
+            status=422, checks=[has_error()]),
+        Req("host name with a control character gives 422", "POST", "/director/host",
+            body={"object_name": f"{P}err\u0001x"}, status=422, checks=[has_error()]),
+        Req("host name over 255 characters gives 422", "POST", "/director/host", body={"object_name": "h" * 256},
+            status=422, checks=[has_error()]),
+        Req("empty host name gives 422", "POST", "/director/host", body={"object_name": ""},
+            status=422, checks=[has_error()]),
+        Req("nothing was created", "GET", Hx, status=404, checks=[has_error()]),
+        Req("Accept text/html gives 406", "GET", f"/director/host?name={ok}", headers={"Accept": "text/html"},
+            status=406, checks=[has_error()]),
+        Req("Accept list containing JSON", "GET", f"/director/host?name={ok}",
+            headers={"Accept": "text/html, application/json;q=0.9"}, status=200, checks=[field("object_name", ok)]),
+        Req("Accept application/*", "GET", f"/director/host?name={ok}", headers={"Accept": "application/*"},
+            status=200, checks=[field("object_name", ok)]),
+        Req("Accept */*", "GET", f"/director/host?name={ok}", headers={"Accept": "*/*"},
+            status=200, checks=[field("object_name", ok)]),
+        Req("Accept application/json with parameters", "GET", f"/director/host?name={ok}",
+            headers={"Accept": "application/json; charset=utf-8"}, status=200, checks=[field("object_name", ok)]),
+        Req("bad flag value on one object gives 400", "GET", f"/director/host?name={ok}&resolved=maybe",
+            status=400, checks=[has_error()]),
+        Req("cross-site request gives 403", "GET", f"/director/host?name={ok}",
+            headers={"Sec-Fetch-Site": "cross-site"}, status=403, checks=[has_error()]),
+        Req("foreign Origin gives 403", "POST", f"/director/host?name={ok}",
+            headers={"Origin": "http://evil.example"}, body={"address": "192.0.2.66"}, status=403,
+            checks=[has_error()]),
+        Req("the refused write changed nothing", "GET", f"/director/host?name={ok}", status=200,
+            checks=[*absent("address")]),
+        Req("KILL on an object gives 400", "KILL", f"/director/host?name={ok}", status=400,
+            checks=[error_is("Unsupported method KILL")]),
+        Req("POST with X-HTTP-Method-Override KILL gives 400", "POST", f"/director/host?name={ok}",
+            headers={"X-HTTP-Method-Override": "KILL"}, body={"address": "192.0.2.67"}, status=400,
+            checks=[error_is("Unsupported method KILL")]),
+        Req("POST with X-HTTP-Method-Override DELETE deletes", "POST", f"/director/host?name={ok}",
+            headers={"X-HTTP-Method-Override": "DELETE"}, status=200,
+            checks=[body_is({"object_name": ok, "object_type": "object"})]),
+        Req("fixture is gone", "GET", f"/director/host?name={ok}", status=404, checks=[has_error()]),
+    ]
+
+
+def health(P):
+    rid = f"{P}health-request-1"
+    return [
+        Req("GET /health", "GET", "/health", status=200, checks=[json_ct()]),
+        Req("GET /ready", "GET", "/ready", status=200, checks=[json_ct()]),
+        Req("HEAD /health", "HEAD", "/health", status=200, checks=[]),
+        Req("X-Request-Id is echoed", "GET", "/health", headers={"X-Request-Id": rid}, status=200,
+            checks=[t("X-Request-Id echoed", f"expect(H('x-request-id')).to.equal({js(rid)})")]),
+        Req("X-Request-Id is generated", "GET", "/ready", status=200,
+            checks=[t("X-Request-Id present", "expect(H('x-request-id')).to.be.a('string').and.not.empty")]),
+        Req("X-Request-Id on an error", "GET", f"/director/host?name={P}health-missing", status=404,
+            checks=[has_error(), t("X-Request-Id present", "expect(H('x-request-id')).to.be.a('string').and.not.empty")]),
+    ]
+
+
+FOLDERS = [
+    ("01-scenario", "Director sample scenario (CONTRACT section 11)", lambda P: scenario()),
+    ("02-hosts", "One host: GET/POST/PUT/PATCH/DELETE, ETags, renames", hosts),
+    ("03-scripts", "One script: writes, command validation, host references", scripts),
+    ("04-templates", "Templates, imports and the resolved view", templates),
+    ("05-lists", "Lists, filters and pagination", lists),
+    ("06-errors", "Bad input", errors),
+    ("07-health", "Operational endpoints", health),
+]
+
+# --------------------------------------------------------------------------
+# Bruno
+
+
+STANDARD = {"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "CONNECT", "TRACE"}
+
+
+def slug(s):
+    return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")[:60]
+
+
+def indent(text, n=2):
+    pad = " " * n
+    return "\n".join(pad + line if line else line for line in text.split("\n"))
+
+
+def bru_preamble(code):
+    lines = ["const S = res.getStatus();", "const B = res.getBody();"]
+    if "H(" in code:
+        lines.append("const H = (name) => res.getHeader(name);")
+    if "setv(" in code:
+        lines.append("const setv = (k, v) => bru.setVar(k, v);")
+    if "getv(" in code:
+        lines.append("const getv = (k) => bru.getVar(k);")
+    return lines
+
+
+def status_check(status):
+    if isinstance(status, list):
+        if status == list(range(400, 500)):
+            return t("status is 4xx", "expect(S).to.be.within(400, 499)")
+        return t(f"status is one of {status}", f"expect({js(status)}).to.include(S)")
+    return t(f"status is {status}", f"expect(S).to.equal({status})")
+
+
+def bru_request(r, seq):
+    method = r.method.upper()
+    if r.var_body:
+        mode = "text"
+    elif r.text is not None:
+        mode = "text"
+    elif r.body is not None:
+        mode = "json"
+    else:
+        mode = "none"
+    out = [f"meta {{\n  name: {r.name}\n  type: http\n  seq: {seq}\n}}\n"]
+    if method in STANDARD:
+        out.append(f"{method.lower()} {{\n  url: {{{{baseUrl}}}}{r.path}\n  body: {mode}\n  auth: inherit\n}}\n")
+    else:
+        out.append(f"http {{\n  method: {method}\n  url: {{{{baseUrl}}}}{r.path}\n  body: {mode}\n  auth: inherit\n}}\n")
+    headers = dict(r.headers)
+    if r.var_body and "Content-Type" not in headers:
+        headers["Content-Type"] = "text/plain"
+    if headers:
+        out.append("headers {\n" + "\n".join(f"  {k}: {v}" for k, v in headers.items()) + "\n}\n")
+    if mode == "json":
+        out.append("body:json {\n" + indent(json.dumps(r.body, indent=2, ensure_ascii=False)) + "\n}\n")
+    elif mode == "text":
+        raw = "{{" + r.var_body + "}}" if r.var_body else r.text
+        out.append("body:text {\n" + indent(raw) + "\n}\n")
+    if isinstance(r.status, int):
+        out.append(f"assert {{\n  res.status: eq {r.status}\n}}\n")
+    if r.pre:
+        code = "\n".join(r.pre)
+        lines = []
+        if "setv(" in code:
+            lines.append("const setv = (k, v) => bru.setVar(k, v);")
+        out.append("script:pre-request {\n" + indent("\n".join(lines + r.pre)) + "\n}\n")
+    checks = ([] if isinstance(r.status, int) else [status_check(r.status)]) + r.checks
+    if checks:
+        code = "\n".join(checks)
+        out.append("tests {\n" + indent("\n".join(bru_preamble(code) + checks)) + "\n}\n")
+    return "\n".join(out)
+
+
+def write_bruno(root, prefix):
+    if os.path.isdir(root):
+        shutil.rmtree(root)
+    os.makedirs(os.path.join(root, "environments"))
+    with open(os.path.join(root, "bruno.json"), "w") as f:
+        json.dump({"version": "1", "name": "steward", "type": "collection",
+                   "ignore": ["node_modules", ".git"]}, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(root, "collection.bru"), "w") as f:
+        f.write("headers {\n  Accept: application/json\n}\n\nauth {\n  mode: basic\n}\n\n"
+                "auth:basic {\n  username: {{user}}\n  password: {{password}}\n}\n\n"
+                "docs {\n  Steward HTTP contract checks. Generated by ../generate.py; run with\n"
+                "  bru run --env local --env-var password=...\n}\n")
+    with open(os.path.join(root, "environments", "local.bru"), "w") as f:
+        f.write("vars {\n  baseUrl: http://127.0.0.1:7440\n  user: admin\n}\n"
+                "vars:secret [\n  password\n]\n")
+    for fi, (folder, doc, build) in enumerate(FOLDERS, 1):
+        d = os.path.join(root, folder)
+        os.makedirs(d)
+        with open(os.path.join(d, "folder.bru"), "w") as f:
+            f.write(f"meta {{\n  name: {folder}\n  seq: {fi}\n}}\n\ndocs {{\n  {doc}\n}}\n")
+        for i, r in enumerate(build(prefix), 1):
+            base = re.sub(r"^\d+ ", "", r.name)
+            fname = f"{i:02d}-{slug(base)}.bru"
+            with open(os.path.join(d, fname), "w") as f:
+                f.write(bru_request(r, i))
+
+
+# --------------------------------------------------------------------------
+# Postman
+
+
+PM_PREAMBLE = [
+    "const test = (name, fn) => pm.test(name, fn);",
+    "const expect = pm.expect;",
+    "const S = pm.response.code;",
+    "const B = (function () { const t = pm.response.text(); try { return JSON.parse(t); } catch (e) { return t; } })();",
+    "const H = (name) => pm.response.headers.get(name);",
+    "const setv = (k, v) => pm.collectionVariables.set(k, v);",
+    "const getv = (k) => pm.collectionVariables.get(k);",
+]
+
+
+def pm_request(r):
+    headers = {"Accept": "application/json"}
+    headers.update(r.headers)
+    req = {"method": r.method.upper(), "header": [], "url": "{{baseUrl}}" + r.path}
+    if r.var_body:
+        req["body"] = {"mode": "raw", "raw": "{{" + r.var_body + "}}"}
+        headers.setdefault("Content-Type", "text/plain")
+    elif r.text is not None:
+        req["body"] = {"mode": "raw", "raw": r.text}
+        headers.setdefault("Content-Type", "text/plain")
+    elif r.body is not None:
+        req["body"] = {"mode": "raw", "raw": json.dumps(r.body, indent=2, ensure_ascii=False),
+                       "options": {"raw": {"language": "json"}}}
+        headers.setdefault("Content-Type", "application/json")
+    req["header"] = [{"key": k, "value": v} for k, v in headers.items()]
+    checks = [status_check(r.status)] + r.checks
+    events = []
+    if r.pre:
+        events.append({"listen": "prerequest", "script": {"type": "text/javascript", "exec":
+                       ["(function () {", "const setv = (k, v) => pm.collectionVariables.set(k, v);",
+                        *r.pre, "})();"]}})
+    events.append({"listen": "test", "script": {"type": "text/javascript", "exec":
+                   ["(function () {", *PM_PREAMBLE, *checks, "})();"]}})
+    return {"name": r.name, "event": events, "request": req}
+
+
+def write_postman(root, prefix):
+    os.makedirs(root, exist_ok=True)
+    items = []
+    for folder, doc, build in FOLDERS:
+        items.append({"name": folder, "description": doc,
+                      "item": [pm_request(r) for r in build(prefix)]})
+    coll = {
+        "info": {"name": "steward", "description": "Steward HTTP contract checks. Generated by ../generate.py.",
+                 "schema": "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"},
+        "auth": {"type": "basic", "basic": [{"key": "username", "value": "{{user}}", "type": "string"},
+                                            {"key": "password", "value": "{{password}}", "type": "string"}]},
+        "item": items,
+        "variable": [{"key": "etag", "value": ""}, {"key": "next", "value": ""}],
+    }
+    with open(os.path.join(root, "steward.postman_collection.json"), "w") as f:
+        json.dump(coll, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    env = {"name": "local", "values": [
+        {"key": "baseUrl", "value": "http://127.0.0.1:7440", "type": "default", "enabled": True},
+        {"key": "user", "value": "admin", "type": "default", "enabled": True},
+        {"key": "password", "value": "", "type": "secret", "enabled": True}],
+        "_postman_variable_scope": "environment"}
+    with open(os.path.join(root, "local.postman_environment.json"), "w") as f:
+        json.dump(env, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    write_bruno(os.path.join(HERE, "bruno"), "bru-")
+    write_postman(os.path.join(HERE, "postman"), "pm-")
+    n = sum(len(b("x-")) for _, _, b in FOLDERS)
+    print(f"wrote {n} requests to bruno/ and postman/")

@@ -1,0 +1,16 @@
+//! Steward's schema migrations, run at every start and by `steward migrate`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_objects;
+
+/// Every migration, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_objects::Migration)]
+    }
+}

@@ -1,0 +1,215 @@
+//! One `Config`, from defaults, a TOML file, `STEWARD_*` variables and flags
+//! (later wins).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::store::sqlite_url;
+
+/// Where Steward listens by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7440";
+/// Where Steward keeps its data by default.
+pub const DEFAULT_DATA_DIR: &str = "./steward-data";
+/// The largest request body by default (1 MiB).
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The running configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    /// Prefix of the Director routes: empty, or like `/icingaweb2`.
+    pub base_path: String,
+    pub body_limit: usize,
+    pub log_json: bool,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: a database URL, defaults otherwise.
+    pub fn for_database(database_url: &str, data_dir: &Path) -> Self {
+        Self {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7440))),
+            database_url: database_url.to_owned(),
+            data_dir: data_dir.to_owned(),
+            base_path: String::new(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            log_json: false,
+        }
+    }
+}
+
+/// The options every command that touches the database takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "STEWARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7440].
+    #[arg(long, env = "STEWARD_LISTEN")]
+    pub listen: Option<String>,
+    /// Database URL, sqlite://PATH or postgres://... [default: SQLite in the data directory].
+    #[arg(long = "database", env = "STEWARD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Data directory [default: ./steward-data].
+    #[arg(long, env = "STEWARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Base path of the Director routes, e.g. /icingaweb2 [default: none].
+    #[arg(long, env = "STEWARD_BASE_PATH")]
+    pub base_path: Option<String>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long, env = "STEWARD_BODY_LIMIT")]
+    pub body_limit: Option<usize>,
+    /// Log as JSON lines.
+    #[arg(long, env = "STEWARD_LOG_JSON")]
+    pub log_json: Option<bool>,
+}
+
+/// The keys a configuration file may set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    base_path: Option<String>,
+    body_limit: Option<usize>,
+    log_json: Option<bool>,
+}
+
+impl ConfigArgs {
+    /// Merges defaults, the file, the environment and the flags.
+    pub fn load(&self) -> Result<Config, String> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| format!("invalid configuration in {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen = self
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| format!("invalid listen address \"{listen}\""))?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = self
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| sqlite_url(&data_dir));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err("the database URL must start with sqlite:// or postgres://".into());
+        }
+        let base_path = normalise_base_path(
+            &self
+                .base_path
+                .clone()
+                .or(file.base_path)
+                .unwrap_or_default(),
+        )?;
+        let body_limit = self
+            .body_limit
+            .or(file.body_limit)
+            .unwrap_or(DEFAULT_BODY_LIMIT);
+        let log_json = self.log_json.or(file.log_json).unwrap_or(false);
+        Ok(Config {
+            listen,
+            database_url,
+            data_dir,
+            base_path,
+            body_limit,
+            log_json,
+        })
+    }
+}
+
+/// `""`, `/`, `icingaweb2/` and `/icingaweb2` become `""` or `/icingaweb2`.
+fn normalise_base_path(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    if trimmed.contains(['?', '#', '{', '}', ' ']) {
+        return Err(format!("invalid base path \"{raw}\""));
+    }
+    Ok(format!("/{trimmed}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let config = ConfigArgs::default().load().expect("defaults load");
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert!(config.database_url.starts_with("sqlite://./steward-data/"));
+        assert_eq!(config.base_path, "");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("steward-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("steward.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nbase_path = \"icingaweb2/\"\n",
+        )
+        .expect("write");
+        let args = ConfigArgs {
+            config: Some(path.clone()),
+            ..ConfigArgs::default()
+        };
+        let config = args.load().expect("loads");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.base_path, "/icingaweb2");
+        let args = ConfigArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:9001".into()),
+            ..ConfigArgs::default()
+        };
+        assert_eq!(args.load().expect("loads").listen.port(), 9001);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_urls_are_refused() {
+        let dir = std::env::temp_dir().join(format!("steward-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("steward.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").expect("write");
+        assert!(
+            ConfigArgs {
+                config: Some(path),
+                ..ConfigArgs::default()
+            }
+            .load()
+            .is_err()
+        );
+        assert!(
+            ConfigArgs {
+                database_url: Some("mysql://x".into()),
+                ..ConfigArgs::default()
+            }
+            .load()
+            .is_err()
+        );
+    }
+}

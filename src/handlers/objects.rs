@@ -1,0 +1,138 @@
+//! `/director/host` and `/director/script`: one object by `?name=`.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::{not_modified, view_from, with_etag};
+use crate::domain::Kind;
+use crate::error::ApiError;
+use crate::http::body::{JsonObject, PatchBody};
+use crate::http::conditions::Conditions;
+use crate::http::query::QueryParams;
+use crate::service::objects::{self as service, Patch, Written};
+use crate::state::AppState;
+
+fn required_name(query: &QueryParams) -> Result<&str, ApiError> {
+    query
+        .name()
+        .ok_or_else(|| ApiError::BadRequest("The parameter name is required".into()))
+}
+
+fn answer(state: &AppState, kind: Kind, written: Written) -> Response {
+    match written {
+        Written::Created(shown) => {
+            let mut response = with_etag(StatusCode::CREATED, &shown.body, &shown.etag);
+            let name = shown
+                .body
+                .get("object_name")
+                .and_then(|n| n.as_str())
+                .unwrap_or_default();
+            let location = format!(
+                "{}/director/{kind}?name={}",
+                state.config.base_path,
+                utf8_percent_encode(name, NON_ALPHANUMERIC)
+            );
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        Written::Changed(shown) => with_etag(StatusCode::OK, &shown.body, &shown.etag),
+        Written::Unchanged(etag) => not_modified(&etag),
+    }
+}
+
+/// `GET ?name=` (and `HEAD`).
+pub async fn get_object(
+    state: AppState,
+    kind: Kind,
+    query: QueryParams,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = required_name(&query)?;
+    let view = view_from(&query)?;
+    let shown = service::show(&state.store, kind, name, &view).await?;
+    let conditions = Conditions::from_headers(&headers);
+    if conditions
+        .if_none_match
+        .is_some_and(|c| c.matches(&shown.etag))
+    {
+        return Ok(not_modified(&shown.etag));
+    }
+    Ok(with_etag(StatusCode::OK, &shown.body, &shown.etag))
+}
+
+/// `POST`: creates without `?name=`, merges with it.
+pub async fn post_object(
+    state: AppState,
+    kind: Kind,
+    query: QueryParams,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let conditions = Conditions::from_headers(&headers);
+    let written = match query.name() {
+        Some(name) => service::merge(&state.store, kind, name, &body.0, &conditions).await?,
+        None => service::create(&state.store, kind, &body.0, &conditions).await?,
+    };
+    Ok(answer(&state, kind, written))
+}
+
+/// `PUT`: replaces, or creates when the object is absent.
+pub async fn put_object(
+    state: AppState,
+    kind: Kind,
+    query: QueryParams,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let conditions = Conditions::from_headers(&headers);
+    let written = match query.name() {
+        Some(name) => service::replace(&state.store, kind, name, &body.0, &conditions).await?,
+        None => service::create(&state.store, kind, &body.0, &conditions).await?,
+    };
+    Ok(answer(&state, kind, written))
+}
+
+/// `PATCH ?name=` with a merge patch or a JSON patch.
+pub async fn patch_object(
+    state: AppState,
+    kind: Kind,
+    query: QueryParams,
+    headers: HeaderMap,
+    body: PatchBody,
+) -> Result<Response, ApiError> {
+    let name = required_name(&query)?;
+    let patch = match body {
+        PatchBody::Merge(doc) => Patch::Merge(doc),
+        PatchBody::Json(ops) => Patch::Json(ops),
+    };
+    let written = service::patch(
+        &state.store,
+        kind,
+        name,
+        &patch,
+        &Conditions::from_headers(&headers),
+    )
+    .await?;
+    Ok(answer(&state, kind, written))
+}
+
+/// `DELETE ?name=`: answers the deleted object.
+pub async fn delete_object(
+    state: AppState,
+    kind: Kind,
+    query: QueryParams,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = required_name(&query)?;
+    let shown = service::delete(
+        &state.store,
+        kind,
+        name,
+        &Conditions::from_headers(&headers),
+    )
+    .await?;
+    Ok(with_etag(StatusCode::OK, &shown.body, &shown.etag))
+}

@@ -1,0 +1,205 @@
+//! Middleware every request passes: method rules, content negotiation,
+//! the cross-site guard, and JSON bodies for the router's own 404 and 405.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+const OVERRIDE: &str = "x-http-method-override";
+
+/// Methods HTTP defines. Anything else gets Director's
+/// `400 {"error": "Unsupported method KILL"}`.
+fn is_http_method(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" | "TRACE" | "CONNECT"
+    )
+}
+
+/// Refuses unknown methods and applies `X-HTTP-Method-Override`, honoured
+/// when it names the request's own method or the request is a POST.
+pub async fn methods(mut req: Request, next: Next) -> Response {
+    if !is_http_method(req.method().as_str()) {
+        return unsupported(req.method().as_str());
+    }
+    if let Some(value) = req.headers().get(OVERRIDE) {
+        let Ok(wanted) = value.to_str().map(|v| v.trim().to_ascii_uppercase()) else {
+            return ApiError::BadRequest("Invalid X-HTTP-Method-Override header".into())
+                .into_response();
+        };
+        if wanted != req.method().as_str() {
+            if req.method() != Method::POST {
+                return ApiError::BadRequest(format!(
+                    "X-HTTP-Method-Override is only honoured on POST, not on {}",
+                    req.method()
+                ))
+                .into_response();
+            }
+            if !is_http_method(&wanted) {
+                return unsupported(&wanted);
+            }
+            match Method::from_bytes(wanted.as_bytes()) {
+                Ok(method) => *req.method_mut() = method,
+                Err(_) => return unsupported(&wanted),
+            }
+        }
+    }
+    next.run(req).await
+}
+
+fn unsupported(method: &str) -> Response {
+    let shown: String = method.chars().take(32).collect();
+    ApiError::BadRequest(format!("Unsupported method {shown}")).into_response()
+}
+
+/// `406` when `Accept` names only types other than JSON.
+pub async fn accept_json(req: Request, next: Next) -> Response {
+    if !accepts_json(req.headers()) {
+        return ApiError::NotAcceptable("Only application/json is available".into())
+            .into_response();
+    }
+    next.run(req).await
+}
+
+fn accepts_json(headers: &HeaderMap) -> bool {
+    let values: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.is_empty() {
+        return true;
+    }
+    values.iter().flat_map(|v| v.split(',')).any(|item| {
+        let media = item
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        matches!(
+            media.as_str(),
+            "" | "*/*" | "application/*" | "application/json"
+        )
+    })
+}
+
+/// Refuses requests a browser makes from another site, which would carry
+/// cached Basic credentials.
+pub async fn same_site(req: Request, next: Next) -> Response {
+    if let Some(reason) = cross_site(req.headers()) {
+        return ApiError::Forbidden(reason.into()).into_response();
+    }
+    next.run(req).await
+}
+
+fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
+    {
+        return Some("Cross-site requests are refused");
+    }
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(origin);
+    (!origin_host.eq_ignore_ascii_case(host)).then_some("Requests from another origin are refused")
+}
+
+/// Gives the router's own empty 404 and 405 answers a JSON error body.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status == StatusCode::METHOD_NOT_ALLOWED || status == StatusCode::NOT_FOUND) {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let message = if status == StatusCode::NOT_FOUND {
+        "Not found".to_owned()
+    } else {
+        format!("Method {method} is not allowed here")
+    };
+    let fresh = ApiError::NotFound(message).into_response();
+    let (fresh_parts, body) = fresh.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        fresh_parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(header::HeaderValue::from_static("application/json")),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::new(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with(name: header::HeaderName, value: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static(value));
+        h
+    }
+
+    #[test]
+    fn accept_lists_containing_json_are_served() {
+        assert!(accepts_json(&HeaderMap::new()));
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "*/*",
+            "text/html, application/*;q=0.1",
+        ] {
+            assert!(accepts_json(&with(header::ACCEPT, ok)), "{ok}");
+        }
+        assert!(!accepts_json(&with(
+            header::ACCEPT,
+            "text/html, text/plain"
+        )));
+    }
+
+    #[test]
+    fn a_foreign_origin_is_cross_site() {
+        let mut h = with(header::ORIGIN, "https://evil.example");
+        h.insert(header::HOST, HeaderValue::from_static("steward:7440"));
+        assert!(cross_site(&h).is_some());
+        let mut same = with(header::ORIGIN, "http://steward:7440");
+        same.insert(header::HOST, HeaderValue::from_static("steward:7440"));
+        assert!(cross_site(&same).is_none());
+        assert!(
+            cross_site(&with(
+                HeaderName::from_static("sec-fetch-site"),
+                "cross-site"
+            ))
+            .is_some()
+        );
+        assert!(
+            cross_site(&with(
+                HeaderName::from_static("sec-fetch-site"),
+                "same-origin"
+            ))
+            .is_none()
+        );
+    }
+
+    use axum::http::HeaderName;
+}

@@ -1,0 +1,90 @@
+//! Director's query conventions: flags, names, unknown parameters ignored.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use crate::error::ApiError;
+
+/// The decoded query parameters of a request, in order.
+#[derive(Debug, Clone, Default)]
+pub struct QueryParams(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        Ok(QueryParams(
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        ))
+    }
+}
+
+impl QueryParams {
+    /// The last value of a parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A flag: absent is `None`; empty, `1`, `true`, `y` are true; `0`,
+    /// `false`, `n` are false; anything else is a 400.
+    pub fn flag(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        self.get(name).map(|v| parse_flag(name, v)).transpose()
+    }
+
+    /// A flag that defaults to false.
+    pub fn is_set(&self, name: &str) -> Result<bool, ApiError> {
+        Ok(self.flag(name)?.unwrap_or(false))
+    }
+
+    /// `?name=`, required: an empty value counts as missing.
+    pub fn name(&self) -> Option<&str> {
+        self.get("name").filter(|n| !n.is_empty())
+    }
+
+    /// Parameters whose names start with `prefix`, with the prefix removed.
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.0
+            .iter()
+            .filter_map(move |(k, v)| k.strip_prefix(prefix).map(|rest| (rest, v.as_str())))
+    }
+}
+
+/// Parses a flag value.
+pub fn parse_flag(name: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "" | "1" | "true" | "y" => Ok(true),
+        "0" | "false" | "n" => Ok(false),
+        other => Err(ApiError::BadRequest(format!(
+            "Invalid value \"{}\" for {name}: use 1, true, y, 0, false or n",
+            other.escape_debug()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_follow_director_spellings() {
+        let q = QueryParams(vec![
+            ("a".into(), "".into()),
+            ("b".into(), "n".into()),
+            ("c".into(), "yes".into()),
+        ]);
+        assert_eq!(q.flag("a").ok(), Some(Some(true)));
+        assert_eq!(q.flag("b").ok(), Some(Some(false)));
+        assert!(q.flag("c").is_err());
+        assert_eq!(q.flag("missing").ok(), Some(None));
+    }
+}

@@ -1,0 +1,17 @@
+//! Steward: an Icinga Director-style REST object configuration service.
+//! Routes are defined in `router.rs` and implemented in `handlers/`, which
+//! call the use cases in `service/`; the rules live in `domain/` and every
+//! query in `store/`.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod router;
+pub mod service;
+pub mod state;
+pub mod store;
+
+pub use router::app;
+pub use state::AppState;

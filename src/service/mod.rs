@@ -1,0 +1,5 @@
+//! Use cases: each runs the domain rules against the store inside one
+//! transaction. Handlers call these and only translate HTTP in and out.
+
+pub mod lists;
+pub mod objects;

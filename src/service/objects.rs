@@ -1,0 +1,359 @@
+//! One object: show, create, merge, replace, patch, delete, rename.
+
+use serde_json::{Map, Value};
+
+use crate::domain::object::{ViewOptions, render};
+use crate::domain::resolve::Resolver;
+use crate::domain::{Draft, Kind, ObjectName, ObjectType, integrity, write};
+use crate::error::ApiError;
+use crate::http::conditions::{Conditions, etag};
+use crate::store::objects::{self as rows, Relation};
+use crate::store::{Store, StoredObject};
+use sea_orm::ConnectionTrait;
+
+/// What a client asked to see of an object.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub resolved: bool,
+    pub options: ViewOptions,
+}
+
+/// An object's representation and its ETag.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    pub body: Value,
+    pub etag: String,
+}
+
+/// The result of a write.
+#[derive(Debug, Clone)]
+pub enum Written {
+    Created(Shown),
+    Changed(Shown),
+    /// Nothing changed: the current ETag.
+    Unchanged(String),
+}
+
+/// A PATCH document.
+#[derive(Debug)]
+pub enum Patch {
+    Merge(Value),
+    Json(json_patch::Patch),
+}
+
+fn shown(object: &StoredObject) -> Shown {
+    let d = &object.draft;
+    Shown {
+        body: render(
+            d.kind,
+            &d.name,
+            d.object_type,
+            &d.props,
+            &ViewOptions::default(),
+            false,
+        ),
+        etag: etag(&object.checksum),
+    }
+}
+
+/// The resolver over a kind's templates.
+pub async fn resolver(db: &impl ConnectionTrait, kind: Kind) -> Result<Resolver, ApiError> {
+    Ok(Resolver::new(rows::templates(db, kind).await?))
+}
+
+/// Renders one object in the requested view.
+pub fn view_of(object: &StoredObject, view: &View, resolver: Option<&Resolver>) -> Shown {
+    let d = &object.draft;
+    match (view.resolved, resolver) {
+        (true, Some(resolver)) => {
+            let resolved = resolver.resolve(d);
+            Shown {
+                body: render(
+                    d.kind,
+                    &d.name,
+                    d.object_type,
+                    &resolved.props,
+                    &view.options,
+                    true,
+                ),
+                etag: etag(&format!("r{}", resolved.checksum)),
+            }
+        }
+        _ => Shown {
+            body: render(
+                d.kind,
+                &d.name,
+                d.object_type,
+                &d.props,
+                &view.options,
+                false,
+            ),
+            etag: etag(&object.checksum),
+        },
+    }
+}
+
+/// `GET ?name=`.
+pub async fn show(store: &Store, kind: Kind, name: &str, view: &View) -> Result<Shown, ApiError> {
+    let object = rows::find(store.db(), kind, name)
+        .await?
+        .ok_or_else(|| ApiError::no_such_object(kind, name))?;
+    let resolver = if view.resolved {
+        Some(resolver(store.db(), kind).await?)
+    } else {
+        None
+    };
+    Ok(view_of(&object, view, resolver.as_ref()))
+}
+
+fn check_if_match(conditions: &Conditions, current: Option<&StoredObject>) -> Result<(), ApiError> {
+    let Some(if_match) = &conditions.if_match else {
+        return Ok(());
+    };
+    match current {
+        Some(object) if if_match.matches(&etag(&object.checksum)) => Ok(()),
+        Some(_) => Err(ApiError::PreconditionFailed(
+            "If-Match does not match the current version".into(),
+        )),
+        None => Err(ApiError::PreconditionFailed(
+            "If-Match given, but the object does not exist".into(),
+        )),
+    }
+}
+
+fn recreate(kind: Kind, name: &ObjectName) -> ApiError {
+    ApiError::Unprocessable(format!("Trying to recreate {kind} \"{name}\""))
+}
+
+/// `POST` or `PUT` without `?name=`: creates, or 422 when the name is taken.
+pub async fn create(
+    store: &Store,
+    kind: Kind,
+    body: &Map<String, Value>,
+    conditions: &Conditions,
+) -> Result<Written, ApiError> {
+    let draft = write::create(kind, None, body)?;
+    let tx = store.begin_write().await?;
+    if let Some(existing) = rows::find(&tx.tx, kind, draft.name.as_str()).await? {
+        check_if_match(conditions, Some(&existing))?;
+        return Err(recreate(kind, &draft.name));
+    }
+    check_if_match(conditions, None)?;
+    let stored = insert(&tx.tx, &draft).await?;
+    tx.commit().await?;
+    Ok(Written::Created(shown(&stored)))
+}
+
+/// `POST ?name=`: merges the body into the object.
+pub async fn merge(
+    store: &Store,
+    kind: Kind,
+    name: &str,
+    body: &Map<String, Value>,
+    conditions: &Conditions,
+) -> Result<Written, ApiError> {
+    change(store, kind, name, conditions, |current| {
+        write::merge(current, body).map_err(ApiError::from)
+    })
+    .await
+}
+
+/// `PUT ?name=`: replaces the object, or creates it when absent.
+pub async fn replace(
+    store: &Store,
+    kind: Kind,
+    name: &str,
+    body: &Map<String, Value>,
+    conditions: &Conditions,
+) -> Result<Written, ApiError> {
+    let tx = store.begin_write().await?;
+    let current = rows::find(&tx.tx, kind, name).await?;
+    check_if_match(conditions, current.as_ref())?;
+    let Some(current) = current else {
+        let draft = write::create(kind, Some(name), body)?;
+        let stored = insert(&tx.tx, &draft).await?;
+        tx.commit().await?;
+        return Ok(Written::Created(shown(&stored)));
+    };
+    if conditions
+        .if_none_match
+        .as_ref()
+        .is_some_and(|c| c.matches(&etag(&current.checksum)))
+    {
+        return Err(ApiError::PreconditionFailed(format!(
+            "{kind} \"{name}\" already exists"
+        )));
+    }
+    let next = write::replace(&current.draft, body)?;
+    finish_change(tx, current, next).await
+}
+
+/// `PATCH ?name=`.
+pub async fn patch(
+    store: &Store,
+    kind: Kind,
+    name: &str,
+    patch: &Patch,
+    conditions: &Conditions,
+) -> Result<Written, ApiError> {
+    change(store, kind, name, conditions, |current| {
+        match patch {
+            Patch::Merge(doc) => write::merge_patch(current, doc),
+            Patch::Json(ops) => write::json_patch(current, ops),
+        }
+        .map_err(ApiError::from)
+    })
+    .await
+}
+
+async fn change(
+    store: &Store,
+    kind: Kind,
+    name: &str,
+    conditions: &Conditions,
+    rule: impl FnOnce(&Draft) -> Result<Draft, ApiError>,
+) -> Result<Written, ApiError> {
+    let tx = store.begin_write().await?;
+    let current = rows::find(&tx.tx, kind, name)
+        .await?
+        .ok_or_else(|| ApiError::no_such_object(kind, name))?;
+    check_if_match(conditions, Some(&current))?;
+    let next = rule(&current.draft)?;
+    finish_change(tx, current, next).await
+}
+
+async fn finish_change(
+    tx: crate::store::WriteTx<'_>,
+    current: StoredObject,
+    next: Draft,
+) -> Result<Written, ApiError> {
+    if next == current.draft {
+        return Ok(Written::Unchanged(etag(&current.checksum)));
+    }
+    let renamed = next.name != current.draft.name;
+    if renamed {
+        if rows::find(&tx.tx, next.kind, next.name.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::Unprocessable(format!(
+                "Cannot rename {} \"{}\" to \"{}\": that name is taken",
+                next.kind, current.draft.name, next.name
+            )));
+        }
+        // Templates may import it and hosts may list it: they follow.
+        for dependant in rows::dependants(&tx.tx, current.id).await? {
+            let followed = write::rename_reference(
+                &dependant.draft,
+                next.kind,
+                &current.draft.name,
+                &next.name,
+            );
+            rows::update(&tx.tx, dependant.id, &followed).await?;
+        }
+    }
+    check_references(&tx.tx, &next, renamed.then_some(&current.draft.name)).await?;
+    let stored = rows::update(&tx.tx, current.id, &next).await?;
+    store_refs(&tx.tx, &stored).await?;
+    tx.commit().await?;
+    Ok(Written::Changed(shown(&stored)))
+}
+
+/// `DELETE ?name=`: answers the deleted object; 409 while others reference it.
+pub async fn delete(
+    store: &Store,
+    kind: Kind,
+    name: &str,
+    conditions: &Conditions,
+) -> Result<Shown, ApiError> {
+    let tx = store.begin_write().await?;
+    let current = rows::find(&tx.tx, kind, name)
+        .await?
+        .ok_or_else(|| ApiError::no_such_object(kind, name))?;
+    check_if_match(conditions, Some(&current))?;
+    let dependants = rows::dependants(&tx.tx, current.id).await?;
+    if !dependants.is_empty() {
+        let what = if current.draft.object_type == ObjectType::Template {
+            "imported"
+        } else {
+            "listed"
+        };
+        return Err(ApiError::Conflict(format!(
+            "Cannot delete {} \"{}\": still {what} by {}",
+            kind,
+            name,
+            name_list(&dependants)
+        )));
+    }
+    rows::delete(&tx.tx, current.id).await?;
+    tx.commit().await?;
+    Ok(shown(&current))
+}
+
+fn name_list(objects: &[StoredObject]) -> String {
+    const SHOWN: usize = 10;
+    let mut names: Vec<String> = objects
+        .iter()
+        .take(SHOWN)
+        .map(|o| {
+            format!(
+                "{} {} \"{}\"",
+                o.draft.kind,
+                o.draft.object_type.as_str(),
+                o.draft.name
+            )
+        })
+        .collect();
+    if objects.len() > SHOWN {
+        names.push(format!("and {} more", objects.len() - SHOWN));
+    }
+    names.join(", ")
+}
+
+async fn insert(db: &impl ConnectionTrait, draft: &Draft) -> Result<StoredObject, ApiError> {
+    check_references(db, draft, None).await?;
+    let stored = rows::insert(db, draft).await?;
+    store_refs(db, &stored).await?;
+    Ok(stored)
+}
+
+/// Imports name templates of the kind without loops; a host's scripts exist.
+async fn check_references(
+    db: &impl ConnectionTrait,
+    draft: &Draft,
+    old_name: Option<&ObjectName>,
+) -> Result<(), ApiError> {
+    if draft.imports().next().is_some() {
+        integrity::check_imports(draft, old_name, &resolver(db, draft.kind).await?)?;
+    }
+    if draft.kind == Kind::Host {
+        let names: Vec<&str> = draft.props.names("scripts").collect();
+        if !names.is_empty() {
+            integrity::check_scripts(draft, &rows::existing_scripts(db, &names).await?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Records which objects `object` references, by id.
+async fn store_refs(db: &impl ConnectionTrait, object: &StoredObject) -> Result<(), ApiError> {
+    let d = &object.draft;
+    let imports: Vec<&str> = d.imports().collect();
+    let mut refs: Vec<(Relation, i64)> =
+        rows::ids_by_name(db, d.kind, ObjectType::Template, &imports)
+            .await?
+            .into_values()
+            .map(|id| (Relation::Import, id))
+            .collect();
+    if d.kind == Kind::Host {
+        let scripts: Vec<&str> = d.props.names("scripts").collect();
+        refs.extend(
+            rows::ids_by_name(db, Kind::Script, ObjectType::Object, &scripts)
+                .await?
+                .into_values()
+                .map(|id| (Relation::Script, id)),
+        );
+    }
+    rows::set_refs(db, object.id, &refs).await?;
+    Ok(())
+}
