@@ -1,0 +1,292 @@
+//! `spawn_app()`: the real router over a fresh database (a SQLite file, or a
+//! new PostgreSQL database when `STEWARD_TEST_DATABASE_URL` is set), driven
+//! without a socket through `tower::ServiceExt::oneshot`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use sea_orm::{ConnectionTrait, Database, Statement};
+use serde_json::Value;
+use steward::config::Config;
+use steward::store::Store;
+use steward::{AppState, app};
+use tower::ServiceExt;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running application and what it needs to be cleaned up.
+pub struct TestApp {
+    pub router: Router,
+    pub store: Arc<Store>,
+    pg_database: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl TestResponse {
+    /// The body as JSON (`Value::Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
+    /// One header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `error` message of an error body.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or("<no error field>")
+            .to_owned()
+    }
+}
+
+/// The PostgreSQL URL to test against, if any. Under CI it must be set, so
+/// that the PostgreSQL half of the suite can never be skipped silently.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("STEWARD_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CI=true but STEWARD_TEST_DATABASE_URL is not set: PostgreSQL tests would be skipped"
+        );
+    }
+    url
+}
+
+/// Replaces the database name (the path) of a PostgreSQL URL.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let root = match base.rfind('/') {
+        Some(i) if i > base.find("://").map_or(0, |p| p + 2) => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{database}?{q}"),
+        None => format!("{root}/{database}"),
+    }
+}
+
+/// Starts the application on a fresh database of the given backend.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, pg_database) = match backend {
+        Backend::Sqlite => (
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("steward.sqlite").display()
+            ),
+            None,
+        ),
+        Backend::Postgres => {
+            let admin = postgres_url().expect("postgres URL");
+            let name = format!("steward_t_{}", uuid::Uuid::new_v4().simple());
+            let conn = Database::connect(&admin)
+                .await
+                .expect("connect to PostgreSQL");
+            conn.execute_raw(Statement::from_string(
+                conn.get_database_backend(),
+                format!("CREATE DATABASE {name}"),
+            ))
+            .await
+            .expect("create test database");
+            conn.close().await.ok();
+            (with_database(&admin, &name), Some((admin, name)))
+        }
+    };
+    let store = Arc::new(Store::open(&url).await.expect("open store"));
+    let config = Arc::new(Config::for_database(&url, dir.path()));
+    let router = app(AppState {
+        store: store.clone(),
+        config,
+    });
+    TestApp {
+        router,
+        store,
+        pg_database,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// Sends one request and reads the whole answer.
+    pub async fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("accept"))
+        {
+            builder = builder.header("accept", "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .expect("request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible router");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        TestResponse {
+            status,
+            headers,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> TestResponse {
+        self.request("GET", uri, &[], None).await
+    }
+
+    pub async fn post(&self, uri: &str, body: &Value) -> TestResponse {
+        self.request("POST", uri, &[], Some(body.to_string().into_bytes()))
+            .await
+    }
+
+    pub async fn put(&self, uri: &str, body: &Value) -> TestResponse {
+        self.request("PUT", uri, &[], Some(body.to_string().into_bytes()))
+            .await
+    }
+
+    pub async fn patch(&self, uri: &str, content_type: &str, body: &Value) -> TestResponse {
+        self.request(
+            "PATCH",
+            uri,
+            &[("content-type", content_type)],
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, uri: &str) -> TestResponse {
+        self.request("DELETE", uri, &[], None).await
+    }
+
+    /// Creates an object and checks it was created.
+    pub async fn create(&self, kind: &str, body: Value) -> Value {
+        let response = self.post(&format!("/director/{kind}"), &body).await;
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "creating {body}: {}",
+            response.text
+        );
+        response.json()
+    }
+
+    /// Every stored row and reference, to prove that a refused request changed nothing.
+    pub async fn snapshot(&self) -> Vec<String> {
+        let db = self.store.db();
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT id, kind, object_name, object_type, properties, checksum, updated_at FROM objects ORDER BY id",
+            ))
+            .await
+            .expect("snapshot objects");
+        let refs = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT from_id, relation, to_id FROM object_refs ORDER BY from_id, relation, to_id",
+            ))
+            .await
+            .expect("snapshot refs");
+        rows.iter()
+            .chain(refs.iter())
+            .map(|row| format!("{row:?}"))
+            .collect()
+    }
+
+    /// Drops the PostgreSQL test database.
+    pub async fn cleanup(self) {
+        let TestApp {
+            store,
+            router,
+            pg_database,
+            _dir,
+        } = self;
+        drop(router);
+        if let Ok(store) = Arc::try_unwrap(store) {
+            drop(store);
+        }
+        if let Some((admin, name)) = pg_database
+            && let Ok(conn) = Database::connect(&admin).await
+        {
+            let _ = conn
+                .execute_raw(Statement::from_string(
+                    conn.get_database_backend(),
+                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ))
+                .await;
+        }
+    }
+}
+
+/// Declares a test that runs on SQLite and, when configured, on PostgreSQL:
+/// `db_test!(name, |app| async move { ... });`
+#[macro_export]
+macro_rules! db_test {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await;
+                let run = $body;
+                run(&app).await;
+                app.cleanup().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_url().is_none() {
+                    eprintln!("STEWARD_TEST_DATABASE_URL is not set: PostgreSQL not tested");
+                    return;
+                }
+                let app = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await;
+                let run = $body;
+                run(&app).await;
+                app.cleanup().await;
+            }
+        }
+    };
+}

@@ -1,0 +1,199 @@
+//! CONTRACT section 6: lists, filters, keyset paging, counts and streaming.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::db_test;
+use crate::helpers::TestApp;
+
+fn names(body: &Value) -> Vec<String> {
+    body["objects"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| o["object_name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+db_test!(
+    lists_are_in_byte_order_and_separate_objects_from_templates,
+    async |app: &TestApp| {
+        for name in ["b", "B", "a", "_x", "A-1", "a.b"] {
+            app.create("host", json!({"object_name": name})).await;
+        }
+        app.create(
+            "host",
+            json!({"object_name": "tpl", "object_type": "template"}),
+        )
+        .await;
+        app.create("script", json!({"object_name": "s", "command": "/bin/s"}))
+            .await;
+        app.create(
+            "script",
+            json!({"object_name": "st", "object_type": "template"}),
+        )
+        .await;
+
+        let r = app.get("/director/hosts").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(names(&r.json()), ["A-1", "B", "_x", "a", "a.b", "b"]);
+        // Streamed output is pretty-printed exactly like the same document built whole.
+        let mut pretty = serde_json::to_string_pretty(&r.json()).expect("pretty");
+        pretty.push('\n');
+        assert_eq!(r.text, pretty);
+
+        assert_eq!(
+            names(&app.get("/director/hosts/templates").await.json()),
+            ["tpl"]
+        );
+        assert_eq!(names(&app.get("/director/scripts").await.json()), ["s"]);
+        assert_eq!(
+            names(&app.get("/director/scripts/templates").await.json()),
+            ["st"]
+        );
+    }
+);
+
+db_test!(an_empty_list_is_an_empty_array, async |app: &TestApp| {
+    let r = app.get("/director/hosts?count=1").await;
+    assert_eq!(r.json(), json!({"objects": [], "total": 0}));
+    assert_eq!(r.text, "{\n  \"objects\": [],\n  \"total\": 0\n}\n");
+});
+
+db_test!(
+    filters_match_names_resolved_values_and_the_import_chain,
+    async |app: &TestApp| {
+        app.create("host", json!({"object_name": "agents", "object_type": "template", "has_agent": true, "vars": {"os": "Linux"}})).await;
+        app.create(
+            "host",
+            json!({"object_name": "web-agents", "object_type": "template", "imports": ["agents"]}),
+        )
+        .await;
+        app.create("host", json!({"object_name": "web-1", "imports": ["web-agents"], "display_name": "Frontend One"})).await;
+        app.create(
+            "host",
+            json!({"object_name": "db-1", "vars": {"os": "BSD", "tags": ["prod", "db"]}}),
+        )
+        .await;
+        app.create("host", json!({"object_name": "old-1", "disabled": true, "imports": ["agents"], "vars": {"os": "Windows"}})).await;
+
+        let cases = [
+            ("q=WEB", vec!["web-1"]),
+            ("q=frontend", vec!["web-1"]),
+            ("has_agent=1", vec!["old-1", "web-1"]),
+            ("has_agent=n", vec!["db-1"]),
+            ("disabled=y", vec!["old-1"]),
+            ("disabled=0", vec!["db-1", "web-1"]),
+            ("imports=agents", vec!["old-1", "web-1"]),
+            ("imports=web-agents", vec!["web-1"]),
+            ("vars.os=Linux", vec!["web-1"]),
+            ("vars.tags=prod", vec!["db-1"]),
+            ("vars.os=Linux&has_agent=true", vec!["web-1"]),
+            ("q=1&disabled=n&has_agent=y", vec!["web-1"]),
+        ];
+        for (query, expected) in cases {
+            let body = app.get(&format!("/director/hosts?{query}")).await.json();
+            assert_eq!(names(&body), expected, "{query}");
+            let counted = app
+                .get(&format!("/director/hosts?{query}&count=1&limit=1"))
+                .await
+                .json();
+            assert_eq!(counted["total"], json!(expected.len()), "count of {query}");
+        }
+        let resolved = app
+            .get("/director/hosts?q=web&resolved&properties=vars,has_agent")
+            .await
+            .json();
+        assert_eq!(
+            resolved["objects"],
+            json!([{"has_agent": true, "vars": {"os": "Linux"}}])
+        );
+    }
+);
+
+db_test!(
+    keyset_pages_are_stable_while_objects_are_added_and_deleted,
+    async |app: &TestApp| {
+        for i in 0..25 {
+            app.create("host", json!({"object_name": format!("h{i:02}")}))
+                .await;
+        }
+        let first = app.get("/director/hosts?limit=10&count=1").await.json();
+        assert_eq!(names(&first).len(), 10);
+        assert_eq!(first["total"], json!(25));
+        let cursor = first["next"].as_str().expect("a next cursor").to_owned();
+
+        // Changes before the cursor do not shift the next page.
+        app.delete("/director/host?name=h00").await;
+        app.create("host", json!({"object_name": "a-first"})).await;
+        let second = app
+            .get(&format!("/director/hosts?limit=10&cursor={cursor}"))
+            .await
+            .json();
+        assert_eq!(names(&second).first().map(String::as_str), Some("h10"));
+        let third = app
+            .get(&format!(
+                "/director/hosts?limit=10&cursor={}",
+                second["next"].as_str().expect("next")
+            ))
+            .await
+            .json();
+        assert_eq!(names(&third), ["h20", "h21", "h22", "h23", "h24"]);
+        assert!(third.get("next").is_none(), "no next on the last page");
+
+        let exact = app.get("/director/hosts?limit=25").await.json();
+        assert!(
+            exact.get("next").is_none(),
+            "a page that ends exactly at the end has no next"
+        );
+    }
+);
+
+db_test!(
+    paging_with_a_filter_finds_matches_across_many_rows,
+    async |app: &TestApp| {
+        for i in 0..120 {
+            let disabled = i % 40 == 0;
+            app.create(
+                "host",
+                json!({"object_name": format!("n{i:03}"), "disabled": disabled}),
+            )
+            .await;
+        }
+        let page = app.get("/director/hosts?disabled=1&limit=2").await.json();
+        assert_eq!(names(&page), ["n000", "n040"]);
+        let rest = app
+            .get(&format!(
+                "/director/hosts?disabled=1&limit=2&cursor={}",
+                page["next"].as_str().expect("next")
+            ))
+            .await
+            .json();
+        assert_eq!(names(&rest), ["n080"]);
+        assert!(rest.get("next").is_none());
+    }
+);
+
+db_test!(list_parameters_are_checked, async |app: &TestApp| {
+    for query in [
+        "limit=-1",
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "cursor=abc",
+        "limit=5&cursor=garbage!",
+        "count=maybe",
+        "resolved=2",
+    ] {
+        let r = app.get(&format!("/director/hosts?{query}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(r.json()["error"].is_string(), "{query}");
+    }
+    let r = app
+        .get("/director/hosts?showStacktrace=1&withServices=1")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "unknown parameters are ignored");
+});

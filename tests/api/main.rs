@@ -1,0 +1,12 @@
+//! API tests through the real router, on SQLite and (when
+//! `STEWARD_TEST_DATABASE_URL` is set) on PostgreSQL.
+
+mod helpers;
+
+mod bad_input;
+mod concurrency;
+mod lists;
+mod objects;
+mod scenario;
+mod templates;
+mod transport;
