@@ -165,6 +165,8 @@ def scenario():
 
 def hosts(P):
     h1, h1r, h2, missing = f"{P}hosts-h1", f"{P}hosts-h1-renamed", f"{P}hosts-h2", f"{P}hosts-missing"
+    h3, h3r = f"{P}hosts-h3", f"{P}hosts-h3-renamed"
+    u3, u3r = f"/director/host?name={h3}", f"/director/host?name={h3r}"
     u1, u1r, u2 = f"/director/host?name={h1}", f"/director/host?name={h1r}", f"/director/host?name={h2}"
     create = {"object_name": h1, "object_type": "object", "address": "192.0.2.10",
               "display_name": "Host One", "groups": ["web", "db"], "vars": {"os": "linux"},
@@ -172,7 +174,7 @@ def hosts(P):
     mp = {"Content-Type": "application/merge-patch+json"}
     jp = {"Content-Type": "application/json-patch+json"}
     return [
-        cleanup("host", h1), cleanup("host", h1r), cleanup("host", h2),
+        cleanup("host", h1), cleanup("host", h1r), cleanup("host", h2), cleanup("host", h3), cleanup("host", h3r),
         Req("create h1", "POST", "/director/host", body=create, status=201,
             checks=[body_is(create), location(u1), etag_present(), save_etag()]),
         Req("create h1 again", "POST", "/director/host", body=create, status=422,
@@ -184,8 +186,9 @@ def hosts(P):
             status=200, checks=[field("object_name", h1)]),
         Req("HEAD h1", "HEAD", u1, status=200, checks=[etag_present()]),
         Req("POST the created body by name", "POST", u1, body=create, status=304, checks=[empty_body()]),
-        Req("POST normalised equal values (y, numeric string)", "POST", u1,
-            body={"has_agent": "y", "agent_port": "7447", "address6": None, "notes": ""},
+        Req("POST normalised equal values (y, numeric string, null, empty)", "POST", u1,
+            body={"has_agent": "y", "agent_port": "7447", "address6": None, "notes": "", "disabled": "n",
+                  "imports": [], "vars.nonexistent": None, "groups": ["web", "db", "web"]},
             status=304, checks=[empty_body()]),
         Req("POST vars.role sets one variable", "POST", u1, body={"vars.role": "frontend"}, status=200,
             checks=[field("vars", {"os": "linux", "role": "frontend"}), field("address", "192.0.2.10"),
@@ -193,8 +196,8 @@ def hosts(P):
         Req("POST vars.os null removes it", "POST", u1, body={"vars.os": None}, status=200,
             checks=[field("vars", {"role": "frontend"}), save_etag()]),
         Req("POST vars and vars.x: vars first", "POST", u1,
-            body={"vars": {"a": "1"}, "vars.b": "2"}, status=200,
-            checks=[field("vars", {"a": "1", "b": "2"}), save_etag()]),
+            body={"vars": {"a": "1", "e": ""}, "vars.b": "2"}, status=200,
+            checks=[field("vars", {"a": "1", "b": "2", "e": ""}), save_etag()]),
         Req("POST If-Match wrong gives 412", "POST", u1, headers={"If-Match": '"wrong"'},
             body={"address": "192.0.2.11"}, status=412, checks=[has_error()]),
         Req("POST If-Match wrong on unchanged body still 412", "POST", u1, headers={"If-Match": '"wrong"'},
@@ -208,7 +211,12 @@ def hosts(P):
                     field("imports", []), field("scripts", []), field("groups", ["web", "db"]),
                     field("has_agent", True), field("agent_port", 7447), etag_same()]),
         Req("GET h1 properties=address,vars", "GET", u1 + "&properties=address,vars", status=200,
-            checks=[body_is({"address": "192.0.2.11", "vars": {"a": "1", "b": "2"}})]),
+            checks=[body_is({"address": "192.0.2.11", "vars": {"a": "1", "b": "2", "e": ""}})]),
+        Req("GET h1 withNull with an empty value means true", "GET", u1 + "&withNull", status=200,
+            checks=[is_null("address6")]),
+        Req("GET h1 withNull=y", "GET", u1 + "&withNull=y", status=200, checks=[is_null("address6")]),
+        Req("GET h1 withNull=n", "GET", u1 + "&withNull=n", status=200, checks=[*absent("address6", "imports")]),
+        Req("HEAD h1 with a query", "HEAD", u1 + "&resolved=1", status=200, checks=[etag_present()]),
         Req("GET h1 resolved", "GET", u1 + "&resolved=1", status=200,
             checks=[field("address", "192.0.2.11"), *absent("imports")]),
         Req("GET h1 bad flag value", "GET", u1 + "&withNull=maybe", status=400, checks=[has_error()]),
@@ -276,6 +284,17 @@ def hosts(P):
                                          "groups": ["x"], "vars": {"a": "b"}})]),
         Req("DELETE h2", "DELETE", u2, status=200, checks=[field("object_name", h2)]),
         Req("GET h2 after delete", "GET", u2, status=404, checks=[has_error()]),
+        Req("PUT If-None-Match * on a missing object creates", "PUT", u2, headers={"If-None-Match": "*"},
+            body={"groups": ["b", "a", "b"]}, status=201,
+            checks=[body_is({"object_name": h2, "object_type": "object", "groups": ["b", "a"]})]),
+        Req("PUT without name creates h3", "PUT", "/director/host", body={"object_name": h3, "address": "192.0.2.30"},
+            status=201, checks=[body_is({"object_name": h3, "object_type": "object", "address": "192.0.2.30"}),
+                                etag_present()]),
+        Req("PUT with another object_name renames", "PUT", u3, body={"object_name": h3r, "address": "192.0.2.31"},
+            status=200, checks=[body_is({"object_name": h3r, "object_type": "object", "address": "192.0.2.31"})]),
+        Req("GET h3 old name gives 404", "GET", u3, status=404, checks=[has_error()]),
+        Req("DELETE renamed h3", "DELETE", u3r, status=200, checks=[field("object_name", h3r)]),
+        Req("DELETE h2 again", "DELETE", u2, status=200, checks=[field("groups", ["b", "a"])]),
     ]
 
 
@@ -344,10 +363,12 @@ def scripts(P):
         Req("host2 was not created", "GET", f"/director/host?name={host2}", status=404, checks=[has_error()]),
         Req("DELETE s1 still listed by a host gives 409", "DELETE", u1, status=409,
             checks=[has_error(), error_contains(host)]),
+        Req("remember the host ETag", "GET", f"/director/host?name={host}", status=200,
+            checks=[save_etag("hostEtag")]),
         Req("rename s1", "POST", u1, body={"object_name": s1r}, status=200,
             checks=[field("object_name", s1r), field("timeout", 45)]),
         Req("host script list follows the rename", "GET", f"/director/host?name={host}", status=200,
-            checks=[field("scripts", [s1r])]),
+            checks=[field("scripts", [s1r]), etag_changed("hostEtag")]),
         Req("host drops its scripts", "POST", f"/director/host?name={host}", body={"scripts": []}, status=200,
             checks=[*absent("scripts")]),
         Req("DELETE renamed s1", "DELETE", u1r, status=200,
@@ -391,7 +412,7 @@ def templates(P):
             status=201, checks=[field("imports", [base])]),
         Req("host imports web", "POST", "/director/host",
             body={"object_name": host, "object_type": "object", "imports": [web], "address": "192.0.2.30",
-                  "vars": {"tier": "host"}, "scripts": [sw, so]},
+                  "vars": {"tier": "host"}, "scripts": [sw, so], "groups": []},
             status=201, checks=[field("imports", [web]), field("vars", {"tier": "host"})]),
         Req("GET template by the object endpoint", "GET", H(web), status=200,
             checks=[field("object_type", "template"), field("object_name", web)]),
@@ -517,6 +538,7 @@ def lists(P):
         Req("hosts: objects only, by name in byte order", "GET", hl, status=200,
             checks=[names([z, a, b, c]), t("only objects and no next", "expect(B).to.not.have.property('next')"),
                     json_ct()]),
+        Req("HEAD on a list", "HEAD", hl, status=200, checks=[]),
         Req("hosts/templates", "GET", f"/director/hosts/templates?q={q}", status=200,
             checks=[names([tpl, tpl2]), t("all are templates",
                     "B.objects.forEach(function (o) { expect(o.object_type).to.equal('template'); })")]),

@@ -17,6 +17,11 @@
 #   COLLECTIONS_REPORT_DIR  keep the JSON reports and the server log there
 #                           (default: a temporary directory, removed at exit)
 #   COLLECTIONS_READY_TIMEOUT  seconds to wait for /ready (default 30)
+#   COLLECTIONS_USER, COLLECTIONS_PASSWORD  Basic credentials sent by both
+#                           tools (default admin / steward-collections; the
+#                           server does not check them yet).  Bruno masks the
+#                           secret's value everywhere in its output and reports,
+#                           so it should not be a short common string.
 set -euo pipefail
 
 if [ $# -ne 1 ]; then
@@ -105,6 +110,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     npm install -g --no-audit --no-fund "${missing[@]}" </dev/null >&2
 fi
 
+USER_NAME=${COLLECTIONS_USER:-admin}
+PASSWORD=${COLLECTIONS_PASSWORD:-steward-collections}
+
 export CI=${CI:-true}
 export NO_COLOR=1
 
@@ -114,7 +122,8 @@ echo "== bru run (http-collections/bruno) against $BASE"
     cd "$COLL/bruno"
     bru run --env local \
         --env-var "baseUrl=$BASE" \
-        --env-var password=x \
+        --env-var "user=$USER_NAME" \
+        --env-var "password=$PASSWORD" \
         --reporter-json "$OUT/bruno.json" </dev/null
 ) || bru_rc=$?
 
@@ -123,7 +132,8 @@ echo "== newman run (http-collections/postman) against $BASE"
 newman run "$COLL/postman/steward.postman_collection.json" \
     -e "$COLL/postman/local.postman_environment.json" \
     --env-var "baseUrl=$BASE" \
-    --env-var password=x \
+    --env-var "user=$USER_NAME" \
+    --env-var "password=$PASSWORD" \
     --color off \
     --reporters cli,json \
     --reporter-json-export "$OUT/newman.json" </dev/null || newman_rc=$?

@@ -1,6 +1,9 @@
 //! API tests through the real router, on SQLite and (when
 //! `STEWARD_TEST_DATABASE_URL` is set) on PostgreSQL.
 
+// Tests may panic on what must not fail: that is how they report.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod helpers;
 
 mod bad_input;
