@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test Steward has:
+#   1. unit, API and CLI tests (cargo nextest, or cargo test without it); the
+#      API tests also run on PostgreSQL when STEWARD_TEST_DATABASE_URL is set;
+#   2. the Bruno and Postman collections, with the real bru and newman CLIs
+#      (installed from npm when missing), against a live `steward serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --bins
+status=0
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast || status=$?
+else
+    cargo test --workspace --no-fail-fast || status=$?
+fi
+bash tests/collections.sh target/debug/steward || status=$?
+exit "$status"
