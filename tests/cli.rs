@@ -12,7 +12,10 @@ use sea_orm::{ConnectionTrait, Database, Statement};
 const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// A plain HTTP/1.0 GET; answers the status line and the body.
@@ -44,7 +47,10 @@ fn wait_ready(child: &mut Child, port: u16) {
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -80,10 +86,16 @@ fn serve_without_configuration_keeps_sqlite_in_steward_data_and_stops_cleanly_on
 
 #[test]
 fn the_default_port_is_7440_on_loopback() {
-    let output = Command::new(STEWARD).args(["serve", "--help"]).output().expect("help");
+    let output = Command::new(STEWARD)
+        .args(["serve", "--help"])
+        .output()
+        .expect("help");
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("127.0.0.1:7440"), "{help}");
-    assert!(help.contains("STEWARD_DATABASE_URL") && help.contains("STEWARD_DATA_DIR"), "{help}");
+    assert!(
+        help.contains("STEWARD_DATABASE_URL") && help.contains("STEWARD_DATA_DIR"),
+        "{help}"
+    );
 }
 
 #[tokio::test]
@@ -101,13 +113,19 @@ async fn migrate_creates_a_durable_wal_database_and_serve_reads_the_config_file(
     let url = format!("sqlite://{}", data.join("steward.sqlite").display());
     let db = Database::connect(&url).await.expect("open the file");
     let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), "PRAGMA journal_mode"))
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "PRAGMA journal_mode",
+        ))
         .await
         .expect("pragma")
         .expect("a row");
     assert_eq!(row.try_get_by_index::<String>(0).expect("text"), "wal");
     let tables = db
-        .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT name FROM sqlite_master WHERE name = 'objects'"))
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT name FROM sqlite_master WHERE name = 'objects'",
+        ))
         .await
         .expect("tables");
     assert_eq!(tables.len(), 1);
@@ -115,7 +133,14 @@ async fn migrate_creates_a_durable_wal_database_and_serve_reads_the_config_file(
 
     let port = free_port();
     let config = dir.path().join("steward.toml");
-    std::fs::write(&config, format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n", data.display())).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
     let mut child = Command::new(STEWARD)
         .args(["serve", "--config"])
         .arg(&config)
@@ -133,12 +158,18 @@ async fn migrate_creates_a_durable_wal_database_and_serve_reads_the_config_file(
 #[tokio::test]
 async fn every_pooled_sqlite_connection_uses_synchronous_full() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.sqlite").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("s.sqlite").display()
+    );
     let store = steward::store::Store::open(&url).await.expect("open");
     for _ in 0..3 {
         let row = store
             .db()
-            .query_one_raw(Statement::from_string(store.db().get_database_backend(), "PRAGMA synchronous"))
+            .query_one_raw(Statement::from_string(
+                store.db().get_database_backend(),
+                "PRAGMA synchronous",
+            ))
             .await
             .expect("pragma")
             .expect("row");

@@ -89,6 +89,11 @@ fn with_database(url: &str, database: &str) -> String {
 
 /// Starts the application on a fresh database of the given backend.
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts the application with a configuration adjusted by `adjust`.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let (url, pg_database) = match backend {
         Backend::Sqlite => (
@@ -115,7 +120,9 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         }
     };
     let store = Arc::new(Store::open(&url).await.expect("open store"));
-    let config = Arc::new(Config::for_database(&url, dir.path()));
+    let mut config = Config::for_database(&url, dir.path());
+    adjust(&mut config);
+    let config = Arc::new(config);
     let router = app(AppState {
         store: store.clone(),
         config,

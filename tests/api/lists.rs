@@ -197,3 +197,37 @@ db_test!(list_parameters_are_checked, async |app: &TestApp| {
         .await;
     assert_eq!(r.status, StatusCode::OK, "unknown parameters are ignored");
 });
+
+db_test!(
+    a_streamed_list_longer_than_a_batch_equals_its_pages_put_together,
+    async |app: &TestApp| {
+        use steward::domain::Kind;
+        use steward::domain::write::create;
+        use steward::store::objects::insert;
+        // Seeded through the store: 1,100 rows span three of the stream's batches.
+        for i in 0..1100 {
+            let draft = create(
+                Kind::Host,
+                None,
+                json!({"object_name": format!("s{i:04}"), "vars": {"i": i}})
+                    .as_object()
+                    .unwrap(),
+            )
+            .unwrap();
+            insert(app.store.db(), &draft).await.unwrap();
+        }
+        let whole = app.get("/director/hosts?count=1").await.json();
+        assert_eq!(whole["total"], json!(1100));
+        let mut paged = Vec::new();
+        let mut uri = "/director/hosts?limit=1000".to_owned();
+        loop {
+            let page = app.get(&uri).await.json();
+            paged.extend(page["objects"].as_array().cloned().unwrap_or_default());
+            match page["next"].as_str() {
+                Some(next) => uri = format!("/director/hosts?limit=1000&cursor={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(whole["objects"], Value::Array(paged));
+    }
+);

@@ -193,3 +193,31 @@ db_test!(
         assert_eq!(app.get("/ready").await.json(), json!({"status": "ready"}));
     }
 );
+
+#[tokio::test]
+async fn a_base_path_prefixes_director_routes_but_not_operational_ones() {
+    use crate::helpers::{Backend, spawn_app_with};
+    let app = spawn_app_with(Backend::Sqlite, |c| c.base_path = "/icingaweb2".into()).await;
+    let r = app
+        .post("/icingaweb2/director/host", &json!({"object_name": "h"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        r.header("location"),
+        Some("/icingaweb2/director/host?name=h")
+    );
+    assert_eq!(
+        app.get("/icingaweb2/director/hosts").await.json()["objects"][0]["object_name"],
+        json!("h")
+    );
+    assert_eq!(
+        app.get("/director/hosts").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(app.get("/health").await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/icingaweb2/health").await.status,
+        StatusCode::NOT_FOUND
+    );
+    app.cleanup().await;
+}
