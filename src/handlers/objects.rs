@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{not_modified, view_from, with_etag};
 use crate::domain::Kind;
@@ -12,6 +12,13 @@ use crate::http::conditions::Conditions;
 use crate::http::query::QueryParams;
 use crate::service::objects::{self as service, Patch, Written};
 use crate::state::AppState;
+
+/// Everything but RFC 3986's unreserved characters is encoded in a query value.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 fn required_name(query: &QueryParams) -> Result<&str, ApiError> {
     query
@@ -31,7 +38,7 @@ fn answer(state: &AppState, kind: Kind, written: Written) -> Response {
             let location = format!(
                 "{}/director/{kind}?name={}",
                 state.config.base_path,
-                utf8_percent_encode(name, NON_ALPHANUMERIC)
+                utf8_percent_encode(name, QUERY_VALUE)
             );
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, value);

@@ -59,6 +59,16 @@ db_test!(
             json!({"object_name": "ghost", "object_type": "object", "address": "x"})
         );
         assert_eq!(r.header("location"), Some("/director/host?name=ghost"));
+        let r = app
+            .post(
+                "/director/host",
+                &json!({"object_name": "web-01.example_x"}),
+            )
+            .await;
+        assert_eq!(
+            r.header("location"),
+            Some("/director/host?name=web-01.example_x")
+        );
 
         let r = app
             .put("/director/host", &json!({"object_name": "ghost"}))
