@@ -3,6 +3,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_objects;
+mod m20261122_000002_create_users_and_activity;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -11,6 +12,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_create_objects::Migration)]
+        vec![
+            Box::new(m20261122_000001_create_objects::Migration),
+            Box::new(m20261122_000002_create_users_and_activity::Migration),
+        ]
     }
 }

@@ -2,6 +2,8 @@
 //! write changes it (merge, replace, patch), how templates resolve, and how
 //! lists are filtered. Every function here is plain and unit-tested.
 
+pub mod activity;
+pub mod auth;
 pub mod filter;
 pub mod integrity;
 pub mod kind;
@@ -9,6 +11,7 @@ pub mod name;
 pub mod normalise;
 pub mod object;
 pub mod resolve;
+pub mod user;
 pub mod write;
 
 pub use kind::{Kind, ObjectType};

@@ -41,6 +41,7 @@ pub fn create(
 pub fn body_name(kind: Kind, body: &Map<String, Value>) -> Result<Option<ObjectName>, RuleError> {
     match body.get("object_name") {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => ObjectName::parse(kind, s).map(Some),
         Some(_) => Err(RuleError::invalid(
             "Invalid value for \"object_name\": expected a string",
@@ -74,9 +75,12 @@ fn identity(
         && requested != current.object_type
     {
         return Err(RuleError::invalid(format!(
-            "object_type cannot be changed (\"{}\" is a {})",
+            "object_type cannot be changed (\"{}\" is {})",
             current.name,
-            current.object_type.as_str()
+            match current.object_type {
+                ObjectType::Object => "an object",
+                ObjectType::Template => "a template",
+            }
         )));
     }
     let name = body_name(current.kind, body)?.unwrap_or_else(|| current.name.clone());

@@ -21,6 +21,7 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 fn required_name(query: &QueryParams) -> Result<&str, ApiError> {
+    query.check_flags()?;
     query
         .name()
         .ok_or_else(|| ApiError::BadRequest("The parameter name is required".into()))
@@ -78,6 +79,7 @@ pub async fn post_object(
     headers: HeaderMap,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
+    query.check_flags()?;
     let conditions = Conditions::from_headers(&headers);
     let written = match query.name() {
         Some(name) => service::merge(&state.store, kind, name, &body.0, &conditions).await?,
@@ -94,6 +96,7 @@ pub async fn put_object(
     headers: HeaderMap,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
+    query.check_flags()?;
     let conditions = Conditions::from_headers(&headers);
     let written = match query.name() {
         Some(name) => service::replace(&state.store, kind, name, &body.0, &conditions).await?,

@@ -43,6 +43,15 @@ impl QueryParams {
         Ok(self.flag(name)?.unwrap_or(false))
     }
 
+    /// Checks every flag the API knows, whatever the endpoint uses: a bad
+    /// value is a 400 everywhere.
+    pub fn check_flags(&self) -> Result<(), ApiError> {
+        for flag in KNOWN_FLAGS {
+            self.flag(flag)?;
+        }
+        Ok(())
+    }
+
     /// `?name=`, required: an empty value counts as missing.
     pub fn name(&self) -> Option<&str> {
         self.get("name").filter(|n| !n.is_empty())
@@ -58,6 +67,16 @@ impl QueryParams {
             .filter_map(move |(k, v)| k.strip_prefix(prefix).map(|rest| (rest, v.as_str())))
     }
 }
+
+/// The query flags of the API.
+const KNOWN_FLAGS: [&str; 6] = [
+    "resolved",
+    "withNull",
+    "count",
+    "force",
+    "has_agent",
+    "disabled",
+];
 
 /// Parses a flag value.
 pub fn parse_flag(name: &str, value: &str) -> Result<bool, ApiError> {

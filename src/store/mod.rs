@@ -1,8 +1,10 @@
 //! Every query and transaction lives here. The store reads and writes rows;
 //! it never decides a business rule (that is `domain`'s job).
 
+pub mod activity;
 pub mod entities;
 pub mod objects;
+pub mod users;
 
 use std::path::Path;
 use std::time::Duration;

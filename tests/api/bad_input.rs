@@ -265,6 +265,13 @@ fn cases() -> Vec<Case> {
             b"",
             400,
         ),
+        case(
+            "a flag with a bad value on a write",
+            "POST",
+            "/director/host?name=existing&withNull=maybe",
+            b"{}",
+            400,
+        ),
         case("limit=-1", "GET", "/director/hosts?limit=-1", b"", 400),
         case(
             "cursor=garbage",

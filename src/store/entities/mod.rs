@@ -1,5 +1,8 @@
 //! Table definitions for sea-orm, one module per table. Kept apart from the
 //! query code in the parent module.
 
+pub mod activity;
 pub mod object;
 pub mod object_ref;
+pub mod setting;
+pub mod user;

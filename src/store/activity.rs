@@ -1,0 +1,135 @@
+//! Appending to and reading the activity log.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use serde_json::Value;
+
+use super::entities::activity;
+use crate::domain::activity::{Entry, GENESIS};
+
+/// A stored entry with its id and chain checksums.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEntry {
+    pub id: i64,
+    pub entry: Entry,
+    pub parent_checksum: String,
+    pub checksum: String,
+}
+
+/// What to select from the log.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub object_type: Option<String>,
+    pub name: Option<String>,
+    pub author: Option<String>,
+    pub action: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub since: Option<i64>,
+    /// Only entries with a smaller id (newest first paging).
+    pub before_id: Option<i64>,
+}
+
+fn parse_json(text: Option<String>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn decode(row: activity::Model) -> StoredEntry {
+    StoredEntry {
+        id: row.id,
+        entry: Entry {
+            at: row.at,
+            author: row.author,
+            action: row.action,
+            object_type: row.object_type,
+            object_name: row.object_name,
+            before: parse_json(row.before),
+            after: parse_json(row.after),
+            request_id: row.request_id,
+        },
+        parent_checksum: row.parent_checksum,
+        checksum: row.checksum,
+    }
+}
+
+/// Appends an entry chained to the last one. Must run inside the write
+/// transaction of the change it records (writes are serialised, so the last
+/// checksum cannot move meanwhile).
+pub async fn append(db: &impl ConnectionTrait, entry: &Entry) -> Result<(), DbErr> {
+    let parent = activity::Entity::find()
+        .order_by_desc(activity::Column::Id)
+        .one(db)
+        .await?
+        .map(|row| row.checksum)
+        .unwrap_or_else(|| GENESIS.to_owned());
+    let checksum = entry.checksum(&parent);
+    activity::ActiveModel {
+        at: Set(entry.at),
+        author: Set(entry.author.clone()),
+        action: Set(entry.action.clone()),
+        object_type: Set(entry.object_type.clone()),
+        object_name: Set(entry.object_name.clone()),
+        before: Set(entry.before.as_ref().map(Value::to_string)),
+        after: Set(entry.after.as_ref().map(Value::to_string)),
+        request_id: Set(entry.request_id.clone()),
+        parent_checksum: Set(parent),
+        checksum: Set(checksum),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// Entries matching `query`, newest first, at most `limit`.
+pub async fn find(
+    db: &impl ConnectionTrait,
+    query: &Query,
+    limit: u64,
+) -> Result<Vec<StoredEntry>, DbErr> {
+    let mut select = activity::Entity::find();
+    if let Some(v) = &query.object_type {
+        select = select.filter(activity::Column::ObjectType.eq(v.as_str()));
+    }
+    if let Some(v) = &query.name {
+        select = select.filter(activity::Column::ObjectName.eq(v.as_str()));
+    }
+    if let Some(v) = &query.author {
+        select = select.filter(activity::Column::Author.eq(v.as_str()));
+    }
+    if let Some(v) = &query.action {
+        select = select.filter(activity::Column::Action.eq(v.as_str()));
+    }
+    if let Some(v) = query.since {
+        select = select.filter(activity::Column::At.gte(v));
+    }
+    if let Some(v) = query.before_id {
+        select = select.filter(activity::Column::Id.lt(v));
+    }
+    Ok(select
+        .order_by_desc(activity::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(decode)
+        .collect())
+}
+
+/// Entries in id order after `after_id`, at most `limit` (for verifying).
+pub async fn chain(
+    db: &impl ConnectionTrait,
+    after_id: i64,
+    limit: u64,
+) -> Result<Vec<StoredEntry>, DbErr> {
+    Ok(activity::Entity::find()
+        .filter(activity::Column::Id.gt(after_id))
+        .order_by_asc(activity::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(decode)
+        .collect())
+}
