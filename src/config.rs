@@ -1,7 +1,7 @@
 //! One `Config`, from defaults, a TOML file, `STEWARD_*` variables and flags
 //! (later wins).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -25,6 +25,8 @@ pub struct Config {
     pub base_path: String,
     pub body_limit: usize,
     pub log_json: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Config {
@@ -39,6 +41,7 @@ impl Config {
             base_path: String::new(),
             body_limit: DEFAULT_BODY_LIMIT,
             log_json: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -67,6 +70,13 @@ pub struct ConfigArgs {
     /// Log as JSON lines.
     #[arg(long, env = "STEWARD_LOG_JSON")]
     pub log_json: Option<bool>,
+    /// A reverse proxy whose X-Forwarded-For is trusted (repeatable; comma-separated in the variable).
+    #[arg(
+        long = "trusted-proxy",
+        env = "STEWARD_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// The keys a configuration file may set.
@@ -79,6 +89,7 @@ struct FileConfig {
     base_path: Option<String>,
     body_limit: Option<usize>,
     log_json: Option<bool>,
+    trusted_proxies: Option<Vec<IpAddr>>,
 }
 
 impl ConfigArgs {
@@ -129,7 +140,13 @@ impl ConfigArgs {
             .or(file.body_limit)
             .unwrap_or(DEFAULT_BODY_LIMIT);
         let log_json = self.log_json.or(file.log_json).unwrap_or(false);
+        let trusted_proxies = if self.trusted_proxies.is_empty() {
+            file.trusted_proxies.unwrap_or_default()
+        } else {
+            self.trusted_proxies.clone()
+        };
         Ok(Config {
+            trusted_proxies,
             listen,
             database_url,
             data_dir,

@@ -3,6 +3,7 @@
 //! call the use cases in `service/`; the rules live in `domain/` and every
 //! query in `store/`.
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -1,10 +1,16 @@
 //! The `steward` command: parse the command line, dispatch.
 
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value, json};
 use steward::config::{Config, ConfigArgs};
+use steward::domain::activity::Break;
+use steward::service::caller::Caller;
+use steward::service::{activity, users};
 use steward::store::Store;
 use steward::{AppState, app};
 use tracing_subscriber::EnvFilter;
@@ -26,6 +32,76 @@ enum Command {
     Serve(ConfigArgs),
     /// Run the database migrations and exit.
     Migrate(ConfigArgs),
+    /// Manage API users (works while the server runs).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+    /// The activity log.
+    Activity {
+        #[command(subcommand)]
+        action: ActivityCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from standard input (or prompted for).
+    Add {
+        name: String,
+        /// admin, operator or reader.
+        #[arg(long)]
+        role: String,
+        /// A permission beyond the role's (repeatable).
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        /// A host name glob the user is restricted to (repeatable).
+        #[arg(long = "restrict")]
+        restrictions: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List the users.
+    List(ConfigArgs),
+    /// Set a user's password, read from standard input (or prompted for).
+    Passwd(NamedUser),
+    /// Disable a user: their credentials stop working at once.
+    Disable(NamedUser),
+    /// Enable a disabled user.
+    Enable(NamedUser),
+    /// Remove a user.
+    Remove(NamedUser),
+}
+
+#[derive(Debug, Args)]
+struct NamedUser {
+    name: String,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ActivityCommand {
+    /// Check the checksum chain; exits 1 naming the first broken entry.
+    Verify(ConfigArgs),
+}
+
+impl Command {
+    fn config_args(&self) -> &ConfigArgs {
+        match self {
+            Command::Serve(c) | Command::Migrate(c) => c,
+            Command::User { action } => match action {
+                UserCommand::Add { config, .. } | UserCommand::List(config) => config,
+                UserCommand::Passwd(u)
+                | UserCommand::Disable(u)
+                | UserCommand::Enable(u)
+                | UserCommand::Remove(u) => &u.config,
+            },
+            Command::Activity {
+                action: ActivityCommand::Verify(c),
+            } => c,
+        }
+    }
 }
 
 fn init_logging(config: &Config) {
@@ -55,20 +131,26 @@ async fn open_store(config: &Config) -> Result<Store, String> {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let store = open_store(&config).await?;
+    let store = Arc::new(open_store(&config).await?);
+    let admin_password = std::env::var("STEWARD_ADMIN_PASSWORD").ok();
+    if let Some(path) = users::bootstrap_admin(&store, admin_password, &config.data_dir).await? {
+        tracing::warn!(file = %path.display(), "created the user admin; its password is in this file");
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let config = Arc::new(config);
-    tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "steward is ready");
-    let state = AppState {
-        store: Arc::new(store),
-        config,
-    };
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
+    let state = AppState::new(store, config.clone())
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("cannot load users: {e}"))?;
+    tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "steward is ready");
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|e| format!("server error: {e}"))
 }
 
 async fn shutdown_signal() {
@@ -93,23 +175,167 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// A password from a prompt on a terminal, or the first line of standard input.
+fn read_password() -> Result<String, String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
+        if first != again {
+            return Err("the passwords differ".into());
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    Ok(password)
+}
+
+fn body(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+async fn user_command(action: UserCommand, config: &Config) -> Result<(), String> {
+    let store = open_store(config).await?;
+    let cli = Caller::system("cli");
+    let done = |r: Result<users::UserWritten, steward::error::ApiError>| {
+        r.map(|_| ()).map_err(|e| e.to_string())
+    };
+    match action {
+        UserCommand::Add {
+            name,
+            role,
+            permissions,
+            restrictions,
+            ..
+        } => {
+            let password = read_password()?;
+            let b = body(
+                json!({"object_name": name, "role": role, "permissions": permissions, "restrictions": restrictions, "password": password}),
+            );
+            done(users::create(&store, None, &cli, None, &b).await)?;
+            println!("added user {name}");
+        }
+        UserCommand::List(_) => {
+            println!(
+                "{:<24} {:<9} {:<9} {:<30} RESTRICTIONS",
+                "NAME", "ROLE", "STATE", "EXTRA PERMISSIONS"
+            );
+            for user in users::all(&store).await.map_err(|e| e.to_string())? {
+                let d = &user.draft;
+                let extra: Vec<&str> = d.permissions.iter().map(|p| p.as_str()).collect();
+                println!(
+                    "{:<24} {:<9} {:<9} {:<30} {}",
+                    d.name,
+                    d.role.as_str(),
+                    if d.disabled { "disabled" } else { "enabled" },
+                    if extra.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        extra.join(",")
+                    },
+                    if d.restrictions.is_unrestricted() {
+                        "-".to_owned()
+                    } else {
+                        d.restrictions.globs().join(",")
+                    }
+                );
+            }
+        }
+        UserCommand::Passwd(u) => {
+            let password = read_password()?;
+            done(
+                users::merge(
+                    &store,
+                    None,
+                    &cli,
+                    &u.name,
+                    &body(json!({"password": password})),
+                )
+                .await,
+            )?;
+            println!("password of {} changed", u.name);
+        }
+        UserCommand::Disable(u) => {
+            done(
+                users::merge(
+                    &store,
+                    None,
+                    &cli,
+                    &u.name,
+                    &body(json!({"disabled": true})),
+                )
+                .await,
+            )?;
+            println!("disabled user {}", u.name);
+        }
+        UserCommand::Enable(u) => {
+            done(
+                users::merge(
+                    &store,
+                    None,
+                    &cli,
+                    &u.name,
+                    &body(json!({"disabled": false})),
+                )
+                .await,
+            )?;
+            println!("enabled user {}", u.name);
+        }
+        UserCommand::Remove(u) => {
+            users::delete(&store, None, &cli, &u.name)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("removed user {}", u.name);
+        }
+    }
+    Ok(())
+}
+
+async fn verify_activity(config: &Config) -> Result<(), String> {
+    let store = open_store(config).await?;
+    match activity::verify(&store).await.map_err(|e| e.to_string())? {
+        Ok(count) => {
+            println!("activity log intact: {count} entries");
+            Ok(())
+        }
+        Err(Break::Checksum { id }) => Err(format!(
+            "activity entry {id} is broken: its checksum does not match its content"
+        )),
+        Err(Break::Link { id }) => Err(format!(
+            "activity entry {id} is broken: it does not chain to the entry before it"
+        )),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Serve(args) | Command::Migrate(args)) = &cli.command;
-    let config = match args.load() {
+    let config = match cli.command.config_args().load() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("steward: {e}");
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
     let result = match cli.command {
-        Command::Serve(_) => serve(config).await,
+        Command::Serve(_) => {
+            init_logging(&config);
+            serve(config).await
+        }
         Command::Migrate(_) => open_store(&config)
             .await
-            .map(|_| tracing::info!("migrations are up to date")),
+            .map(|_| eprintln!("migrations are up to date")),
+        Command::User { action } => user_command(action, &config).await,
+        Command::Activity {
+            action: ActivityCommand::Verify(_),
+        } => verify_activity(&config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,19 +2,21 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::{MethodRouter, get};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::auth::layer::require_user;
 use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
-use crate::handlers::{health, lists, objects};
+use crate::handlers::{activity, health, lists, objects, users};
 use crate::http::body::{JsonObject, PatchBody};
 use crate::http::middleware;
 use crate::http::query::QueryParams;
+use crate::service::caller::Caller;
 use crate::state::AppState;
 
 /// The whole application: operational routes at the root, Director routes
@@ -38,11 +40,39 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/director/scripts/templates",
             list_route(Kind::Script, ObjectType::Template),
+        )
+        .route(
+            "/director/user",
+            get(|State(s): State<AppState>, c: Caller, q: QueryParams| users::get_user(s, c, q))
+                .post(
+                    |State(s): State<AppState>, c: Caller, q: QueryParams, b: JsonObject| {
+                        users::post_user(s, c, q, b)
+                    },
+                )
+                .put(
+                    |State(s): State<AppState>, c: Caller, q: QueryParams, b: JsonObject| {
+                        users::put_user(s, c, q, b)
+                    },
+                )
+                .delete(|State(s): State<AppState>, c: Caller, q: QueryParams| {
+                    users::delete_user(s, c, q)
+                }),
+        )
+        .route(
+            "/director/users",
+            get(|State(s): State<AppState>, c: Caller| users::list_users(s, c)),
+        )
+        .route(
+            "/director/activity",
+            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
+                activity::list_activity(s, c, q)
+            }),
         );
     let operations = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready));
     let base = state.config.base_path.clone();
+    let outer_state = state.clone();
     let routes = if base.is_empty() {
         operations.merge(director)
     } else {
@@ -73,6 +103,9 @@ pub fn app(state: AppState) -> Router {
                 // The path only: query strings may carry keys.
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
             }))
+            // Authentication comes before every other check that can
+            // answer 4xx, so a request without credentials always gets 401.
+            .layer(from_fn_with_state(outer_state, require_user))
             .layer(from_fn(middleware::methods)),
     )
 }
@@ -82,32 +115,38 @@ async fn not_found() -> ApiError {
 }
 
 fn object_route(kind: Kind) -> MethodRouter<AppState> {
-    get(move |State(s): State<AppState>, q: QueryParams, h| objects::get_object(s, kind, q, h))
-        .post(
-            move |State(s): State<AppState>, q: QueryParams, h, b: JsonObject| {
-                objects::post_object(s, kind, q, h, b)
-            },
-        )
-        .put(
-            move |State(s): State<AppState>, q: QueryParams, h, b: JsonObject| {
-                objects::put_object(s, kind, q, h, b)
-            },
-        )
-        .patch(
-            move |State(s): State<AppState>, q: QueryParams, h, b: PatchBody| {
-                objects::patch_object(s, kind, q, h, b)
-            },
-        )
-        .delete(move |State(s): State<AppState>, q: QueryParams, h| {
-            objects::delete_object(s, kind, q, h)
-        })
+    get(
+        move |State(s): State<AppState>, c: Caller, q: QueryParams, h| {
+            objects::get_object(s, c, kind, q, h)
+        },
+    )
+    .post(
+        move |State(s): State<AppState>, c: Caller, q: QueryParams, h, b: JsonObject| {
+            objects::post_object(s, c, kind, q, h, b)
+        },
+    )
+    .put(
+        move |State(s): State<AppState>, c: Caller, q: QueryParams, h, b: JsonObject| {
+            objects::put_object(s, c, kind, q, h, b)
+        },
+    )
+    .patch(
+        move |State(s): State<AppState>, c: Caller, q: QueryParams, h, b: PatchBody| {
+            objects::patch_object(s, c, kind, q, h, b)
+        },
+    )
+    .delete(
+        move |State(s): State<AppState>, c: Caller, q: QueryParams, h| {
+            objects::delete_object(s, c, kind, q, h)
+        },
+    )
 }
 
 fn list_route(kind: Kind, object_type: ObjectType) -> MethodRouter<AppState> {
     get(
-        move |State(s): State<AppState>, q: QueryParams| async move {
+        move |State(s): State<AppState>, c: Caller, q: QueryParams| async move {
             let result: Result<Response, ApiError> =
-                lists::list_objects(s, kind, object_type, q).await;
+                lists::list_objects(s, c, kind, object_type, q).await;
             result
         },
     )

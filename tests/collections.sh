@@ -19,7 +19,7 @@
 #   COLLECTIONS_READY_TIMEOUT  seconds to wait for /ready (default 30)
 #   COLLECTIONS_USER, COLLECTIONS_PASSWORD  Basic credentials sent by both
 #                           tools (default admin / steward-collections; the
-#                           server does not check them yet).  Bruno masks the
+#                           server starts with that admin password).  Bruno masks the
 #                           secret's value everywhere in its output and reports,
 #                           so it should not be a short common string.
 set -euo pipefail
@@ -65,7 +65,10 @@ trap 'exit 143' TERM
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 BASE=http://127.0.0.1:$PORT
 
-"$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" </dev/null >"$SERVER_LOG" 2>&1 &
+USER_NAME=${COLLECTIONS_USER:-admin}
+PASSWORD=${COLLECTIONS_PASSWORD:-steward-collections}
+# The fresh server's first user is admin with this password.
+STEWARD_ADMIN_PASSWORD=$PASSWORD "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" </dev/null >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
 ready_status() {
@@ -110,8 +113,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
     npm install -g --no-audit --no-fund "${missing[@]}" </dev/null >&2
 fi
 
-USER_NAME=${COLLECTIONS_USER:-admin}
-PASSWORD=${COLLECTIONS_PASSWORD:-steward-collections}
 
 export CI=${CI:-true}
 export NO_COLOR=1

@@ -10,6 +10,7 @@ use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
 use crate::http::json::json_response;
 use crate::http::query::QueryParams;
+use crate::service::caller::Caller;
 use crate::service::lists::{self as service, ListRequest, MAX_LIMIT, decode_cursor};
 use crate::state::AppState;
 
@@ -37,6 +38,7 @@ fn filter_from(kind: Kind, query: &QueryParams) -> Result<Filter, ApiError> {
 }
 
 fn request_from(
+    caller: Caller,
     kind: Kind,
     object_type: ObjectType,
     query: &QueryParams,
@@ -64,17 +66,19 @@ fn request_from(
         limit,
         after,
         count: query.is_set("count")?,
+        caller,
     })
 }
 
 /// `GET` a list: one page with `limit`, otherwise the whole list streamed.
 pub async fn list_objects(
     state: AppState,
+    caller: Caller,
     kind: Kind,
     object_type: ObjectType,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let request = request_from(kind, object_type, &query)?;
+    let request = request_from(caller, kind, object_type, &query)?;
     if let Some(limit) = request.limit {
         let body = service::page(&state.store, &request, limit).await?;
         return Ok(json_response(StatusCode::OK, &body));

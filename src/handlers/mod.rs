@@ -1,8 +1,10 @@
 //! Handlers: thin. Each extracts, calls a use case in `service`, answers.
 
+pub mod activity;
 pub mod health;
 pub mod lists;
 pub mod objects;
+pub mod users;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};

@@ -10,6 +10,7 @@ use crate::error::ApiError;
 use crate::http::body::{JsonObject, PatchBody};
 use crate::http::conditions::Conditions;
 use crate::http::query::QueryParams;
+use crate::service::caller::Caller;
 use crate::service::objects::{self as service, Patch, Written};
 use crate::state::AppState;
 
@@ -54,13 +55,14 @@ fn answer(state: &AppState, kind: Kind, written: Written) -> Response {
 /// `GET ?name=` (and `HEAD`).
 pub async fn get_object(
     state: AppState,
+    caller: Caller,
     kind: Kind,
     query: QueryParams,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = required_name(&query)?;
     let view = view_from(&query)?;
-    let shown = service::show(&state.store, kind, name, &view).await?;
+    let shown = service::show(&state.store, &caller, kind, name, &view).await?;
     let conditions = Conditions::from_headers(&headers);
     if conditions
         .if_none_match
@@ -74,6 +76,7 @@ pub async fn get_object(
 /// `POST`: creates without `?name=`, merges with it.
 pub async fn post_object(
     state: AppState,
+    caller: Caller,
     kind: Kind,
     query: QueryParams,
     headers: HeaderMap,
@@ -82,8 +85,10 @@ pub async fn post_object(
     query.check_flags()?;
     let conditions = Conditions::from_headers(&headers);
     let written = match query.name() {
-        Some(name) => service::merge(&state.store, kind, name, &body.0, &conditions).await?,
-        None => service::create(&state.store, kind, &body.0, &conditions).await?,
+        Some(name) => {
+            service::merge(&state.store, &caller, kind, name, &body.0, &conditions).await?
+        }
+        None => service::create(&state.store, &caller, kind, &body.0, &conditions).await?,
     };
     Ok(answer(&state, kind, written))
 }
@@ -91,6 +96,7 @@ pub async fn post_object(
 /// `PUT`: replaces, or creates when the object is absent.
 pub async fn put_object(
     state: AppState,
+    caller: Caller,
     kind: Kind,
     query: QueryParams,
     headers: HeaderMap,
@@ -99,8 +105,10 @@ pub async fn put_object(
     query.check_flags()?;
     let conditions = Conditions::from_headers(&headers);
     let written = match query.name() {
-        Some(name) => service::replace(&state.store, kind, name, &body.0, &conditions).await?,
-        None => service::create(&state.store, kind, &body.0, &conditions).await?,
+        Some(name) => {
+            service::replace(&state.store, &caller, kind, name, &body.0, &conditions).await?
+        }
+        None => service::create(&state.store, &caller, kind, &body.0, &conditions).await?,
     };
     Ok(answer(&state, kind, written))
 }
@@ -108,6 +116,7 @@ pub async fn put_object(
 /// `PATCH ?name=` with a merge patch or a JSON patch.
 pub async fn patch_object(
     state: AppState,
+    caller: Caller,
     kind: Kind,
     query: QueryParams,
     headers: HeaderMap,
@@ -118,31 +127,21 @@ pub async fn patch_object(
         PatchBody::Merge(doc) => Patch::Merge(doc),
         PatchBody::Json(ops) => Patch::Json(ops),
     };
-    let written = service::patch(
-        &state.store,
-        kind,
-        name,
-        &patch,
-        &Conditions::from_headers(&headers),
-    )
-    .await?;
+    let conditions = Conditions::from_headers(&headers);
+    let written = service::patch(&state.store, &caller, kind, name, &patch, &conditions).await?;
     Ok(answer(&state, kind, written))
 }
 
 /// `DELETE ?name=`: answers the deleted object.
 pub async fn delete_object(
     state: AppState,
+    caller: Caller,
     kind: Kind,
     query: QueryParams,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = required_name(&query)?;
-    let shown = service::delete(
-        &state.store,
-        kind,
-        name,
-        &Conditions::from_headers(&headers),
-    )
-    .await?;
+    let conditions = Conditions::from_headers(&headers);
+    let shown = service::delete(&state.store, &caller, kind, name, &conditions).await?;
     Ok(with_etag(StatusCode::OK, &shown.body, &shown.etag))
 }

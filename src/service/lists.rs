@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::Stream;
 use serde_json::{Map, Value};
 
+use super::caller::{Caller, permissions_of};
 use super::objects::{View, resolver};
 use crate::domain::filter::Filter;
 use crate::domain::object::render;
@@ -36,6 +37,8 @@ pub struct ListRequest {
     /// The name after which the page starts (decoded from the cursor).
     pub after: Option<String>,
     pub count: bool,
+    /// Who asks: host objects outside their restrictions are left out.
+    pub caller: Caller,
 }
 
 /// Encodes the opaque cursor that continues after `name`.
@@ -87,6 +90,7 @@ fn select(object: &StoredObject, request: &ListRequest, resolver: &Resolver) -> 
 
 /// The resolver a list needs (empty when it needs none).
 pub async fn prepare(store: &Store, request: &ListRequest) -> Result<Arc<Resolver>, ApiError> {
+    request.caller.require(permissions_of(request.kind).0)?;
     if request.filter.needs_resolution() || request.view.resolved {
         Ok(Arc::new(resolver(store.db(), request.kind).await?))
     } else {
@@ -144,7 +148,7 @@ pub async fn page(store: &Store, request: &ListRequest, limit: u64) -> Result<Va
 
 /// How many objects match, whatever the page.
 async fn count(store: &Store, request: &ListRequest, resolver: &Resolver) -> Result<u64, ApiError> {
-    if request.filter.is_empty() {
+    if request.filter.is_empty() && request.caller.restrictions.is_unrestricted() {
         return Ok(rows::count(store.db(), request.kind, request.object_type).await?);
     }
     let counting = ListRequest {

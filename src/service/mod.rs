@@ -1,5 +1,8 @@
 //! Use cases: each runs the domain rules against the store inside one
 //! transaction. Handlers call these and only translate HTTP in and out.
 
+pub mod activity;
+pub mod caller;
 pub mod lists;
 pub mod objects;
+pub mod users;

@@ -2,13 +2,15 @@
 
 use serde_json::{Map, Value};
 
+use super::caller::{Caller, permissions_of};
+use crate::domain::activity::Entry;
 use crate::domain::object::{ViewOptions, render};
 use crate::domain::resolve::Resolver;
 use crate::domain::{Draft, Kind, ObjectName, ObjectType, integrity, write};
 use crate::error::ApiError;
 use crate::http::conditions::{Conditions, etag};
 use crate::store::objects::{self as rows, Relation};
-use crate::store::{Store, StoredObject};
+use crate::store::{Store, StoredObject, activity, now_millis};
 use sea_orm::ConnectionTrait;
 
 /// What a client asked to see of an object.
@@ -94,10 +96,15 @@ pub fn view_of(object: &StoredObject, view: &View, resolver: Option<&Resolver>) 
 }
 
 /// `GET ?name=`.
-pub async fn show(store: &Store, kind: Kind, name: &str, view: &View) -> Result<Shown, ApiError> {
-    let object = rows::find(store.db(), kind, name)
-        .await?
-        .ok_or_else(|| ApiError::no_such_object(kind, name))?;
+pub async fn show(
+    store: &Store,
+    caller: &Caller,
+    kind: Kind,
+    name: &str,
+    view: &View,
+) -> Result<Shown, ApiError> {
+    caller.require(permissions_of(kind).0)?;
+    let object = find_visible(store.db(), caller, kind, name).await?;
     let resolver = if view.resolved {
         Some(resolver(store.db(), kind).await?)
     } else {
@@ -121,6 +128,55 @@ fn check_if_match(conditions: &Conditions, current: Option<&StoredObject>) -> Re
     }
 }
 
+/// The object, or 404 when it does not exist or the caller may not see it.
+async fn find_visible(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    kind: Kind,
+    name: &str,
+) -> Result<StoredObject, ApiError> {
+    rows::find(db, kind, name)
+        .await?
+        .filter(|o| caller.sees_draft(&o.draft))
+        .ok_or_else(|| ApiError::no_such_object(kind, name))
+}
+
+fn representation(draft: &Draft) -> Value {
+    render(
+        draft.kind,
+        &draft.name,
+        draft.object_type,
+        &draft.props,
+        &ViewOptions::default(),
+        false,
+    )
+}
+
+/// Logs one change of an object in the write transaction.
+async fn log(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    action: &str,
+    before: Option<&Draft>,
+    after: Option<&Draft>,
+) -> Result<(), ApiError> {
+    let Some(subject) = after.or(before) else {
+        return Ok(());
+    };
+    let entry = Entry {
+        at: now_millis(),
+        author: caller.author.clone(),
+        action: action.to_owned(),
+        object_type: subject.kind.as_str().to_owned(),
+        object_name: subject.name.as_str().to_owned(),
+        before: before.map(representation),
+        after: after.map(representation),
+        request_id: caller.request_id.clone(),
+    };
+    activity::append(db, &entry).await?;
+    Ok(())
+}
+
 fn recreate(kind: Kind, name: &ObjectName) -> ApiError {
     ApiError::Unprocessable(format!("Trying to recreate {kind} \"{name}\""))
 }
@@ -128,18 +184,21 @@ fn recreate(kind: Kind, name: &ObjectName) -> ApiError {
 /// `POST` or `PUT` without `?name=`: creates, or 422 when the name is taken.
 pub async fn create(
     store: &Store,
+    caller: &Caller,
     kind: Kind,
     body: &Map<String, Value>,
     conditions: &Conditions,
 ) -> Result<Written, ApiError> {
+    caller.require(permissions_of(kind).1)?;
     let draft = write::create(kind, None, body)?;
+    caller.may_write(&draft)?;
     let tx = store.begin_write().await?;
     if let Some(existing) = rows::find(&tx.tx, kind, draft.name.as_str()).await? {
         check_if_match(conditions, Some(&existing))?;
         return Err(recreate(kind, &draft.name));
     }
     check_if_match(conditions, None)?;
-    let stored = insert(&tx.tx, &draft).await?;
+    let stored = insert(&tx.tx, caller, &draft).await?;
     tx.commit().await?;
     Ok(Written::Created(shown(&stored)))
 }
@@ -147,12 +206,13 @@ pub async fn create(
 /// `POST ?name=`: merges the body into the object.
 pub async fn merge(
     store: &Store,
+    caller: &Caller,
     kind: Kind,
     name: &str,
     body: &Map<String, Value>,
     conditions: &Conditions,
 ) -> Result<Written, ApiError> {
-    change(store, kind, name, conditions, |current| {
+    change(store, caller, kind, name, conditions, |current| {
         write::merge(current, body).map_err(ApiError::from)
     })
     .await
@@ -161,17 +221,29 @@ pub async fn merge(
 /// `PUT ?name=`: replaces the object, or creates it when absent.
 pub async fn replace(
     store: &Store,
+    caller: &Caller,
     kind: Kind,
     name: &str,
     body: &Map<String, Value>,
     conditions: &Conditions,
 ) -> Result<Written, ApiError> {
+    caller.require(permissions_of(kind).1)?;
     let tx = store.begin_write().await?;
     let current = rows::find(&tx.tx, kind, name).await?;
+    let hidden = current
+        .as_ref()
+        .is_some_and(|o| !caller.sees_draft(&o.draft));
+    let current = current.filter(|o| caller.sees_draft(&o.draft));
     check_if_match(conditions, current.as_ref())?;
     let Some(current) = current else {
         let draft = write::create(kind, Some(name), body)?;
-        let stored = insert(&tx.tx, &draft).await?;
+        // Creating is refused outside the restrictions, which also covers
+        // the objects the caller cannot see.
+        caller.may_write(&draft)?;
+        if hidden {
+            return Err(recreate(kind, &draft.name));
+        }
+        let stored = insert(&tx.tx, caller, &draft).await?;
         tx.commit().await?;
         return Ok(Written::Created(shown(&stored)));
     };
@@ -184,19 +256,21 @@ pub async fn replace(
             "{kind} \"{name}\" already exists"
         )));
     }
+    caller.may_write(&current.draft)?;
     let next = write::replace(&current.draft, body)?;
-    finish_change(tx, current, next).await
+    finish_change(tx, caller, current, next).await
 }
 
 /// `PATCH ?name=`.
 pub async fn patch(
     store: &Store,
+    caller: &Caller,
     kind: Kind,
     name: &str,
     patch: &Patch,
     conditions: &Conditions,
 ) -> Result<Written, ApiError> {
-    change(store, kind, name, conditions, |current| {
+    change(store, caller, kind, name, conditions, |current| {
         match patch {
             Patch::Merge(doc) => write::merge_patch(current, doc),
             Patch::Json(ops) => write::json_patch(current, ops),
@@ -208,22 +282,24 @@ pub async fn patch(
 
 async fn change(
     store: &Store,
+    caller: &Caller,
     kind: Kind,
     name: &str,
     conditions: &Conditions,
     rule: impl FnOnce(&Draft) -> Result<Draft, ApiError>,
 ) -> Result<Written, ApiError> {
+    caller.require(permissions_of(kind).1)?;
     let tx = store.begin_write().await?;
-    let current = rows::find(&tx.tx, kind, name)
-        .await?
-        .ok_or_else(|| ApiError::no_such_object(kind, name))?;
+    let current = find_visible(&tx.tx, caller, kind, name).await?;
     check_if_match(conditions, Some(&current))?;
+    caller.may_write(&current.draft)?;
     let next = rule(&current.draft)?;
-    finish_change(tx, current, next).await
+    finish_change(tx, caller, current, next).await
 }
 
 async fn finish_change(
     tx: crate::store::WriteTx<'_>,
+    caller: &Caller,
     current: StoredObject,
     next: Draft,
 ) -> Result<Written, ApiError> {
@@ -232,6 +308,7 @@ async fn finish_change(
     }
     let renamed = next.name != current.draft.name;
     if renamed {
+        caller.may_write(&next)?;
         if rows::find(&tx.tx, next.kind, next.name.as_str())
             .await?
             .is_some()
@@ -250,11 +327,21 @@ async fn finish_change(
                 &next.name,
             );
             rows::update(&tx.tx, dependant.id, &followed).await?;
+            log(
+                &tx.tx,
+                caller,
+                "modify",
+                Some(&dependant.draft),
+                Some(&followed),
+            )
+            .await?;
         }
     }
     check_references(&tx.tx, &next, renamed.then_some(&current.draft.name)).await?;
     let stored = rows::update(&tx.tx, current.id, &next).await?;
     store_refs(&tx.tx, &stored).await?;
+    let action = if renamed { "rename" } else { "modify" };
+    log(&tx.tx, caller, action, Some(&current.draft), Some(&next)).await?;
     tx.commit().await?;
     Ok(Written::Changed(shown(&stored)))
 }
@@ -262,15 +349,16 @@ async fn finish_change(
 /// `DELETE ?name=`: answers the deleted object; 409 while others reference it.
 pub async fn delete(
     store: &Store,
+    caller: &Caller,
     kind: Kind,
     name: &str,
     conditions: &Conditions,
 ) -> Result<Shown, ApiError> {
+    caller.require(permissions_of(kind).1)?;
     let tx = store.begin_write().await?;
-    let current = rows::find(&tx.tx, kind, name)
-        .await?
-        .ok_or_else(|| ApiError::no_such_object(kind, name))?;
+    let current = find_visible(&tx.tx, caller, kind, name).await?;
     check_if_match(conditions, Some(&current))?;
+    caller.may_write(&current.draft)?;
     let dependants = rows::dependants(&tx.tx, current.id).await?;
     if !dependants.is_empty() {
         let what = if current.draft.object_type == ObjectType::Template {
@@ -282,17 +370,24 @@ pub async fn delete(
             "Cannot delete {} \"{}\": still {what} by {}",
             kind,
             name,
-            name_list(&dependants)
+            name_list(caller, &dependants)
         )));
     }
     rows::delete(&tx.tx, current.id).await?;
+    log(&tx.tx, caller, "delete", Some(&current.draft), None).await?;
     tx.commit().await?;
     Ok(shown(&current))
 }
 
-fn name_list(objects: &[StoredObject]) -> String {
+/// Names the dependants the caller may see, and counts the others.
+fn name_list(caller: &Caller, objects: &[StoredObject]) -> String {
     const SHOWN: usize = 10;
-    let mut names: Vec<String> = objects
+    let visible: Vec<&StoredObject> = objects
+        .iter()
+        .filter(|o| caller.sees_draft(&o.draft))
+        .collect();
+    let hidden = objects.len() - visible.len();
+    let mut names: Vec<String> = visible
         .iter()
         .take(SHOWN)
         .map(|o| {
@@ -304,16 +399,24 @@ fn name_list(objects: &[StoredObject]) -> String {
             )
         })
         .collect();
-    if objects.len() > SHOWN {
-        names.push(format!("and {} more", objects.len() - SHOWN));
+    if visible.len() > SHOWN {
+        names.push(format!("{} more", visible.len() - SHOWN));
+    }
+    if hidden > 0 {
+        names.push(format!("{hidden} hosts outside your restrictions"));
     }
     names.join(", ")
 }
 
-async fn insert(db: &impl ConnectionTrait, draft: &Draft) -> Result<StoredObject, ApiError> {
+async fn insert(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    draft: &Draft,
+) -> Result<StoredObject, ApiError> {
     check_references(db, draft, None).await?;
     let stored = rows::insert(db, draft).await?;
     store_refs(db, &stored).await?;
+    log(db, caller, "create", None, Some(draft)).await?;
     Ok(stored)
 }
 

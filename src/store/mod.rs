@@ -29,6 +29,7 @@ const PG_WRITE_LOCK: i64 = 0x5745_4152_4400; // "STEWARD" writers
 #[derive(Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    url: String,
     write_lock: Mutex<()>,
 }
 
@@ -77,8 +78,26 @@ impl Store {
         let db = Database::connect(options).await?;
         Ok(Self {
             db,
+            url: url.to_owned(),
             write_lock: Mutex::new(()),
         })
+    }
+
+    /// On SQLite, a dedicated single connection to the same file: its
+    /// `PRAGMA data_version` changes whenever any other connection commits.
+    pub async fn watch_connection(&self) -> Result<Option<DatabaseConnection>, DbErr> {
+        if self.db.get_database_backend() != DbBackend::Sqlite {
+            return Ok(None);
+        }
+        let mut options = ConnectOptions::new(self.url.clone());
+        options
+            .sqlx_logging(false)
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None);
+        options.map_sqlx_sqlite_opts(|o| o.busy_timeout(SQLITE_BUSY_TIMEOUT));
+        Database::connect(options).await.map(Some)
     }
 
     /// Runs the migrations that have not run yet.

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use crate::db_test;
-use crate::helpers::TestApp;
+use crate::helpers::{ADMIN_PASSWORD, TestApp, basic};
 
 db_test!(
     a_hundred_concurrent_merges_leave_a_hundred_variables,
@@ -19,6 +19,7 @@ db_test!(
             tasks.push(tokio::spawn(async move {
                 use tower::ServiceExt;
                 let request = axum::http::Request::post("/director/host?name=h")
+                    .header("authorization", basic("admin", ADMIN_PASSWORD))
                     .body(axum::body::Body::from(
                         json!({ format!("vars.v{n}"): n }).to_string(),
                     ))
@@ -56,6 +57,7 @@ db_test!(
                 let request = axum::http::Request::builder()
                     .method(method)
                     .uri(uri)
+                    .header("authorization", basic("admin", ADMIN_PASSWORD))
                     .body(axum::body::Body::from(body.to_string()))
                     .expect("request");
                 (*router)

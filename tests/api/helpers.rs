@@ -15,6 +15,18 @@ use steward::store::Store;
 use steward::{AppState, app};
 use tower::ServiceExt;
 
+/// The password of the `admin` user every test app starts with.
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
+/// A Basic `Authorization` value.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -123,10 +135,11 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     let mut config = Config::for_database(&url, dir.path());
     adjust(&mut config);
     let config = Arc::new(config);
-    let router = app(AppState {
-        store: store.clone(),
-        config,
-    });
+    steward::service::users::bootstrap_admin(&store, Some(ADMIN_PASSWORD.into()), dir.path())
+        .await
+        .expect("create admin");
+    let state = AppState::new(store.clone(), config).await.expect("state");
+    let router = app(state);
     TestApp {
         router,
         store,
@@ -151,8 +164,18 @@ impl TestApp {
         {
             builder = builder.header("accept", "application/json");
         }
+        // Requests run as admin unless they carry their own Authorization
+        // (an empty one means none at all).
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        {
+            builder = builder.header("authorization", basic("admin", ADMIN_PASSWORD));
+        }
         for (name, value) in headers {
-            builder = builder.header(*name, *value);
+            if !value.is_empty() {
+                builder = builder.header(*name, *value);
+            }
         }
         let request = builder
             .body(body.map(Body::from).unwrap_or_else(Body::empty))

@@ -1,0 +1,269 @@
+//! Checks credentials without hashing a password per request: the users
+//! live in memory, refreshed whenever the database says they changed, and a
+//! verified credential is remembered for a while under a keyed hash.
+//!
+//! Freshness: on SQLite, `PRAGMA data_version` on a dedicated connection
+//! tells, at every check, whether another connection (this server's pool or
+//! the `steward user` CLI) committed; only then is the users epoch read. On
+//! PostgreSQL, another replica's change is seen within [`PG_POLL`]. This
+//! process's own changes call [`Authenticator::reload`] at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sha2::Sha256;
+use tokio::sync::Semaphore;
+
+use super::password;
+use crate::store::users::{self, StoredUser};
+
+/// How long a verified credential is remembered.
+pub const REMEMBER_FOR: Duration = Duration::from_secs(120);
+/// How often, at most, PostgreSQL replicas re-read the users epoch.
+pub const PG_POLL: Duration = Duration::from_secs(2);
+/// Password hashes computed at once (each argon2id takes about 19 MiB).
+pub const CONCURRENT_HASHES: usize = 2;
+/// Requests allowed to queue for a hash; more are answered 503 at once.
+pub const MAX_WAITING_HASHES: usize = 64;
+/// Remembered credentials kept at most.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// Why a credential was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid credentials")]
+    Invalid,
+    #[error("too many password checks are waiting")]
+    Busy,
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    user_id: i64,
+    revision: i64,
+    until: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Users {
+    by_name: HashMap<String, Arc<StoredUser>>,
+    epoch: i64,
+}
+
+enum Watcher {
+    Sqlite {
+        conn: DatabaseConnection,
+        data_version: AtomicI64,
+    },
+    Postgres {
+        checked: Mutex<Instant>,
+    },
+}
+
+/// The credential checker shared by every request.
+pub struct Authenticator {
+    db: DatabaseConnection,
+    watcher: Watcher,
+    users: RwLock<Users>,
+    remembered: Mutex<HashMap<[u8; 32], Remembered>>,
+    key: [u8; 64],
+    hashing: Semaphore,
+    waiting: AtomicUsize,
+    dummy_hash: String,
+    /// Password hashes computed so far (for tests and benchmarks).
+    hashes_computed: AtomicUsize,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Loads the users. `watch` is a dedicated single connection to the same
+    /// SQLite database (ignored on PostgreSQL).
+    pub async fn new(
+        db: DatabaseConnection,
+        watch: Option<DatabaseConnection>,
+    ) -> Result<Self, DbErr> {
+        let watcher = match (db.get_database_backend(), watch) {
+            (DbBackend::Sqlite, Some(conn)) => Watcher::Sqlite {
+                conn,
+                data_version: AtomicI64::new(-1),
+            },
+            _ => Watcher::Postgres {
+                checked: Mutex::new(Instant::now()),
+            },
+        };
+        let mut key = [0u8; 64];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let dummy_hash = password::hash(&password::random_secret(16)).map_err(DbErr::Custom)?;
+        let auth = Self {
+            db,
+            watcher,
+            users: RwLock::new(Users::default()),
+            remembered: Mutex::new(HashMap::new()),
+            key,
+            hashing: Semaphore::new(CONCURRENT_HASHES),
+            waiting: AtomicUsize::new(0),
+            dummy_hash,
+            hashes_computed: AtomicUsize::new(0),
+        };
+        auth.refresh().await?;
+        auth.reload().await?;
+        Ok(auth)
+    }
+
+    /// Re-reads every user (after a change).
+    pub async fn reload(&self) -> Result<(), DbErr> {
+        let epoch = users::epoch(&self.db).await?;
+        let all = users::all(&self.db).await?;
+        let by_name = all
+            .into_iter()
+            .map(|u| (u.draft.name.clone(), Arc::new(u)))
+            .collect();
+        *self.users.write().unwrap_or_else(|e| e.into_inner()) = Users { by_name, epoch };
+        Ok(())
+    }
+
+    /// Reloads the users when the database says they may have changed.
+    pub async fn refresh(&self) -> Result<(), DbErr> {
+        let maybe_changed = match &self.watcher {
+            Watcher::Sqlite { conn, data_version } => {
+                let row = conn
+                    .query_one_raw(Statement::from_string(
+                        DbBackend::Sqlite,
+                        "PRAGMA data_version",
+                    ))
+                    .await?;
+                let now = row
+                    .and_then(|r| r.try_get_by_index::<i64>(0).ok())
+                    .unwrap_or(-2);
+                data_version.swap(now, Ordering::AcqRel) != now
+            }
+            Watcher::Postgres { checked } => {
+                let mut checked = checked.lock().unwrap_or_else(|e| e.into_inner());
+                if checked.elapsed() >= PG_POLL {
+                    *checked = Instant::now();
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if maybe_changed {
+            let epoch = users::epoch(&self.db).await?;
+            let known = self.users.read().unwrap_or_else(|e| e.into_inner()).epoch;
+            if epoch != known {
+                self.reload().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The keyed hash a verified credential is remembered under: without
+    /// the per-process key, an entry reveals nothing about the password.
+    fn remember_key(&self, name: &str, password: &str) -> Option<[u8; 32]> {
+        // HMAC takes keys of any length; should building it ever fail, the
+        // credential is simply not remembered.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).ok()?;
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        Some(mac.finalize().into_bytes().into())
+    }
+
+    /// The user these credentials belong to. A remembered credential costs
+    /// a keyed hash and a map lookup; a new one runs argon2 once, at most
+    /// [`CONCURRENT_HASHES`] at a time.
+    pub async fn authenticate(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Arc<StoredUser>, AuthError> {
+        self.refresh().await?;
+        let user = self
+            .users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_name
+            .get(name)
+            .cloned();
+        let key = self.remember_key(name, password);
+        if let Some(user) = &user
+            && !user.draft.disabled
+            && let Some(key) = &key
+        {
+            let remembered = self
+                .remembered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+                .copied();
+            if let Some(r) = remembered
+                && r.user_id == user.id
+                && r.revision == user.revision
+                && r.until > Instant::now()
+            {
+                return Ok(user.clone());
+            }
+        }
+        // Unknown users cost a hash too, so timing does not reveal names.
+        let phc = user
+            .as_ref()
+            .map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_HASHES {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(AuthError::Busy);
+        }
+        let permit = self.hashing.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let _permit = permit.map_err(|_| AuthError::Busy)?;
+        let candidate = password.to_owned();
+        self.hashes_computed.fetch_add(1, Ordering::Relaxed);
+        let ok = tokio::task::spawn_blocking(move || password::verify(&candidate, &phc))
+            .await
+            .unwrap_or(false);
+        match user {
+            Some(user) if ok && !user.draft.disabled => {
+                if let Some(key) = key {
+                    self.remember(key, &user);
+                }
+                Ok(user)
+            }
+            _ => Err(AuthError::Invalid),
+        }
+    }
+
+    fn remember(&self, key: [u8; 32], user: &StoredUser) {
+        let now = Instant::now();
+        let mut remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        if remembered.len() >= MAX_REMEMBERED {
+            remembered.retain(|_, r| r.until > now);
+            if remembered.len() >= MAX_REMEMBERED {
+                remembered.clear();
+            }
+        }
+        remembered.insert(
+            key,
+            Remembered {
+                user_id: user.id,
+                revision: user.revision,
+                until: now + REMEMBER_FOR,
+            },
+        );
+    }
+
+    /// How many password hashes were computed since start.
+    pub fn hashes_computed(&self) -> usize {
+        self.hashes_computed.load(Ordering::Relaxed)
+    }
+}

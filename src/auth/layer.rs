@@ -1,0 +1,202 @@
+//! The authentication layer: every Director route except self-service needs
+//! a user with `api`. It runs before anything else that can answer 4xx, so
+//! `401` comes first.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::authenticator::AuthError;
+use crate::domain::auth::Permission;
+use crate::error::ApiError;
+use crate::service::caller::Caller;
+use crate::state::AppState;
+
+/// The challenge Python's urllib (and so Ansible) waits for before it sends credentials.
+pub const CHALLENGE: &str = "Basic realm=\"steward\"";
+
+fn needs_user(path: &str, base: &str) -> bool {
+    let Some(rest) = path.strip_prefix(base) else {
+        return false;
+    };
+    (rest == "/director" || rest.starts_with("/director/"))
+        && !rest.starts_with("/director/self-service/")
+}
+
+/// `user:password` from a Basic `Authorization` header.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy,
+/// the last address in `X-Forwarded-For` that is not a trusted proxy.
+pub fn client_address(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpAddr]) -> IpAddr {
+    let peer = peer.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = ApiError::Unauthorized(message.to_owned()).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(CHALLENGE),
+    );
+    response
+}
+
+/// Authenticates requests to the Director routes and adds the [`Caller`].
+pub async fn require_user(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !needs_user(req.uri().path(), &state.config.base_path) {
+        return next.run(req).await;
+    }
+    let Some((name, password)) = basic_credentials(req.headers()) else {
+        // Never counted as a failure: urllib sends every first request without credentials.
+        return unauthorized("Authentication required");
+    };
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let address = client_address(req.headers(), peer, &state.config.trusted_proxies);
+    let now = Instant::now();
+    if let Err(wait) = state.throttle.check(address, &name, now) {
+        let seconds = wait.as_secs().max(1);
+        let mut response = ApiError::TooManyRequests(format!(
+            "Too many failed logins: retry in {seconds} seconds"
+        ))
+        .into_response();
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    let user = match state.auth.authenticate(&name, &password).await {
+        Ok(user) => user,
+        Err(AuthError::Invalid) => {
+            state.throttle.failed(address, &name, now);
+            tracing::info!(user = %name.escape_debug(), client = %address, "wrong credentials");
+            return unauthorized("Invalid credentials");
+        }
+        Err(AuthError::Busy) => {
+            let mut response =
+                ApiError::Unavailable("Too many logins at once, retry shortly".into())
+                    .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
+        }
+        Err(AuthError::Db(e)) => return ApiError::from(e).into_response(),
+    };
+    state.throttle.succeeded(address, &name);
+    let caller = Caller {
+        author: user.draft.name.clone(),
+        permissions: user.draft.effective_permissions(),
+        restrictions: user.draft.restrictions.clone(),
+        request_id: req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    if let Err(e) = caller.require(Permission::Api) {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthorized("Authentication required".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn director_routes_need_a_user_but_self_service_and_operations_do_not() {
+        assert!(needs_user("/director/host", ""));
+        assert!(needs_user("/director", ""));
+        assert!(!needs_user("/director/self-service/register-host", ""));
+        assert!(!needs_user("/health", ""));
+        assert!(!needs_user("/directorx", ""));
+        assert!(needs_user("/icingaweb2/director/hosts", "/icingaweb2"));
+        assert!(!needs_user("/director/hosts", "/icingaweb2"));
+    }
+
+    #[test]
+    fn basic_credentials_are_decoded() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic YWxpY2U6czNjcjN0OmV4dHJh"),
+        );
+        assert_eq!(
+            basic_credentials(&h),
+            Some(("alice".into(), "s3cr3t:extra".into()))
+        );
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(basic_credentials(&h), None);
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+        let proxy: IpAddr = "127.0.0.2".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("127.0.0.99, 127.0.0.50, 127.0.0.2"),
+        );
+        assert_eq!(
+            client_address(&h, Some(proxy), &[proxy]),
+            IpAddr::from([127, 0, 0, 50])
+        );
+        let other: IpAddr = IpAddr::from([127, 0, 0, 7]);
+        assert_eq!(
+            client_address(&h, Some(other), &[proxy]),
+            other,
+            "an untrusted peer cannot claim an address"
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! `GET /director/activity`: the activity log, newest first.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+
+use crate::error::ApiError;
+use crate::http::json::json_response;
+use crate::http::query::QueryParams;
+use crate::service::activity::{self as service, ActivityRequest, decode_cursor, parse_since};
+use crate::service::caller::Caller;
+use crate::service::lists::MAX_LIMIT;
+use crate::state::AppState;
+use crate::store::activity::Query;
+
+fn text(query: &QueryParams, name: &str) -> Option<String> {
+    query.get(name).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+/// `GET /director/activity?object_type=&name=&author=&action=&since=&limit=&cursor=`.
+pub async fn list_activity(
+    state: AppState,
+    caller: Caller,
+    query: QueryParams,
+) -> Result<Response, ApiError> {
+    let limit = query
+        .get("limit")
+        .map(|v| match v.parse::<u64>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!(
+                "Invalid limit \"{}\": use a number from 1 to {MAX_LIMIT}",
+                v.escape_debug()
+            ))),
+        })
+        .transpose()?;
+    let before_id = match (query.get("cursor"), limit) {
+        (Some(_), None) => return Err(ApiError::BadRequest("cursor needs limit".into())),
+        (Some(cursor), Some(_)) => Some(decode_cursor(cursor)?),
+        (None, _) => None,
+    };
+    let request = ActivityRequest {
+        query: Query {
+            object_type: text(&query, "object_type"),
+            name: text(&query, "name"),
+            author: text(&query, "author"),
+            action: text(&query, "action"),
+            since: query
+                .get("since")
+                .filter(|v| !v.is_empty())
+                .map(parse_since)
+                .transpose()?,
+            before_id,
+        },
+        limit,
+        caller,
+    };
+    if let Some(limit) = limit {
+        return Ok(json_response(
+            StatusCode::OK,
+            &service::page(&state.store, &request, limit).await?,
+        ));
+    }
+    let stream = service::stream(state.store.clone(), request)?;
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
