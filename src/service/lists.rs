@@ -63,6 +63,9 @@ pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
 /// Filters and renders one object, resolving at most once.
 fn select(object: &StoredObject, request: &ListRequest, resolver: &Resolver) -> Option<Value> {
     let d = &object.draft;
+    if !request.caller.sees_draft(d) {
+        return None;
+    }
     let resolved =
         (request.filter.needs_resolution() || request.view.resolved).then(|| resolver.resolve(d));
     if !request.filter.matches(d, resolved.as_ref()) {

@@ -38,6 +38,7 @@ pub enum Backend {
 pub struct TestApp {
     pub router: Router,
     pub store: Arc<Store>,
+    pub auth: Arc<steward::auth::Authenticator>,
     pg_database: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
@@ -139,10 +140,12 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         .await
         .expect("create admin");
     let state = AppState::new(store.clone(), config).await.expect("state");
+    let auth = state.auth.clone();
     let router = app(state);
     TestApp {
         router,
         store,
+        auth,
         pg_database,
         _dir: dir,
     }
@@ -241,6 +244,36 @@ impl TestApp {
         response.json()
     }
 
+    /// Creates a user through the API and answers its Authorization value.
+    pub async fn user(&self, name: &str, role: &str, extra: Value) -> String {
+        let password = format!("{name}-password");
+        let mut body = serde_json::json!({"object_name": name, "password": password, "role": role});
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        let r = self.post("/director/user", &body).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "creating user {name}: {}",
+            r.text
+        );
+        basic(name, &password)
+    }
+
+    /// A request as the user with this Authorization value.
+    pub async fn as_user(
+        &self,
+        auth: &str,
+        method: &str,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> TestResponse {
+        let body = body.map(|b| b.to_string().into_bytes());
+        self.request(method, uri, &[("authorization", auth)], body)
+            .await
+    }
+
     /// Every stored row and reference, to prove that a refused request changed nothing.
     pub async fn snapshot(&self) -> Vec<String> {
         let db = self.store.db();
@@ -271,6 +304,7 @@ impl TestApp {
             router,
             pg_database,
             _dir,
+            ..
         } = self;
         drop(router);
         if let Ok(store) = Arc::try_unwrap(store) {

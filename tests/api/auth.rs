@@ -1,0 +1,586 @@
+//! CONTRACT section 2: authentication, permissions, host restrictions, throttling.
+
+use std::net::IpAddr;
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::db_test;
+use crate::helpers::{ADMIN_PASSWORD, Backend, TestApp, basic, spawn_app_with};
+
+db_test!(
+    requests_without_or_with_wrong_credentials_get_401_with_the_challenge,
+    async |app: &TestApp| {
+        for auth in ["", "Basic bm9ib2R5Om5vdGhpbmc=", "Bearer abc", "Basic !!!"] {
+            let r = app
+                .request("GET", "/director/hosts", &[("authorization", auth)], None)
+                .await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth:?}");
+            assert_eq!(
+                r.header("www-authenticate"),
+                Some("Basic realm=\"steward\"")
+            );
+            assert!(r.json()["error"].is_string());
+        }
+        let wrong = basic("admin", "not-the-password");
+        let r = app
+            .request("GET", "/director/hosts", &[("authorization", &wrong)], None)
+            .await;
+        assert_eq!(r.error(), "Invalid credentials");
+        // 401 comes before any other 4xx.
+        for (method, uri, body) in [
+            ("KILL", "/director/host?name=x", None),
+            ("POST", "/director/host", Some(b"not json".to_vec())),
+            ("GET", "/director/nothing", None),
+            ("POST", "/director/hosts", None),
+        ] {
+            let r = app
+                .request(method, uri, &[("authorization", "")], body)
+                .await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        }
+        // Operational endpoints need none.
+        assert_eq!(
+            app.request("GET", "/health", &[("authorization", "")], None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.request("GET", "/ready", &[("authorization", "")], None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+);
+
+db_test!(
+    each_role_gets_exactly_its_permissions_on_every_endpoint_and_method,
+    async |app: &TestApp| {
+        app.create("host", json!({"object_name": "m-host"})).await;
+        app.create(
+            "script",
+            json!({"object_name": "m-script", "command": "/bin/true"}),
+        )
+        .await;
+        let roles = [
+            (
+                "admin",
+                basic("admin", ADMIN_PASSWORD),
+                vec![
+                    "hosts.read",
+                    "hosts.write",
+                    "scripts.read",
+                    "scripts.write",
+                    "users",
+                    "activity.read",
+                ],
+            ),
+            (
+                "operator",
+                app.user("op", "operator", json!({})).await,
+                vec![
+                    "hosts.read",
+                    "hosts.write",
+                    "scripts.read",
+                    "scripts.write",
+                    "activity.read",
+                ],
+            ),
+            (
+                "reader",
+                app.user("rd", "reader", json!({})).await,
+                vec!["hosts.read", "scripts.read", "activity.read"],
+            ),
+            (
+                "reader+hosts.write",
+                app.user("hw", "reader", json!({"permissions": ["hosts.write"]}))
+                    .await,
+                vec!["hosts.read", "hosts.write", "scripts.read", "activity.read"],
+            ),
+        ];
+        let matrix: Vec<(&str, String, Option<serde_json::Value>, &str)> = vec![
+            (
+                "GET",
+                "/director/host?name=m-host".into(),
+                None,
+                "hosts.read",
+            ),
+            (
+                "HEAD",
+                "/director/host?name=m-host".into(),
+                None,
+                "hosts.read",
+            ),
+            ("GET", "/director/hosts".into(), None, "hosts.read"),
+            (
+                "GET",
+                "/director/hosts/templates".into(),
+                None,
+                "hosts.read",
+            ),
+            (
+                "POST",
+                "/director/host".into(),
+                Some(json!({"object_name": "new-host"})),
+                "hosts.write",
+            ),
+            (
+                "POST",
+                "/director/host?name=m-host".into(),
+                Some(json!({"vars.x": 1})),
+                "hosts.write",
+            ),
+            (
+                "PUT",
+                "/director/host?name=m-host".into(),
+                Some(json!({})),
+                "hosts.write",
+            ),
+            (
+                "PATCH",
+                "/director/host?name=m-host".into(),
+                Some(json!({"vars": {"y": 2}})),
+                "hosts.write",
+            ),
+            (
+                "DELETE",
+                "/director/host?name=new-host".into(),
+                None,
+                "hosts.write",
+            ),
+            (
+                "GET",
+                "/director/script?name=m-script".into(),
+                None,
+                "scripts.read",
+            ),
+            ("GET", "/director/scripts".into(), None, "scripts.read"),
+            (
+                "GET",
+                "/director/scripts/templates".into(),
+                None,
+                "scripts.read",
+            ),
+            (
+                "POST",
+                "/director/script".into(),
+                Some(json!({"object_name": "new-script", "command": "/bin/x"})),
+                "scripts.write",
+            ),
+            (
+                "POST",
+                "/director/script?name=m-script".into(),
+                Some(json!({"timeout": 5})),
+                "scripts.write",
+            ),
+            (
+                "PUT",
+                "/director/script?name=m-script".into(),
+                Some(json!({"command": "/bin/true"})),
+                "scripts.write",
+            ),
+            (
+                "PATCH",
+                "/director/script?name=m-script".into(),
+                Some(json!({"timeout": 6})),
+                "scripts.write",
+            ),
+            (
+                "DELETE",
+                "/director/script?name=new-script".into(),
+                None,
+                "scripts.write",
+            ),
+            ("GET", "/director/user?name=admin".into(), None, "users"),
+            ("GET", "/director/users".into(), None, "users"),
+            (
+                "POST",
+                "/director/user?name=admin".into(),
+                Some(json!({"role": "admin"})),
+                "users",
+            ),
+            ("GET", "/director/activity".into(), None, "activity.read"),
+        ];
+        for (role, auth, granted) in &roles {
+            for (method, uri, body, permission) in &matrix {
+                let patch = *method == "PATCH";
+                let body = body.as_ref().map(|b| b.to_string().into_bytes());
+                let mut headers = vec![("authorization", auth.as_str())];
+                if patch {
+                    headers.push(("content-type", "application/merge-patch+json"));
+                }
+                let r = app.request(method, uri, &headers, body).await;
+                let allowed = granted.contains(permission);
+                if allowed {
+                    assert!(
+                        r.status.is_success() || r.status == StatusCode::NOT_MODIFIED,
+                        "{role} {method} {uri}: {} {}",
+                        r.status,
+                        r.text
+                    );
+                } else {
+                    assert_eq!(
+                        r.status,
+                        StatusCode::FORBIDDEN,
+                        "{role} {method} {uri}: {}",
+                        r.text
+                    );
+                    if *method != "HEAD" {
+                        assert_eq!(r.error(), format!("Permission {permission} is required"));
+                    }
+                }
+            }
+        }
+    }
+);
+
+db_test!(
+    a_restricted_user_can_neither_see_nor_create_nor_rename_into_other_hosts,
+    async |app: &TestApp| {
+        app.create(
+            "host",
+            json!({"object_name": "linux", "object_type": "template", "vars": {"os": "linux"}}),
+        )
+        .await;
+        for name in ["web-1", "web-2", "db-1"] {
+            app.create("host", json!({"object_name": name, "imports": ["linux"]}))
+                .await;
+        }
+        let web = app
+            .user("webop", "operator", json!({"restrictions": ["web-*"]}))
+            .await;
+        let before = app.snapshot().await;
+
+        let r = app
+            .as_user(&web, "GET", "/director/host?name=db-1", None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "invisible, not forbidden");
+        let r = app
+            .as_user(&web, "GET", "/director/host?name=db-1&resolved", None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        let listed = app
+            .as_user(&web, "GET", "/director/hosts?count=1", None)
+            .await
+            .json();
+        let names: Vec<&str> = listed["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["object_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["web-1", "web-2"]);
+        assert_eq!(listed["total"], json!(2));
+        let filtered = app
+            .as_user(
+                &web,
+                "GET",
+                "/director/hosts?imports=linux&count=1&limit=1",
+                None,
+            )
+            .await
+            .json();
+        assert_eq!(filtered["total"], json!(2));
+        // Templates stay readable: they are shared building blocks.
+        assert_eq!(
+            app.as_user(&web, "GET", "/director/host?name=linux", None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.as_user(&web, "GET", "/director/host?name=web-1&resolved", None)
+                .await
+                .json()["vars"],
+            json!({"os": "linux"})
+        );
+
+        for (method, uri, body, status) in [
+            (
+                "POST",
+                "/director/host",
+                Some(json!({"object_name": "db-2"})),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "PUT",
+                "/director/host?name=db-2",
+                Some(json!({})),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "POST",
+                "/director/host?name=web-1",
+                Some(json!({"object_name": "db-9"})),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "POST",
+                "/director/host?name=db-1",
+                Some(json!({"vars.x": 1})),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "PUT",
+                "/director/host?name=db-1",
+                Some(json!({})),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "DELETE",
+                "/director/host?name=db-1",
+                None,
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "POST",
+                "/director/host?name=linux",
+                Some(json!({"vars.x": 1})),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "POST",
+                "/director/host",
+                Some(json!({"object_name": "web-tpl", "object_type": "template"})),
+                StatusCode::FORBIDDEN,
+            ),
+        ] {
+            let r = app.as_user(&web, method, uri, body.as_ref()).await;
+            assert_eq!(r.status, status, "{method} {uri}: {}", r.text);
+        }
+        assert_eq!(app.snapshot().await, before, "nothing changed");
+
+        let r = app
+            .as_user(
+                &web,
+                "POST",
+                "/director/host",
+                Some(&json!({"object_name": "web-3", "imports": ["linux"]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        let r = app
+            .as_user(
+                &web,
+                "POST",
+                "/director/host?name=web-3",
+                Some(&json!({"object_name": "web-4"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        // Deleting a template they can see, with dependants they cannot: the
+        // hidden ones are counted, not named.
+        let r = app
+            .as_user(&web, "DELETE", "/director/host?name=linux", None)
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+        let admin_view = app.delete("/director/host?name=linux").await;
+        assert!(admin_view.error().contains("db-1"));
+    }
+);
+
+db_test!(
+    a_remembered_credential_skips_the_hash_and_changes_take_effect_at_once,
+    async |app: &TestApp| {
+        let alice = app.user("alice", "operator", json!({})).await;
+        let hashes = app.auth.hashes_computed();
+        for _ in 0..10 {
+            assert_eq!(
+                app.as_user(&alice, "GET", "/director/hosts", None)
+                    .await
+                    .status,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(
+            app.auth.hashes_computed() - hashes,
+            1,
+            "one hash for ten requests"
+        );
+
+        let r = app
+            .post(
+                "/director/user?name=alice",
+                &json!({"password": "a-new-password"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            app.as_user(&alice, "GET", "/director/hosts", None)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        let new = basic("alice", "a-new-password");
+        assert_eq!(
+            app.as_user(&new, "GET", "/director/hosts", None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+
+        app.post("/director/user?name=alice", &json!({"disabled": true}))
+            .await;
+        assert_eq!(
+            app.as_user(&new, "GET", "/director/hosts", None)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        app.post("/director/user?name=alice", &json!({"disabled": false}))
+            .await;
+        assert_eq!(
+            app.as_user(&new, "GET", "/director/hosts", None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+
+        app.post("/director/user?name=alice", &json!({"role": "reader"}))
+            .await;
+        let r = app
+            .as_user(
+                &new,
+                "POST",
+                "/director/host",
+                Some(&json!({"object_name": "x"})),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "a role change applies at once"
+        );
+
+        app.delete("/director/user?name=alice").await;
+        assert_eq!(
+            app.as_user(&new, "GET", "/director/hosts", None)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+);
+
+async fn throttled_app() -> TestApp {
+    // Behind a trusted proxy on 127.0.0.1 (the test's peer), X-Forwarded-For names the client.
+    let loopback: IpAddr = IpAddr::from([127, 0, 0, 1]);
+    spawn_app_with(Backend::Sqlite, |c| c.trusted_proxies = vec![loopback]).await
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_throttled_per_address_and_user_without_locking_out_others() {
+    let app = throttled_app().await;
+    let wrong = basic("admin", "guess");
+    let right = basic("admin", ADMIN_PASSWORD);
+    let send = |ip: &'static str, auth: &str| {
+        let auth = auth.to_owned();
+        let app = &app;
+        async move {
+            app.request(
+                "GET",
+                "/director/hosts",
+                &[("authorization", &auth), ("x-forwarded-for", ip)],
+                None,
+            )
+            .await
+        }
+    };
+    // Requests without credentials never count.
+    for _ in 0..20 {
+        assert_eq!(
+            app.request(
+                "GET",
+                "/director/hosts",
+                &[("authorization", ""), ("x-forwarded-for", "127.0.0.66")],
+                None
+            )
+            .await
+            .status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            send("127.0.0.66", &wrong).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let r = send("127.0.0.66", &wrong).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        r.header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| s >= 1)
+    );
+    assert!(r.json()["error"].is_string());
+    // Even the right password waits at the throttled address...
+    assert_eq!(
+        send("127.0.0.66", &right).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ...but the real user at their own address is not locked out.
+    assert_eq!(send("127.0.0.10", &right).await.status, StatusCode::OK);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_address_guessing_many_names_is_throttled_as_a_whole() {
+    let app = throttled_app().await;
+    for i in 0..steward::auth::throttle::ADDRESS_FREE_FAILURES {
+        let auth = basic(&format!("user{i}"), "guess");
+        let r = app
+            .request(
+                "GET",
+                "/director/hosts",
+                &[("authorization", &auth), ("x-forwarded-for", "127.0.0.77")],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = app
+        .request(
+            "GET",
+            "/director/hosts",
+            &[
+                ("authorization", &basic("fresh", "guess")),
+                ("x-forwarded-for", "127.0.0.77"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // An untrusted peer cannot pick its address through the header.
+    let plain = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    for _ in 0..6 {
+        plain
+            .request(
+                "GET",
+                "/director/hosts",
+                &[
+                    ("authorization", &basic("admin", "guess")),
+                    ("x-forwarded-for", "127.0.0.5"),
+                ],
+                None,
+            )
+            .await;
+    }
+    let r = plain
+        .request(
+            "GET",
+            "/director/hosts",
+            &[("x-forwarded-for", "127.0.0.6")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the peer address counted, not the header's"
+    );
+    app.cleanup().await;
+    plain.cleanup().await;
+}
