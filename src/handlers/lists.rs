@@ -43,6 +43,7 @@ fn request_from(
     object_type: ObjectType,
     query: &QueryParams,
 ) -> Result<ListRequest, ApiError> {
+    query.check_flags()?;
     let limit = query
         .get("limit")
         .map(|v| match v.parse::<u64>() {

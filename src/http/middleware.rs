@@ -75,16 +75,18 @@ fn accepts_json(headers: &HeaderMap) -> bool {
         return true;
     }
     values.iter().flat_map(|v| v.split(',')).any(|item| {
-        let media = item
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        matches!(
-            media.as_str(),
-            "" | "*/*" | "application/*" | "application/json"
-        )
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        // `q=0` means "not acceptable".
+        let refused = parts.any(|p| {
+            let p = p.trim().to_ascii_lowercase();
+            p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0)
+        });
+        !refused
+            && matches!(
+                media.as_str(),
+                "" | "*/*" | "application/*" | "application/json"
+            )
     })
 }
 
@@ -174,6 +176,15 @@ mod tests {
         assert!(!accepts_json(&with(
             header::ACCEPT,
             "text/html, text/plain"
+        )));
+    }
+
+    #[test]
+    fn a_zero_quality_refuses_json() {
+        assert!(!accepts_json(&with(header::ACCEPT, "application/json;q=0")));
+        assert!(accepts_json(&with(
+            header::ACCEPT,
+            "application/json;q=0.5"
         )));
     }
 
