@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 class Req:
     def __init__(self, name, method, path, body=None, text=None, headers=None,
-                 status=None, checks=(), pre=(), var_body=None):
+                 status=None, checks=(), pre=(), var_body=None, auth=None):
         self.name = name
         self.method = method
         self.path = path
@@ -44,6 +44,12 @@ class Req:
         self.status = status      # int, or list of acceptable ints
         self.checks = list(checks)
         self.pre = list(pre)
+        # None: the collection's Basic credentials ({{user}} / {{password}});
+        # NOAUTH: no Authorization header; (user, password): these instead.
+        self.auth = auth
+
+
+NOAUTH = "none"
 
 
 def js(v):
@@ -770,11 +776,20 @@ def bru_request(r, seq):
         mode = "json"
     else:
         mode = "none"
+    if r.auth is None:
+        auth = "inherit"
+    elif r.auth == NOAUTH:
+        auth = "none"
+    else:
+        auth = "basic"
     out = [f"meta {{\n  name: {r.name}\n  type: http\n  seq: {seq}\n}}\n"]
     if method in STANDARD:
-        out.append(f"{method.lower()} {{\n  url: {{{{baseUrl}}}}{r.path}\n  body: {mode}\n  auth: inherit\n}}\n")
+        out.append(f"{method.lower()} {{\n  url: {{{{baseUrl}}}}{r.path}\n  body: {mode}\n  auth: {auth}\n}}\n")
     else:
-        out.append(f"http {{\n  method: {method}\n  url: {{{{baseUrl}}}}{r.path}\n  body: {mode}\n  auth: inherit\n}}\n")
+        out.append(f"http {{\n  method: {method}\n  url: {{{{baseUrl}}}}{r.path}\n  body: {mode}\n  auth: {auth}\n}}\n")
+    if auth == "basic":
+        user, password = r.auth
+        out.append(f"auth:basic {{\n  username: {user}\n  password: {password}\n}}\n")
     headers = dict(r.headers)
     if r.var_body and "Content-Type" not in headers:
         headers["Content-Type"] = "text/plain"
@@ -858,6 +873,12 @@ def pm_request(r):
                        "options": {"raw": {"language": "json"}}}
         headers.setdefault("Content-Type", "application/json")
     req["header"] = [{"key": k, "value": v} for k, v in headers.items()]
+    if r.auth == NOAUTH:
+        req["auth"] = {"type": "noauth"}
+    elif r.auth is not None:
+        user, password = r.auth
+        req["auth"] = {"type": "basic", "basic": [{"key": "username", "value": user, "type": "string"},
+                                                  {"key": "password", "value": password, "type": "string"}]}
     checks = [status_check(r.status)] + r.checks
     events = []
     if r.pre:

@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod activity;
 mod auth;
 mod bad_input;
 mod concurrency;
@@ -14,3 +15,4 @@ mod objects;
 mod scenario;
 mod templates;
 mod transport;
+mod users;

@@ -1,0 +1,238 @@
+//! CONTRACT section 9: the activity log over REST, and its chain.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::db_test;
+use crate::helpers::TestApp;
+
+fn entries(body: &Value) -> Vec<Value> {
+    body["objects"].as_array().cloned().unwrap_or_default()
+}
+
+db_test!(
+    every_change_writes_one_entry_with_author_before_after_and_request_id,
+    async |app: &TestApp| {
+        let id = [("x-request-id", "req-create-1")];
+        app.request(
+            "POST",
+            "/director/host",
+            &id,
+            Some(
+                json!({"object_name": "h", "address": "a"})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await;
+        app.post("/director/host?name=h", &json!({"address": "b"}))
+            .await;
+        app.post("/director/host?name=h", &json!({"address": "b"}))
+            .await; // 304: no entry
+        app.post("/director/host?name=h", &json!({"object_name": "h2"}))
+            .await;
+        app.delete("/director/host?name=h2").await;
+
+        let log = entries(&app.get("/director/activity?object_type=host").await.json());
+        let actions: Vec<&str> = log.iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(
+            actions,
+            ["delete", "rename", "modify", "create"],
+            "newest first"
+        );
+        let create = &log[3];
+        assert_eq!(create["author"], json!("admin"));
+        assert_eq!(create["request_id"], json!("req-create-1"));
+        assert_eq!(create["object_name"], json!("h"));
+        assert_eq!(
+            create["after"],
+            json!({"object_name": "h", "object_type": "object", "address": "a"})
+        );
+        assert!(create.get("before").is_none());
+        assert_eq!(log[2]["before"]["address"], json!("a"));
+        assert_eq!(log[2]["after"]["address"], json!("b"));
+        assert_eq!(log[1]["object_name"], json!("h2"));
+        assert_eq!(log[0]["before"]["object_name"], json!("h2"));
+        assert!(log[0].get("after").is_none());
+        // Chained: each entry names the checksum of the one before it.
+        assert_eq!(log[0]["parent_checksum"], log[1]["checksum"]);
+        assert!(create["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+);
+
+db_test!(
+    a_rename_logs_every_dependant_it_rewrites,
+    async |app: &TestApp| {
+        app.create(
+            "host",
+            json!({"object_name": "t", "object_type": "template"}),
+        )
+        .await;
+        app.create("host", json!({"object_name": "a", "imports": ["t"]}))
+            .await;
+        app.create("host", json!({"object_name": "b", "imports": ["t"]}))
+            .await;
+        app.post("/director/host?name=t", &json!({"object_name": "t2"}))
+            .await;
+        let log = entries(&app.get("/director/activity?limit=3").await.json());
+        let summary: Vec<(String, String)> = log
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap().to_owned(),
+                    e["object_name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("rename".into(), "t2".into()),
+                ("modify".into(), "b".into()),
+                ("modify".into(), "a".into())
+            ]
+        );
+        assert_eq!(log[1]["after"]["imports"], json!(["t2"]));
+    }
+);
+
+db_test!(
+    user_changes_are_logged_without_secrets,
+    async |app: &TestApp| {
+        app.post(
+            "/director/user",
+            &json!({"object_name": "dave", "password": "dave-secret-1", "role": "reader"}),
+        )
+        .await;
+        app.post(
+            "/director/user?name=dave",
+            &json!({"password": "dave-secret-2"}),
+        )
+        .await;
+        let text = app.get("/director/activity?object_type=user").await.text;
+        assert!(
+            !text.contains("dave-secret") && !text.contains("argon2"),
+            "{text}"
+        );
+        let log = entries(&serde_json::from_str(&text).unwrap());
+        assert_eq!(log[0]["action"], json!("modify"));
+        assert_eq!(log[0]["after"]["password_changed"], json!(true));
+    }
+);
+
+db_test!(
+    the_log_filters_and_pages_newest_first,
+    async |app: &TestApp| {
+        for i in 0..7 {
+            app.create("host", json!({"object_name": format!("p{i}")}))
+                .await;
+        }
+        app.create("script", json!({"object_name": "s", "command": "/bin/s"}))
+            .await;
+        let op = app.user("op", "operator", json!({})).await;
+        app.as_user(
+            &op,
+            "POST",
+            "/director/host?name=p0",
+            Some(&json!({"vars.x": 1})),
+        )
+        .await;
+
+        assert_eq!(
+            entries(
+                &app.get("/director/activity?object_type=script")
+                    .await
+                    .json()
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            entries(&app.get("/director/activity?name=p0").await.json()).len(),
+            2
+        );
+        let by_op = entries(&app.get("/director/activity?author=op").await.json());
+        assert_eq!(by_op.len(), 1);
+        assert_eq!(by_op[0]["action"], json!("modify"));
+        assert_eq!(
+            entries(
+                &app.get("/director/activity?action=create&object_type=host")
+                    .await
+                    .json()
+            )
+            .len(),
+            7
+        );
+        assert_eq!(
+            entries(&app.get("/director/activity?since=4102444800").await.json()).len(),
+            0,
+            "nothing after 2100"
+        );
+        assert!(
+            !entries(
+                &app.get("/director/activity?since=2020-01-01T00:00:00Z")
+                    .await
+                    .json()
+            )
+            .is_empty()
+        );
+
+        let first = app
+            .get("/director/activity?object_type=host&limit=5")
+            .await
+            .json();
+        let second = app
+            .get(&format!(
+                "/director/activity?object_type=host&limit=5&cursor={}",
+                first["next"].as_str().unwrap()
+            ))
+            .await
+            .json();
+        let ids: Vec<i64> = entries(&first)
+            .iter()
+            .chain(entries(&second).iter())
+            .map(|e| e["id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 8);
+        assert!(
+            ids.windows(2).all(|w| w[0] > w[1]),
+            "newest first without overlap: {ids:?}"
+        );
+        assert!(second.get("next").is_none());
+
+        for bad in [
+            "since=yesterday",
+            "limit=0",
+            "cursor=abc",
+            "limit=5&cursor=zz",
+        ] {
+            assert_eq!(
+                app.get(&format!("/director/activity?{bad}")).await.status,
+                StatusCode::BAD_REQUEST,
+                "{bad}"
+            );
+        }
+    }
+);
+
+db_test!(
+    restricted_users_see_no_activity_of_hosts_they_cannot_see,
+    async |app: &TestApp| {
+        app.create("host", json!({"object_name": "web-1"})).await;
+        app.create("host", json!({"object_name": "db-1"})).await;
+        let web = app
+            .user("web", "operator", json!({"restrictions": ["web-*"]}))
+            .await;
+        let log = app
+            .as_user(&web, "GET", "/director/activity?object_type=host", None)
+            .await
+            .json();
+        let names: Vec<&str> = log["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["object_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["web-1"]);
+    }
+);
