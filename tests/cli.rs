@@ -20,9 +20,27 @@ fn free_port() -> u16 {
 
 /// A plain HTTP/1.0 GET; answers the status line and the body.
 fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    http_get_as(port, path, None)
+}
+
+/// A GET with Basic credentials `user:password`.
+fn http_get_as(port: u16, path: &str, credentials: Option<&str>) -> Option<(String, String)> {
+    use base64::Engine;
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let auth = credentials
+        .map(|c| {
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(c)
+            )
+        })
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
@@ -185,4 +203,265 @@ fn a_bad_configuration_exits_2_with_a_message() {
         .expect("run");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid listen address"));
+}
+
+/// A running `steward serve` on a temporary data directory.
+struct Server {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(admin_password: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut command = Command::new(STEWARD);
+        command
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .env_remove("STEWARD_DATABASE_URL")
+            .env_remove("STEWARD_CONFIG")
+            .env_remove("STEWARD_ADMIN_PASSWORD")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(p) = admin_password {
+            command.env("STEWARD_ADMIN_PASSWORD", p);
+        }
+        let mut child = command.spawn().expect("start steward");
+        wait_ready(&mut child, port);
+        Server { child, port, dir }
+    }
+
+    fn status_as(&self, path: &str, credentials: &str) -> String {
+        http_get_as(self.port, path, Some(credentials))
+            .map(|(s, _)| s)
+            .unwrap_or_default()
+    }
+
+    /// Runs a `steward` command on the same data directory, with `stdin`.
+    fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let mut child = Command::new(STEWARD)
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .env_remove("STEWARD_DATABASE_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run steward");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().expect("output")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn without_a_configured_password_admin_gets_a_random_one_in_a_private_file() {
+    let server = Server::start(None);
+    let path = server.dir.path().join("admin.cred");
+    let text = std::fs::read_to_string(&path).expect("admin.cred written");
+    let cred: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(cred["username"], "admin");
+    let password = cred["password"].as_str().unwrap();
+    assert!(password.len() >= 24);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(
+        server
+            .status_as("/director/hosts", &format!("admin:{password}"))
+            .contains(" 200 ")
+    );
+}
+
+#[test]
+fn pythons_urllib_gets_the_challenge_and_retries_with_credentials() {
+    let server = Server::start(Some("urllib-password"));
+    // urllib's HTTPBasicAuthHandler sends the first request without
+    // credentials and only retries after a 401 naming a realm.
+    let script = format!(
+        r#"
+import json, urllib.request
+url = "http://127.0.0.1:{port}/director/host"
+mgr = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+mgr.add_password(None, "http://127.0.0.1:{port}/", "admin", "urllib-password")
+opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(mgr))
+req = urllib.request.Request(url, data=json.dumps({{"object_name": "from-urllib"}}).encode(), method="POST",
+                             headers={{"Accept": "application/json"}})
+with opener.open(req) as r:
+    assert r.status == 201, r.status
+    body = json.load(r)
+    assert body["object_name"] == "from-urllib", body
+with opener.open(urllib.request.Request(url + "?name=from-urllib", headers={{"Accept": "application/json"}})) as r:
+    assert r.status == 200
+print("ok")
+"#,
+        port = server.port
+    );
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+}
+
+#[test]
+fn cli_user_changes_take_effect_on_the_running_server_at_once() {
+    let server = Server::start(Some("first-password"));
+    assert!(
+        server
+            .status_as("/director/hosts", "admin:first-password")
+            .contains(" 200 ")
+    );
+
+    let out = server.cli(
+        &[
+            "user",
+            "add",
+            "ops",
+            "--role",
+            "operator",
+            "--restrict",
+            "web-*",
+        ],
+        "ops-password\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        server
+            .status_as("/director/hosts", "ops:ops-password")
+            .contains(" 200 ")
+    );
+    assert!(
+        server
+            .status_as("/director/users", "ops:ops-password")
+            .contains(" 403 ")
+    );
+
+    let out = server.cli(&["user", "passwd", "admin"], "second-password\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        server
+            .status_as("/director/hosts", "admin:first-password")
+            .contains(" 401 "),
+        "the old password stops at once"
+    );
+    assert!(
+        server
+            .status_as("/director/hosts", "admin:second-password")
+            .contains(" 200 ")
+    );
+
+    let out = server.cli(&["user", "disable", "ops"], "");
+    assert!(out.status.success());
+    assert!(
+        server
+            .status_as("/director/hosts", "ops:ops-password")
+            .contains(" 401 ")
+    );
+    let out = server.cli(&["user", "enable", "ops"], "");
+    assert!(out.status.success());
+    assert!(
+        server
+            .status_as("/director/hosts", "ops:ops-password")
+            .contains(" 200 ")
+    );
+
+    let list = server.cli(&["user", "list"], "");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("ops") && text.contains("web-*") && !text.contains("password"),
+        "{text}"
+    );
+
+    let out = server.cli(&["user", "remove", "ops"], "");
+    assert!(out.status.success());
+    assert!(
+        server
+            .status_as("/director/hosts", "ops:ops-password")
+            .contains(" 401 ")
+    );
+    let out = server.cli(&["user", "remove", "nobody"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such user"));
+    let out = server.cli(&["user", "add", "x", "--role", "root"], "long-enough\n");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn activity_verify_names_the_first_altered_entry() {
+    let server = Server::start(Some("verify-password"));
+    for name in ["a", "b", "c"] {
+        let out = server.cli(
+            &["user", "add", name, "--role", "reader"],
+            "reader-password\n",
+        );
+        assert!(out.status.success());
+    }
+    let ok = server.cli(&["activity", "verify"], "");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("4 entries"),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    let url = format!(
+        "sqlite://{}",
+        server.dir.path().join("steward.sqlite").display()
+    );
+    let db = Database::connect(&url).await.unwrap();
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        "UPDATE activity SET author = 'mallory' WHERE id = 3",
+    ))
+    .await
+    .unwrap();
+    db.close().await.ok();
+    let broken = server.cli(&["activity", "verify"], "");
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&broken.stderr).contains("activity entry 3 is broken"),
+        "{}",
+        String::from_utf8_lossy(&broken.stderr)
+    );
 }
