@@ -721,6 +721,564 @@ def health(P):
     ]
 
 
+# --------------------------------------------------------------------------
+# Authentication, users, permissions, host restrictions, activity
+#
+# Wrong credentials are throttled per client address (CONTRACT section 2):
+# each tool sends 5 of them per run (2 in 08-auth, 3 in 09-users), well below
+# the server's allowance, and every user that gets one logs in right after.
+
+
+def U(name):
+    return f"/director/user?name={name}"
+
+
+def user_cleanup(name):
+    return Req(f"cleanup user {name} if left over", "DELETE", U(name), status=[200, 404], checks=[])
+
+
+def challenge():
+    return t("WWW-Authenticate is Basic with realm steward",
+             "expect(H('www-authenticate')).to.be.a('string').that.matches(/^Basic realm=\"steward\"(,|$)/)")
+
+
+def unauthorized(msg):
+    return [error_is(msg), challenge()]
+
+
+def forbidden(permission):
+    return error_is(f"Permission {permission} is required")
+
+
+def no_secrets(*secrets):
+    """No password, hash or password key anywhere in the body."""
+    lits = "".join(f" expect(j).to.not.include({js(s)});" for s in secrets)
+    return t("no password or hash in the body",
+             "var j = JSON.stringify(B); expect(j).to.not.match(/\"(password|password_hash|hash)\":/);"
+             " expect(j).to.not.include('$argon2');" + lits)
+
+
+def objects_are(objs):
+    return t("objects are exactly", f"expect(B.objects).to.deep.equal({js(objs)})")
+
+
+def auth(P):
+    hl = f"/director/hosts?q={P}auth-"
+    no = unauthorized("Authentication required")
+    return [
+        Req("no credentials gives 401 with a Basic challenge", "GET", hl, auth=NOAUTH, status=401,
+            checks=[*no, json_ct()]),
+        Req("no credentials on one object gives 401, not 404", "GET", f"/director/host?name={P}auth-missing",
+            auth=NOAUTH, status=401, checks=no),
+        Req("no credentials on a write gives 401 before the body is read", "POST", "/director/host",
+            text='{"object_name": ', auth=NOAUTH, status=401, checks=no),
+        Req("no credentials and Accept text/html gives 401, not 406", "GET", hl, auth=NOAUTH,
+            headers={"Accept": "text/html"}, status=401, checks=[challenge()]),
+        Req("no credentials and KILL gives 401 before 400", "KILL", f"/director/host?name={P}auth-missing",
+            auth=NOAUTH, status=401, checks=no),
+        Req("no credentials on the users gives 401", "GET", "/director/users", auth=NOAUTH, status=401, checks=no),
+        Req("no credentials on the activity log gives 401", "GET", "/director/activity?limit=1", auth=NOAUTH,
+            status=401, checks=no),
+        Req("HEAD without credentials gives 401", "HEAD", hl, auth=NOAUTH, status=401, checks=[challenge()]),
+        Req("a Bearer token is no Basic credential", "GET", hl, auth=NOAUTH,
+            headers={"Authorization": "Bearer abcdef"}, status=401, checks=[has_error(), challenge()]),
+        Req("wrong password gives 401 Invalid credentials", "GET", hl, auth=("{{user}}", f"{P}wrong-password"),
+            status=401, checks=unauthorized("Invalid credentials")),
+        Req("unknown user gives 401 Invalid credentials", "GET", hl,
+            auth=(f"{P}auth-nobody", "some-long-password"), status=401, checks=unauthorized("Invalid credentials")),
+        Req("the right credentials are accepted", "GET", hl, status=200,
+            checks=[names([]), t("no challenge on success", "expect(H('www-authenticate')).to.equal(undefined)")]),
+        Req("/health needs no credentials", "GET", "/health", auth=NOAUTH, status=200, checks=[json_ct()]),
+        Req("/ready needs no credentials", "GET", "/ready", auth=NOAUTH, status=200, checks=[json_ct()]),
+    ]
+
+
+def users(P):
+    op, rd, pu, adm2, bad = (f"{P}users-op", f"{P}users-reader", f"{P}users-put", f"{P}users-admin2",
+                             f"{P}users-bad")
+    op1, op2, rdp, pup = f"{P}op-password-1", f"{P}op-password-2", f"{P}reader-password", f"{P}put-password"
+    probe = f"/director/hosts?q={P}users-none"
+    op_body = {"object_name": op, "role": "operator"}
+    web = f"{P}users-web-*"
+    sole = "{{soleAdmin}}"
+    return [
+        user_cleanup(op), user_cleanup(rd), user_cleanup(pu), user_cleanup(adm2), user_cleanup(bad),
+        Req("create an operator", "POST", "/director/user",
+            body={"object_name": op, "password": op1, "role": "operator"}, status=201,
+            checks=[body_is(op_body), location(U(op)), json_ct(), no_secrets(op1)]),
+        Req("create it again gives 422", "POST", "/director/user",
+            body={"object_name": op, "password": op1, "role": "operator"}, status=422,
+            checks=[error_is(f'Trying to recreate user "{op}"')]),
+        Req("GET the operator", "GET", U(op), status=200, checks=[body_is(op_body), no_secrets(op1)]),
+        Req("the new user can log in", "GET", probe, auth=(op, op1), status=200, checks=[names([])]),
+        Req("POST the same role gives 304", "POST", U(op), body={"role": "operator"}, status=304,
+            checks=[empty_body()]),
+        Req("POST the same password again gives 304", "POST", U(op), body={"password": op1}, status=304,
+            checks=[empty_body()]),
+        Req("POST extra permissions and restrictions", "POST", U(op),
+            body={"permissions": ["deploy"], "restrictions": [web]}, status=200,
+            checks=[body_is({**op_body, "permissions": ["deploy"], "restrictions": [web]})]),
+        Req("the same again gives 304", "POST", U(op), body={"permissions": ["deploy"], "restrictions": [web]},
+            status=304, checks=[empty_body()]),
+        Req("empty lists remove them", "POST", U(op), body={"permissions": [], "restrictions": []}, status=200,
+            checks=[body_is(op_body)]),
+        Req("create a reader", "POST", "/director/user",
+            body={"object_name": rd, "password": rdp, "role": "reader"}, status=201,
+            checks=[body_is({"object_name": rd, "role": "reader"}), location(U(rd))]),
+        Req("GET /director/users sorted by name", "GET", "/director/users", status=200,
+            checks=[t("sorted by name, with the new users",
+                      "var n = B.objects.map(function (o) { return o.object_name; }); "
+                      "expect(n).to.deep.equal(n.slice().sort()); "
+                      f"expect(n).to.include.members([{js(op)}, {js(rd)}])"),
+                    t("every user has a name and a role",
+                      "B.objects.forEach(function (o) { expect(o.object_name).to.be.a('string'); "
+                      "expect(['admin', 'operator', 'reader']).to.include(o.role); })"),
+                    no_secrets(op1, rdp)]),
+        Req("PUT by name creates", "PUT", U(pu),
+            body={"password": pup, "role": "operator", "restrictions": ["a-*"]}, status=201,
+            checks=[body_is({"object_name": pu, "role": "operator", "restrictions": ["a-*"]}),
+                    location(U(pu)), no_secrets(pup)]),
+        Req("PUT the same again gives 304", "PUT", U(pu),
+            body={"password": pup, "role": "operator", "restrictions": ["a-*"]}, status=304,
+            checks=[empty_body()]),
+        Req("PUT replaces: role back to reader, restrictions gone", "PUT", U(pu),
+            body={"permissions": ["deploy"]}, status=200,
+            checks=[body_is({"object_name": pu, "role": "reader", "permissions": ["deploy"]})]),
+        Req("PUT kept the password", "GET", probe, auth=(pu, pup), status=200, checks=[names([])]),
+        Req("PUT without name on an existing user gives 422", "PUT", "/director/user",
+            body={"object_name": pu, "password": pup}, status=422,
+            checks=[error_is(f'Trying to recreate user "{pu}"')]),
+        Req("password of 7 characters gives 422", "POST", "/director/user",
+            body={"object_name": bad, "password": "1234567", "role": "reader"}, status=422, checks=[has_error()]),
+        Req("short password on an update gives 422", "POST", U(rd), body={"password": "short"}, status=422,
+            checks=[has_error()]),
+        Req("missing password gives 422", "POST", "/director/user", body={"object_name": bad, "role": "reader"},
+            status=422, checks=[has_error()]),
+        Req("PUT creating without password gives 422", "PUT", U(bad), body={"role": "reader"}, status=422,
+            checks=[has_error()]),
+        Req("unknown role gives 422", "POST", "/director/user",
+            body={"object_name": bad, "password": "long-enough-1", "role": "root"}, status=422,
+            checks=[has_error()]),
+        Req("unknown permission gives 422", "POST", U(rd), body={"permissions": ["everything"]}, status=422,
+            checks=[has_error()]),
+        Req("unknown key gives 422", "POST", "/director/user",
+            body={"object_name": bad, "password": "long-enough-1", "foo": 1}, status=422,
+            checks=[error_contains("foo")]),
+        Req("a password hash is no settable key", "POST", U(rd), body={"password_hash": "x"}, status=422,
+            checks=[has_error()]),
+        Req("invalid restriction gives 422", "POST", U(rd), body={"restrictions": ["web/*"]}, status=422,
+            checks=[has_error()]),
+        Req("user name with a space gives 422", "POST", "/director/user",
+            body={"object_name": f"{P}users bad", "password": "long-enough-1"}, status=422, checks=[has_error()]),
+        Req("disabled not a boolean gives 422", "POST", U(rd), body={"disabled": "maybe"}, status=422,
+            checks=[has_error()]),
+        Req("nothing bad was created", "GET", U(bad), status=404, checks=[has_error()]),
+        Req("the refused updates changed nothing", "GET", U(rd), status=200,
+            checks=[body_is({"object_name": rd, "role": "reader"})]),
+        Req("the reader still logs in", "GET", probe, auth=(rd, rdp), status=200, checks=[names([])]),
+        Req("change the password", "POST", U(op), body={"password": op2}, status=200,
+            checks=[body_is(op_body), no_secrets(op1, op2)]),
+        Req("the old password is refused at once", "GET", probe, auth=(op, op1), status=401,
+            checks=unauthorized("Invalid credentials")),
+        Req("the new password works", "GET", probe, auth=(op, op2), status=200, checks=[names([])]),
+        Req("disable the operator", "POST", U(op), body={"disabled": True}, status=200,
+            checks=[body_is({**op_body, "disabled": True})]),
+        Req("a disabled user is refused at once", "GET", probe, auth=(op, op2), status=401,
+            checks=[has_error(), challenge()]),
+        Req("GET shows disabled", "GET", U(op), status=200, checks=[body_is({**op_body, "disabled": True})]),
+        Req("enable the operator again", "POST", U(op), body={"disabled": False}, status=200,
+            checks=[body_is(op_body)]),
+        Req("the enabled user logs in again", "GET", probe, auth=(op, op2), status=200, checks=[names([])]),
+        Req("a disabled admin", "POST", "/director/user",
+            body={"object_name": adm2, "password": "admin2-password", "role": "admin", "disabled": True},
+            status=201, checks=[body_is({"object_name": adm2, "role": "admin", "disabled": True})]),
+        Req("find the only enabled user holding users", "GET", "/director/users", status=200,
+            checks=[t("exactly one enabled user holds the users permission",
+                      "var h = B.objects.filter(function (o) { return !o.disabled && (o.role === 'admin' || "
+                      "(o.permissions || []).indexOf('users') >= 0); }).map(function (o) { return o.object_name; }); "
+                      f"setv('soleAdmin', h.length === 1 ? h[0] : {js(P + 'users-not-the-sole-admin')}); "
+                      "expect(h.length).to.equal(1)")]),
+        Req("disabling the last user holding users gives 409", "POST", U(sole), body={"disabled": True},
+            status=409, checks=[has_error()]),
+        Req("demoting the last user holding users gives 409", "POST", U(sole), body={"role": "operator"},
+            status=409, checks=[has_error()]),
+        Req("PUT replacing the last user holding users with a reader gives 409", "PUT", U(sole), body={},
+            status=409, checks=[has_error()]),
+        Req("deleting the last user holding users gives 409", "DELETE", U(sole), status=409,
+            checks=[has_error()]),
+        Req("the last user holding users is unchanged", "GET", U(sole), status=200,
+            checks=[field("role", "admin"), *absent("disabled")]),
+        Req("DELETE the disabled admin", "DELETE", U(adm2), status=200,
+            checks=[body_is({"object_name": adm2, "role": "admin", "disabled": True})]),
+        Req("DELETE the operator answers the deleted user", "DELETE", U(op), status=200,
+            checks=[body_is(op_body), no_secrets(op2)]),
+        Req("a deleted user is refused at once", "GET", probe, auth=(op, op2), status=401,
+            checks=unauthorized("Invalid credentials")),
+        Req("GET the deleted user gives 404", "GET", U(op), status=404, checks=[has_error()]),
+        Req("DELETE it again gives 404", "DELETE", U(op), status=404, checks=[has_error()]),
+        Req("POST by name on a missing user gives 404", "POST", U(op), body={"role": "reader"}, status=404,
+            checks=[has_error()]),
+        Req("DELETE the reader", "DELETE", U(rd), status=200, checks=[body_is({"object_name": rd, "role": "reader"})]),
+        Req("DELETE the PUT user", "DELETE", U(pu), status=200, checks=[field("object_name", pu)]),
+        Req("no user of this folder is left", "GET", "/director/users", status=200,
+            checks=[t("none left", "B.objects.forEach(function (o) { "
+                      f"expect(o.object_name.indexOf({js(P + 'users-')})).to.not.equal(0); }})")]),
+    ]
+
+
+def permissions(P):
+    rd, op, wr = f"{P}perm-reader", f"{P}perm-op", f"{P}perm-writer"
+    RD, OP, WR = (rd, f"{P}perm-reader-pw"), (op, f"{P}perm-op-pw"), (wr, f"{P}perm-writer-pw")
+    h1, h2, h3, s1, s2 = (f"{P}perm-h1", f"{P}perm-h2", f"{P}perm-h3", f"{P}perm-s1", f"{P}perm-s2")
+    H = lambda n: f"/director/host?name={n}"
+    S = lambda n: f"/director/script?name={n}"
+    mp = {"Content-Type": "application/merge-patch+json"}
+    hw, sw, us = forbidden("hosts.write"), forbidden("scripts.write"), forbidden("users")
+    return [
+        cleanup("host", h1), cleanup("host", h2), cleanup("host", h3), cleanup("script", s1), cleanup("script", s2),
+        user_cleanup(rd), user_cleanup(op), user_cleanup(wr),
+        Req("user with role reader", "POST", "/director/user",
+            body={"object_name": rd, "password": RD[1], "role": "reader"}, status=201,
+            checks=[field("role", "reader")]),
+        Req("user with role operator", "POST", "/director/user",
+            body={"object_name": op, "password": OP[1], "role": "operator"}, status=201,
+            checks=[field("role", "operator")]),
+        Req("reader with the extra permission hosts.write", "POST", "/director/user",
+            body={"object_name": wr, "password": WR[1], "role": "reader", "permissions": ["hosts.write"]},
+            status=201, checks=[body_is({"object_name": wr, "role": "reader", "permissions": ["hosts.write"]})]),
+        Req("fixture host", "POST", "/director/host", body={"object_name": h1, "address": "192.0.2.70"},
+            status=201, checks=[field("object_name", h1)]),
+        Req("fixture script", "POST", "/director/script", body={"object_name": s1, "command": "/bin/true"},
+            status=201, checks=[field("object_name", s1)]),
+        # reader: reads everything, writes nothing
+        Req("reader GETs a host", "GET", H(h1), auth=RD, status=200,
+            checks=[body_is({"object_name": h1, "object_type": "object", "address": "192.0.2.70"})]),
+        Req("reader lists hosts", "GET", f"/director/hosts?q={P}perm-", auth=RD, status=200, checks=[names([h1])]),
+        Req("reader lists host templates", "GET", f"/director/hosts/templates?q={P}perm-", auth=RD, status=200,
+            checks=[names([])]),
+        Req("reader GETs a script", "GET", S(s1), auth=RD, status=200, checks=[field("command", "/bin/true")]),
+        Req("reader lists scripts", "GET", f"/director/scripts?q={P}perm-", auth=RD, status=200,
+            checks=[names([s1])]),
+        Req("reader reads the activity log", "GET", "/director/activity?limit=1", auth=RD, status=200,
+            checks=[t("objects is a list", "expect(B.objects).to.be.an('array')")]),
+        Req("reader POST host gives 403", "POST", "/director/host", auth=RD, body={"object_name": h2},
+            status=403, checks=[hw]),
+        Req("reader POST by name gives 403", "POST", H(h1), auth=RD, body={"address": "192.0.2.71"},
+            status=403, checks=[hw]),
+        Req("reader PUT gives 403", "PUT", H(h1), auth=RD, body={"address": "192.0.2.71"}, status=403,
+            checks=[hw]),
+        Req("reader PATCH gives 403", "PATCH", H(h1), auth=RD, headers=mp, body={"address": "192.0.2.71"},
+            status=403, checks=[hw]),
+        Req("reader DELETE host gives 403", "DELETE", H(h1), auth=RD, status=403, checks=[hw]),
+        Req("reader POST script gives 403", "POST", "/director/script", auth=RD,
+            body={"object_name": s2, "command": "/bin/true"}, status=403, checks=[sw]),
+        Req("reader DELETE script gives 403", "DELETE", S(s1), auth=RD, status=403, checks=[sw]),
+        Req("reader GET /director/users gives 403", "GET", "/director/users", auth=RD, status=403, checks=[us]),
+        Req("reader GET itself gives 403", "GET", U(rd), auth=RD, status=403, checks=[us]),
+        Req("reader cannot make itself admin", "POST", U(rd), auth=RD, body={"role": "admin"}, status=403,
+            checks=[us]),
+        Req("the refused writes changed nothing", "GET", H(h1), status=200,
+            checks=[body_is({"object_name": h1, "object_type": "object", "address": "192.0.2.70"})]),
+        Req("the reader is still a reader", "GET", U(rd), status=200,
+            checks=[body_is({"object_name": rd, "role": "reader"})]),
+        Req("the refused host was not created", "GET", H(h2), status=404, checks=[has_error()]),
+        Req("the refused script was not created", "GET", S(s2), status=404, checks=[has_error()]),
+        # operator: everything but users
+        Req("operator GET /director/users gives 403", "GET", "/director/users", auth=OP, status=403,
+            checks=[us]),
+        Req("operator GET a user gives 403", "GET", U(op), auth=OP, status=403, checks=[us]),
+        Req("operator creating a user gives 403", "POST", "/director/user", auth=OP,
+            body={"object_name": f"{P}perm-new", "password": "long-enough-1", "role": "admin"}, status=403,
+            checks=[us]),
+        Req("operator deleting a user gives 403", "DELETE", U(rd), auth=OP, status=403, checks=[us]),
+        Req("operator creates a host", "POST", "/director/host", auth=OP, body={"object_name": h3}, status=201,
+            checks=[field("object_name", h3)]),
+        Req("operator changes it", "POST", H(h3), auth=OP, body={"address": "192.0.2.72"}, status=200,
+            checks=[field("address", "192.0.2.72")]),
+        Req("operator creates a script", "POST", "/director/script", auth=OP,
+            body={"object_name": s2, "command": "/bin/false"}, status=201, checks=[field("object_name", s2)]),
+        Req("operator deletes the script", "DELETE", S(s2), auth=OP, status=200, checks=[field("object_name", s2)]),
+        Req("operator deletes the host", "DELETE", H(h3), auth=OP, status=200, checks=[field("object_name", h3)]),
+        Req("the log names the operator as author", "GET", "/director/activity?limit=1", auth=OP, status=200,
+            checks=[t("newest entry is the operator's delete",
+                      "var e = B.objects[0]; "
+                      f"expect([e.author, e.action, e.object_type, e.object_name]).to.deep.equal({js([op, 'delete', 'host', h3])})")]),
+        # reader with hosts.write
+        Req("reader with hosts.write creates a host", "POST", "/director/host", auth=WR,
+            body={"object_name": h2, "address": "192.0.2.73"}, status=201, checks=[field("object_name", h2)]),
+        Req("reader with hosts.write POST script gives 403", "POST", "/director/script", auth=WR,
+            body={"object_name": s2, "command": "/bin/true"}, status=403, checks=[sw]),
+        Req("reader with hosts.write GET /director/users gives 403", "GET", "/director/users", auth=WR,
+            status=403, checks=[us]),
+        Req("reader with hosts.write deletes its host", "DELETE", H(h2), auth=WR, status=200,
+            checks=[field("object_name", h2)]),
+        Req("DELETE fixture host", "DELETE", H(h1), status=200, checks=[field("object_name", h1)]),
+        Req("DELETE fixture script", "DELETE", S(s1), status=200, checks=[field("object_name", s1)]),
+        Req("DELETE the reader", "DELETE", U(rd), status=200, checks=[field("object_name", rd)]),
+        Req("DELETE the operator", "DELETE", U(op), status=200, checks=[field("object_name", op)]),
+        Req("DELETE the writer", "DELETE", U(wr), status=200, checks=[field("object_name", wr)]),
+    ]
+
+
+def restrictions(P):
+    ro = f"{P}rst-op"
+    RO = (ro, f"{P}rst-op-password")
+    glob = f"{P}rst-web-*"
+    web1, web2, web3, web4 = f"{P}rst-web-1", f"{P}rst-web-2", f"{P}rst-web-3", f"{P}rst-web-4"
+    db1, db2, db3 = f"{P}rst-db-1", f"{P}rst-db-2", f"{P}rst-db-3"
+    tpl, tpl2, s1 = f"{P}rst-tpl", f"{P}rst-web-tpl", f"{P}rst-s1"
+    H = lambda n: f"/director/host?name={n}"
+    hl = f"/director/hosts?q={P}rst-"
+    mp = {"Content-Type": "application/merge-patch+json"}
+    tpl_body = {"object_name": tpl, "object_type": "template", "vars": {"tier": "gold"}}
+    return [
+        cleanup("host", web1), cleanup("host", web2), cleanup("host", web3), cleanup("host", web4),
+        cleanup("host", db1), cleanup("host", db2), cleanup("host", db3), cleanup("host", tpl2),
+        cleanup("host", tpl), cleanup("script", s1), user_cleanup(ro),
+        Req("operator restricted to the web hosts", "POST", "/director/user",
+            body={"object_name": ro, "password": RO[1], "role": "operator", "restrictions": [glob]}, status=201,
+            checks=[body_is({"object_name": ro, "role": "operator", "restrictions": [glob]})]),
+        Req("template", "POST", "/director/host", body=tpl_body, status=201, checks=[body_is(tpl_body)]),
+        Req("web host importing the template", "POST", "/director/host",
+            body={"object_name": web1, "imports": [tpl]}, status=201, checks=[field("object_name", web1)]),
+        Req("db host", "POST", "/director/host", body={"object_name": db1, "address": "192.0.2.80"}, status=201,
+            checks=[field("object_name", db1)]),
+        Req("an unrestricted user sees both", "GET", hl + "&count=1", status=200,
+            checks=[names([db1, web1]), field("total", 2)]),
+        Req("restricted: the list has only the web host", "GET", hl + "&count=1", auth=RO, status=200,
+            checks=[names([web1]), field("total", 1)]),
+        Req("restricted: a page counts only visible hosts", "GET", hl + "&limit=1&count=1", auth=RO, status=200,
+            checks=[names([web1]), field("total", 1), t("no next", "expect(B).to.not.have.property('next')")]),
+        Req("restricted: GET the web host", "GET", H(web1), auth=RO, status=200,
+            checks=[body_is({"object_name": web1, "object_type": "object", "imports": [tpl]})]),
+        Req("restricted: the resolved view reads the template", "GET", H(web1) + "&resolved=1", auth=RO,
+            status=200, checks=[field("vars", {"tier": "gold"})]),
+        Req("restricted: GET the db host gives 404", "GET", H(db1), auth=RO, status=404, checks=[has_error()]),
+        Req("restricted: HEAD the db host gives 404", "HEAD", H(db1), auth=RO, status=404, checks=[]),
+        Req("restricted: the templates list", "GET", f"/director/hosts/templates?q={P}rst-", auth=RO,
+            status=200, checks=[names([tpl])]),
+        Req("restricted: GET the template", "GET", H(tpl), auth=RO, status=200, checks=[body_is(tpl_body)]),
+        Req("restricted: create a web host", "POST", "/director/host", auth=RO,
+            body={"object_name": web2, "imports": [tpl]}, status=201,
+            checks=[field("object_name", web2), location(H(web2))]),
+        Req("restricted: create a db host gives 403", "POST", "/director/host", auth=RO,
+            body={"object_name": db2}, status=403, checks=[has_error()]),
+        Req("restricted: PUT a new db host gives 403", "PUT", H(db2), auth=RO, body={}, status=403,
+            checks=[has_error()]),
+        Req("restricted: PUT onto the hidden db host gives 403", "PUT", H(db1), auth=RO,
+            body={"address": "192.0.2.81"}, status=403, checks=[has_error()]),
+        Req("restricted: POST by name on the hidden db host gives 404", "POST", H(db1), auth=RO,
+            body={"address": "192.0.2.81"}, status=404, checks=[has_error()]),
+        Req("restricted: PATCH the hidden db host gives 404", "PATCH", H(db1), auth=RO, headers=mp,
+            body={"address": "192.0.2.81"}, status=404, checks=[has_error()]),
+        Req("restricted: DELETE the hidden db host gives 404", "DELETE", H(db1), auth=RO, status=404,
+            checks=[has_error()]),
+        Req("the db host is unchanged", "GET", H(db1), status=200,
+            checks=[body_is({"object_name": db1, "object_type": "object", "address": "192.0.2.80"})]),
+        Req("the refused db host was not created", "GET", H(db2), status=404, checks=[has_error()]),
+        Req("restricted: rename out of the restrictions gives 403", "POST", H(web2), auth=RO,
+            body={"object_name": db3}, status=403, checks=[has_error()]),
+        Req("the refused rename changed nothing", "GET", H(web2), auth=RO, status=200,
+            checks=[field("object_name", web2)]),
+        Req("no host under the refused name", "GET", H(db3), status=404, checks=[has_error()]),
+        Req("restricted: rename within the restrictions", "POST", H(web2), auth=RO, body={"object_name": web3},
+            status=200, checks=[field("object_name", web3), field("imports", [tpl])]),
+        Req("restricted: create a host template gives 403", "POST", "/director/host", auth=RO,
+            body={"object_name": tpl2, "object_type": "template"}, status=403, checks=[has_error()]),
+        Req("restricted: PUT a new host template gives 403", "PUT", H(tpl2), auth=RO,
+            body={"object_type": "template"}, status=403, checks=[has_error()]),
+        Req("restricted: change a host template gives 403", "POST", H(tpl), auth=RO, body={"vars.tier": "tin"},
+            status=403, checks=[has_error()]),
+        Req("restricted: PATCH a host template gives 403", "PATCH", H(tpl), auth=RO, headers=mp,
+            body={"vars": {"tier": "tin"}}, status=403, checks=[has_error()]),
+        Req("restricted: DELETE a host template gives 403", "DELETE", H(tpl), auth=RO, status=403,
+            checks=[has_error()]),
+        Req("the template is unchanged", "GET", H(tpl), status=200, checks=[body_is(tpl_body)]),
+        Req("the refused template was not created", "GET", H(tpl2), status=404, checks=[has_error()]),
+        Req("restricted: scripts are not restricted", "POST", "/director/script", auth=RO,
+            body={"object_name": s1, "command": "/bin/true"}, status=201, checks=[field("object_name", s1)]),
+        Req("restricted: list scripts", "GET", f"/director/scripts?q={P}rst-", auth=RO, status=200,
+            checks=[names([s1])]),
+        Req("restricted: DELETE the script", "DELETE", f"/director/script?name={s1}", auth=RO, status=200,
+            checks=[field("object_name", s1)]),
+        Req("restricted: the log hides the db host", "GET", f"/director/activity?name={db1}&limit=10", auth=RO,
+            status=200, checks=[objects_are([])]),
+        Req("unrestricted: the log shows the db host", "GET", f"/director/activity?name={db1}&limit=1",
+            status=200, checks=[t("newest db entry", "expect(B.objects[0].object_name).to.equal(" + js(db1) + ")")]),
+        Req("restricted: the log shows the web host", "GET", f"/director/activity?name={web3}&limit=1", auth=RO,
+            status=200, checks=[t("the rename", "var e = B.objects[0]; "
+                                  f"expect([e.action, e.author]).to.deep.equal({js(['rename', ro])})")]),
+        Req("restricted: DELETE web host 3", "DELETE", H(web3), auth=RO, status=200,
+            checks=[field("object_name", web3)]),
+        Req("restricted: DELETE web host 1", "DELETE", H(web1), auth=RO, status=200,
+            checks=[field("object_name", web1)]),
+        Req("DELETE the db host", "DELETE", H(db1), status=200, checks=[field("object_name", db1)]),
+        Req("DELETE the template", "DELETE", H(tpl), status=200, checks=[field("object_name", tpl)]),
+        Req("DELETE the restricted user", "DELETE", U(ro), status=200,
+            checks=[body_is({"object_name": ro, "role": "operator", "restrictions": [glob]})]),
+        Req("nothing is left", "GET", hl + "&count=1", status=200, checks=[names([]), field("total", 0)]),
+    ]
+
+
+def activity(P):
+    ao = f"{P}act-op"
+    pw1, pw2 = f"{P}act-password-1", f"{P}act-password-2"
+    AO = (ao, pw1)
+    h, hr, s = f"{P}act-h1", f"{P}act-h1-renamed", f"{P}act-s1"
+    A = "/director/activity"
+    since = A + "?since={{actSince}}"
+    H = lambda n: f"/director/host?name={n}"
+    rid = lambda n: {"X-Request-Id": "{{actRid}}-" + n}
+    HEX = "/^[0-9a-f]{64}$/"
+
+    def entry(action, typ, name, n, author=None, before=True, after=True, chained=True, extra=""):
+        """Checks the newest entry B.objects[0]."""
+        code = ("var e = B.objects[0]; expect(e).to.be.an('object'); "
+                "expect(e.id).to.be.a('number'); "
+                "expect(e.time).to.be.a('string').that.matches(/^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?(Z|[+-]\\d\\d:\\d\\d)$/); "
+                f"expect(e.action).to.equal({js(action)}); expect(e.object_type).to.equal({js(typ)}); "
+                f"expect(e.object_name).to.equal({js(name)}); "
+                f"expect(e.request_id).to.equal(getv('actRid') + {js('-' + n)}); "
+                f"expect(e.checksum).to.match({HEX}); expect(e.parent_checksum).to.match({HEX}); ")
+        if author:
+            code += f"expect(e.author).to.equal({js(author)}); "
+        else:
+            code += "expect(e.author).to.be.a('string').and.not.empty; "
+        code += ("expect(e).to.have.property('before'); " if before else "expect(e).to.not.have.property('before'); ")
+        code += ("expect(e).to.have.property('after'); " if after else "expect(e).to.not.have.property('after'); ")
+        checks = [t(f"newest entry: {action} {typ} {name}", code + extra)]
+        if chained:
+            checks.append(t("chained to the previous entry",
+                            "expect(B.objects[0].parent_checksum).to.equal(getv('actChecksum'))"))
+        checks.append(t("remember the checksum", "setv('actChecksum', B.objects[0].checksum)"))
+        return checks
+
+    def seq(expected):
+        return t("entries in order (newest first)",
+                 "expect(B.objects.map(function (e) { return [e.action, e.object_type, e.object_name]; }))"
+                 f".to.deep.equal({js(expected)})")
+
+    full = [["delete", "user", ao], ["modify", "user", ao], ["modify", "user", ao],
+            ["delete", "host", hr], ["delete", "script", s], ["create", "script", s],
+            ["rename", "host", hr], ["modify", "host", h], ["create", "host", h], ["create", "user", ao]]
+    ids = lambda a, b: f"JSON.parse(getv('actIds')).slice({a}, {b})"
+    page_ids = "B.objects.map(function (e) { return e.id; })"
+    return [
+        cleanup("host", h), cleanup("host", hr), cleanup("script", s), user_cleanup(ao),
+        Req("create a user (author: the collection user)", "POST", "/director/user", headers=rid("u1"),
+            pre=[f"setv('actRid', {js(P + 'act-')} + Date.now())"],
+            body={"object_name": ao, "password": pw1, "role": "operator"}, status=201,
+            checks=[field("object_name", ao),
+                    t("X-Request-Id echoed", "expect(H('x-request-id')).to.equal(getv('actRid') + '-u1')")]),
+        Req("the user create entry", "GET", A + f"?object_type=user&name={ao}&limit=1", status=200,
+            checks=[*entry("create", "user", ao, "u1", before=False, chained=False,
+                           extra=f"expect(e.after.object_name).to.equal({js(ao)}); "
+                                 "expect(e.after.role).to.equal('operator'); "),
+                    no_secrets(pw1),
+                    t("remember its time and id", "setv('actSince', B.objects[0].time); setv('actFirstId', B.objects[0].id)")]),
+        Req("author is the authenticated user", "GET", A + f"?author={{{{user}}}}&name={ao}&limit=1", status=200,
+            checks=[t("the same entry", "expect(String(B.objects[0].id)).to.equal(String(getv('actFirstId')))")]),
+        Req("create a host as the operator", "POST", "/director/host", auth=AO, headers=rid("1"),
+            body={"object_name": h, "address": "192.0.2.1"}, status=201, checks=[field("object_name", h)]),
+        Req("the host create entry", "GET", A + f"?name={h}&limit=1", status=200,
+            checks=entry("create", "host", h, "1", author=ao, before=False,
+                         extra=f"expect(e.after).to.deep.equal({js({'object_name': h, 'object_type': 'object', 'address': '192.0.2.1'})}); ")),
+        Req("change the host", "POST", H(h), auth=AO, headers=rid("2"), body={"address": "192.0.2.2"},
+            status=200, checks=[field("address", "192.0.2.2")]),
+        Req("the modify entry has before and after", "GET", A + f"?name={h}&limit=1", status=200,
+            checks=entry("modify", "host", h, "2", author=ao,
+                         extra=f"expect(e.before).to.deep.equal({js({'object_name': h, 'object_type': 'object', 'address': '192.0.2.1'})}); "
+                               f"expect(e.after).to.deep.equal({js({'object_name': h, 'object_type': 'object', 'address': '192.0.2.2'})}); ")),
+        Req("rename the host", "POST", H(h), auth=AO, headers=rid("3"), body={"object_name": hr}, status=200,
+            checks=[field("object_name", hr)]),
+        Req("the rename entry", "GET", A + f"?name={hr}&limit=1", status=200,
+            checks=entry("rename", "host", hr, "3", author=ao,
+                         extra=f"expect(e.before.object_name).to.equal({js(h)}); "
+                               f"expect(e.after.object_name).to.equal({js(hr)}); ")),
+        Req("create a script", "POST", "/director/script", auth=AO, headers=rid("4"),
+            body={"object_name": s, "command": "/bin/true"}, status=201, checks=[field("object_name", s)]),
+        Req("delete the script", "DELETE", f"/director/script?name={s}", auth=AO, headers=rid("5"), status=200,
+            checks=[field("object_name", s)]),
+        Req("delete the host", "DELETE", H(hr), auth=AO, headers=rid("6"), status=200,
+            checks=[field("object_name", hr)]),
+        Req("the delete entry has no after", "GET", A + f"?name={hr}&limit=1", status=200,
+            checks=entry("delete", "host", hr, "6", author=ao, after=False, chained=False,
+                         extra=f"expect(e.before).to.deep.equal({js({'object_name': hr, 'object_type': 'object', 'address': '192.0.2.2'})}); ")),
+        Req("change the user's password", "POST", U(ao), headers=rid("u2"), body={"password": pw2}, status=200,
+            checks=[body_is({"object_name": ao, "role": "operator"})]),
+        Req("the password change is logged without the password", "GET", A + f"?object_type=user&name={ao}&limit=1",
+            status=200,
+            checks=[*entry("modify", "user", ao, "u2",
+                           extra="expect(e.after.password_changed).to.equal(true); "
+                                 "expect(e.before).to.not.have.property('password_changed'); "),
+                    no_secrets(pw1, pw2)]),
+        Req("change the user's role", "POST", U(ao), headers=rid("u3"), body={"role": "reader"}, status=200,
+            checks=[body_is({"object_name": ao, "role": "reader"})]),
+        Req("the role change entry", "GET", A + f"?object_type=user&name={ao}&limit=1", status=200,
+            checks=entry("modify", "user", ao, "u3",
+                         extra="expect(e.before.role).to.equal('operator'); expect(e.after.role).to.equal('reader'); "
+                               "expect(e.after).to.not.have.property('password_changed'); ")),
+        Req("delete the user", "DELETE", U(ao), headers=rid("u4"), status=200, checks=[field("object_name", ao)]),
+        Req("the user delete entry", "GET", A + f"?object_type=user&name={ao}&limit=1", status=200,
+            checks=[*entry("delete", "user", ao, "u4", after=False,
+                           extra=f"expect(e.before).to.deep.equal({js({'object_name': ao, 'role': 'reader'})}); "),
+                    no_secrets(pw1, pw2)]),
+        Req("since: this folder's entries, newest first", "GET", since, status=200,
+            checks=[seq(full),
+                    t("ids descending, each chained to the next older one",
+                      "for (var i = 1; i < B.objects.length; i++) { "
+                      "expect(B.objects[i].id).to.be.below(B.objects[i - 1].id); "
+                      "expect(B.objects[i - 1].parent_checksum).to.equal(B.objects[i].checksum); }"),
+                    t("remember the ids", f"setv('actIds', JSON.stringify({page_ids}))"),
+                    no_secrets(pw1, pw2), json_ct()]),
+        Req("filter object_type=host", "GET", since + "&object_type=host", status=200,
+            checks=[seq([e for e in full if e[1] == "host"])]),
+        Req("filter object_type=script", "GET", since + "&object_type=script", status=200,
+            checks=[seq([e for e in full if e[1] == "script"])]),
+        Req("filter object_type=user", "GET", since + "&object_type=user", status=200,
+            checks=[seq([e for e in full if e[1] == "user"])]),
+        Req("filter action=rename", "GET", since + "&action=rename", status=200,
+            checks=[seq([e for e in full if e[0] == "rename"])]),
+        Req("filter action=delete", "GET", since + "&action=delete", status=200,
+            checks=[seq([e for e in full if e[0] == "delete"])]),
+        Req("filter author", "GET", since + f"&author={ao}", status=200,
+            checks=[seq([e for e in full if e[1] != "user"]),
+                    t("all by the operator", f"B.objects.forEach(function (e) {{ expect(e.author).to.equal({js(ao)}); }})")]),
+        Req("filter name", "GET", since + f"&name={h}", status=200,
+            checks=[seq([e for e in full if e[2] == h])]),
+        Req("filters combine", "GET", since + "&object_type=host&action=delete", status=200,
+            checks=[seq([["delete", "host", hr]])]),
+        Req("unknown name matches nothing", "GET", A + f"?name={P}act-nothing", status=200, checks=[objects_are([])]),
+        Req("since in Unix seconds, in the future", "GET", A + "?since=4102444800", status=200,
+            checks=[objects_are([])]),
+        Req("since in RFC 3339, in the future", "GET", A + "?since=2100-01-01T00:00:00Z", status=200,
+            checks=[objects_are([])]),
+        Req("since in RFC 3339 with an offset", "GET", A + "?since=2100-01-01T01:00:00%2B01:00", status=200,
+            checks=[objects_are([])]),
+        Req("since=0 is the whole log", "GET", A + f"?since=0&name={h}&limit=1", status=200,
+            checks=[t("one entry", "expect(B.objects.length).to.equal(1)")]),
+        Req("limit=4: first page", "GET", since + "&limit=4", status=200,
+            checks=[t("the first four", f"expect({page_ids}).to.deep.equal({ids(0, 4)})"),
+                    t("next is a cursor", "expect(B.next).to.be.a('string').and.not.empty; setv('actNext', encodeURIComponent(B.next))")]),
+        Req("limit=4: second page", "GET", since + "&limit=4&cursor={{actNext}}", status=200,
+            checks=[t("the next four", f"expect({page_ids}).to.deep.equal({ids(4, 8)})"),
+                    t("next is a cursor", "expect(B.next).to.be.a('string').and.not.empty; setv('actNext', encodeURIComponent(B.next))")]),
+        Req("limit=4: last page", "GET", since + "&limit=4&cursor={{actNext}}", status=200,
+            checks=[t("the last two", f"expect({page_ids}).to.deep.equal({ids(8, 10)})"),
+                    t("no next on the last page", "expect(B).to.not.have.property('next')")]),
+        Req("limit=10 is one page without next", "GET", since + "&limit=10", status=200,
+            checks=[seq(full), t("no next", "expect(B).to.not.have.property('next')")]),
+        Req("limit=1000 is allowed", "GET", A + "?limit=1000", status=200,
+            checks=[t("objects is a list", "expect(B.objects).to.be.an('array').that.is.not.empty")]),
+        Req("since=garbage gives 400", "GET", A + "?since=yesterday", status=400, checks=[has_error()]),
+        Req("limit=0 gives 400", "GET", A + "?limit=0", status=400, checks=[has_error()]),
+        Req("limit=1001 gives 400", "GET", A + "?limit=1001", status=400, checks=[has_error()]),
+        Req("limit=abc gives 400", "GET", A + "?limit=abc", status=400, checks=[has_error()]),
+        Req("cursor without limit gives 400", "GET", since + "&cursor={{actNext}}", status=400, checks=[has_error()]),
+        Req("cursor=garbage gives 400", "GET", A + "?limit=2&cursor=garbage", status=400, checks=[has_error()]),
+    ]
+
+
 FOLDERS = [
     ("01-scenario", "Director sample scenario (CONTRACT section 11)", lambda P: scenario()),
     ("02-hosts", "One host: GET/POST/PUT/PATCH/DELETE, ETags, renames", hosts),
@@ -729,6 +1287,11 @@ FOLDERS = [
     ("05-lists", "Lists, filters and pagination", lists),
     ("06-errors", "Bad input", errors),
     ("07-health", "Operational endpoints", health),
+    ("08-auth", "HTTP Basic authentication: 401, the challenge, open operational endpoints", auth),
+    ("09-users", "Users: CRUD, 304, 422s, password changes and disabling at once, the last-admin 409", users),
+    ("10-permissions", "Roles and extra permissions: 403 for what a user may not do", permissions),
+    ("11-restrictions", "Host restrictions: invisible hosts, refused creates, renames and template writes", restrictions),
+    ("12-activity", "The activity log: entries, request ids, chained checksums, filters, paging", activity),
 ]
 
 # --------------------------------------------------------------------------
