@@ -18,12 +18,18 @@ const PER_BATCH: u32 = 20_000;
 
 async fn measure(label: &str, url: &str, dir: &std::path::Path) {
     let store = Arc::new(Store::open(url).await.expect("open store"));
-    bootstrap_admin(&store, Some(PASSWORD.into()), dir).await.expect("admin");
+    bootstrap_admin(&store, Some(PASSWORD.into()), dir)
+        .await
+        .expect("admin");
     let watch = store.watch_connection().await.expect("watch connection");
-    let auth = Authenticator::new(store.db().clone(), watch).await.expect("authenticator");
+    let auth = Authenticator::new(store.db().clone(), watch)
+        .await
+        .expect("authenticator");
 
     let start = Instant::now();
-    auth.authenticate("admin", PASSWORD).await.expect("first check");
+    auth.authenticate("admin", PASSWORD)
+        .await
+        .expect("first check");
     let first = start.elapsed();
     let hashes_after_first = auth.hashes_computed();
 
@@ -31,7 +37,9 @@ async fn measure(label: &str, url: &str, dir: &std::path::Path) {
     for _ in 0..BATCHES {
         let start = Instant::now();
         for _ in 0..PER_BATCH {
-            auth.authenticate("admin", PASSWORD).await.expect("remembered check");
+            auth.authenticate("admin", PASSWORD)
+                .await
+                .expect("remembered check");
         }
         per_check.push(start.elapsed() / PER_BATCH);
     }
@@ -60,7 +68,10 @@ fn us(d: Duration) -> f64 {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.sqlite").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.sqlite").display()
+    );
     measure("sqlite", &url, dir.path()).await;
     if let Ok(url) = std::env::var("STEWARD_TEST_DATABASE_URL") {
         // Uses the given database as it is: run it on an empty one.

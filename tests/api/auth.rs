@@ -584,3 +584,105 @@ async fn an_address_guessing_many_names_is_throttled_as_a_whole() {
     app.cleanup().await;
     plain.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_passwords_is_bounded_and_does_not_starve_remembered_users() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tower::ServiceExt;
+
+    let app = throttled_app().await;
+    // Remember admin's credential before the flood.
+    assert_eq!(app.get("/director/hosts").await.status, StatusCode::OK);
+    let flood_done = Arc::new(AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for i in 0..150u32 {
+        let router = app.router.clone();
+        flood.push(tokio::spawn(async move {
+            let request = axum::http::Request::get("/director/hosts")
+                .header("authorization", basic(&format!("nobody{i}"), "guess"))
+                .header(
+                    "x-forwarded-for",
+                    format!("127.0.{}.{}", 1 + i / 200, 1 + i % 200),
+                )
+                .body(axum::body::Body::empty())
+                .unwrap();
+            router.oneshot(request).await.map(|r| r.status()).ok()
+        }));
+    }
+    let watcher = {
+        let flood_done = flood_done.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for task in flood {
+                statuses.push(task.await.ok().flatten());
+            }
+            flood_done.store(true, Ordering::SeqCst);
+            statuses
+        })
+    };
+    tokio::task::yield_now().await;
+    for _ in 0..5 {
+        assert_eq!(app.get("/director/hosts").await.status, StatusCode::OK);
+    }
+    assert!(
+        !flood_done.load(Ordering::SeqCst),
+        "remembered users were served while the flood was still being hashed"
+    );
+    let statuses = watcher.await.unwrap();
+    let busy = statuses
+        .iter()
+        .filter(|s| **s == Some(StatusCode::SERVICE_UNAVAILABLE))
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == Some(StatusCode::UNAUTHORIZED))
+        .count();
+    assert_eq!(busy + refused, 150, "{statuses:?}");
+    assert!(
+        busy > 0,
+        "past the waiting line, checks are refused at once instead of queueing"
+    );
+    assert_eq!(
+        app.auth.hashes_computed(),
+        1 + refused,
+        "one hash per check that was not refused at once"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn another_replica_on_postgresql_sees_a_password_change_within_the_bound() {
+    let Some(_) = crate::helpers::postgres_url() else {
+        eprintln!("STEWARD_TEST_DATABASE_URL is not set: PostgreSQL not tested");
+        return;
+    };
+    let app = crate::helpers::spawn_app(Backend::Postgres).await;
+    // A second replica: its own authenticator over the same database.
+    let replica = steward::auth::Authenticator::new(app.store.db().clone(), None)
+        .await
+        .unwrap();
+    assert!(replica.authenticate("admin", ADMIN_PASSWORD).await.is_ok());
+    let r = app
+        .post(
+            "/director/user?name=admin",
+            &json!({"password": "changed-elsewhere"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    tokio::time::sleep(
+        steward::auth::authenticator::PG_POLL + std::time::Duration::from_millis(200),
+    )
+    .await;
+    assert!(
+        replica.authenticate("admin", ADMIN_PASSWORD).await.is_err(),
+        "the old password is refused after the bound"
+    );
+    assert!(
+        replica
+            .authenticate("admin", "changed-elsewhere")
+            .await
+            .is_ok()
+    );
+    app.cleanup().await;
+}
