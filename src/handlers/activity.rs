@@ -23,21 +23,8 @@ pub async fn list_activity(
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let limit = query
-        .get("limit")
-        .map(|v| match v.parse::<u64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(ApiError::BadRequest(format!(
-                "Invalid limit \"{}\": use a number from 1 to {MAX_LIMIT}",
-                v.escape_debug()
-            ))),
-        })
-        .transpose()?;
-    let before_id = match (query.get("cursor"), limit) {
-        (Some(_), None) => return Err(ApiError::BadRequest("cursor needs limit".into())),
-        (Some(cursor), Some(_)) => Some(decode_cursor(cursor)?),
-        (None, _) => None,
-    };
+    let (limit, cursor) = query.paging(MAX_LIMIT)?;
+    let before_id = cursor.map(decode_cursor).transpose()?;
     let request = ActivityRequest {
         query: Query {
             object_type: text(&query, "object_type"),

@@ -44,21 +44,8 @@ fn request_from(
     query: &QueryParams,
 ) -> Result<ListRequest, ApiError> {
     query.check_flags()?;
-    let limit = query
-        .get("limit")
-        .map(|v| match v.parse::<u64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(ApiError::BadRequest(format!(
-                "Invalid limit \"{}\": use a number from 1 to {MAX_LIMIT}",
-                v.escape_debug()
-            ))),
-        })
-        .transpose()?;
-    let after = match (query.get("cursor"), limit) {
-        (Some(_), None) => return Err(ApiError::BadRequest("cursor needs limit".into())),
-        (Some(cursor), Some(_)) => Some(decode_cursor(cursor)?),
-        (None, _) => None,
-    };
+    let (limit, cursor) = query.paging(MAX_LIMIT)?;
+    let after = cursor.map(decode_cursor).transpose()?;
     Ok(ListRequest {
         kind,
         object_type,

@@ -52,6 +52,24 @@ impl QueryParams {
         Ok(())
     }
 
+    /// `limit` (1 to `max`) and `cursor`, which needs a limit.
+    pub fn paging(&self, max: u64) -> Result<(Option<u64>, Option<&str>), ApiError> {
+        let limit = self
+            .get("limit")
+            .map(|v| match v.parse::<u64>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::BadRequest(format!(
+                    "Invalid limit \"{}\": use a number from 1 to {max}",
+                    v.escape_debug()
+                ))),
+            })
+            .transpose()?;
+        match (self.get("cursor"), limit) {
+            (Some(_), None) => Err(ApiError::BadRequest("cursor needs limit".into())),
+            (cursor, _) => Ok((limit, cursor)),
+        }
+    }
+
     /// `?name=`, required: an empty value counts as missing.
     pub fn name(&self) -> Option<&str> {
         self.get("name").filter(|n| !n.is_empty())
