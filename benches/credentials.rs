@@ -5,6 +5,9 @@
 //! of several batches, on SQLite (and on PostgreSQL when
 //! `STEWARD_TEST_DATABASE_URL` is set).
 
+// A benchmark stops on what must not fail.
+#![allow(clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
