@@ -15,6 +15,11 @@ dialect that both tools understand after a tool-specific preamble:
     H(name)    a response header (undefined when absent)
     setv(k, v) set a run variable, used later as {{k}}
     test(name, fn), expect(...)   chai, as in both tools
+    getv(k)    read a run variable
+
+A request uses the collection's Basic credentials ({{user}} / {{password}})
+unless it gives `auth=NOAUTH` (no Authorization header) or
+`auth=(user, password)` (request-level Basic auth in both tools).
 
 The generated files are committed; edit this file and re-run it rather than
 editing the generated files by hand.

@@ -20,7 +20,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the state over an open store.
     pub async fn new(store: Arc<Store>, config: Arc<Config>) -> Result<Self, DbErr> {
-        let watch = store.watch_connection().await?;
+        let watch = store.watch_connection()?;
         let auth = Arc::new(Authenticator::new(store.db().clone(), watch).await?);
         Ok(Self {
             store,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 
@@ -59,7 +59,7 @@ struct Users {
 
 enum Watcher {
     Sqlite {
-        conn: DatabaseConnection,
+        conn: Mutex<rusqlite::Connection>,
         data_version: AtomicI64,
     },
     Postgres {
@@ -88,15 +88,15 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Loads the users. `watch` is a dedicated single connection to the same
-    /// SQLite database (ignored on PostgreSQL).
+    /// Loads the users. `watch` is a dedicated connection to the same SQLite
+    /// database (ignored on PostgreSQL).
     pub async fn new(
         db: DatabaseConnection,
-        watch: Option<DatabaseConnection>,
+        watch: Option<rusqlite::Connection>,
     ) -> Result<Self, DbErr> {
         let watcher = match (db.get_database_backend(), watch) {
             (DbBackend::Sqlite, Some(conn)) => Watcher::Sqlite {
-                conn,
+                conn: Mutex::new(conn),
                 data_version: AtomicI64::new(-1),
             },
             _ => Watcher::Postgres {
@@ -138,15 +138,11 @@ impl Authenticator {
     pub async fn refresh(&self) -> Result<(), DbErr> {
         let maybe_changed = match &self.watcher {
             Watcher::Sqlite { conn, data_version } => {
-                let row = conn
-                    .query_one_raw(Statement::from_string(
-                        DbBackend::Sqlite,
-                        "PRAGMA data_version",
-                    ))
-                    .await?;
-                let now = row
-                    .and_then(|r| r.try_get_by_index::<i64>(0).ok())
-                    .unwrap_or(-2);
+                let now = conn
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))
+                    .map_err(|e| DbErr::Custom(format!("PRAGMA data_version: {e}")))?;
                 data_version.swap(now, Ordering::AcqRel) != now
             }
             Watcher::Postgres { checked } => {

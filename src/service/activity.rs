@@ -1,7 +1,6 @@
 //! Reading and verifying the activity log.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,16 +26,14 @@ pub struct ActivityRequest {
     pub caller: Caller,
 }
 
-/// Parses `since`: RFC 3339, or Unix seconds.
+/// Parses `since`: RFC 3339 (any offset), or Unix seconds.
 pub fn parse_since(value: &str) -> Result<i64, ApiError> {
     if let Ok(seconds) = value.parse::<i64>() {
         return Ok(seconds.saturating_mul(1000));
     }
-    humantime::parse_rfc3339_weak(value)
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .ok_or_else(|| {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
             ApiError::BadRequest(format!(
                 "Invalid since \"{}\": use RFC 3339 or Unix seconds",
                 value.escape_debug()
@@ -64,8 +61,9 @@ pub fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
 }
 
 fn time(ms: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(at).to_string()
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// An entry as the API shows it.
@@ -207,5 +205,35 @@ pub async fn verify(store: &Store) -> Result<Result<u64, Break>, ApiError> {
         }
         count += batch.len() as u64;
         after = batch.last().map_or(after, |e| e.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_rfc_3339_with_any_offset_and_unix_seconds() {
+        assert_eq!(parse_since("1700000000").ok(), Some(1_700_000_000_000));
+        assert_eq!(
+            parse_since("2023-11-14T22:13:20Z").ok(),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            parse_since("2023-11-14T23:13:20+01:00").ok(),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            parse_since("2023-11-14T22:13:20.5Z").ok(),
+            Some(1_700_000_000_500)
+        );
+        assert!(parse_since("yesterday").is_err());
+        assert_eq!(time(1_700_000_000_500), "2023-11-14T22:13:20.500Z");
+    }
+
+    #[test]
+    fn activity_cursors_round_trip() {
+        assert_eq!(decode_cursor(&encode_cursor(42)).ok(), Some(42));
+        assert!(decode_cursor("abc").is_err());
     }
 }

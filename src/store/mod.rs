@@ -83,21 +83,20 @@ impl Store {
         })
     }
 
-    /// On SQLite, a dedicated single connection to the same file: its
-    /// `PRAGMA data_version` changes whenever any other connection commits.
-    pub async fn watch_connection(&self) -> Result<Option<DatabaseConnection>, DbErr> {
-        if self.db.get_database_backend() != DbBackend::Sqlite {
+    /// On SQLite, a dedicated read-only connection to the same file, outside
+    /// the pool: its `PRAGMA data_version` changes whenever any other
+    /// connection commits. A plain synchronous connection, because the
+    /// check runs on every authenticated request and must cost microseconds.
+    pub fn watch_connection(&self) -> Result<Option<rusqlite::Connection>, DbErr> {
+        let Some(path) = sqlite_path(&self.url) else {
             return Ok(None);
-        }
-        let mut options = ConnectOptions::new(self.url.clone());
-        options
-            .sqlx_logging(false)
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None);
-        options.map_sqlx_sqlite_opts(|o| o.busy_timeout(SQLITE_BUSY_TIMEOUT));
-        Database::connect(options).await.map(Some)
+        };
+        rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map(Some)
+        .map_err(|e| DbErr::Custom(format!("cannot open the SQLite watch connection: {e}")))
     }
 
     /// Runs the migrations that have not run yet.
@@ -144,6 +143,15 @@ impl Store {
         };
         Ok(WriteTx { tx, _guard: guard })
     }
+}
+
+/// The file of a `sqlite://PATH?options` URL (`None` for other databases).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }
 
 /// The default SQLite URL for a data directory.
