@@ -27,6 +27,8 @@ pub struct Config {
     pub log_json: bool,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Icinga's ticket salt; generated and kept in the database when unset.
+    pub ticket_salt: Option<String>,
 }
 
 impl Config {
@@ -42,6 +44,7 @@ impl Config {
             body_limit: DEFAULT_BODY_LIMIT,
             log_json: false,
             trusted_proxies: Vec::new(),
+            ticket_salt: None,
         }
     }
 }
@@ -77,6 +80,9 @@ pub struct ConfigArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<IpAddr>,
+    /// The salt of Icinga PKI tickets (the ApiListener's ticket_salt).
+    #[arg(long, env = "STEWARD_TICKET_SALT", hide_env_values = true)]
+    pub ticket_salt: Option<String>,
 }
 
 /// The keys a configuration file may set.
@@ -90,6 +96,7 @@ struct FileConfig {
     body_limit: Option<usize>,
     log_json: Option<bool>,
     trusted_proxies: Option<Vec<IpAddr>>,
+    ticket_salt: Option<String>,
 }
 
 impl ConfigArgs {
@@ -145,7 +152,13 @@ impl ConfigArgs {
         } else {
             self.trusted_proxies.clone()
         };
+        let ticket_salt = self
+            .ticket_salt
+            .clone()
+            .or(file.ticket_salt)
+            .filter(|s| !s.is_empty());
         Ok(Config {
+            ticket_salt,
             trusted_proxies,
             listen,
             database_url,

@@ -3,14 +3,17 @@
 //! call the use cases in `service/`; the rules live in `domain/` and every
 //! query in `store/`.
 
+pub mod agent;
 pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod files;
 pub mod handlers;
 pub mod http;
 pub mod router;
 pub mod service;
+pub mod signing;
 pub mod state;
 pub mod store;
 

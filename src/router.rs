@@ -4,16 +4,16 @@ use axum::Router;
 use axum::extract::State;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::Response;
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::layer::require_user;
+use crate::auth::layer::{Peer, require_user};
 use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
-use crate::handlers::{activity, health, lists, objects, users};
-use crate::http::body::{JsonObject, PatchBody};
+use crate::handlers::{activity, health, lists, objects, selfservice, users};
+use crate::http::body::{JsonObject, OptionalJsonObject, PatchBody};
 use crate::http::middleware;
 use crate::http::query::QueryParams;
 use crate::service::caller::Caller;
@@ -61,6 +61,46 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/director/users",
             get(|State(s): State<AppState>, c: Caller| users::list_users(s, c)),
+        )
+        .route(
+            "/director/host/api-key",
+            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
+                selfservice::show_key(s, c, q)
+            })
+            .post(
+                |State(s): State<AppState>, c: Caller, q: QueryParams, b: OptionalJsonObject| {
+                    selfservice::create_key(s, c, q, b)
+                },
+            )
+            .delete(|State(s): State<AppState>, c: Caller, q: QueryParams| {
+                selfservice::revoke_key(s, c, q)
+            }),
+        )
+        .route(
+            "/director/host/ticket",
+            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
+                selfservice::host_ticket(s, c, q)
+            }),
+        )
+        .route(
+            "/director/self-service/register-host",
+            post(
+                |State(s): State<AppState>, p: Peer, q: QueryParams, h, b: OptionalJsonObject| {
+                    selfservice::register_host(s, p, q, h, b)
+                },
+            ),
+        )
+        .route(
+            "/director/self-service/agent-config",
+            get(|State(s): State<AppState>, p: Peer, q: QueryParams, h| {
+                selfservice::agent_config(s, p, q, h)
+            }),
+        )
+        .route(
+            "/director/self-service/ticket",
+            get(|State(s): State<AppState>, p: Peer, q: QueryParams, h| {
+                selfservice::self_ticket(s, p, q, h)
+            }),
         )
         .route(
             "/director/activity",

@@ -4,9 +4,12 @@ use std::sync::Arc;
 
 use sea_orm::DbErr;
 
+use crate::auth::password::random_secret;
 use crate::auth::{Authenticator, Throttle};
 use crate::config::Config;
+use crate::signing::ServerKey;
 use crate::store::Store;
+use crate::store::settings::{self, TICKET_SALT};
 
 /// Shared application state, cheap to clone.
 #[derive(Debug, Clone)]
@@ -15,11 +18,21 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub auth: Arc<Authenticator>,
     pub throttle: Arc<Throttle>,
+    /// Failed self-service key checks per client address.
+    pub key_throttle: Arc<Throttle>,
+    pub server_key: Arc<ServerKey>,
+    pub ticket_salt: Arc<String>,
 }
 
 impl AppState {
-    /// Builds the state over an open store.
+    /// Builds the state over an open store: loads the users, the signing key
+    /// (made in the data directory on first start) and the ticket salt.
     pub async fn new(store: Arc<Store>, config: Arc<Config>) -> Result<Self, DbErr> {
+        let server_key = ServerKey::load_or_create(&config.data_dir).map_err(DbErr::Custom)?;
+        let ticket_salt = match &config.ticket_salt {
+            Some(salt) => salt.clone(),
+            None => settings::get_or_create(store.db(), TICKET_SALT, &random_secret(24)).await?,
+        };
         let watch = store.watch_connection()?;
         let auth = Arc::new(Authenticator::new(store.db().clone(), watch).await?);
         Ok(Self {
@@ -27,6 +40,9 @@ impl AppState {
             config,
             auth,
             throttle: Arc::new(Throttle::default()),
+            key_throttle: Arc::new(Throttle::for_keys()),
+            server_key: Arc::new(server_key),
+            ticket_salt: Arc::new(ticket_salt),
         })
     }
 }

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_objects;
 mod m20261122_000002_create_users_and_activity;
+mod m20261122_000003_create_api_keys;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_objects::Migration),
             Box::new(m20261122_000002_create_users_and_activity::Migration),
+            Box::new(m20261122_000003_create_api_keys::Migration),
         ]
     }
 }

@@ -43,19 +43,45 @@ impl Failures {
     }
 }
 
+/// Failed self-service key checks from one address before it is throttled.
+pub const KEY_ADDRESS_FREE_FAILURES: u32 = 10;
+
 /// Wrong-credential counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Throttle {
     keys: Mutex<HashMap<Key, Failures>>,
+    pair_free: u32,
+    address_free: u32,
+}
+
+impl Default for Throttle {
+    /// The limits for passwords: per (address, user) and per address.
+    fn default() -> Self {
+        Self::new(PAIR_FREE_FAILURES, ADDRESS_FREE_FAILURES)
+    }
 }
 
 impl Throttle {
+    /// Counters with these free failures per (address, user) and per address.
+    pub fn new(pair_free: u32, address_free: u32) -> Self {
+        Self {
+            keys: Mutex::new(HashMap::new()),
+            pair_free,
+            address_free,
+        }
+    }
+
+    /// The limits for self-service keys: per address only (a key has no user).
+    pub fn for_keys() -> Self {
+        Self::new(u32::MAX, KEY_ADDRESS_FREE_FAILURES)
+    }
+
     /// `Err(wait)` while the address, or the address with this user, is throttled.
     pub fn check(&self, address: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let checks = [
-            (Key::Address(address), ADDRESS_FREE_FAILURES),
-            (Key::Pair(address, user.to_owned()), PAIR_FREE_FAILURES),
+            (Key::Address(address), self.address_free),
+            (Key::Pair(address, user.to_owned()), self.pair_free),
         ];
         let mut wait = Duration::ZERO;
         for (key, free) in checks {

@@ -3,6 +3,7 @@
 //! lists are filtered. Every function here is plain and unit-tested.
 
 pub mod activity;
+pub mod apikey;
 pub mod auth;
 pub mod filter;
 pub mod integrity;
@@ -11,6 +12,7 @@ pub mod name;
 pub mod normalise;
 pub mod object;
 pub mod resolve;
+pub mod ticket;
 pub mod user;
 pub mod write;
 

@@ -4,6 +4,7 @@ pub mod activity;
 pub mod health;
 pub mod lists;
 pub mod objects;
+pub mod selfservice;
 pub mod users;
 
 use axum::body::Body;

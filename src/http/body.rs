@@ -73,6 +73,29 @@ impl FromRequest<AppState> for JsonObject {
     }
 }
 
+/// A request body that is a JSON object, or empty (read as `{}`).
+#[derive(Debug)]
+pub struct OptionalJsonObject(pub Map<String, Value>);
+
+impl FromRequest<AppState> for OptionalJsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.config.body_limit;
+        too_large_by_header(&req, limit)?;
+        let bytes = read_limited(req.into_body(), limit).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonObject(Map::new()));
+        }
+        match parse_strict(&bytes)? {
+            Value::Object(map) => Ok(OptionalJsonObject(map)),
+            _ => Err(ApiError::BadRequest(
+                "Invalid JSON: the body must be a JSON object".into(),
+            )),
+        }
+    }
+}
+
 /// A PATCH body, dispatched on its content type.
 #[derive(Debug)]
 pub enum PatchBody {

@@ -5,4 +5,5 @@ pub mod activity;
 pub mod caller;
 pub mod lists;
 pub mod objects;
+pub mod selfservice;
 pub mod users;

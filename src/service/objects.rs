@@ -9,6 +9,7 @@ use crate::domain::resolve::Resolver;
 use crate::domain::{Draft, Kind, ObjectName, ObjectType, integrity, write};
 use crate::error::ApiError;
 use crate::http::conditions::{Conditions, etag};
+use crate::store::keys;
 use crate::store::objects::{self as rows, Relation};
 use crate::store::{Store, StoredObject, activity, now_millis};
 use sea_orm::ConnectionTrait;
@@ -141,7 +142,7 @@ async fn find_visible(
         .ok_or_else(|| ApiError::no_such_object(kind, name))
 }
 
-fn representation(draft: &Draft) -> Value {
+pub(crate) fn representation(draft: &Draft) -> Value {
     render(
         draft.kind,
         &draft.name,
@@ -153,7 +154,7 @@ fn representation(draft: &Draft) -> Value {
 }
 
 /// Logs one change of an object in the write transaction.
-async fn log(
+pub(crate) async fn log(
     db: &impl ConnectionTrait,
     caller: &Caller,
     action: &str,
@@ -306,10 +307,25 @@ async fn finish_change(
     if next == current.draft {
         return Ok(Written::Unchanged(etag(&current.checksum)));
     }
+    let stored = apply_change(&tx.tx, caller, &current, &next, None).await?;
+    tx.commit().await?;
+    Ok(Written::Changed(shown(&stored)))
+}
+
+/// Writes `next` over `current` inside a write transaction: a rename
+/// rewrites every dependant; references are checked and recorded, and each
+/// changed object gets an activity entry (`action`, or `modify`/`rename`).
+pub(crate) async fn apply_change(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    current: &StoredObject,
+    next: &Draft,
+    action: Option<&str>,
+) -> Result<StoredObject, ApiError> {
     let renamed = next.name != current.draft.name;
     if renamed {
-        caller.may_write(&next)?;
-        if rows::find(&tx.tx, next.kind, next.name.as_str())
+        caller.may_write(next)?;
+        if rows::find(db, next.kind, next.name.as_str())
             .await?
             .is_some()
         {
@@ -319,16 +335,16 @@ async fn finish_change(
             )));
         }
         // Templates may import it and hosts may list it: they follow.
-        for dependant in rows::dependants(&tx.tx, current.id).await? {
+        for dependant in rows::dependants(db, current.id).await? {
             let followed = write::rename_reference(
                 &dependant.draft,
                 next.kind,
                 &current.draft.name,
                 &next.name,
             );
-            rows::update(&tx.tx, dependant.id, &followed).await?;
+            rows::update(db, dependant.id, &followed).await?;
             log(
-                &tx.tx,
+                db,
                 caller,
                 "modify",
                 Some(&dependant.draft),
@@ -337,13 +353,12 @@ async fn finish_change(
             .await?;
         }
     }
-    check_references(&tx.tx, &next, renamed.then_some(&current.draft.name)).await?;
-    let stored = rows::update(&tx.tx, current.id, &next).await?;
-    store_refs(&tx.tx, &stored).await?;
-    let action = if renamed { "rename" } else { "modify" };
-    log(&tx.tx, caller, action, Some(&current.draft), Some(&next)).await?;
-    tx.commit().await?;
-    Ok(Written::Changed(shown(&stored)))
+    check_references(db, next, renamed.then_some(&current.draft.name)).await?;
+    let stored = rows::update(db, current.id, next).await?;
+    store_refs(db, &stored).await?;
+    let action = action.unwrap_or(if renamed { "rename" } else { "modify" });
+    log(db, caller, action, Some(&current.draft), Some(next)).await?;
+    Ok(stored)
 }
 
 /// `DELETE ?name=`: answers the deleted object; 409 while others reference it.
@@ -373,6 +388,7 @@ pub async fn delete(
             name_list(caller, &dependants)
         )));
     }
+    keys::revoke(&tx.tx, current.id).await?;
     rows::delete(&tx.tx, current.id).await?;
     log(&tx.tx, caller, "delete", Some(&current.draft), None).await?;
     tx.commit().await?;
@@ -413,10 +429,21 @@ async fn insert(
     caller: &Caller,
     draft: &Draft,
 ) -> Result<StoredObject, ApiError> {
+    insert_as(db, caller, draft, "create").await
+}
+
+/// Inserts a new object inside a write transaction, with its references
+/// checked and recorded and an activity entry for `action`.
+pub(crate) async fn insert_as(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    draft: &Draft,
+    action: &str,
+) -> Result<StoredObject, ApiError> {
     check_references(db, draft, None).await?;
     let stored = rows::insert(db, draft).await?;
     store_refs(db, &stored).await?;
-    log(db, caller, "create", None, Some(draft)).await?;
+    log(db, caller, action, None, Some(draft)).await?;
     Ok(stored)
 }
 

@@ -11,6 +11,7 @@ use crate::domain::activity::Entry;
 use crate::domain::auth::{Permission, Role};
 use crate::domain::user::{self as rules, UserDraft, UserWrite};
 use crate::error::ApiError;
+use crate::files::write_private;
 use crate::store::users::{self as rows, StoredUser};
 use crate::store::{Store, activity, now_millis};
 use sea_orm::ConnectionTrait;
@@ -284,26 +285,4 @@ pub async fn bootstrap_admin(
         Ok(_) => Ok(written),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// Writes a file only its owner can read, atomically.
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

@@ -3,7 +3,9 @@
 
 pub mod activity;
 pub mod entities;
+pub mod keys;
 pub mod objects;
+pub mod settings;
 pub mod users;
 
 use std::path::Path;

@@ -1,0 +1,524 @@
+//! HTTP calls from the agent to the Steward server: self-service
+//! registration and the agent configuration, with the server's answers
+//! mapped to [`AgentError`]s and transient failures retried with backoff.
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, LOCATION, RETRY_AFTER};
+use reqwest::{RequestBuilder, StatusCode, Url};
+use serde::{Deserialize, Serialize};
+
+use super::AgentError;
+
+/// How long connecting to the server may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one request may take, answer included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The first retry delay.
+pub const BACKOFF_START: Duration = Duration::from_secs(1);
+/// The longest retry delay.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// How far a delay may stray from its base, as a fraction (±20 %).
+pub const BACKOFF_JITTER: f64 = 0.2;
+
+/// The delay before retry number `attempt` (0 for the first retry), before
+/// jitter: 1 s, doubling, at most 30 s.
+pub fn backoff_base(attempt: u32) -> Duration {
+    let factor = 1u32.checked_shl(attempt).unwrap_or(u32::MAX);
+    BACKOFF_START.saturating_mul(factor).min(BACKOFF_CAP)
+}
+
+/// `base` with jitter: `unit`, a number in `[0, 1]` (random in use), maps
+/// linearly onto a factor from 0.8 to 1.2.
+pub fn jittered(base: Duration, unit: f64) -> Duration {
+    let unit = if unit.is_finite() {
+        unit.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    base.mul_f64(1.0 - BACKOFF_JITTER + 2.0 * BACKOFF_JITTER * unit)
+}
+
+/// How long to wait before the next attempt, or `None` to give up.
+///
+/// `retry_after` is the server's `Retry-After` (a 429): it is obeyed, and
+/// when it reaches past the remaining budget there is no point waiting.
+/// Otherwise the delay is the jittered backoff for `attempt`, cut to what
+/// remains of the budget so that one last attempt is made at its end.
+pub fn next_wait(
+    retry_after: Option<Duration>,
+    attempt: u32,
+    unit: f64,
+    remaining: Duration,
+) -> Option<Duration> {
+    if remaining.is_zero() {
+        return None;
+    }
+    match retry_after {
+        Some(after) if after > remaining => None,
+        Some(after) if !after.is_zero() => Some(after),
+        _ => Some(jittered(backoff_base(attempt), unit).min(remaining)),
+    }
+}
+
+/// Checks and normalises the server's base URL: `http` or `https`, a host,
+/// no query, fragment or credentials; no trailing slash.
+pub fn normalize_server(server: &str) -> Result<String, AgentError> {
+    let url = Url::parse(server.trim())
+        .map_err(|e| AgentError::Usage(format!("--server {server:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(AgentError::Usage(format!(
+            "--server {server:?}: the scheme must be http or https"
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(AgentError::Usage(format!(
+            "--server {server:?} has no host"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(AgentError::Usage(format!(
+            "--server {server:?}: give the base URL without a query or fragment"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(AgentError::Usage(
+            "--server: the URL must not carry credentials".to_owned(),
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// What a node sends about itself when it registers; absent fields are left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Registration {
+    /// The host's IPv4 address (or what the server accepts as `address`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The host's IPv6 address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address6: Option<String>,
+    /// The port the agent listens on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_port: Option<u16>,
+}
+
+/// The answer of `GET /director/self-service/agent-config`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AgentConfig {
+    /// The host object's name.
+    pub host: String,
+    /// The host object's stable id.
+    pub host_id: i64,
+    /// The port the agent should listen on.
+    #[serde(default)]
+    pub agent_port: Option<u16>,
+    /// The server's allowlist signing key.
+    pub signing_key: SigningKeyInfo,
+}
+
+/// The server's public signing key as `agent-config` presents it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SigningKeyInfo {
+    /// `ed25519`.
+    pub algorithm: String,
+    /// Base64 of the 32-byte public key.
+    pub public_key: String,
+    /// `sha256:` and the hex SHA-256 of the raw public key.
+    pub fingerprint: String,
+}
+
+/// What one attempt came to.
+enum Attempt<T> {
+    Done(T),
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    Fail(AgentError),
+}
+
+/// A client of one Steward server with one retry budget for all its calls.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    deadline: Instant,
+}
+
+impl Client {
+    /// A client for `server` (a base URL, see [`normalize_server`]) that keeps
+    /// retrying transient failures for `retry_for` from now.
+    pub fn new(server: &str, retry_for: Duration) -> Result<Self, AgentError> {
+        let base = normalize_server(server)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            // Never carry a key to wherever a redirect points.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("steward-agent/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AgentError::Protocol(format!("cannot set up HTTP: {e}")))?;
+        let now = Instant::now();
+        let deadline = now.checked_add(retry_for).unwrap_or(now);
+        Ok(Client {
+            http,
+            base,
+            deadline,
+        })
+    }
+
+    /// The normalised base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Whether the server is spoken to over plain `http://`.
+    pub fn is_plain_http(&self) -> bool {
+        self.base.starts_with("http://")
+    }
+
+    /// `POST /director/self-service/register-host?name=NAME` with `key` (a
+    /// template's key, or the host's own to re-register): the host's key.
+    pub async fn register_host(
+        &self,
+        name: &str,
+        key: &str,
+        registration: &Registration,
+    ) -> Result<String, AgentError> {
+        let url = format!("{}/director/self-service/register-host", self.base);
+        let body = self
+            .call("registering", key, || {
+                self.http
+                    .post(&url)
+                    .query(&[("name", name)])
+                    .json(registration)
+            })
+            .await?;
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::String(host_key)) if !host_key.trim().is_empty() => Ok(host_key),
+            _ => Err(AgentError::Protocol(
+                "register-host did not answer a key as a JSON string".to_owned(),
+            )),
+        }
+    }
+
+    /// `GET /director/self-service/agent-config` with the host's key.
+    pub async fn agent_config(&self, host_key: &str) -> Result<AgentConfig, AgentError> {
+        let url = format!("{}/director/self-service/agent-config", self.base);
+        let body = self
+            .call("fetching the agent configuration", host_key, || {
+                self.http.get(&url)
+            })
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            AgentError::Protocol(format!("agent-config answered an unexpected body: {e}"))
+        })
+    }
+
+    /// Sends the request `build` makes, with `key` as bearer token, until it
+    /// succeeds, fails for good, or the retry budget is spent; the body of a
+    /// 2xx answer.
+    async fn call(
+        &self,
+        what: &str,
+        key: &str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Vec<u8>, AgentError> {
+        let mut attempt = 0u32;
+        loop {
+            let request = build()
+                .header(AUTHORIZATION, format!("Bearer {key}"))
+                .header(ACCEPT, "application/json");
+            match self.once(request, key).await {
+                Attempt::Done(body) => return Ok(body),
+                Attempt::Fail(error) => return Err(error),
+                Attempt::Retry {
+                    reason,
+                    retry_after,
+                } => {
+                    let remaining = self.deadline.saturating_duration_since(Instant::now());
+                    let Some(wait) =
+                        next_wait(retry_after, attempt, rand::random::<f64>(), remaining)
+                    else {
+                        return Err(AgentError::Unreachable(format!("{what}: {reason}")));
+                    };
+                    eprintln!(
+                        "steward-agent: {what}: {reason}; retrying in {:.1} s",
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// One request and what its answer means.
+    async fn once(&self, request: RequestBuilder, key: &str) -> Attempt<Vec<u8>> {
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) if e.is_builder() => {
+                return Attempt::Fail(AgentError::Usage(redact(&error_chain(&e), key)));
+            }
+            Err(e) => {
+                return Attempt::Retry {
+                    reason: redact(&error_chain(&e), key),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = match response.bytes().await {
+            Ok(body) => body.to_vec(),
+            Err(e) => {
+                return Attempt::Retry {
+                    reason: redact(&error_chain(&e), key),
+                    retry_after: None,
+                };
+            }
+        };
+        if status.is_success() {
+            return Attempt::Done(body);
+        }
+        let message = redact(&server_message(status, &body), key);
+        match status {
+            StatusCode::TOO_MANY_REQUESTS => Attempt::Retry {
+                reason: message,
+                retry_after,
+            },
+            StatusCode::REQUEST_TIMEOUT => Attempt::Retry {
+                reason: message,
+                retry_after: None,
+            },
+            s if s.is_server_error() => Attempt::Retry {
+                reason: message,
+                retry_after: None,
+            },
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+                Attempt::Fail(AgentError::Invalid(message))
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Attempt::Fail(AgentError::Refused(message))
+            }
+            StatusCode::CONFLICT => Attempt::Fail(AgentError::Conflict(message)),
+            StatusCode::NOT_FOUND => Attempt::Fail(AgentError::Protocol(format!(
+                "{message} (is --server the server's base URL?)"
+            ))),
+            s if s.is_redirection() => Attempt::Fail(AgentError::Protocol(format!(
+                "the server redirects to {}; give that as --server",
+                location.as_deref().unwrap_or("another URL")
+            ))),
+            _ => Attempt::Fail(AgentError::Protocol(message)),
+        }
+    }
+}
+
+/// The server's `{"error": "..."}` message, or the start of whatever else it
+/// sent, with the status.
+fn server_message(status: StatusCode, body: &[u8]) -> String {
+    let text = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            line.chars().take(200).collect()
+        });
+    if text.is_empty() {
+        format!("server answered {status}")
+    } else {
+        format!("server answered {status}: {text}")
+    }
+}
+
+/// An error and its causes, joined, without repeats.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// `text` with every occurrence of `secret` replaced.
+fn redact(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(secret, "<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used)]
+
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    /// Equal to within a microsecond (floating point jitter factors).
+    fn close(a: Duration, b: Duration) -> bool {
+        a.abs_diff(b) < Duration::from_micros(1)
+    }
+
+    fn wait_is(wait: Option<Duration>, expected: f64) -> bool {
+        wait.is_some_and(|w| close(w, secs(expected)))
+    }
+
+    #[test]
+    fn backoff_starts_at_one_second_doubles_and_stops_at_thirty() {
+        let schedule: Vec<u64> = (0..8).map(|a| backoff_base(a).as_secs()).collect();
+        assert_eq!(schedule, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff_base(31), BACKOFF_CAP);
+        assert_eq!(backoff_base(32), BACKOFF_CAP);
+        assert_eq!(backoff_base(u32::MAX), BACKOFF_CAP);
+    }
+
+    #[test]
+    fn jitter_stays_within_twenty_percent() {
+        let base = secs(10.0);
+        assert!(close(jittered(base, 0.0), secs(8.0)));
+        assert!(close(jittered(base, 0.5), secs(10.0)));
+        assert!(close(jittered(base, 1.0), secs(12.0)));
+        assert!(close(jittered(base, -3.0), secs(8.0)));
+        assert!(close(jittered(base, 7.0), secs(12.0)));
+        assert!(close(jittered(base, f64::NAN), secs(10.0)));
+        for _ in 0..1000 {
+            let d = jittered(BACKOFF_CAP, rand::random::<f64>());
+            assert!(d >= secs(23.999) && d <= secs(36.001), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn the_wait_is_the_backoff_cut_to_the_budget() {
+        let big = secs(1000.0);
+        assert!(wait_is(next_wait(None, 0, 0.5, big), 1.0));
+        assert!(wait_is(next_wait(None, 3, 0.5, big), 8.0));
+        assert!(wait_is(next_wait(None, 9, 0.5, big), 30.0));
+        assert!(wait_is(next_wait(None, 0, 0.0, big), 0.8));
+        assert!(wait_is(next_wait(None, 0, 1.0, big), 1.2));
+        // One last attempt at the end of the budget, then none.
+        assert_eq!(next_wait(None, 3, 0.5, secs(2.5)), Some(secs(2.5)));
+        assert_eq!(next_wait(None, 3, 0.5, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn retry_after_is_obeyed_within_the_budget() {
+        assert_eq!(
+            next_wait(Some(secs(7.0)), 0, 0.0, secs(10.0)),
+            Some(secs(7.0))
+        );
+        // Waiting past the budget is pointless: give up now.
+        assert_eq!(next_wait(Some(secs(11.0)), 0, 0.0, secs(10.0)), None);
+        // Retry-After: 0 falls back to the backoff.
+        assert!(wait_is(
+            next_wait(Some(Duration::ZERO), 1, 0.5, secs(10.0)),
+            2.0
+        ));
+        assert_eq!(next_wait(Some(secs(1.0)), 0, 0.5, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn a_whole_schedule_spends_the_budget_and_ends() {
+        // With the middle of the jitter, a 300 s budget: 1+2+4+8+16 and eight
+        // times 30 make 271 s, then the remaining 29 s, then the end.
+        let budget = secs(300.0);
+        let mut spent = Duration::ZERO;
+        let mut waits = Vec::new();
+        let mut attempt = 0;
+        while let Some(wait) = next_wait(None, attempt, 0.5, budget.saturating_sub(spent)) {
+            waits.push(wait.as_secs_f64().round() as u64);
+            spent += wait;
+            attempt += 1;
+            assert!(attempt < 100, "the schedule does not end");
+        }
+        assert!(close(spent, budget));
+        assert_eq!(waits[..6], [1, 2, 4, 8, 16, 30]);
+        assert_eq!(waits.len(), 14);
+        assert_eq!(waits.last(), Some(&29));
+    }
+
+    #[test]
+    fn server_urls_are_checked_and_normalised() {
+        assert_eq!(
+            normalize_server("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            normalize_server(" https://h.example/icingaweb2/ ").unwrap(),
+            "https://h.example/icingaweb2"
+        );
+        for bad in [
+            "",
+            "h.example",
+            "ftp://h.example",
+            "https://h.example/?a=1",
+            "https://h.example/#x",
+            "https://u:p@h.example/",
+        ] {
+            assert!(
+                matches!(normalize_server(bad), Err(AgentError::Usage(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn registration_bodies_leave_out_what_is_absent() {
+        let body = serde_json::to_value(Registration {
+            address: Some("192.0.2.5".into()),
+            address6: None,
+            agent_port: Some(5665),
+        })
+        .unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"address": "192.0.2.5", "agent_port": 5665})
+        );
+        assert_eq!(
+            serde_json::to_value(Registration::default()).unwrap(),
+            serde_json::json!({})
+        );
+    }
+
+    #[test]
+    fn server_messages_come_from_the_error_field_or_the_text() {
+        assert_eq!(
+            server_message(StatusCode::CONFLICT, br#"{"error": "taken"}"#),
+            "server answered 409 Conflict: taken"
+        );
+        assert_eq!(
+            server_message(StatusCode::BAD_GATEWAY, b"<html>\n bad  gateway</html>"),
+            "server answered 502 Bad Gateway: <html> bad gateway</html>"
+        );
+        assert_eq!(
+            server_message(StatusCode::FORBIDDEN, b""),
+            "server answered 403 Forbidden"
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(redact("key abc is bad", "abc"), "key <redacted> is bad");
+        assert_eq!(redact("nothing", ""), "nothing");
+    }
+}

@@ -1,0 +1,222 @@
+//! Self-service (keys instead of users): registration at boot, the agent's
+//! configuration, tickets; and the key management routes for users.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::auth::layer::{Peer, client_address};
+use crate::error::ApiError;
+use crate::http::body::OptionalJsonObject;
+use crate::http::json::json_response;
+use crate::http::query::QueryParams;
+use crate::service::caller::Caller;
+use crate::service::selfservice::{self as service, KeyError};
+use crate::state::AppState;
+
+fn required_name(query: &QueryParams) -> Result<&str, ApiError> {
+    query
+        .name()
+        .ok_or_else(|| ApiError::BadRequest("The parameter name is required".into()))
+}
+
+/// The key a node presents: `?key=`, `Authorization: Bearer KEY`, or the body's `key`.
+fn presented_key<'a>(
+    query: &'a QueryParams,
+    headers: &'a HeaderMap,
+    body: Option<&'a serde_json::Map<String, Value>>,
+) -> Option<String> {
+    if let Some(key) = query.get("key").filter(|k| !k.is_empty()) {
+        return Some(key.to_owned());
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim().to_owned());
+    bearer.or_else(|| {
+        body.and_then(|b| b.get("key"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    })
+}
+
+fn wants_text(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-director-accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/plain"))
+}
+
+fn text(status: StatusCode, text: String) -> Response {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Renders a self-service error, counting bad keys for throttling.
+fn refuse(state: &AppState, address: IpAddr, error: KeyError, as_text: bool) -> Response {
+    let error = match error {
+        KeyError::BadKey(message) => {
+            state.key_throttle.failed(address, "", Instant::now());
+            tracing::info!(client = %address, "refused self-service key");
+            ApiError::Forbidden(message)
+        }
+        KeyError::Api(e) => e,
+    };
+    if as_text && !matches!(error, ApiError::Internal(_)) {
+        return text(error.status(), format!("ERROR: {error}\n"));
+    }
+    error.into_response()
+}
+
+/// The client's address, or the answer for a throttled one.
+fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<IpAddr, Box<Response>> {
+    let address = client_address(headers, peer.0, &state.config.trusted_proxies);
+    if let Err(wait) = state.key_throttle.check(address, "", Instant::now()) {
+        let seconds = wait.as_secs().max(1);
+        let mut response =
+            ApiError::TooManyRequests(format!("Too many invalid keys: retry in {seconds} seconds"))
+                .into_response();
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return Err(Box::new(response));
+    }
+    Ok(address)
+}
+
+/// `POST /director/self-service/register-host?name=FQDN&key=KEY`.
+pub async fn register_host(
+    state: AppState,
+    peer: Peer,
+    query: QueryParams,
+    headers: HeaderMap,
+    body: OptionalJsonObject,
+) -> Response {
+    let as_text = wants_text(&headers);
+    let address = match client(&state, &headers, peer) {
+        Ok(address) => address,
+        Err(response) => return *response,
+    };
+    let body = body.0;
+    let name = query
+        .get("name")
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .or_else(|| {
+            body.get("name")
+                .or_else(|| body.get("object_name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+    let key = presented_key(&query, &headers, Some(&body));
+    let author = format!("self-service ({})", address);
+    match service::register(
+        &state.store,
+        &author,
+        name.as_deref(),
+        key.as_deref(),
+        &body,
+    )
+    .await
+    {
+        Ok(host_key) if as_text => text(StatusCode::OK, host_key),
+        Ok(host_key) => json_response(StatusCode::OK, &Value::String(host_key)),
+        Err(e) => refuse(&state, address, e, as_text),
+    }
+}
+
+/// `GET /director/self-service/agent-config?key=HOST_KEY`.
+pub async fn agent_config(
+    state: AppState,
+    peer: Peer,
+    query: QueryParams,
+    headers: HeaderMap,
+) -> Response {
+    let address = match client(&state, &headers, peer) {
+        Ok(address) => address,
+        Err(response) => return *response,
+    };
+    let key = presented_key(&query, &headers, None);
+    match service::agent_config(&state.store, key.as_deref(), &state.server_key).await {
+        Ok(config) => json_response(StatusCode::OK, &config),
+        Err(e) => refuse(&state, address, e, false),
+    }
+}
+
+/// `GET /director/self-service/ticket?key=HOST_KEY`.
+pub async fn self_ticket(
+    state: AppState,
+    peer: Peer,
+    query: QueryParams,
+    headers: HeaderMap,
+) -> Response {
+    let as_text = wants_text(&headers);
+    let address = match client(&state, &headers, peer) {
+        Ok(address) => address,
+        Err(response) => return *response,
+    };
+    let key = presented_key(&query, &headers, None);
+    match service::self_ticket(&state.store, key.as_deref(), &state.ticket_salt).await {
+        Ok(ticket) if as_text => text(StatusCode::OK, ticket),
+        Ok(ticket) => json_response(StatusCode::OK, &Value::String(ticket)),
+        Err(e) => refuse(&state, address, e, as_text),
+    }
+}
+
+/// `GET /director/host/ticket?name=N` (permission `keys`).
+pub async fn host_ticket(
+    state: AppState,
+    caller: Caller,
+    query: QueryParams,
+) -> Result<Response, ApiError> {
+    let ticket = service::host_ticket(
+        &state.store,
+        &caller,
+        required_name(&query)?,
+        &state.ticket_salt,
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &Value::String(ticket)))
+}
+
+/// `POST /director/host/api-key?name=N`: the new key, shown once.
+pub async fn create_key(
+    state: AppState,
+    caller: Caller,
+    query: QueryParams,
+    body: OptionalJsonObject,
+) -> Result<Response, ApiError> {
+    let shown = service::create_key(&state.store, &caller, required_name(&query)?, &body.0).await?;
+    Ok(json_response(StatusCode::OK, &shown))
+}
+
+/// `GET /director/host/api-key?name=N`: the key's metadata.
+pub async fn show_key(
+    state: AppState,
+    caller: Caller,
+    query: QueryParams,
+) -> Result<Response, ApiError> {
+    let shown = service::show_key(&state.store, &caller, required_name(&query)?).await?;
+    Ok(json_response(StatusCode::OK, &shown))
+}
+
+/// `DELETE /director/host/api-key?name=N`: revokes the key.
+pub async fn revoke_key(
+    state: AppState,
+    caller: Caller,
+    query: QueryParams,
+) -> Result<Response, ApiError> {
+    let shown = service::revoke_key(&state.store, &caller, required_name(&query)?).await?;
+    Ok(json_response(StatusCode::OK, &shown))
+}

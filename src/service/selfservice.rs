@@ -1,0 +1,377 @@
+//! Self-service: API keys for hosts and host templates, registration of
+//! hosts at boot, the agent's configuration, and Icinga PKI tickets.
+
+use serde_json::{Map, Value, json};
+
+use super::caller::Caller;
+use super::objects::{apply_change, insert_as, resolver};
+use crate::domain::activity::Entry;
+use crate::domain::apikey::{self, Limits, Unusable};
+use crate::domain::auth::Permission;
+use crate::domain::kind::DEFAULT_AGENT_PORT;
+use crate::domain::normalise::parse_bool;
+use crate::domain::{Draft, Kind, ObjectName, ObjectType, ticket, write};
+use crate::error::ApiError;
+use crate::signing::ServerKey;
+use crate::store::keys::{self, StoredKey};
+use crate::store::objects as rows;
+use crate::store::{Store, StoredObject, activity, now_millis};
+use sea_orm::ConnectionTrait;
+
+/// Why a self-service request was refused.
+#[derive(Debug)]
+pub enum KeyError {
+    /// The key is unknown, expired, used up, revoked or another host's: it
+    /// counts as a failed key check for throttling.
+    BadKey(String),
+    /// Anything else.
+    Api(ApiError),
+}
+
+impl From<ApiError> for KeyError {
+    fn from(e: ApiError) -> Self {
+        KeyError::Api(e)
+    }
+}
+
+impl From<sea_orm::DbErr> for KeyError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        KeyError::Api(e.into())
+    }
+}
+
+fn key_metadata(object: &StoredObject, key: &StoredKey) -> Map<String, Value> {
+    let mut map = Map::new();
+    map.insert("object_name".into(), object.draft.name.as_str().into());
+    map.insert(
+        "object_type".into(),
+        object.draft.object_type.as_str().into(),
+    );
+    map.insert("created_at".into(), time(key.created_at).into());
+    if let Some(at) = key.limits.expires_at {
+        map.insert("expires_at".into(), time(at).into());
+    }
+    if let Some(max) = key.limits.max_uses {
+        map.insert("max_uses".into(), max.into());
+    }
+    map.insert("uses".into(), key.uses.into());
+    map
+}
+
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+async fn log_key(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    action: &str,
+    name: &str,
+    metadata: Map<String, Value>,
+) -> Result<(), ApiError> {
+    let (before, after) = if action == "revoke-key" {
+        (Some(Value::Object(metadata)), None)
+    } else {
+        (None, Some(Value::Object(metadata)))
+    };
+    let entry = Entry {
+        at: now_millis(),
+        author: caller.author.clone(),
+        action: action.to_owned(),
+        object_type: "host".to_owned(),
+        object_name: name.to_owned(),
+        before,
+        after,
+        request_id: caller.request_id.clone(),
+    };
+    activity::append(db, &entry).await?;
+    Ok(())
+}
+
+/// A host or host template the caller may manage keys of.
+async fn keyed_object(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    name: &str,
+) -> Result<StoredObject, ApiError> {
+    caller.require(Permission::Keys)?;
+    rows::find(db, Kind::Host, name)
+        .await?
+        .filter(|o| caller.sees_draft(&o.draft))
+        .ok_or_else(|| ApiError::no_such_object(Kind::Host, name))
+}
+
+/// `POST /director/host/api-key?name=N`: creates or replaces the key of a
+/// host or host template and shows it, this once.
+pub async fn create_key(
+    store: &Store,
+    caller: &Caller,
+    name: &str,
+    body: &Map<String, Value>,
+) -> Result<Value, ApiError> {
+    let tx = store.begin_write().await?;
+    let object = keyed_object(&tx.tx, caller, name).await?;
+    caller.may_write(&object.draft)?;
+    let limits = apikey::limits(
+        body,
+        now_millis(),
+        object.draft.object_type == ObjectType::Template,
+    )?;
+    let new = apikey::generate();
+    let stored = keys::replace(&tx.tx, object.id, &new.hash, limits).await?;
+    let metadata = key_metadata(&object, &stored);
+    log_key(&tx.tx, caller, "create-key", name, metadata.clone()).await?;
+    tx.commit().await?;
+    let mut shown = metadata;
+    shown.insert("api_key".into(), new.secret.into());
+    Ok(Value::Object(shown))
+}
+
+/// `GET /director/host/api-key?name=N`: the key's metadata, never the key.
+pub async fn show_key(store: &Store, caller: &Caller, name: &str) -> Result<Value, ApiError> {
+    let object = keyed_object(store.db(), caller, name).await?;
+    let key = keys::of_object(store.db(), object.id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "{} \"{name}\" has no API key",
+                object.draft.object_type.as_str()
+            ))
+        })?;
+    Ok(Value::Object(key_metadata(&object, &key)))
+}
+
+/// `DELETE /director/host/api-key?name=N`: revokes the key, answering its metadata.
+pub async fn revoke_key(store: &Store, caller: &Caller, name: &str) -> Result<Value, ApiError> {
+    let tx = store.begin_write().await?;
+    let object = keyed_object(&tx.tx, caller, name).await?;
+    caller.may_write(&object.draft)?;
+    let key = keys::of_object(&tx.tx, object.id).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "{} \"{name}\" has no API key",
+            object.draft.object_type.as_str()
+        ))
+    })?;
+    keys::revoke(&tx.tx, object.id).await?;
+    let metadata = key_metadata(&object, &key);
+    log_key(&tx.tx, caller, "revoke-key", name, metadata.clone()).await?;
+    tx.commit().await?;
+    Ok(Value::Object(metadata))
+}
+
+/// The properties a registering node may set: known ones, empty values ignored.
+fn registration_props(body: &Map<String, Value>) -> Map<String, Value> {
+    body.iter()
+        .filter(|(k, v)| {
+            matches!(
+                k.as_str(),
+                "display_name" | "address" | "address6" | "agent_port"
+            ) && !v.is_null()
+                && v.as_str() != Some("")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The host object and its key, for a key presented by a node.
+async fn host_of_key(
+    db: &impl ConnectionTrait,
+    key: &str,
+) -> Result<(StoredObject, StoredKey), KeyError> {
+    let bad = || KeyError::BadKey("Invalid API key".into());
+    let stored = keys::by_hash(db, &apikey::hash(key))
+        .await?
+        .ok_or_else(bad)?;
+    let object = rows::find_by_id(db, stored.object_id)
+        .await?
+        .ok_or_else(bad)?;
+    if object.draft.kind != Kind::Host || object.draft.object_type != ObjectType::Object {
+        return Err(bad());
+    }
+    Ok((object, stored))
+}
+
+/// `POST /director/self-service/register-host`: checks in the contract's
+/// order, in one write transaction, so racing nodes never both win.
+/// Answers the host's key.
+pub async fn register(
+    store: &Store,
+    author: &str,
+    name: Option<&str>,
+    key: Option<&str>,
+    body: &Map<String, Value>,
+) -> Result<String, KeyError> {
+    let (Some(name), Some(key)) = (
+        name.filter(|n| !n.is_empty()),
+        key.filter(|k| !k.is_empty()),
+    ) else {
+        return Err(ApiError::BadRequest("name and key are required".into()).into());
+    };
+    let caller = Caller {
+        author: author.to_owned(),
+        ..Caller::system(author)
+    };
+    let props = registration_props(body);
+    let tx = store.begin_write().await?;
+    let hash = apikey::hash(key);
+    let Some(stored_key) = keys::by_hash(&tx.tx, &hash).await? else {
+        return Err(KeyError::BadKey("Invalid API key".into()));
+    };
+    let Some(owner) = rows::find_by_id(&tx.tx, stored_key.object_id).await? else {
+        return Err(KeyError::BadKey("Invalid API key".into()));
+    };
+    // 2. A host's own key: re-registration applies the given properties.
+    if owner.draft.object_type == ObjectType::Object {
+        if owner.draft.name.as_str() != name {
+            return Err(KeyError::BadKey("Invalid API key".into()));
+        }
+        let next = write::merge(&owner.draft, &props).map_err(ApiError::from)?;
+        if next != owner.draft {
+            apply_change(&tx.tx, &caller, &owner, &next, Some("register")).await?;
+            tx.commit().await?;
+        }
+        return Ok(key.trim().to_owned());
+    }
+    // 3. A template key must still be usable.
+    match apikey::usable(stored_key.limits, stored_key.uses, now_millis()) {
+        Err(Unusable::Expired) => return Err(KeyError::BadKey("The API key has expired".into())),
+        Err(Unusable::UsedUp) => {
+            return Err(KeyError::BadKey("The API key has been used up".into()));
+        }
+        Ok(()) => {}
+    }
+    // 4. Only templates for agents register hosts.
+    let resolver = resolver(&tx.tx, Kind::Host).await?;
+    let has_agent = resolver
+        .resolve(&owner.draft)
+        .props
+        .get("has_agent")
+        .and_then(parse_bool)
+        == Some(true);
+    if !has_agent {
+        return Err(ApiError::Forbidden(format!(
+            "The template \"{}\" is not for agents",
+            owner.draft.name
+        ))
+        .into());
+    }
+    // 5. The name must be a valid host name, not a template's.
+    let host_name = ObjectName::parse(Kind::Host, name).map_err(ApiError::from)?;
+    let existing = rows::find(&tx.tx, Kind::Host, name).await?;
+    if existing
+        .as_ref()
+        .is_some_and(|e| e.draft.object_type == ObjectType::Template)
+    {
+        return Err(ApiError::Unprocessable(format!("\"{name}\" is a host template")).into());
+    }
+    let new_key = apikey::generate();
+    let host = match existing {
+        // 6. Already registered.
+        Some(host) if keys::of_object(&tx.tx, host.id).await?.is_some() => {
+            return Err(ApiError::Conflict(format!(
+                "The host \"{name}\" has already been registered"
+            ))
+            .into());
+        }
+        // 7. Adopted when it imports the template directly.
+        Some(host) => {
+            if !host.draft.imports().any(|i| i == owner.draft.name.as_str()) {
+                return Err(ApiError::Conflict(format!(
+                    "The host \"{name}\" exists and does not import \"{}\"",
+                    owner.draft.name
+                ))
+                .into());
+            }
+            let next = write::merge(&host.draft, &props).map_err(ApiError::from)?;
+            apply_change(&tx.tx, &caller, &host, &next, Some("register")).await?
+        }
+        // 8. A new host importing the template.
+        None => {
+            let mut body = props.clone();
+            body.insert("object_name".into(), host_name.as_str().into());
+            body.insert("imports".into(), json!([owner.draft.name.as_str()]));
+            let draft = write::create(Kind::Host, None, &body).map_err(ApiError::from)?;
+            insert_as(&tx.tx, &caller, &draft, "register").await?
+        }
+    };
+    keys::replace(&tx.tx, host.id, &new_key.hash, Limits::default()).await?;
+    keys::use_once(&tx.tx, owner.id).await?;
+    tx.commit().await?;
+    Ok(new_key.secret)
+}
+
+fn resolved_agent(resolver: &crate::domain::resolve::Resolver, host: &Draft) -> (bool, i64) {
+    let resolved = resolver.resolve(host);
+    let has_agent = resolved.props.get("has_agent").and_then(parse_bool) == Some(true);
+    let port = resolved
+        .props
+        .get("agent_port")
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_AGENT_PORT);
+    (has_agent, port)
+}
+
+/// `GET /director/self-service/agent-config`: what an agent needs.
+pub async fn agent_config(
+    store: &Store,
+    key: Option<&str>,
+    server_key: &ServerKey,
+) -> Result<Value, KeyError> {
+    let key = key
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
+    let (host, _) = host_of_key(store.db(), key).await?;
+    let resolver = resolver(store.db(), Kind::Host).await?;
+    let (_, port) = resolved_agent(&resolver, &host.draft);
+    Ok(json!({
+        "host": host.draft.name.as_str(),
+        "host_id": host.id,
+        "agent_port": port,
+        "signing_key": {
+            "algorithm": "ed25519",
+            "public_key": server_key.public_key_base64(),
+            "fingerprint": server_key.fingerprint(),
+        },
+    }))
+}
+
+async fn ticket_of(store: &Store, host: &StoredObject, salt: &str) -> Result<String, ApiError> {
+    let resolver = resolver(store.db(), Kind::Host).await?;
+    if !resolved_agent(&resolver, &host.draft).0 {
+        return Err(ApiError::NotFound(format!(
+            "The host \"{}\" is not an agent",
+            host.draft.name
+        )));
+    }
+    let (cn, salt) = (host.draft.name.as_str().to_owned(), salt.to_owned());
+    tokio::task::spawn_blocking(move || ticket::ticket(&cn, &salt))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// `GET /director/host/ticket?name=N` (permission `keys`).
+pub async fn host_ticket(
+    store: &Store,
+    caller: &Caller,
+    name: &str,
+    salt: &str,
+) -> Result<String, ApiError> {
+    let host = keyed_object(store.db(), caller, name).await?;
+    if host.draft.object_type != ObjectType::Object {
+        return Err(ApiError::NotFound(format!(
+            "The host \"{name}\" is not an agent"
+        )));
+    }
+    ticket_of(store, &host, salt).await
+}
+
+/// `GET /director/self-service/ticket?key=HOST_KEY`.
+pub async fn self_ticket(store: &Store, key: Option<&str>, salt: &str) -> Result<String, KeyError> {
+    let key = key
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
+    let (host, _) = host_of_key(store.db(), key).await?;
+    Ok(ticket_of(store, &host, salt).await?)
+}

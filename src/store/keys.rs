@@ -1,0 +1,96 @@
+//! Queries on self-service keys.
+
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+};
+
+use super::entities::api_key;
+use super::now_millis;
+use crate::domain::apikey::Limits;
+
+/// A stored key's metadata (never the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub object_id: i64,
+    pub created_at: i64,
+    pub limits: Limits,
+    pub uses: i64,
+}
+
+fn decode(row: api_key::Model) -> StoredKey {
+    StoredKey {
+        object_id: row.object_id,
+        created_at: row.created_at,
+        limits: Limits {
+            expires_at: row.expires_at,
+            max_uses: row.max_uses,
+        },
+        uses: row.uses,
+    }
+}
+
+/// The key of an object, if it has one.
+pub async fn of_object(
+    db: &impl ConnectionTrait,
+    object_id: i64,
+) -> Result<Option<StoredKey>, DbErr> {
+    Ok(api_key::Entity::find()
+        .filter(api_key::Column::ObjectId.eq(object_id))
+        .one(db)
+        .await?
+        .map(decode))
+}
+
+/// The key with this hash, if any.
+pub async fn by_hash(db: &impl ConnectionTrait, hash: &str) -> Result<Option<StoredKey>, DbErr> {
+    Ok(api_key::Entity::find()
+        .filter(api_key::Column::KeyHash.eq(hash))
+        .one(db)
+        .await?
+        .map(decode))
+}
+
+/// Gives an object a new key, replacing its old one.
+pub async fn replace(
+    db: &impl ConnectionTrait,
+    object_id: i64,
+    hash: &str,
+    limits: Limits,
+) -> Result<StoredKey, DbErr> {
+    revoke(db, object_id).await?;
+    let row = api_key::ActiveModel {
+        object_id: Set(object_id),
+        key_hash: Set(hash.to_owned()),
+        created_at: Set(now_millis()),
+        expires_at: Set(limits.expires_at),
+        max_uses: Set(limits.max_uses),
+        uses: Set(0),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(decode(row))
+}
+
+/// Removes an object's key; answers whether there was one.
+pub async fn revoke(db: &impl ConnectionTrait, object_id: i64) -> Result<bool, DbErr> {
+    let result = api_key::Entity::delete_many()
+        .filter(api_key::Column::ObjectId.eq(object_id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}
+
+/// Counts one use of an object's key.
+pub async fn use_once(db: &impl ConnectionTrait, object_id: i64) -> Result<(), DbErr> {
+    api_key::Entity::update_many()
+        .col_expr(
+            api_key::Column::Uses,
+            Expr::col(api_key::Column::Uses).add(1),
+        )
+        .filter(api_key::Column::ObjectId.eq(object_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
