@@ -39,6 +39,7 @@ pub struct TestApp {
     pub router: Router,
     pub store: Arc<Store>,
     pub auth: Arc<steward::auth::Authenticator>,
+    ticket_salt: String,
     pg_database: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
@@ -107,6 +108,11 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the application with a configuration adjusted by `adjust`.
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    // Server-side errors (logged, never sent) show in a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("warn")
+        .try_init();
     let dir = tempfile::tempdir().expect("temp dir");
     let (url, pg_database) = match backend {
         Backend::Sqlite => (
@@ -141,11 +147,13 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         .expect("create admin");
     let state = AppState::new(store.clone(), config).await.expect("state");
     let auth = state.auth.clone();
+    let ticket_salt = state.ticket_salt.to_string();
     let router = app(state);
     TestApp {
         router,
         store,
         auth,
+        ticket_salt,
         pg_database,
         _dir: dir,
     }
@@ -272,6 +280,25 @@ impl TestApp {
         let body = body.map(|b| b.to_string().into_bytes());
         self.request(method, uri, &[("authorization", auth)], body)
             .await
+    }
+
+    /// The PostgreSQL database name, when the test runs there.
+    pub fn pg_database(&self) -> Option<&str> {
+        self.pg_database.as_ref().map(|(_, name)| name.as_str())
+    }
+
+    /// Every byte of the SQLite database, its WAL included.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for file in ["steward.sqlite", "steward.sqlite-wal"] {
+            bytes.extend(std::fs::read(self._dir.path().join(file)).unwrap_or_default());
+        }
+        bytes
+    }
+
+    /// The ticket salt the app uses.
+    pub fn ticket_salt(&self) -> String {
+        self.ticket_salt.clone()
     }
 
     /// Every stored row and reference, to prove that a refused request changed nothing.

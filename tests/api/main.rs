@@ -13,6 +13,7 @@ mod concurrency;
 mod lists;
 mod objects;
 mod scenario;
+mod selfservice;
 mod templates;
 mod transport;
 mod users;
