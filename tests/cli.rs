@@ -465,3 +465,24 @@ async fn activity_verify_names_the_first_altered_entry() {
         String::from_utf8_lossy(&broken.stderr)
     );
 }
+
+/// `icinga2 pki ticket` computes the same tickets, where Icinga 2 is installed
+/// (CI installs Debian's icinga2-bin and sets STEWARD_EXPECT_ICINGA2=1).
+#[test]
+fn tickets_match_icinga2_pki_ticket() {
+    let found = Command::new("icinga2").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("STEWARD_EXPECT_ICINGA2").is_err(),
+            "icinga2 was expected but is not installed"
+        );
+        eprintln!("icinga2 is not installed: comparison skipped");
+        return;
+    }
+    for (cn, salt) in [("web-01.example.com", "some-salt"), ("node_1", "s3cr3t salt with spaces"), ("a", "x")] {
+        let out = Command::new("icinga2").args(["pki", "ticket", "--cn", cn, "--salt", salt]).output().expect("icinga2");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let icinga = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert_eq!(steward::domain::ticket::ticket(cn, salt), icinga, "{cn} / {salt}");
+    }
+}
