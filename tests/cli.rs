@@ -228,8 +228,9 @@ impl Server {
             .env_remove("STEWARD_DATABASE_URL")
             .env_remove("STEWARD_CONFIG")
             .env_remove("STEWARD_ADMIN_PASSWORD")
+            .env("STEWARD_LOG", "debug")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(dir.path().join("server.log")).expect("log file"));
         if let Some(p) = admin_password {
             command.env("STEWARD_ADMIN_PASSWORD", p);
         }
@@ -263,6 +264,35 @@ impl Server {
             .write_all(stdin.as_bytes())
             .unwrap();
         child.wait_with_output().expect("output")
+    }
+}
+
+impl Server {
+    /// One request with an optional `Authorization` value and body: the
+    /// status code and the body.
+    fn request(&self, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let auth = auth
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, body.to_owned())
     }
 }
 
@@ -470,7 +500,10 @@ async fn activity_verify_names_the_first_altered_entry() {
 /// (CI installs Debian's icinga2-bin and sets STEWARD_EXPECT_ICINGA2=1).
 #[test]
 fn tickets_match_icinga2_pki_ticket() {
-    let found = Command::new("icinga2").arg("--version").output().is_ok_and(|o| o.status.success());
+    let found = Command::new("icinga2")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
         assert!(
             std::env::var("STEWARD_EXPECT_ICINGA2").is_err(),
@@ -479,10 +512,105 @@ fn tickets_match_icinga2_pki_ticket() {
         eprintln!("icinga2 is not installed: comparison skipped");
         return;
     }
-    for (cn, salt) in [("web-01.example.com", "some-salt"), ("node_1", "s3cr3t salt with spaces"), ("a", "x")] {
-        let out = Command::new("icinga2").args(["pki", "ticket", "--cn", cn, "--salt", salt]).output().expect("icinga2");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (cn, salt) in [
+        ("web-01.example.com", "some-salt"),
+        ("node_1", "s3cr3t salt with spaces"),
+        ("a", "x"),
+    ] {
+        let out = Command::new("icinga2")
+            .args(["pki", "ticket", "--cn", cn, "--salt", salt])
+            .output()
+            .expect("icinga2");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let icinga = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        assert_eq!(steward::domain::ticket::ticket(cn, salt), icinga, "{cn} / {salt}");
+        assert_eq!(
+            steward::domain::ticket::ticket(cn, salt),
+            icinga,
+            "{cn} / {salt}"
+        );
     }
+}
+
+#[test]
+fn keys_and_passwords_never_reach_the_log_even_at_debug_level() {
+    use base64::Engine;
+    let server = Server::start(Some("log-password-123"));
+    let admin = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("admin:log-password-123")
+    );
+    let (status, _) = server.request(
+        "POST",
+        "/director/host",
+        Some(&admin),
+        r#"{"object_name":"agents","object_type":"template","has_agent":true}"#,
+    );
+    assert_eq!(status, 201);
+    let (status, body) = server.request(
+        "POST",
+        "/director/host/api-key?name=agents",
+        Some(&admin),
+        "{}",
+    );
+    assert_eq!(status, 200);
+    let key: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let key = key["api_key"].as_str().unwrap().to_owned();
+    // A key in the URL, as Director's clients send it, and in a header.
+    let (status, host_key) = server.request(
+        "POST",
+        &format!("/director/self-service/register-host?name=n1&key={key}"),
+        None,
+        "{}",
+    );
+    assert_eq!(status, 200);
+    let host_key: String = serde_json::from_str(&host_key).unwrap();
+    server.request(
+        "GET",
+        "/director/self-service/agent-config",
+        Some(&format!("Bearer {host_key}")),
+        "",
+    );
+    server.request(
+        "GET",
+        &format!("/director/self-service/ticket?key={host_key}"),
+        None,
+        "",
+    );
+    server.request(
+        "GET",
+        "/director/hosts",
+        Some(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("admin:wrong-password-456")
+        )),
+        "",
+    );
+    let out = server.cli(
+        &["user", "add", "u1", "--role", "reader"],
+        "user-password-789\n",
+    );
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    let log = std::fs::read_to_string(server.dir.path().join("server.log")).unwrap();
+    assert!(
+        log.contains("register-host"),
+        "the log has the requests: {log}"
+    );
+    for secret in [
+        key.as_str(),
+        host_key.as_str(),
+        "log-password-123",
+        "wrong-password-456",
+        "user-password-789",
+    ] {
+        assert!(!log.contains(secret), "the log shows a secret");
+    }
+    assert!(
+        !log.to_lowercase().contains("authorization: "),
+        "no Authorization header is logged"
+    );
 }
