@@ -1284,6 +1284,383 @@ def activity(P):
     ]
 
 
+# --------------------------------------------------------------------------
+# Self-service: API keys, registration, agent config, tickets (CONTRACT section 7)
+#
+# Failed key checks are throttled per client address: 10 free, then a wait.
+# Each tool sends 2 invalid keys per run (1 in 13-keys, 1 in 14-self-service),
+# so both tools run twice against one server stay at 8. Refusals that are
+# not key failures (400, 403 "not for agents", 409, 422) do not count.
+
+HEX64 = "/^[0-9a-f]{64}$/"
+RFC3339 = "/^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?(Z|[+-]\\d\\d:\\d\\d)$/"
+META = ["created_at", "object_name", "object_type", "uses"]
+META_LIMITS = ["created_at", "expires_at", "max_uses", "object_name", "object_type", "uses"]
+SELF = "self-service (127.0.0.1)"
+REG = "/director/self-service/register-host"
+AGENT = "/director/self-service/agent-config"
+SELF_TICKET = "/director/self-service/ticket"
+
+
+def K(name):
+    return f"/director/host/api-key?name={name}"
+
+
+def TK(name):
+    return f"/director/host/ticket?name={name}"
+
+
+def keys_are(lst):
+    return t(f"keys are exactly {', '.join(lst)}", f"expect(Object.keys(B).sort()).to.deep.equal({js(sorted(lst))})")
+
+
+def new_key(var, differs=()):
+    code = f"expect(B.api_key).to.be.a('string').that.matches({HEX64}); "
+    code += "".join(f"expect(B.api_key).to.not.equal(getv({js(v)})); " for v in differs)
+    return t(f"api_key is 64 hex digits, remembered as {var}", code + f"setv({js(var)}, B.api_key)")
+
+
+def body_key(var, differs=()):
+    """The body is a host key (a JSON string, or the bare text)."""
+    code = f"expect(B).to.be.a('string').that.matches({HEX64}); "
+    code += "".join(f"expect(B).to.not.equal(getv({js(v)})); " for v in differs)
+    return t(f"the body is a new host key, remembered as {var}", code + f"setv({js(var)}, B)")
+
+
+def same_key(var):
+    return t(f"the body is the same key {var}", f"expect(B).to.equal(getv({js(var)}))")
+
+
+def no_key(*vs):
+    """None of the remembered keys (nor an api_key property) in the body."""
+    code = "var j = typeof B === 'string' ? B : JSON.stringify(B); expect(j).to.not.include('api_key'); "
+    code += "".join(f"var k{i} = getv({js(v)}); expect(k{i}).to.be.a('string').that.matches({HEX64}); "
+                    f"expect(j).to.not.include(k{i}); " for i, v in enumerate(vs))
+    return t("no key in the body: " + ", ".join(vs), code)
+
+
+def created_at():
+    return t("created_at is an RFC 3339 time", f"expect(B.created_at).to.be.a('string').that.matches({RFC3339})")
+
+
+def text_ct():
+    return t("Content-Type is text/plain", "expect(H('content-type')).to.match(/^text\\/plain/)")
+
+
+def text_error():
+    return t("the body is ERROR: message", "expect(B).to.be.a('string'); expect(B.indexOf('ERROR: ')).to.equal(0); "
+             "expect(B.trim().length).to.be.above(7)")
+
+
+def bearer(var):
+    return {"Authorization": "Bearer {{" + var + "}}"}
+
+
+def seq_entries(expected, author=None):
+    checks = [t("entries in order (newest first)",
+                "expect(B.objects.map(function (e) { return [e.action, e.object_type, e.object_name]; }))"
+                f".to.deep.equal({js(expected)})")]
+    if author:
+        checks.append(t(f"all by {author}", f"B.objects.forEach(function (e) {{ expect(e.author).to.equal({js(author)}); }})"))
+    return checks
+
+
+def keys(P):
+    tpl, host, plain, node = f"{P}key-tpl", f"{P}key-host", f"{P}key-plain", f"{P}key-node"
+    missing, rd = f"{P}key-missing", f"{P}key-reader"
+    RD = (rd, f"{P}key-reader-pw")
+    H = lambda n: f"/director/host?name={n}"
+    since = "/director/activity?since={{keySince}}"
+    tpl_body = {"object_name": tpl, "object_type": "template", "has_agent": True}
+    host_body = {"object_name": host, "object_type": "object", "address": "192.0.2.60", "has_agent": True}
+    kf = forbidden("keys")
+    return [
+        cleanup("host", node), cleanup("host", host), cleanup("host", plain), cleanup("host", tpl), user_cleanup(rd),
+        Req("template for agents", "POST", "/director/host", body=tpl_body, status=201, checks=[body_is(tpl_body)]),
+        Req("remember when the folder started", "GET", f"/director/activity?name={tpl}&limit=1", status=200,
+            checks=[t("the create entry", "expect(B.objects[0].action).to.equal('create'); "
+                      "setv('keySince', B.objects[0].time)")]),
+        Req("host with an agent", "POST", "/director/host", body=host_body, status=201, checks=[body_is(host_body)]),
+        Req("host without an agent", "POST", "/director/host", body={"object_name": plain}, status=201,
+            checks=[field("object_name", plain)]),
+        Req("no key yet gives 404", "GET", K(tpl), status=404, checks=[has_error()]),
+        Req("create a template key", "POST", K(tpl), body={}, status=200,
+            checks=[keys_are(["api_key", *META]), new_key("keyTpl1"), field("object_name", tpl),
+                    field("object_type", "template"), field("uses", 0), created_at(), json_ct(),
+                    t("remember created_at", "setv('keyCreated1', B.created_at)")]),
+        Req("GET the key's metadata, never the key", "GET", K(tpl), status=200,
+            checks=[keys_are(META), field("object_name", tpl), field("object_type", "template"), field("uses", 0),
+                    t("the same created_at", "expect(B.created_at).to.equal(getv('keyCreated1'))"),
+                    no_key("keyTpl1"), json_ct()]),
+        Req("HEAD the key's metadata", "HEAD", K(tpl), status=200, checks=[]),
+        Req("the template never shows its key", "GET", H(tpl) + "&withNull=1", status=200,
+            checks=[field("object_name", tpl), field("has_agent", True), no_key("keyTpl1")]),
+        Req("replace it with limits", "POST", K(tpl), body={"expires_in": 3600, "max_uses": 2}, status=200,
+            checks=[keys_are(["api_key", *META_LIMITS]), new_key("keyTpl2", differs=["keyTpl1"]),
+                    field("max_uses", 2), field("uses", 0), created_at(),
+                    t("expires_at is created_at + 3600 s",
+                      "expect(B.expires_at).to.be.a('string'); "
+                      "expect(Date.parse(B.expires_at) - Date.parse(B.created_at)).to.be.within(3599000, 3601000)"),
+                    t("remember the times", "setv('keyCreated2', B.created_at); setv('keyExpires', B.expires_at)")]),
+        Req("GET shows the limits", "GET", K(tpl), status=200,
+            checks=[keys_are(META_LIMITS), field("max_uses", 2), field("uses", 0),
+                    t("the same times", "expect(B.created_at).to.equal(getv('keyCreated2')); "
+                      "expect(B.expires_at).to.equal(getv('keyExpires'))"),
+                    no_key("keyTpl1", "keyTpl2")]),
+        # invalid key 1 of 2 per tool
+        Req("the replaced key no longer registers (403)", "POST", REG + f"?name={node}&key={{{{keyTpl1}}}}",
+            auth=NOAUTH, status=403, checks=[error_is("Invalid API key"), no_key("keyTpl1", "keyTpl2")]),
+        Req("no host was registered with it", "GET", H(node), status=404, checks=[has_error()]),
+        Req("max_uses 0 gives 422", "POST", K(tpl), body={"max_uses": 0}, status=422, checks=[has_error()]),
+        Req("max_uses 2.5 gives 422", "POST", K(tpl), body={"max_uses": 2.5}, status=422, checks=[has_error()]),
+        Req("expires_in soon gives 422", "POST", K(tpl), body={"expires_in": "soon"}, status=422,
+            checks=[has_error()]),
+        Req("expires_in -5 gives 422", "POST", K(tpl), body={"expires_in": -5}, status=422, checks=[has_error()]),
+        Req("an unknown limit gives 422", "POST", K(tpl), body={"lifetime": 60}, status=422,
+            checks=[error_is('Trying to set invalid key "lifetime"')]),
+        Req("max_uses on a host key gives 422", "POST", K(host), body={"max_uses": 1}, status=422,
+            checks=[has_error()]),
+        Req("expires_in on a host key gives 422", "POST", K(host), body={"expires_in": 60}, status=422,
+            checks=[has_error()]),
+        Req("the refused host key was not created", "GET", K(host), status=404, checks=[has_error()]),
+        Req("the refused limits kept the template key", "GET", K(tpl), status=200,
+            checks=[keys_are(META_LIMITS), field("max_uses", 2), field("uses", 0),
+                    t("the same times", "expect(B.created_at).to.equal(getv('keyCreated2')); "
+                      "expect(B.expires_at).to.equal(getv('keyExpires'))")]),
+        Req("POST key of an unknown object gives 404", "POST", K(missing), body={}, status=404, checks=[has_error()]),
+        Req("GET key of an unknown object gives 404", "GET", K(missing), status=404, checks=[has_error()]),
+        Req("DELETE key of an unknown object gives 404", "DELETE", K(missing), status=404, checks=[has_error()]),
+        Req("POST key without name gives 400", "POST", "/director/host/api-key", body={}, status=400,
+            checks=[has_error()]),
+        Req("GET key without name gives 400", "GET", "/director/host/api-key", status=400, checks=[has_error()]),
+        Req("DELETE key without name gives 400", "DELETE", "/director/host/api-key", status=400,
+            checks=[has_error()]),
+        Req("a key needs credentials (401)", "POST", K(tpl), auth=NOAUTH, body={}, status=401,
+            checks=unauthorized("Authentication required")),
+        Req("a ticket needs credentials (401)", "GET", TK(host), auth=NOAUTH, status=401,
+            checks=unauthorized("Authentication required")),
+        Req("create a host key", "POST", K(host), body={}, status=200,
+            checks=[keys_are(["api_key", *META]), new_key("keyHost1", differs=["keyTpl1", "keyTpl2"]),
+                    field("object_name", host), field("object_type", "object"), field("uses", 0)]),
+        Req("replace the host key (no body)", "POST", K(host), status=200,
+            checks=[keys_are(["api_key", *META]), new_key("keyHost2", differs=["keyHost1"])]),
+        Req("the new host key reads the agent config", "GET", AGENT, auth=NOAUTH, headers=bearer("keyHost2"),
+            status=200, checks=[field("host", host), field("agent_port", 7446), no_key("keyHost1", "keyHost2")]),
+        Req("GET the host key's metadata", "GET", K(host), status=200,
+            checks=[keys_are(META), field("object_type", "object"), field("uses", 0), no_key("keyHost1", "keyHost2")]),
+        Req("the host never shows its key", "GET", H(host), status=200,
+            checks=[body_is(host_body), no_key("keyHost1", "keyHost2")]),
+        Req("ticket of the agent host", "GET", TK(host), status=200,
+            checks=[t("a 40 hex digit JSON string", "expect(B).to.be.a('string').that.matches(/^[0-9a-f]{40}$/); "
+                      "setv('keyTicket', B)"), json_ct()]),
+        Req("the ticket is stable", "GET", TK(host), status=200, checks=[same_key("keyTicket")]),
+        Req("the host's own ticket with ?key=", "GET", SELF_TICKET + "?key={{keyHost2}}", auth=NOAUTH, status=200,
+            checks=[same_key("keyTicket"), json_ct()]),
+        Req("the host's own ticket with Bearer", "GET", SELF_TICKET, auth=NOAUTH, headers=bearer("keyHost2"),
+            status=200, checks=[same_key("keyTicket")]),
+        Req("ticket of a host without agent gives 404", "GET", TK(plain), status=404, checks=[has_error()]),
+        Req("ticket of a template gives 404", "GET", TK(tpl), status=404, checks=[has_error()]),
+        Req("ticket of an unknown host gives 404", "GET", TK(missing), status=404, checks=[has_error()]),
+        Req("ticket without name gives 400", "GET", "/director/host/ticket", status=400, checks=[has_error()]),
+        Req("a reader", "POST", "/director/user", body={"object_name": rd, "password": RD[1], "role": "reader"},
+            status=201, checks=[field("role", "reader")]),
+        Req("reader creating a key gives 403", "POST", K(tpl), auth=RD, body={}, status=403, checks=[kf]),
+        Req("reader reading a key gives 403", "GET", K(tpl), auth=RD, status=403, checks=[kf]),
+        Req("reader revoking a key gives 403", "DELETE", K(tpl), auth=RD, status=403, checks=[kf]),
+        Req("reader reading a ticket gives 403", "GET", TK(host), auth=RD, status=403, checks=[kf]),
+        Req("the reader changed no key", "GET", K(tpl), status=200,
+            checks=[t("the same key", "expect(B.created_at).to.equal(getv('keyCreated2'))"), field("uses", 0)]),
+        Req("revoke the template key", "DELETE", K(tpl), status=200,
+            checks=[keys_are(META_LIMITS), field("object_name", tpl), field("max_uses", 2), field("uses", 0),
+                    no_key("keyTpl1", "keyTpl2")]),
+        Req("a revoked key is gone", "GET", K(tpl), status=404, checks=[has_error()]),
+        Req("revoking again gives 404", "DELETE", K(tpl), status=404, checks=[has_error()]),
+        Req("activity of the template key", "GET", since + f"&name={tpl}", status=200,
+            checks=[*seq_entries([["revoke-key", "host", tpl], ["create-key", "host", tpl],
+                                  ["create-key", "host", tpl], ["create", "host", tpl]]),
+                    t("revoke-key has before, create-key after",
+                      "var o = B.objects; expect(o[0]).to.have.property('before'); "
+                      "expect(o[0]).to.not.have.property('after'); expect(o[1]).to.have.property('after'); "
+                      "expect(o[1]).to.not.have.property('before'); expect(o[1].after.max_uses).to.equal(2)"),
+                    no_key("keyTpl1", "keyTpl2")]),
+        Req("the key entries are the collection user's", "GET", since + f"&name={tpl}&author={{{{user}}}}",
+            status=200, checks=[t("four entries", "expect(B.objects.length).to.equal(4)")]),
+        Req("activity of the host key", "GET", since + f"&name={host}", status=200,
+            checks=[*seq_entries([["create-key", "host", host], ["create-key", "host", host],
+                                  ["create", "host", host]]), no_key("keyHost1", "keyHost2")]),
+        Req("filter action=create-key", "GET", since + "&action=create-key", status=200,
+            checks=[*seq_entries([["create-key", "host", host], ["create-key", "host", host],
+                                  ["create-key", "host", tpl], ["create-key", "host", tpl]]),
+                    no_key("keyTpl1", "keyTpl2", "keyHost1", "keyHost2")]),
+        Req("DELETE the reader", "DELETE", U(rd), status=200, checks=[field("object_name", rd)]),
+        Req("DELETE the agent host (and its key)", "DELETE", H(host), status=200, checks=[body_is(host_body)]),
+        Req("DELETE the host without agent", "DELETE", H(plain), status=200, checks=[field("object_name", plain)]),
+        Req("DELETE the template", "DELETE", H(tpl), status=200, checks=[body_is(tpl_body)]),
+    ]
+
+
+def selfservice(P):
+    agents, noagent, child = f"{P}ss-agents", f"{P}ss-noagent", f"{P}ss-child"
+    n1, n2, adopt, ind = f"{P}ss-node1", f"{P}ss-node2.example.com", f"{P}ss-adopt", f"{P}ss-indirect"
+    H = lambda n: f"/director/host?name={n}"
+    since = "/director/activity?since={{ssSince}}"
+    txt = {"X-Director-Accept": "text/plain"}
+    agents_body = {"object_name": agents, "object_type": "template", "has_agent": True, "vars": {"role": "agent"}}
+    noagent_body = {"object_name": noagent, "object_type": "template", "vars": {"role": "none"}}
+    child_body = {"object_name": child, "object_type": "template", "imports": [agents], "agent_port": 7450}
+    adopt_body = {"object_name": adopt, "object_type": "object", "imports": [agents], "address": "192.0.2.110"}
+    ind_body = {"object_name": ind, "object_type": "object", "imports": [child]}
+    n1_body = {"object_name": n1, "object_type": "object", "imports": [agents], "display_name": "Node One",
+               "address": "192.0.2.101"}
+    uses = lambda n: t(f"uses is {n}, max_uses 5", f"expect(B.uses).to.equal({n}); expect(B.max_uses).to.equal(5)")
+    return [
+        cleanup("host", n1), cleanup("host", n2), cleanup("host", adopt), cleanup("host", ind),
+        cleanup("host", child), cleanup("host", agents), cleanup("host", noagent),
+        Req("template for agents", "POST", "/director/host", body=agents_body, status=201,
+            checks=[body_is(agents_body)]),
+        Req("remember when the folder started", "GET", f"/director/activity?name={agents}&limit=1", status=200,
+            checks=[t("the create entry", "expect(B.objects[0].action).to.equal('create'); "
+                      "setv('ssSince', B.objects[0].time)")]),
+        Req("template not for agents", "POST", "/director/host", body=noagent_body, status=201,
+            checks=[body_is(noagent_body)]),
+        Req("template importing the agents template", "POST", "/director/host", body=child_body, status=201,
+            checks=[body_is(child_body)]),
+        Req("host importing the template directly, without key", "POST", "/director/host", body=adopt_body,
+            status=201, checks=[body_is(adopt_body)]),
+        Req("host importing it indirectly, without key", "POST", "/director/host", body=ind_body, status=201,
+            checks=[body_is(ind_body)]),
+        Req("template key with limits", "POST", K(agents), body={"expires_in": 600, "max_uses": 5}, status=200,
+            checks=[keys_are(["api_key", *META_LIMITS]), new_key("ssKey"), uses(0)]),
+        Req("key of the template not for agents", "POST", K(noagent), body={}, status=200,
+            checks=[keys_are(["api_key", *META]), new_key("ssNoKey", differs=["ssKey"])]),
+        Req("the template never shows its key", "GET", H(agents), status=200,
+            checks=[body_is(agents_body), no_key("ssKey")]),
+        Req("no name gives 400", "POST", REG + "?key={{ssKey}}", auth=NOAUTH, body={}, status=400,
+            checks=[has_error(), no_key("ssKey")]),
+        Req("no key gives 400", "POST", REG + f"?name={n1}", auth=NOAUTH, body={}, status=400,
+            checks=[has_error()]),
+        Req("empty name and key give 400", "POST", REG + "?name=&key=", auth=NOAUTH, status=400,
+            checks=[has_error()]),
+        Req("a template not for agents gives 403", "POST", REG + f"?name={n1}&key={{{{ssNoKey}}}}", auth=NOAUTH,
+            body={}, status=403, checks=[error_contains("is not for agents"), error_contains(noagent)]),
+        Req("an invalid host name gives 422", "POST", REG + "?key={{ssKey}}", auth=NOAUTH,
+            body={"name": f"{P}ss bad name"}, status=422, checks=[has_error()]),
+        Req("a template's name gives 422", "POST", REG + f"?name={child}&key={{{{ssKey}}}}", auth=NOAUTH,
+            body={}, status=422, checks=[has_error()]),
+        Req("nothing was created", "GET", H(n1), status=404, checks=[has_error()]),
+        Req("the refusals used nothing", "GET", K(agents), status=200, checks=[uses(0)]),
+        Req("register node1 (others and empty values ignored)", "POST", REG + f"?name={n1}&key={{{{ssKey}}}}",
+            auth=NOAUTH,
+            body={"display_name": "Node One", "address": "192.0.2.101", "address6": "", "agent_port": None,
+                  "vars": {"x": "y"}, "groups": ["g"], "has_agent": False},
+            status=200, checks=[body_key("ssN1Key", differs=["ssKey"]), json_ct()]),
+        Req("node1 imports the template", "GET", H(n1), status=200,
+            checks=[body_is(n1_body), no_key("ssKey", "ssN1Key")]),
+        Req("node1 resolved is an agent", "GET", H(n1) + "&resolved=1", status=200,
+            checks=[field("has_agent", True), field("vars", {"role": "agent"}), no_key("ssKey", "ssN1Key")]),
+        Req("the registration used the template key once", "GET", K(agents), status=200,
+            checks=[uses(1), no_key("ssKey", "ssN1Key")]),
+        Req("node1 has its own key", "GET", K(n1), status=200,
+            checks=[keys_are(META), field("object_type", "object"), field("uses", 0), no_key("ssN1Key")]),
+        Req("re-register node1 with its own key (Bearer)", "POST", REG + f"?name={n1}", auth=NOAUTH,
+            headers=bearer("ssN1Key"), body={"address": "192.0.2.102"}, status=200, checks=[same_key("ssN1Key")]),
+        Req("the re-registration applied the address", "GET", H(n1), status=200,
+            checks=[body_is({**n1_body, "address": "192.0.2.102"})]),
+        Req("re-register node1 unchanged with ?key=", "POST", REG + f"?name={n1}&key={{{{ssN1Key}}}}",
+            auth=NOAUTH, body={"address": "192.0.2.102"}, status=200, checks=[same_key("ssN1Key")]),
+        Req("re-registrations used nothing", "GET", K(agents), status=200, checks=[uses(1)]),
+        Req("node1 again with the template key gives 409", "POST", REG + f"?name={n1}&key={{{{ssKey}}}}",
+            auth=NOAUTH, body={}, status=409, checks=[has_error(), no_key("ssKey")]),
+        Req("as text: 409 is ERROR: message", "POST", REG + f"?name={n1}&key={{{{ssKey}}}}", auth=NOAUTH,
+            headers=txt, status=409, checks=[text_ct(), text_error()]),
+        Req("as text: 400 is ERROR: message", "POST", REG + "?key={{ssKey}}", auth=NOAUTH, headers=txt,
+            status=400, checks=[text_ct(), text_error()]),
+        Req("register node2 with Bearer, as text", "POST", REG + f"?name={n2}", auth=NOAUTH,
+            headers={**bearer("ssKey"), **txt}, body={"address6": "2001:db8::2", "agent_port": "7460"},
+            status=200, checks=[text_ct(), body_key("ssN2Key", differs=["ssKey", "ssN1Key"])]),
+        Req("node2 was created", "GET", H(n2), status=200,
+            checks=[body_is({"object_name": n2, "object_type": "object", "imports": [agents],
+                             "address6": "2001:db8::2", "agent_port": 7460}), no_key("ssKey", "ssN2Key")]),
+        Req("adopt the host importing the template (name and key in the body)", "POST", REG, auth=NOAUTH,
+            body={"name": adopt, "key": "{{ssKey}}", "display_name": "Adopted"}, status=200,
+            checks=[body_key("ssAdoptKey", differs=["ssKey", "ssN1Key", "ssN2Key"])]),
+        Req("the adopted host kept its imports", "GET", H(adopt), status=200,
+            checks=[body_is({**adopt_body, "display_name": "Adopted"})]),
+        Req("a host importing the template indirectly gives 409", "POST", REG + f"?name={ind}&key={{{{ssKey}}}}",
+            auth=NOAUTH, body={"address": "192.0.2.111"}, status=409, checks=[has_error()]),
+        Req("the refused host is unchanged", "GET", H(ind), status=200, checks=[body_is(ind_body)]),
+        Req("the refused host has no key", "GET", K(ind), status=404, checks=[has_error()]),
+        Req("three registrations, three uses", "GET", K(agents), status=200,
+            checks=[uses(3), no_key("ssKey", "ssN1Key", "ssN2Key", "ssAdoptKey")]),
+        Req("agent config of node1 (Bearer)", "GET", AGENT, auth=NOAUTH, headers=bearer("ssN1Key"), status=200,
+            checks=[keys_are(["agent_port", "host", "host_id", "signing_key"]), field("host", n1),
+                    field("agent_port", 7446),
+                    t("host_id is a number", "expect(B.host_id).to.be.a('number'); setv('ssHostId', String(B.host_id))"),
+                    t("signing_key: ed25519, 32 bytes in base64, sha256 fingerprint",
+                      "var k = B.signing_key; expect(Object.keys(k).sort()).to.deep.equal(['algorithm', 'fingerprint', 'public_key']); "
+                      "expect(k.algorithm).to.equal('ed25519'); "
+                      "expect(k.public_key).to.match(/^[A-Za-z0-9+\\/]{43}=$/); "
+                      "expect(k.fingerprint).to.match(/^sha256:[0-9a-f]{64}$/); "
+                      "setv('ssPublicKey', k.public_key); setv('ssFingerprint', k.fingerprint)"),
+                    no_key("ssN1Key"), json_ct()]),
+        Req("agent config of node1 (?key=)", "GET", AGENT + "?key={{ssN1Key}}", auth=NOAUTH, status=200,
+            checks=[field("host", n1),
+                    t("the same host_id and signing key", "expect(String(B.host_id)).to.equal(getv('ssHostId')); "
+                      "expect(B.signing_key.public_key).to.equal(getv('ssPublicKey')); "
+                      "expect(B.signing_key.fingerprint).to.equal(getv('ssFingerprint'))")]),
+        Req("agent config of node2: its own port", "GET", AGENT + "?key={{ssN2Key}}", auth=NOAUTH, status=200,
+            checks=[field("host", n2), field("agent_port", 7460),
+                    t("another host_id, the same signing key", "expect(String(B.host_id)).to.not.equal(getv('ssHostId')); "
+                      "expect(B.signing_key.public_key).to.equal(getv('ssPublicKey')); "
+                      "expect(B.signing_key.fingerprint).to.equal(getv('ssFingerprint'))")]),
+        # invalid key 2 of 2 per tool
+        Req("agent config with the template key gives 403", "GET", AGENT, auth=NOAUTH, headers=bearer("ssKey"),
+            status=403, checks=[has_error(), no_key("ssKey")]),
+        Req("agent config without key gives 400", "GET", AGENT, auth=NOAUTH, status=400, checks=[has_error()]),
+        Req("ticket of node1 (has_agent from the template)", "GET", TK(n1), status=200,
+            checks=[t("a 40 hex digit JSON string", "expect(B).to.be.a('string').that.matches(/^[0-9a-f]{40}$/); "
+                      "setv('ssTicket', B)")]),
+        Req("node1's own ticket", "GET", SELF_TICKET, auth=NOAUTH, headers=bearer("ssN1Key"), status=200,
+            checks=[same_key("ssTicket")]),
+        Req("activity of node1", "GET", since + f"&name={n1}", status=200,
+            checks=[*seq_entries([["register", "host", n1], ["register", "host", n1]], author=SELF),
+                    t("the creation, then the address change",
+                      "var o = B.objects; expect(o[1]).to.not.have.property('before'); "
+                      f"expect(o[1].after).to.deep.equal({js(n1_body)}); "
+                      "expect(o[0].before.address).to.equal('192.0.2.101'); "
+                      "expect(o[0].after.address).to.equal('192.0.2.102')"),
+                    no_key("ssKey", "ssN1Key")]),
+        Req("activity of the adopted host", "GET", since + f"&name={adopt}", status=200,
+            checks=[*seq_entries([["register", "host", adopt], ["create", "host", adopt]]),
+                    t("adopted by self-service", f"expect(B.objects[0].author).to.equal({js(SELF)}); "
+                      "expect(B.objects[0].after.display_name).to.equal('Adopted')"),
+                    no_key("ssKey", "ssAdoptKey")]),
+        Req("filter action=register by self-service", "GET",
+            since + "&action=register&author=self-service%20(127.0.0.1)", status=200,
+            checks=[*seq_entries([["register", "host", adopt], ["register", "host", n2], ["register", "host", n1],
+                                  ["register", "host", n1]], author=SELF),
+                    no_key("ssKey", "ssN1Key", "ssN2Key", "ssAdoptKey")]),
+        Req("activity of the template key", "GET", since + f"&name={agents}", status=200,
+            checks=[*seq_entries([["create-key", "host", agents], ["create", "host", agents]]),
+                    no_key("ssKey")]),
+        Req("revoke the template key", "DELETE", K(agents), status=200,
+            checks=[keys_are(META_LIMITS), uses(3), no_key("ssKey")]),
+        Req("node1 re-registers after the template key was revoked", "POST", REG + f"?name={n1}", auth=NOAUTH,
+            headers=bearer("ssN1Key"), status=200, checks=[same_key("ssN1Key")]),
+        Req("revoke the other template key", "DELETE", K(noagent), status=200,
+            checks=[keys_are(META), field("object_name", noagent)]),
+        Req("DELETE node1", "DELETE", H(n1), status=200, checks=[field("object_name", n1)]),
+        Req("DELETE node2", "DELETE", H(n2), status=200, checks=[field("object_name", n2)]),
+        Req("DELETE the adopted host", "DELETE", H(adopt), status=200, checks=[field("object_name", adopt)]),
+        Req("DELETE the refused host", "DELETE", H(ind), status=200, checks=[body_is(ind_body)]),
+        Req("DELETE the child template", "DELETE", H(child), status=200, checks=[body_is(child_body)]),
+        Req("DELETE the agents template", "DELETE", H(agents), status=200, checks=[body_is(agents_body)]),
+        Req("DELETE the template not for agents", "DELETE", H(noagent), status=200, checks=[body_is(noagent_body)]),
+        Req("nothing of this folder is left", "GET", f"/director/hosts?q={P}ss-&count=1", status=200,
+            checks=[names([]), field("total", 0)]),
+    ]
+
+
 FOLDERS = [
     ("01-scenario", "Director sample scenario (CONTRACT section 11)", lambda P: scenario()),
     ("02-hosts", "One host: GET/POST/PUT/PATCH/DELETE, ETags, renames", hosts),
@@ -1297,6 +1674,8 @@ FOLDERS = [
     ("10-permissions", "Roles and extra permissions: 403 for what a user may not do", permissions),
     ("11-restrictions", "Host restrictions: invisible hosts, refused creates, renames and template writes", restrictions),
     ("12-activity", "The activity log: entries, request ids, chained checksums, filters, paging", activity),
+    ("13-keys", "API keys of hosts and templates, limits, replacement, revocation, tickets", keys),
+    ("14-self-service", "Registration at boot, adoption, agent config, own tickets, text answers", selfservice),
 ]
 
 # --------------------------------------------------------------------------

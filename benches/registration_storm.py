@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""The boot storm: N nodes register at once with one template key.
+
+Starts `steward serve` (release build by default) on a fresh data directory
+on a loopback port, creates an agent template and its key, then sends N
+concurrent registrations (distinct names) from a thread pool and reports
+the wall time, the failures and the distinct keys. Median of several runs.
+
+    cargo build --release --bins
+    python3 benches/registration_storm.py [--nodes 1000] [--runs 3] [--binary target/release/steward]
+"""
+import argparse
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+PASSWORD = "storm-admin-password"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(method, url, body=None, auth=None):
+    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), method=method)
+    req.add_header("Accept", "application/json")
+    if auth:
+        req.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def run(binary, nodes, workers):
+    data = tempfile.mkdtemp(prefix="steward-storm-")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn")
+    server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                if call("GET", base + "/ready")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        admin = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
+        call("POST", base + "/director/host", {"object_name": "storm", "object_type": "template", "has_agent": True}, admin)
+        status, body = call("POST", base + "/director/host/api-key?name=storm", {"max_uses": nodes}, admin)
+        key = json.loads(body)["api_key"]
+
+        def register(i):
+            return call("POST", f"{base}/director/self-service/register-host?name=node-{i:05d}.storm",
+                        {"address": f"127.1.{i // 250}.{i % 250 + 1}"}, f"Bearer {key}")
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(register, range(nodes)))
+        wall = time.monotonic() - start
+        ok = [b for s, b in results if s == 200]
+        keys = {json.loads(b) for b in ok}
+        status, body = call("GET", base + "/director/host/api-key?name=storm", auth=admin)
+        uses = json.loads(body)["uses"]
+        return wall, len(ok), len(keys), uses
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=100)
+    parser.add_argument("--binary", default="target/release/steward")
+    args = parser.parse_args()
+    walls = []
+    for n in range(args.runs):
+        wall, ok, distinct, uses = run(args.binary, args.nodes, args.workers)
+        print(f"run {n + 1}: {args.nodes} registrations in {wall:.2f} s: {ok} ok, {distinct} distinct keys, key uses {uses}")
+        if ok != args.nodes or distinct != args.nodes or uses != args.nodes:
+            sys.exit("registrations were lost or duplicated")
+        walls.append(wall)
+    print(f"median of {args.runs} runs: {statistics.median(walls):.2f} s for {args.nodes} concurrent registrations "
+          f"({args.nodes / statistics.median(walls):.0f}/s, {args.workers} client threads)")
+
+
+if __name__ == "__main__":
+    main()
