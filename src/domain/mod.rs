@@ -3,8 +3,10 @@
 //! lists are filtered. Every function here is plain and unit-tested.
 
 pub mod activity;
+pub mod allowlist;
 pub mod apikey;
 pub mod auth;
+pub mod canonical;
 pub mod filter;
 pub mod integrity;
 pub mod kind;
