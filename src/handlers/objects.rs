@@ -23,9 +23,7 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 
 fn required_name(query: &QueryParams) -> Result<&str, ApiError> {
     query.check_flags()?;
-    query
-        .name()
-        .ok_or_else(|| ApiError::BadRequest("The parameter name is required".into()))
+    query.required_name()
 }
 
 fn answer(state: &AppState, kind: Kind, written: Written) -> Response {

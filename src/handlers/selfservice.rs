@@ -18,12 +18,6 @@ use crate::service::caller::Caller;
 use crate::service::selfservice::{self as service, KeyError};
 use crate::state::AppState;
 
-fn required_name(query: &QueryParams) -> Result<&str, ApiError> {
-    query
-        .name()
-        .ok_or_else(|| ApiError::BadRequest("The parameter name is required".into()))
-}
-
 /// The key a node presents: `?key=`, `Authorization: Bearer KEY`, or the body's `key`.
 fn presented_key<'a>(
     query: &'a QueryParams,
@@ -183,7 +177,7 @@ pub async fn host_ticket(
     let ticket = service::host_ticket(
         &state.store,
         &caller,
-        required_name(&query)?,
+        query.required_name()?,
         &state.ticket_salt,
     )
     .await?;
@@ -197,7 +191,7 @@ pub async fn create_key(
     query: QueryParams,
     body: OptionalJsonObject,
 ) -> Result<Response, ApiError> {
-    let shown = service::create_key(&state.store, &caller, required_name(&query)?, &body.0).await?;
+    let shown = service::create_key(&state.store, &caller, query.required_name()?, &body.0).await?;
     Ok(json_response(StatusCode::OK, &shown))
 }
 
@@ -207,7 +201,7 @@ pub async fn show_key(
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let shown = service::show_key(&state.store, &caller, required_name(&query)?).await?;
+    let shown = service::show_key(&state.store, &caller, query.required_name()?).await?;
     Ok(json_response(StatusCode::OK, &shown))
 }
 
@@ -217,6 +211,6 @@ pub async fn revoke_key(
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let shown = service::revoke_key(&state.store, &caller, required_name(&query)?).await?;
+    let shown = service::revoke_key(&state.store, &caller, query.required_name()?).await?;
     Ok(json_response(StatusCode::OK, &shown))
 }

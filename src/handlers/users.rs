@@ -12,12 +12,6 @@ use crate::service::caller::Caller;
 use crate::service::users::{self as service, UserWritten};
 use crate::state::AppState;
 
-fn required_name(query: &QueryParams) -> Result<&str, ApiError> {
-    query
-        .name()
-        .ok_or_else(|| ApiError::BadRequest("The parameter name is required".into()))
-}
-
 fn answer(state: &AppState, written: UserWritten) -> Response {
     match written {
         UserWritten::Created(body) => {
@@ -40,7 +34,7 @@ pub async fn get_user(
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let body = service::show(&state.store, &caller, required_name(&query)?).await?;
+    let body = service::show(&state.store, &caller, query.required_name()?).await?;
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -84,7 +78,7 @@ pub async fn delete_user(
         &state.store,
         Some(state.auth.as_ref()),
         &caller,
-        required_name(&query)?,
+        query.required_name()?,
     )
     .await?;
     Ok(json_response(StatusCode::OK, &body))

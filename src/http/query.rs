@@ -70,6 +70,12 @@ impl QueryParams {
         }
     }
 
+    /// `?name=`, or 400 when it is missing or empty.
+    pub fn required_name(&self) -> Result<&str, ApiError> {
+        self.name()
+            .ok_or_else(|| ApiError::BadRequest("The parameter name is required".into()))
+    }
+
     /// `?name=`, required: an empty value counts as missing.
     pub fn name(&self) -> Option<&str> {
         self.get("name").filter(|n| !n.is_empty())
