@@ -27,6 +27,10 @@ pub enum AgentError {
     /// The state directory or file could not be read or written: exit 1.
     #[error("state: {0}")]
     State(String),
+    /// Anything else that stopped the command (the listening address taken,
+    /// the runtime gone): exit 1.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl AgentError {
@@ -38,7 +42,7 @@ impl AgentError {
             AgentError::Conflict(_) => 4,
             AgentError::Invalid(_) => 5,
             AgentError::Unreachable(_) => 6,
-            AgentError::Protocol(_) | AgentError::State(_) => 1,
+            AgentError::Protocol(_) | AgentError::State(_) | AgentError::Failed(_) => 1,
         }
     }
 }
@@ -57,6 +61,7 @@ mod tests {
             (AgentError::Unreachable(String::new()), 6),
             (AgentError::Protocol(String::new()), 1),
             (AgentError::State(String::new()), 1),
+            (AgentError::Failed(String::new()), 1),
         ];
         for (error, code) in codes {
             assert_eq!(error.exit_code(), code, "{error:?}");

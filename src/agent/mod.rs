@@ -2,12 +2,17 @@
 //!
 //! `register` enrols the node with the server and keeps what it learns in a
 //! state directory ([`state`]); [`client`] speaks HTTP to the server with
-//! retries; [`register`] is the flow. Later commands (`serve`, `pull`,
-//! `check`) build on the same state.
+//! retries; [`register`] is the flow. [`serve`] receives the signed
+//! allowlists the server pushes, [`holding`] decides which to accept and
+//! keeps them on disk, and [`check`] answers whether a script may run. A
+//! later `pull` builds on the same state.
 
+pub mod check;
 pub mod client;
 pub mod error;
+pub mod holding;
 pub mod register;
+pub mod serve;
 pub mod state;
 
 pub use error::AgentError;

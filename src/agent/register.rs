@@ -14,8 +14,9 @@ use super::AgentError;
 use super::client::{AgentConfig, Client, Registration, normalize_server};
 use super::state::{self, State};
 
-/// The agent port stored when neither the server nor the command line names one.
-pub const DEFAULT_AGENT_PORT: u16 = 5665;
+/// The agent port stored when neither the server nor the command line names
+/// one: the server's default (CONTRACT section 3).
+pub const DEFAULT_AGENT_PORT: u16 = 7446;
 
 /// What `register` was asked to do.
 #[derive(Clone)]

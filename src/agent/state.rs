@@ -150,7 +150,7 @@ fn write_json<T: Serialize>(dir: &Path, file: &str, value: &T) -> Result<PathBuf
     let mut text = serde_json::to_string_pretty(value)
         .map_err(|e| AgentError::State(format!("cannot encode {file}: {e}")))?;
     text.push('\n');
-    write_atomically(dir, &path, text.as_bytes())
+    write_atomically(dir, &path, text.as_bytes(), 0o600)
         .map_err(|e| AgentError::State(format!("cannot write {}: {e}", path.display())))?;
     Ok(path)
 }
@@ -170,8 +170,11 @@ fn ensure_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in `dir`.
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` to `path` (a file in `dir`) through a temporary file in
+/// `dir` with exactly `mode`: written, fsynced, renamed over `path`, then
+/// `dir` fsynced. `dir` is made (mode 0700) if missing; a failed write
+/// leaves no temporary file.
+pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     ensure_dir(dir)?;
     let name = path
         .file_name()
@@ -186,11 +189,11 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(mode)
             .open(&temp)?;
-        // The umask cannot widen 0600, but a stricter one could narrow it;
-        // set it exactly.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        // The umask cannot widen the mode, but a stricter one could narrow
+        // it; set it exactly.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

@@ -1,19 +1,25 @@
 //! The `steward-agent` command, run on each node: parse the command line,
 //! dispatch, turn errors into exit codes.
 //!
-//! Exit codes: 0 success, 1 failure (state file, unexpected answer), 2 usage,
+//! Exit codes of `register` and `serve`: 0 success, 1 failure (state file,
+//! unexpected answer, address in use), 2 usage (for `serve`: no state),
 //! 3 refused (key or server key), 4 name taken, 5 invalid request,
-//! 6 server not reachable.
+//! 6 server not reachable. `check` exits 0 (allowed), 1 (not allowed) or
+//! 2 (no valid allowlist).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use steward::agent::AgentError;
+use steward::agent::check::{self, Outcome};
 use steward::agent::client::Registration;
 use steward::agent::register::{self, Options, parse_fingerprint};
+use steward::agent::serve::{self, ServeOptions};
 use steward::agent::state::DEFAULT_STATE_DIR;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +37,60 @@ enum Command {
     /// Register this node with the server (first boot), or re-register it
     /// with its own host key (every later boot).
     Register(RegisterArgs),
+    /// Listen for the signed allowlists the server pushes, check and keep
+    /// them (and ctrl-exec's scripts.conf), and report what is held.
+    Serve(ServeArgs),
+    /// Exit 0 and print the command when NAME with ARGS is allowed, 1 when
+    /// not, 2 when no valid allowlist is held. Options go before NAME:
+    /// everything after it is taken as ARGS.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The address to listen on [default: 0.0.0.0 and the registered agent
+    /// port].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Where the agent keeps its state.
+    #[arg(long, env = "STEWARD_AGENT_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// The allowlist file [default: STATE_DIR/allowlist.json].
+    #[arg(long, value_name = "FILE")]
+    allowlist: Option<PathBuf>,
+    /// Also write ctrl-exec's scripts.conf (`name = /path` lines) here.
+    #[arg(long, value_name = "FILE")]
+    scripts_conf: Option<PathBuf>,
+    /// Accept only commands inside this directory (repeatable; default:
+    /// anywhere).
+    #[arg(long = "allowed-dir", value_name = "DIR")]
+    allowed_dirs: Vec<PathBuf>,
+    /// A shell command run (sh -c, at most 30 s) after each new allowlist
+    /// is written, for example `systemctl reload ctrl-exec`.
+    #[arg(long, value_name = "CMD")]
+    reload_command: Option<String>,
+}
+
+#[derive(Args)]
+#[command(override_usage = "steward-agent check [OPTIONS] NAME [ARGS]...")]
+struct CheckArgs {
+    /// Where the agent keeps its state.
+    #[arg(long, env = "STEWARD_AGENT_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// The allowlist file [default: STATE_DIR/allowlist.json].
+    #[arg(long, value_name = "FILE")]
+    allowlist: Option<PathBuf>,
+    /// The script's name, then its arguments. Everything from NAME on is
+    /// taken as given, options included, so that arguments a caller passes
+    /// through can never choose another state directory or allowlist.
+    #[arg(
+        value_name = "NAME",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -67,6 +127,10 @@ struct RegisterArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Check(args) => return run_check(&args),
+        command => command,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -77,8 +141,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
+    let result = match command {
         Command::Register(args) => runtime.block_on(run_register(args)),
+        Command::Serve(args) => {
+            init_logging();
+            runtime.block_on(serve::serve(ServeOptions {
+                listen: args.listen,
+                state_dir: args.state_dir,
+                allowlist: args.allowlist,
+                scripts_conf: args.scripts_conf,
+                allowed_dirs: args.allowed_dirs,
+                reload_command: args.reload_command,
+            }))
+        }
+        Command::Check(args) => return run_check(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,4 +186,28 @@ async fn run_register(args: RegisterArgs) -> Result<(), AgentError> {
     let registered = register::register(&options).await?;
     println!("{}", registered.summary());
     Ok(())
+}
+
+fn run_check(args: &CheckArgs) -> ExitCode {
+    let (name, rest) = match args.command.split_first() {
+        Some((name, rest)) => (name.as_str(), rest),
+        None => ("", &[][..]),
+    };
+    let outcome = check::check(&args.state_dir, args.allowlist.as_deref(), name, rest);
+    match &outcome {
+        Outcome::Allowed(line) => println!("{line}"),
+        Outcome::Denied(reason) => eprintln!("steward-agent: not allowed: {reason}"),
+        Outcome::NoAllowlist(reason) => eprintln!("steward-agent: {reason}"),
+    }
+    ExitCode::from(outcome.exit_code())
+}
+
+/// Logs to stderr, at the level `STEWARD_AGENT_LOG` gives (default `info`).
+fn init_logging() {
+    let filter =
+        EnvFilter::try_from_env("STEWARD_AGENT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
