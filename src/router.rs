@@ -12,7 +12,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::layer::{Peer, require_user};
 use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
-use crate::handlers::{activity, health, lists, objects, selfservice, users};
+use crate::handlers::{activity, deploy, health, lists, objects, selfservice, users};
 use crate::http::body::{JsonObject, OptionalJsonObject, PatchBody};
 use crate::http::middleware;
 use crate::http::query::QueryParams;
@@ -75,6 +75,16 @@ pub fn app(state: AppState) -> Router {
             .delete(|State(s): State<AppState>, c: Caller, q: QueryParams| {
                 selfservice::revoke_key(s, c, q)
             }),
+        )
+        .route(
+            "/director/host/allowlist",
+            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
+                deploy::preview_allowlist(s, c, q)
+            }),
+        )
+        .route(
+            "/director/config/pending",
+            get(|State(s): State<AppState>, c: Caller| deploy::list_pending(s, c)),
         )
         .route(
             "/director/host/ticket",

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_objects;
 mod m20261122_000002_create_users_and_activity;
 mod m20261122_000003_create_api_keys;
+mod m20261122_000004_create_deployments;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_objects::Migration),
             Box::new(m20261122_000002_create_users_and_activity::Migration),
             Box::new(m20261122_000003_create_api_keys::Migration),
+            Box::new(m20261122_000004_create_deployments::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! Handlers: thin. Each extracts, calls a use case in `service`, answers.
 
 pub mod activity;
+pub mod deploy;
 pub mod health;
 pub mod lists;
 pub mod objects;

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod caller;
+pub mod deploy;
 pub mod lists;
 pub mod objects;
 pub mod selfservice;

@@ -2,6 +2,7 @@
 //! it never decides a business rule (that is `domain`'s job).
 
 pub mod activity;
+pub mod agents;
 pub mod entities;
 pub mod keys;
 pub mod objects;

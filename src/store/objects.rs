@@ -270,3 +270,24 @@ pub async fn set_refs(
     object_ref::Entity::insert_many(rows).exec(db).await?;
     Ok(())
 }
+
+/// Every object of one kind and type, read in keyset batches.
+pub async fn all_of(
+    db: &impl ConnectionTrait,
+    kind: Kind,
+    object_type: ObjectType,
+) -> Result<Vec<StoredObject>, DbErr> {
+    const BATCH: u64 = 1000;
+    let mut out = Vec::new();
+    loop {
+        let after = out
+            .last()
+            .map(|o: &StoredObject| o.draft.name.as_str().to_owned());
+        let batch = page(db, kind, object_type, after.as_deref(), BATCH).await?;
+        let done = (batch.len() as u64) < BATCH;
+        out.extend(batch);
+        if done {
+            return Ok(out);
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod activity;
 mod auth;
 mod bad_input;
 mod concurrency;
+mod deploy;
 mod lists;
 mod objects;
 mod scenario;

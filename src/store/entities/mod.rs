@@ -2,6 +2,7 @@
 //! query code in the parent module.
 
 pub mod activity;
+pub mod agent_state;
 pub mod api_key;
 pub mod object;
 pub mod object_ref;

@@ -1,0 +1,220 @@
+//! Deployments, their per-host results, and what each agent last confirmed.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Deployments {
+    Table,
+    Id,
+    Checksum,
+    Author,
+    Status,
+    Force,
+    StartedAt,
+    FinishedAt,
+    LeaseOwner,
+    LeaseUntil,
+    RequestId,
+}
+
+#[derive(DeriveIden)]
+enum DeploymentHosts {
+    Table,
+    DeploymentId,
+    HostId,
+    HostName,
+    Address,
+    AgentPort,
+    Checksum,
+    Serial,
+    Allowlist,
+    Result,
+    Error,
+    Attempts,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum AgentStates {
+    Table,
+    HostId,
+    HostName,
+    Address,
+    AgentPort,
+    InDeploySet,
+    ConfirmedChecksum,
+    ConfirmedSerial,
+    ConfirmedAt,
+    ConfirmedScripts,
+    AgentVersion,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Deployments::Table)
+                    .col(
+                        ColumnDef::new(Deployments::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Deployments::Checksum)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Deployments::Author).string().not_null())
+                    .col(
+                        ColumnDef::new(Deployments::Status)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Deployments::Force).boolean().not_null())
+                    .col(
+                        ColumnDef::new(Deployments::StartedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Deployments::FinishedAt).big_integer().null())
+                    .col(ColumnDef::new(Deployments::LeaseOwner).string().null())
+                    .col(ColumnDef::new(Deployments::LeaseUntil).big_integer().null())
+                    .col(ColumnDef::new(Deployments::RequestId).string().null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("deployments_status")
+                    .table(Deployments::Table)
+                    .col(Deployments::Status)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(DeploymentHosts::Table)
+                    .col(
+                        ColumnDef::new(DeploymentHosts::DeploymentId)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(DeploymentHosts::HostId)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(DeploymentHosts::HostName)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(DeploymentHosts::Address).string().null())
+                    .col(
+                        ColumnDef::new(DeploymentHosts::AgentPort)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(DeploymentHosts::Checksum)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(DeploymentHosts::Serial)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(DeploymentHosts::Allowlist).text().not_null())
+                    .col(
+                        ColumnDef::new(DeploymentHosts::Result)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(DeploymentHosts::Error).text().null())
+                    .col(
+                        ColumnDef::new(DeploymentHosts::Attempts)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(DeploymentHosts::UpdatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(DeploymentHosts::DeploymentId)
+                            .col(DeploymentHosts::HostId),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(DeploymentHosts::Table, DeploymentHosts::DeploymentId)
+                            .to(Deployments::Table, Deployments::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(AgentStates::Table)
+                    .col(
+                        ColumnDef::new(AgentStates::HostId)
+                            .big_integer()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(AgentStates::HostName).string().not_null())
+                    .col(ColumnDef::new(AgentStates::Address).string().null())
+                    .col(ColumnDef::new(AgentStates::AgentPort).integer().not_null())
+                    .col(
+                        ColumnDef::new(AgentStates::InDeploySet)
+                            .boolean()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AgentStates::ConfirmedChecksum)
+                            .string_len(64)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(AgentStates::ConfirmedSerial)
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(AgentStates::ConfirmedAt)
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(ColumnDef::new(AgentStates::ConfirmedScripts).text().null())
+                    .col(ColumnDef::new(AgentStates::AgentVersion).string().null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            DeploymentHosts::Table.into_iden(),
+            Deployments::Table.into_iden(),
+            AgentStates::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! CONTRACT section 8, the parts that exist so far: rendering, the preview
+//! of one host's allowlist, and what is pending.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::db_test;
+use crate::helpers::TestApp;
+
+async fn world(app: &TestApp) {
+    app.create(
+        "script",
+        json!({"object_name": "base-script", "object_type": "template", "timeout": 30}),
+    )
+    .await;
+    app.create(
+        "script",
+        json!({"object_name": "uptime", "command": "/usr/bin/uptime", "imports": ["base-script"]}),
+    )
+    .await;
+    app.create("script", json!({"object_name": "check_disk", "command": "/usr/lib/nagios/plugins/check_disk", "arguments": ["-w", "10%"]})).await;
+    app.create(
+        "script",
+        json!({"object_name": "retired", "command": "/usr/bin/retired", "disabled": true}),
+    )
+    .await;
+    app.create("host", json!({"object_name": "agents", "object_type": "template", "has_agent": true, "scripts": ["uptime"]})).await;
+    app.create("host", json!({"object_name": "web-01", "imports": ["agents"], "address": "127.0.0.11", "scripts": ["check_disk", "retired"]})).await;
+    app.create(
+        "host",
+        json!({"object_name": "off", "imports": ["agents"], "disabled": true}),
+    )
+    .await;
+    app.create(
+        "host",
+        json!({"object_name": "plain", "scripts": ["uptime"]}),
+    )
+    .await;
+}
+
+db_test!(
+    the_preview_renders_the_resolved_enabled_scripts_sorted_by_name,
+    async |app: &TestApp| {
+        world(app).await;
+        let r = app.get("/director/host/allowlist?name=web-01").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let preview = r.json();
+        assert_eq!(preview["in_deploy_set"], json!(true));
+        assert_eq!(preview["address"], json!("127.0.0.11"));
+        assert_eq!(preview["agent_port"], json!(7446));
+        assert_eq!(preview["confirmed"], json!(null));
+        assert_eq!(
+            preview["allowlist"]["scripts"],
+            json!([
+                {"name": "check_disk", "command": "/usr/lib/nagios/plugins/check_disk", "arguments": ["-w", "10%"], "timeout": null},
+                {"name": "uptime", "command": "/usr/bin/uptime", "arguments": null, "timeout": 30}
+            ])
+        );
+        assert_eq!(preview["checksum"].as_str().map(str::len), Some(64));
+
+        // Hosts outside the deploy set render empty.
+        let off = app.get("/director/host/allowlist?name=off").await.json();
+        assert_eq!(
+            (
+                off["in_deploy_set"].clone(),
+                off["allowlist"]["scripts"].clone()
+            ),
+            (json!(false), json!([]))
+        );
+        let plain = app.get("/director/host/allowlist?name=plain").await.json();
+        assert_eq!(plain["in_deploy_set"], json!(false));
+        assert_eq!(
+            app.get("/director/host/allowlist?name=agents").await.status,
+            StatusCode::NOT_FOUND,
+            "templates have no allowlist"
+        );
+
+        // A change to a script changes the checksum.
+        let before =
+            app.get("/director/host/allowlist?name=web-01").await.json()["checksum"].clone();
+        app.post("/director/script?name=base-script", &json!({"timeout": 60}))
+            .await;
+        assert_ne!(
+            app.get("/director/host/allowlist?name=web-01").await.json()["checksum"],
+            before
+        );
+    }
+);
+
+db_test!(
+    pending_lists_the_hosts_whose_agents_hold_something_else,
+    async |app: &TestApp| {
+        world(app).await;
+        let pending = app.get("/director/config/pending").await.json();
+        assert_eq!(pending["checksum"].as_str().map(str::len), Some(64));
+        let hosts = pending["hosts"].as_array().unwrap();
+        assert_eq!(hosts.len(), 1, "only hosts in the deploy set: {pending}");
+        assert_eq!(hosts[0]["host"], json!("web-01"));
+        assert_eq!(hosts[0]["added"], json!(["check_disk", "uptime"]));
+        assert_eq!(hosts[0]["removed"], json!([]));
+        assert_eq!(hosts[0]["confirmed_checksum"], json!(null));
+
+        let web = app
+            .user("web", "reader", json!({"restrictions": ["db-*"]}))
+            .await;
+        let restricted = app
+            .as_user(&web, "GET", "/director/config/pending", None)
+            .await
+            .json();
+        assert_eq!(restricted["hosts"], json!([]));
+        assert_eq!(
+            app.as_user(&web, "GET", "/director/host/allowlist?name=web-01", None)
+                .await
+                .status,
+            StatusCode::NOT_FOUND
+        );
+    }
+);
+
+db_test!(
+    hosts_that_left_the_deploy_set_are_sent_an_empty_allowlist,
+    async |app: &TestApp| {
+        use sea_orm::{ActiveModelTrait, Set};
+        use steward::store::entities::agent_state;
+        world(app).await;
+        let off_id = app.get("/director/host/allowlist?name=off").await.json()["host_id"]
+            .as_i64()
+            .unwrap();
+        // The agents of "off" (disabled since) and of a deleted host confirmed
+        // allowlists with scripts in an earlier deployment.
+        for (host_id, name) in [(off_id, "off"), (99_999, "gone")] {
+            agent_state::ActiveModel {
+                host_id: Set(host_id),
+                host_name: Set(name.into()),
+                address: Set(Some("127.0.0.99".into())),
+                agent_port: Set(7446),
+                in_deploy_set: Set(true),
+                confirmed_checksum: Set(Some("0".repeat(64))),
+                confirmed_serial: Set(Some(1)),
+                confirmed_at: Set(Some(0)),
+                confirmed_scripts: Set(Some("[\"uptime\"]".into())),
+                agent_version: Set(None),
+            }
+            .insert(app.store.db())
+            .await
+            .unwrap();
+        }
+        let rendering = steward::service::deploy::render_all(app.store.db())
+            .await
+            .unwrap();
+        let names: Vec<&str> = rendering.hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(names, ["gone", "off", "web-01"]);
+        for host in rendering.hosts.iter().filter(|h| h.host != "web-01") {
+            assert!(
+                host.allowlist.scripts.is_empty(),
+                "{} keeps nothing",
+                host.host
+            );
+            assert!(!host.in_deploy_set);
+        }
+        assert_eq!(
+            rendering.hosts[0].address.as_deref(),
+            Some("127.0.0.99"),
+            "a deleted host's last address is kept"
+        );
+
+        let pending = app.get("/director/config/pending").await.json();
+        let gone = pending["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == json!("gone"))
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (gone["added"].clone(), gone["removed"].clone()),
+            (json!([]), json!(["uptime"]))
+        );
+    }
+);
