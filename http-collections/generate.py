@@ -1661,6 +1661,109 @@ def selfservice(P):
     ]
 
 
+def allowlists(P):
+    st, up, disk, off = f"{P}al-st", f"{P}al-uptime", f"{P}al-disk", f"{P}al-off"
+    agents, web, dis, plain = f"{P}al-agents", f"{P}al-web", f"{P}al-disabled", f"{P}al-plain"
+    H = lambda n: f"/director/host?name={n}"
+    S = lambda n: f"/director/script?name={n}"
+    A = lambda n: f"/director/host/allowlist?name={n}"
+    keys = ["address", "agent_port", "allowlist", "checksum", "confirmed", "host", "host_id", "in_deploy_set"]
+    web_body = {"object_name": web, "object_type": "object", "imports": [agents], "address": "127.0.0.11",
+                "scripts": [disk, off]}
+    disk_entry = {"name": disk, "command": "/usr/lib/nagios/plugins/check_disk", "arguments": ["-w", "10%"],
+                  "timeout": None}
+    up_entry = lambda timeout: {"name": up, "command": "/usr/bin/uptime", "arguments": None, "timeout": timeout}
+
+    def preview(name, in_set, scripts, ck_var=None):
+        checks = [
+            t("exactly the preview keys", f"expect(Object.keys(B).sort()).to.deep.equal({js(keys)})"),
+            field("host", name), field("in_deploy_set", in_set), is_null("confirmed"),
+            t("host_id is a number", "expect(B.host_id).to.be.a('number')"),
+            t("checksum is 64 hex digits", "expect(B.checksum).to.be.a('string').that.matches(/^[0-9a-f]{64}$/)"),
+            t("the allowlist is exact",
+              f"expect(B.allowlist).to.deep.equal({{host_id: B.host_id, host: {js(name)}, scripts: {js(scripts)}}})"),
+            json_ct(),
+        ]
+        if ck_var:
+            checks.append(t(f"remember the checksum as {ck_var}", f"setv({js(ck_var)}, B.checksum)"))
+        return checks
+
+    def pending_is(entries, ck_var):
+        exp = js(entries)
+        return [
+            t("config checksum is 64 hex digits", "expect(B.checksum).to.be.a('string').that.matches(/^[0-9a-f]{64}$/)"),
+            t("every entry has the pending keys",
+              "B.hosts.forEach(function (h) { expect(Object.keys(h).sort()).to.deep.equal("
+              "['added', 'checksum', 'confirmed_checksum', 'host', 'host_id', 'removed']); })"),
+            t("this folder's hosts are exactly the agent host",
+              f"var mine = B.hosts.filter(function (h) {{ return h.host.indexOf({js(P + 'al-')}) === 0; }}); "
+              "expect(mine.map(function (h) { return {host: h.host, confirmed_checksum: h.confirmed_checksum, "
+              f"added: h.added, removed: h.removed}}; }})).to.deep.equal({exp}); "
+              f"expect(mine[0].checksum).to.equal(getv({js(ck_var)}))"),
+        ]
+
+    pend = [{"host": web, "confirmed_checksum": None, "added": [disk, up], "removed": []}]
+    return [
+        cleanup("host", web), cleanup("host", dis), cleanup("host", plain), cleanup("host", agents),
+        cleanup("script", up), cleanup("script", disk), cleanup("script", off), cleanup("script", st),
+        Req("script template with a timeout", "POST", "/director/script",
+            body={"object_name": st, "object_type": "template", "timeout": 30}, status=201,
+            checks=[field("timeout", 30)]),
+        Req("script importing the template", "POST", "/director/script",
+            body={"object_name": up, "imports": [st], "command": "/usr/bin/uptime"}, status=201,
+            checks=[field("imports", [st])]),
+        Req("script with arguments", "POST", "/director/script",
+            body={"object_name": disk, "command": "/usr/lib/nagios/plugins/check_disk", "arguments": ["-w", "10%"]},
+            status=201, checks=[field("arguments", ["-w", "10%"])]),
+        Req("disabled script", "POST", "/director/script",
+            body={"object_name": off, "command": "/bin/true", "disabled": True}, status=201,
+            checks=[field("disabled", True)]),
+        Req("agent host template listing one script", "POST", "/director/host",
+            body={"object_name": agents, "object_type": "template", "has_agent": True, "scripts": [up]},
+            status=201, checks=[field("scripts", [up])]),
+        Req("host importing it, listing more scripts", "POST", "/director/host", body=web_body, status=201,
+            checks=[body_is(web_body)]),
+        Req("disabled host importing it", "POST", "/director/host",
+            body={"object_name": dis, "imports": [agents], "disabled": True, "scripts": [disk]}, status=201,
+            checks=[field("disabled", True)]),
+        Req("host without agent", "POST", "/director/host",
+            body={"object_name": plain, "scripts": [up, disk]}, status=201, checks=[field("scripts", [up, disk])]),
+        Req("preview of the agent host", "GET", A(web), status=200,
+            checks=[*preview(web, True, [disk_entry, up_entry(30)], "alCk"), field("address", "127.0.0.11"),
+                    field("agent_port", 7446)]),
+        Req("preview of the disabled host is empty", "GET", A(dis), status=200,
+            checks=preview(dis, False, [])),
+        Req("preview of the host without agent is empty", "GET", A(plain), status=200,
+            checks=preview(plain, False, [])),
+        Req("preview of a template gives 404", "GET", A(agents), status=404, checks=[has_error()]),
+        Req("preview of an unknown host gives 404", "GET", A(f"{P}al-nope"), status=404, checks=[has_error()]),
+        Req("preview without name gives 400", "GET", "/director/host/allowlist", status=400, checks=[has_error()]),
+        Req("pending lists the agent host only", "GET", "/director/config/pending", status=200,
+            checks=[*pending_is(pend, "alCk"), json_ct()]),
+        Req("change the script template's timeout", "POST", S(st), body={"timeout": 60}, status=200,
+            checks=[field("timeout", 60)]),
+        Req("the preview follows, with another checksum", "GET", A(web), status=200,
+            checks=[*preview(web, True, [disk_entry, up_entry(60)]),
+                    t("checksum differs from alCk", "expect(B.checksum).to.not.equal(getv('alCk'))"),
+                    t("remember the checksum as alCk2", "setv('alCk2', B.checksum)")]),
+        Req("pending follows", "GET", "/director/config/pending", status=200,
+            checks=pending_is(pend, "alCk2")),
+        Req("DELETE the agent host", "DELETE", H(web), status=200, checks=[body_is(web_body)]),
+        Req("DELETE the disabled host", "DELETE", H(dis), status=200, checks=[field("object_name", dis)]),
+        Req("DELETE the host without agent", "DELETE", H(plain), status=200, checks=[field("object_name", plain)]),
+        Req("DELETE the host template", "DELETE", H(agents), status=200, checks=[field("object_name", agents)]),
+        Req("DELETE the script importing the template", "DELETE", S(up), status=200, checks=[field("object_name", up)]),
+        Req("DELETE the script with arguments", "DELETE", S(disk), status=200, checks=[field("object_name", disk)]),
+        Req("DELETE the disabled script", "DELETE", S(off), status=200, checks=[field("object_name", off)]),
+        Req("DELETE the script template", "DELETE", S(st), status=200, checks=[field("object_name", st)]),
+        Req("pending holds nothing of this folder", "GET", "/director/config/pending", status=200,
+            checks=[t("no host of this folder",
+                      f"expect(B.hosts.filter(function (h) {{ return h.host.indexOf({js(P + 'al-')}) === 0; }})).to.deep.equal([])")]),
+        Req("nothing of this folder is left", "GET", f"/director/hosts?q={P}al-&count=1", status=200,
+            checks=[names([]), field("total", 0)]),
+    ]
+
+
 FOLDERS = [
     ("01-scenario", "Director sample scenario (CONTRACT section 11)", lambda P: scenario()),
     ("02-hosts", "One host: GET/POST/PUT/PATCH/DELETE, ETags, renames", hosts),
@@ -1676,6 +1779,7 @@ FOLDERS = [
     ("12-activity", "The activity log: entries, request ids, chained checksums, filters, paging", activity),
     ("13-keys", "API keys of hosts and templates, limits, replacement, revocation, tickets", keys),
     ("14-self-service", "Registration at boot, adoption, agent config, own tickets, text answers", selfservice),
+    ("15-allowlists", "Allowlist preview of hosts and pending config: the deploy set, resolved scripts, checksums", allowlists),
 ]
 
 # --------------------------------------------------------------------------
