@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod auth;
 pub mod config;
+pub mod deploy;
 pub mod domain;
 pub mod error;
 pub mod files;

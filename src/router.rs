@@ -83,6 +83,27 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .route(
+            "/director/config/deploy",
+            post(|State(s): State<AppState>, c: Caller, q: QueryParams| {
+                deploy::start_deploy(s, c, q)
+            }),
+        )
+        .route(
+            "/director/config/deployment",
+            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
+                deploy::show_deployment(s, c, q)
+            })
+            .delete(|State(s): State<AppState>, c: Caller, q: QueryParams| {
+                deploy::cancel_deployment(s, c, q)
+            }),
+        )
+        .route(
+            "/director/config/deployments",
+            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
+                deploy::list_deployments(s, c, q)
+            }),
+        )
+        .route(
             "/director/config/pending",
             get(|State(s): State<AppState>, c: Caller| deploy::list_pending(s, c)),
         )

@@ -222,3 +222,209 @@ pub async fn pending(store: &Store, caller: &Caller) -> Result<Value, ApiError> 
     }
     Ok(json!({"checksum": rendering.checksum, "hosts": hosts}))
 }
+
+/// What `POST /director/config/deploy` came to.
+#[derive(Debug, Clone)]
+pub enum Started {
+    /// Every agent already holds its allowlist: nothing to do.
+    Unchanged {
+        checksum: String,
+        deployment_id: Option<i64>,
+    },
+    /// A new deployment (or the running one with the same checksum).
+    Running {
+        checksum: String,
+        deployment_id: i64,
+        hosts: usize,
+    },
+    /// Another deployment with another checksum is running.
+    Busy {
+        checksum: String,
+        deployment_id: i64,
+    },
+}
+
+/// Starts a deployment: renders, short-circuits when unchanged, stores the
+/// signed allowlists and the targets in one write transaction, and leaves
+/// the pushing to [`crate::deploy::run`] (which the caller spawns).
+pub async fn start(
+    store: &Store,
+    caller: &Caller,
+    key: &crate::signing::ServerKey,
+    force: bool,
+) -> Result<Started, ApiError> {
+    use crate::store::deployments;
+    caller.require(Permission::Deploy)?;
+    let tx = store.begin_write().await?;
+    let rendering = render_all(&tx.tx).await?;
+    if let Some(running) = deployments::running(&tx.tx).await? {
+        if running.checksum == rendering.checksum {
+            let hosts = deployments::hosts(&tx.tx, running.id).await?.len();
+            return Ok(Started::Running {
+                checksum: running.checksum,
+                deployment_id: running.id,
+                hosts,
+            });
+        }
+        return Ok(Started::Busy {
+            checksum: running.checksum,
+            deployment_id: running.id,
+        });
+    }
+    let states = agents::all(&tx.tx).await?;
+    let unchanged = rendering.hosts.iter().all(|h| {
+        states
+            .get(&h.host_id)
+            .and_then(|s| s.confirmed_checksum.as_deref())
+            == Some(h.checksum.as_str())
+    });
+    if unchanged && !force {
+        let latest = deployments::latest(&tx.tx).await?.map(|d| d.id);
+        return Ok(Started::Unchanged {
+            checksum: rendering.checksum,
+            deployment_id: latest,
+        });
+    }
+    let serial = deployments::next_serial(&tx.tx).await?;
+    let deployment = deployments::create(
+        &tx.tx,
+        &rendering.checksum,
+        &caller.author,
+        force,
+        caller.request_id.clone(),
+    )
+    .await?;
+    let generated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let now = crate::store::now_millis();
+    let rows: Vec<deployments::DeploymentHost> = rendering
+        .hosts
+        .iter()
+        .map(|h| deployments::DeploymentHost {
+            deployment_id: deployment.id,
+            host_id: h.host_id,
+            host_name: h.host.clone(),
+            address: h.address.clone(),
+            agent_port: i32::try_from(h.agent_port).unwrap_or(7446),
+            checksum: h.checksum.clone(),
+            serial,
+            allowlist: h
+                .allowlist
+                .sign(serial, &generated_at, key.signing_key())
+                .to_string(),
+            result: "pending".into(),
+            error: None,
+            attempts: 0,
+            updated_at: now,
+        })
+        .collect();
+    deployments::add_hosts(&tx.tx, rows).await?;
+    for h in &rendering.hosts {
+        let held = states.get(&h.host_id).is_some_and(|s| s.in_deploy_set);
+        let port = i32::try_from(h.agent_port).unwrap_or(7446);
+        deployments::target(
+            &tx.tx,
+            h.host_id,
+            &h.host,
+            h.address.clone(),
+            port,
+            h.in_deploy_set || held,
+        )
+        .await?;
+    }
+    let entry = crate::domain::activity::Entry {
+        at: now,
+        author: caller.author.clone(),
+        action: "deploy-start".into(),
+        object_type: "deployment".into(),
+        object_name: deployment.id.to_string(),
+        before: None,
+        after: Some(
+            json!({"checksum": rendering.checksum, "hosts": rendering.hosts.len(), "force": force}),
+        ),
+        request_id: caller.request_id.clone(),
+    };
+    crate::store::activity::append(&tx.tx, &entry).await?;
+    tx.commit().await?;
+    Ok(Started::Running {
+        checksum: rendering.checksum,
+        deployment_id: deployment.id,
+        hosts: rendering.hosts.len(),
+    })
+}
+
+/// A deployment as `GET /director/config/deployment?id=N` shows it.
+pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Value, ApiError> {
+    use crate::store::deployments;
+    caller.require(Permission::Api)?;
+    let d = deployments::get(store.db(), id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("No such deployment {id}")))?;
+    let hosts = deployments::hosts(store.db(), id).await?;
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    let mut counts = serde_json::Map::new();
+    for result in ["pending", "deployed", "skipped", "failed", "unreachable"] {
+        counts.insert(
+            result.into(),
+            hosts.iter().filter(|h| h.result == result).count().into(),
+        );
+    }
+    let visible: Vec<Value> = hosts
+        .iter()
+        .filter(|h| caller.restrictions.allows(&h.host_name))
+        .map(|h| {
+            json!({"host": h.host_name, "host_id": h.host_id, "checksum": h.checksum, "serial": h.serial,
+                   "result": h.result, "error": h.error, "attempts": h.attempts})
+        })
+        .collect();
+    Ok(json!({
+        "id": d.id, "checksum": d.checksum, "author": d.author, "status": d.status, "force": d.force,
+        "started_at": time(d.started_at), "finished_at": d.finished_at.and_then(time),
+        "counts": counts, "hosts": visible,
+    }))
+}
+
+/// `DELETE /director/config/deployment?id=N`: cancels the pushes not yet made.
+pub async fn cancel(store: &Store, caller: &Caller, id: i64) -> Result<Value, ApiError> {
+    use crate::store::deployments;
+    caller.require(Permission::Deploy)?;
+    let tx = store.begin_write().await?;
+    let d = deployments::get(&tx.tx, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("No such deployment {id}")))?;
+    if d.status != "running" {
+        return Err(ApiError::Conflict(format!(
+            "Deployment {id} is {}, not running",
+            d.status
+        )));
+    }
+    deployments::set_status(&tx.tx, id, "cancelled").await?;
+    tx.commit().await?;
+    details(store, caller, id).await
+}
+
+/// `GET /director/config/deployments`: newest first.
+pub async fn list(
+    store: &Store,
+    caller: &Caller,
+    before_id: Option<i64>,
+    limit: u64,
+) -> Result<Value, ApiError> {
+    caller.require(Permission::Api)?;
+    let rows = crate::store::deployments::list(store.db(), before_id, limit + 1).await?;
+    let more = rows.len() as u64 > limit;
+    let shown: Vec<Value> = rows
+        .iter()
+        .take(limit as usize)
+        .map(
+            |d| json!({"id": d.id, "checksum": d.checksum, "author": d.author, "status": d.status}),
+        )
+        .collect();
+    let mut body = json!({"objects": shown});
+    if more && let Some(last) = rows.get(limit as usize - 1) {
+        body["next"] = json!(crate::service::activity::encode_cursor(last.id));
+    }
+    Ok(body)
+}

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod agents;
+pub mod deployments;
 pub mod entities;
 pub mod keys;
 pub mod objects;

@@ -4,6 +4,8 @@
 pub mod activity;
 pub mod agent_state;
 pub mod api_key;
+pub mod deployment;
+pub mod deployment_host;
 pub mod object;
 pub mod object_ref;
 pub mod setting;

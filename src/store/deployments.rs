@@ -1,0 +1,236 @@
+//! Queries on deployments, their hosts, and the agents' confirmed state.
+
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+
+use super::entities::{agent_state, deployment, deployment_host, setting};
+use super::now_millis;
+
+pub use deployment::Model as Deployment;
+pub use deployment_host::Model as DeploymentHost;
+
+const SERIAL: &str = "allowlist_serial";
+
+/// The next allowlist serial: strictly above every earlier one, and at least
+/// the current time in milliseconds, so it never goes back, even after a
+/// restore from an older backup.
+pub async fn next_serial(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    let previous: i64 = setting::Entity::find_by_id(SERIAL.to_owned())
+        .one(db)
+        .await?
+        .and_then(|s| s.value.parse().ok())
+        .unwrap_or(0);
+    let next = (previous + 1).max(now_millis());
+    setting::Entity::insert(setting::ActiveModel {
+        key: Set(SERIAL.to_owned()),
+        value: Set(next.to_string()),
+    })
+    .on_conflict(
+        OnConflict::column(setting::Column::Key)
+            .update_column(setting::Column::Value)
+            .to_owned(),
+    )
+    .exec(db)
+    .await?;
+    Ok(next)
+}
+
+/// The running deployment, if any.
+pub async fn running(db: &impl ConnectionTrait) -> Result<Option<Deployment>, DbErr> {
+    deployment::Entity::find()
+        .filter(deployment::Column::Status.eq("running"))
+        .order_by_desc(deployment::Column::Id)
+        .one(db)
+        .await
+}
+
+/// The newest deployment, if any.
+pub async fn latest(db: &impl ConnectionTrait) -> Result<Option<Deployment>, DbErr> {
+    deployment::Entity::find()
+        .order_by_desc(deployment::Column::Id)
+        .one(db)
+        .await
+}
+
+/// One deployment.
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<Option<Deployment>, DbErr> {
+    deployment::Entity::find_by_id(id).one(db).await
+}
+
+/// Deployments newest first, before `before_id`.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    before_id: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Deployment>, DbErr> {
+    let mut q = deployment::Entity::find();
+    if let Some(id) = before_id {
+        q = q.filter(deployment::Column::Id.lt(id));
+    }
+    q.order_by_desc(deployment::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Starts a deployment row.
+pub async fn create(
+    db: &impl ConnectionTrait,
+    checksum: &str,
+    author: &str,
+    force: bool,
+    request_id: Option<String>,
+) -> Result<Deployment, DbErr> {
+    deployment::ActiveModel {
+        checksum: Set(checksum.to_owned()),
+        author: Set(author.to_owned()),
+        status: Set("running".into()),
+        force: Set(force),
+        started_at: Set(now_millis()),
+        finished_at: Set(None),
+        lease_owner: Set(None),
+        lease_until: Set(None),
+        request_id: Set(request_id),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+}
+
+/// Adds the hosts of a deployment.
+pub async fn add_hosts(db: &impl ConnectionTrait, hosts: Vec<DeploymentHost>) -> Result<(), DbErr> {
+    for chunk in hosts.chunks(500) {
+        let rows = chunk.iter().cloned().map(|h| deployment_host::ActiveModel {
+            deployment_id: Set(h.deployment_id),
+            host_id: Set(h.host_id),
+            host_name: Set(h.host_name),
+            address: Set(h.address),
+            agent_port: Set(h.agent_port),
+            checksum: Set(h.checksum),
+            serial: Set(h.serial),
+            allowlist: Set(h.allowlist),
+            result: Set(h.result),
+            error: Set(h.error),
+            attempts: Set(h.attempts),
+            updated_at: Set(h.updated_at),
+        });
+        deployment_host::Entity::insert_many(rows).exec(db).await?;
+    }
+    Ok(())
+}
+
+/// Every host of a deployment, by name.
+pub async fn hosts(db: &impl ConnectionTrait, id: i64) -> Result<Vec<DeploymentHost>, DbErr> {
+    deployment_host::Entity::find()
+        .filter(deployment_host::Column::DeploymentId.eq(id))
+        .order_by_asc(deployment_host::Column::HostName)
+        .all(db)
+        .await
+}
+
+/// Records one host's result.
+pub async fn set_result(
+    db: &impl ConnectionTrait,
+    id: i64,
+    host_id: i64,
+    result: &str,
+    error: Option<String>,
+    attempts: i32,
+) -> Result<(), DbErr> {
+    deployment_host::Entity::update_many()
+        .col_expr(deployment_host::Column::Result, Expr::value(result))
+        .col_expr(deployment_host::Column::Error, Expr::value(error))
+        .col_expr(deployment_host::Column::Attempts, Expr::value(attempts))
+        .col_expr(
+            deployment_host::Column::UpdatedAt,
+            Expr::value(now_millis()),
+        )
+        .filter(deployment_host::Column::DeploymentId.eq(id))
+        .filter(deployment_host::Column::HostId.eq(host_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Sets a deployment's status (a final one also sets `finished_at`).
+pub async fn set_status(db: &impl ConnectionTrait, id: i64, status: &str) -> Result<(), DbErr> {
+    let finished = (status != "running").then(now_millis);
+    deployment::Entity::update_many()
+        .col_expr(deployment::Column::Status, Expr::value(status))
+        .col_expr(deployment::Column::FinishedAt, Expr::value(finished))
+        .filter(deployment::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Records where a host's agent is and whether the deployment includes it.
+pub async fn target(
+    db: &impl ConnectionTrait,
+    host_id: i64,
+    host_name: &str,
+    address: Option<String>,
+    agent_port: i32,
+    in_deploy_set: bool,
+) -> Result<(), DbErr> {
+    let row = agent_state::ActiveModel {
+        host_id: Set(host_id),
+        host_name: Set(host_name.to_owned()),
+        address: Set(address),
+        agent_port: Set(agent_port),
+        in_deploy_set: Set(in_deploy_set),
+        confirmed_checksum: Set(None),
+        confirmed_serial: Set(None),
+        confirmed_at: Set(None),
+        confirmed_scripts: Set(None),
+        agent_version: Set(None),
+    };
+    agent_state::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(agent_state::Column::HostId)
+                .update_columns([
+                    agent_state::Column::HostName,
+                    agent_state::Column::Address,
+                    agent_state::Column::AgentPort,
+                    agent_state::Column::InDeploySet,
+                ])
+                .to_owned(),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Records what a host's agent confirmed holding. An agent that confirmed
+/// an empty allowlist no longer needs one: it leaves the deploy set unless
+/// the next rendering puts it back.
+pub async fn confirm(
+    db: &impl ConnectionTrait,
+    host_id: i64,
+    checksum: &str,
+    serial: i64,
+    scripts: &[String],
+) -> Result<(), DbErr> {
+    agent_state::Entity::update_many()
+        .col_expr(
+            agent_state::Column::InDeploySet,
+            Expr::value(!scripts.is_empty()),
+        )
+        .col_expr(
+            agent_state::Column::ConfirmedChecksum,
+            Expr::value(checksum),
+        )
+        .col_expr(agent_state::Column::ConfirmedSerial, Expr::value(serial))
+        .col_expr(agent_state::Column::ConfirmedAt, Expr::value(now_millis()))
+        .col_expr(
+            agent_state::Column::ConfirmedScripts,
+            Expr::value(serde_json::to_string(scripts).unwrap_or_else(|_| "[]".into())),
+        )
+        .filter(agent_state::Column::HostId.eq(host_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}

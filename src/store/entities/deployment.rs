@@ -1,0 +1,26 @@
+//! `deployments`: one row per deploy action.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "deployments")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// The config checksum deployed.
+    pub checksum: String,
+    pub author: String,
+    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`.
+    pub status: String,
+    pub force: bool,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,31 @@
+//! `deployment_hosts`: one row per host of a deployment, with its result.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "deployment_hosts")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub deployment_id: i64,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub host_id: i64,
+    pub host_name: String,
+    pub address: Option<String>,
+    pub agent_port: i32,
+    pub checksum: String,
+    pub serial: i64,
+    /// The signed allowlist document, as JSON.
+    #[sea_orm(column_type = "Text")]
+    pub allowlist: String,
+    /// `pending`, `deployed`, `skipped`, `failed`, `unreachable`.
+    pub result: String,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub error: Option<String>,
+    pub attempts: i32,
+    pub updated_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
