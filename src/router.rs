@@ -98,6 +98,12 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .route(
+            "/director/config/deployment-status",
+            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
+                deploy::deployment_status(s, c, q)
+            }),
+        )
+        .route(
             "/director/config/deployments",
             get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
                 deploy::list_deployments(s, c, q)

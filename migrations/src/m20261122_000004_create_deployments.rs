@@ -18,6 +18,7 @@ enum Deployments {
     LeaseOwner,
     LeaseUntil,
     RequestId,
+    ActivityChecksum,
 }
 
 #[derive(DeriveIden)]
@@ -87,6 +88,11 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Deployments::LeaseOwner).string().null())
                     .col(ColumnDef::new(Deployments::LeaseUntil).big_integer().null())
                     .col(ColumnDef::new(Deployments::RequestId).string().null())
+                    .col(
+                        ColumnDef::new(Deployments::ActivityChecksum)
+                            .string_len(64)
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await?;

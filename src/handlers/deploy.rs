@@ -139,3 +139,28 @@ pub async fn list_deployments(
     let body = service::list(&state.store, &caller, before, limit.unwrap_or(100)).await?;
     Ok(json_response(StatusCode::OK, &body))
 }
+
+/// `GET /director/config/deployment-status?configs=&activities=` (Director's shape).
+pub async fn deployment_status(
+    state: AppState,
+    caller: Caller,
+    query: QueryParams,
+) -> Result<Response, ApiError> {
+    let list = |name: &str| -> Vec<String> {
+        query
+            .get(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (configs, activities) = (list("configs"), list("activities"));
+    let configs: Vec<&str> = configs.iter().map(String::as_str).collect();
+    let activities: Vec<&str> = activities.iter().map(String::as_str).collect();
+    let body = service::director_status(&state.store, &caller, &configs, &activities).await?;
+    Ok(json_response(StatusCode::OK, &body))
+}

@@ -286,12 +286,14 @@ pub async fn start(
         });
     }
     let serial = deployments::next_serial(&tx.tx).await?;
+    let activity_checksum = crate::store::activity::latest_checksum(&tx.tx).await?;
     let deployment = deployments::create(
         &tx.tx,
         &rendering.checksum,
         &caller.author,
         force,
         caller.request_id.clone(),
+        activity_checksum,
     )
     .await?;
     let generated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -427,4 +429,69 @@ pub async fn list(
         body["next"] = json!(crate::service::activity::encode_cursor(last.id));
     }
     Ok(body)
+}
+
+/// `GET /director/config/deployment-status?configs=c1,c2&activities=a1,a2`,
+/// in Director's shape. The active configuration is the newest deployment
+/// that has not failed, a running one included.
+pub async fn director_status(
+    store: &Store,
+    caller: &Caller,
+    configs: &[&str],
+    activities: &[&str],
+) -> Result<Value, ApiError> {
+    use crate::store::{activity, deployments};
+    caller.require(Permission::Api)?;
+    let db = store.db();
+    let active = deployments::active(db).await?;
+    let active_json = match &active {
+        Some(d) => json!({
+            "config": d.checksum,
+            "stage_name": format!("deployment-{}", d.id),
+            "activity": d.activity_checksum,
+        }),
+        None => json!({"config": null, "stage_name": null, "activity": null}),
+    };
+    let mut config_status = serde_json::Map::new();
+    let rendered = if configs.is_empty() {
+        None
+    } else {
+        Some(render_all(db).await?.checksum)
+    };
+    for c in configs {
+        let status = if active.as_ref().is_some_and(|d| d.checksum == *c) {
+            "active"
+        } else {
+            let statuses = deployments::statuses_of(db, c).await?;
+            if statuses.iter().any(|s| s == "succeeded" || s == "partial") {
+                "deployed"
+            } else if !statuses.is_empty() {
+                "failed"
+            } else if rendered.as_deref() == Some(*c) {
+                "undeployed"
+            } else {
+                "unknown"
+            }
+        };
+        config_status.insert((*c).to_owned(), status.into());
+    }
+    let active_activity_id = match active.as_ref().and_then(|d| d.activity_checksum.as_deref()) {
+        Some(a) => activity::id_of(db, a).await?,
+        None => None,
+    };
+    let mut activity_status = serde_json::Map::new();
+    for a in activities {
+        let status = match (active.as_ref(), activity::id_of(db, a).await?) {
+            (Some(d), Some(_)) if d.activity_checksum.as_deref() == Some(*a) => "active",
+            (Some(_), Some(id)) if active_activity_id.is_some_and(|active_id| id > active_id) => {
+                "undeployed"
+            }
+            (Some(_), Some(_)) => "deployed",
+            _ => "unknown",
+        };
+        activity_status.insert((*a).to_owned(), status.into());
+    }
+    Ok(
+        json!({"active_configuration": active_json, "configs": config_status, "activities": activity_status}),
+    )
 }

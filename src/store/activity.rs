@@ -133,3 +133,21 @@ pub async fn chain(
         .map(decode)
         .collect())
 }
+
+/// The newest entry's checksum, if any.
+pub async fn latest_checksum(db: &impl ConnectionTrait) -> Result<Option<String>, DbErr> {
+    Ok(activity::Entity::find()
+        .order_by_desc(activity::Column::Id)
+        .one(db)
+        .await?
+        .map(|row| row.checksum))
+}
+
+/// The id of the entry with this checksum, if any.
+pub async fn id_of(db: &impl ConnectionTrait, checksum: &str) -> Result<Option<i64>, DbErr> {
+    Ok(activity::Entity::find()
+        .filter(activity::Column::Checksum.eq(checksum))
+        .one(db)
+        .await?
+        .map(|row| row.id))
+}

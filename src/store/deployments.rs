@@ -83,6 +83,7 @@ pub async fn create(
     author: &str,
     force: bool,
     request_id: Option<String>,
+    activity_checksum: Option<String>,
 ) -> Result<Deployment, DbErr> {
     deployment::ActiveModel {
         checksum: Set(checksum.to_owned()),
@@ -94,6 +95,7 @@ pub async fn create(
         lease_owner: Set(None),
         lease_until: Set(None),
         request_id: Set(request_id),
+        activity_checksum: Set(activity_checksum),
         ..Default::default()
     }
     .insert(db)
@@ -233,4 +235,24 @@ pub async fn confirm(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// The newest deployment that has not failed (a running one included).
+pub async fn active(db: &impl ConnectionTrait) -> Result<Option<Deployment>, DbErr> {
+    deployment::Entity::find()
+        .filter(deployment::Column::Status.is_in(["running", "succeeded", "partial"]))
+        .order_by_desc(deployment::Column::Id)
+        .one(db)
+        .await
+}
+
+/// The statuses of the deployments of a config checksum.
+pub async fn statuses_of(db: &impl ConnectionTrait, checksum: &str) -> Result<Vec<String>, DbErr> {
+    Ok(deployment::Entity::find()
+        .filter(deployment::Column::Checksum.eq(checksum))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|d| d.status)
+        .collect())
 }

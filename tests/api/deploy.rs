@@ -178,3 +178,74 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    deployment_status_keeps_directors_shape,
+    async |app: &TestApp| {
+        let before = app.get("/director/config/deployment-status").await.json();
+        assert_eq!(
+            before,
+            json!({"active_configuration": {"config": null, "stage_name": null, "activity": null}, "configs": {}, "activities": {}})
+        );
+        app.create("host", json!({"object_name": "h"})).await;
+        let unchanged = app.post("/director/config/deploy", &json!([])).await;
+        assert_eq!(
+            unchanged.json()["status"],
+            json!("unchanged"),
+            "no agent host: nothing to deploy"
+        );
+        let forced = app
+            .post("/director/config/deploy?force=1&wait=30", &json!([]))
+            .await;
+        assert_eq!(forced.status, StatusCode::OK, "{}", forced.text);
+        assert_eq!(forced.json()["status"], json!("succeeded"));
+        let checksum = forced.json()["checksum"].as_str().unwrap().to_owned();
+        let status = app
+            .get(&format!(
+                "/director/config/deployment-status?configs={checksum},{}&activities=",
+                "f".repeat(64)
+            ))
+            .await
+            .json();
+        let active = &status["active_configuration"];
+        assert_eq!(active["config"], json!(checksum));
+        assert_eq!(
+            active["stage_name"],
+            json!(format!("deployment-{}", forced.json()["id"]))
+        );
+        assert_eq!(status["configs"][&checksum], json!("active"));
+        assert_eq!(status["configs"]["f".repeat(64)], json!("unknown"));
+        let activity = active["activity"].as_str().unwrap().to_owned();
+        app.create("host", json!({"object_name": "later"})).await;
+        let newest = app
+            .get("/director/activity?limit=1&action=create")
+            .await
+            .json()["objects"][0]["checksum"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let status = app
+            .get(&format!(
+                "/director/config/deployment-status?activities={activity},{newest},nope"
+            ))
+            .await
+            .json();
+        assert_eq!(
+            status["activities"],
+            json!({activity.clone(): "active", newest.clone(): "undeployed", "nope": "unknown"})
+        );
+        let reader = app.user("rd", "reader", json!({})).await;
+        assert_eq!(
+            app.as_user(&reader, "POST", "/director/config/deploy", Some(&json!([])))
+                .await
+                .status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            app.as_user(&reader, "GET", "/director/config/deployments", None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+);

@@ -18,6 +18,8 @@ pub struct Model {
     pub lease_owner: Option<String>,
     pub lease_until: Option<i64>,
     pub request_id: Option<String>,
+    /// The checksum of the newest activity entry when the deployment started.
+    pub activity_checksum: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
