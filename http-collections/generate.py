@@ -1764,6 +1764,69 @@ def allowlists(P):
     ]
 
 
+def deploy(P):
+    sc, host, rd = f"{P}dep-script", f"{P}dep-agent", f"{P}dep-reader"
+    RD = (rd, f"{P}dep-reader-pw")
+    H = lambda n: f"/director/host?name={n}"
+    S = lambda n: f"/director/script?name={n}"
+    mine = (f"var mine = B.hosts.filter(function (h) {{ return h.host === {js(host)}; }}); "
+            "expect(mine.length).to.equal(1)")
+    count_keys = js(["deployed", "failed", "pending", "skipped", "unreachable"])
+    return [
+        cleanup("host", host), cleanup("script", sc), user_cleanup(rd),
+        Req("list of deployments", "GET", "/director/config/deployments", status=200,
+            checks=[t("objects is an array", "expect(B.objects).to.be.an('array')"),
+                    t("each has id, checksum, author, status",
+                      "B.objects.forEach(function (o) { expect(o).to.include.all.keys('id', 'checksum', 'author', 'status'); })"),
+                    t("newest first", "for (var i = 1; i < B.objects.length; i++) { expect(B.objects[i - 1].id).to.be.above(B.objects[i].id); }"),
+                    json_ct()]),
+        Req("deployment status", "GET", "/director/config/deployment-status", status=200,
+            checks=[t("the status keys", "expect(B).to.include.all.keys('active_configuration', 'configs', 'activities')"),
+                    t("the active configuration keys",
+                      "expect(B.active_configuration).to.include.all.keys('config', 'stage_name', 'activity')"),
+                    json_ct()]),
+        Req("script to deploy", "POST", "/director/script", body={"object_name": sc, "command": "/bin/true"},
+            status=201, checks=[field("object_name", sc)]),
+        Req("agent host on the discard port", "POST", "/director/host",
+            body={"object_name": host, "has_agent": True, "address": "127.0.0.1", "agent_port": 9, "scripts": [sc]},
+            status=201, checks=[field("agent_port", 9), field("scripts", [sc])]),
+        Req("pending lists the agent host", "GET", "/director/config/pending", status=200,
+            checks=[t("the host is listed, its script added",
+                      mine + "; expect(mine[0].added).to.deep.equal(" + js([sc]) + ")")]),
+        Req("reader user", "POST", "/director/user", body={"object_name": rd, "password": RD[1], "role": "reader"},
+            status=201, checks=[field("role", "reader")]),
+        Req("reader may not deploy", "POST", "/director/config/deploy", body=[], auth=RD, status=403,
+            checks=[forbidden("deploy")]),
+        Req("reader lists deployments", "GET", "/director/config/deployments", auth=RD, status=200,
+            checks=[t("objects is an array", "expect(B.objects).to.be.an('array')")]),
+        Req("DELETE the reader", "DELETE", U(rd), status=200, checks=[field("object_name", rd)]),
+        Req("wait above 600 gives 400", "POST", "/director/config/deploy?wait=601", body=[], status=400,
+            checks=[has_error()]),
+        Req("deploy and wait", "POST", "/director/config/deploy?wait=30", body=[], status=200,
+            checks=[t("status is partial or failed", "expect(['partial', 'failed']).to.include(B.status)"),
+                    t("id is a number", "expect(B.id).to.be.a('number')"),
+                    t("counts has the result keys", f"expect(B.counts).to.include.all.keys({count_keys})"),
+                    t("the host is unreachable after 3 attempts",
+                      mine + "; expect(mine[0].result).to.equal('unreachable'); expect(mine[0].attempts).to.equal(3)"),
+                    t("remember id and status", "setv('depId', B.id); setv('depStatus', B.status)"),
+                    json_ct()]),
+        Req("GET the deployment", "GET", "/director/config/deployment?id={{depId}}", status=200,
+            checks=[t("same id", "expect(B.id).to.equal(Number(getv('depId')))"),
+                    t("same status", "expect(B.status).to.equal(getv('depStatus'))"),
+                    t("the host is unreachable", mine + "; expect(mine[0].result).to.equal('unreachable')")]),
+        Req("DELETE of a finished deployment gives 409", "DELETE", "/director/config/deployment?id={{depId}}",
+            status=409, checks=[has_error()]),
+        Req("unknown deployment gives 404", "GET", "/director/config/deployment?id=999999", status=404,
+            checks=[has_error()]),
+        Req("deployment without id gives 400", "GET", "/director/config/deployment", status=400,
+            checks=[has_error()]),
+        Req("the deployment is listed first", "GET", "/director/config/deployments", status=200,
+            checks=[t("newest is ours", "expect(B.objects[0].id).to.equal(Number(getv('depId')))")]),
+        Req("DELETE the agent host", "DELETE", H(host), status=200, checks=[field("object_name", host)]),
+        Req("DELETE the script", "DELETE", S(sc), status=200, checks=[field("object_name", sc)]),
+    ]
+
+
 FOLDERS = [
     ("01-scenario", "Director sample scenario (CONTRACT section 11)", lambda P: scenario()),
     ("02-hosts", "One host: GET/POST/PUT/PATCH/DELETE, ETags, renames", hosts),
@@ -1780,6 +1843,7 @@ FOLDERS = [
     ("13-keys", "API keys of hosts and templates, limits, replacement, revocation, tickets", keys),
     ("14-self-service", "Registration at boot, adoption, agent config, own tickets, text answers", selfservice),
     ("15-allowlists", "Allowlist preview of hosts and pending config: the deploy set, resolved scripts, checksums", allowlists),
+    ("16-deploy", "Deploying: deployments, status, an unreachable agent, 409/404/400/403", deploy),
 ]
 
 # --------------------------------------------------------------------------
