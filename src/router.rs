@@ -134,6 +134,12 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .route(
+            "/director/self-service/allowlist",
+            get(|State(s): State<AppState>, p: Peer, q: QueryParams, h| {
+                selfservice::pull_allowlist(s, p, q, h)
+            }),
+        )
+        .route(
             "/director/self-service/ticket",
             get(|State(s): State<AppState>, p: Peer, q: QueryParams, h| {
                 selfservice::self_ticket(s, p, q, h)

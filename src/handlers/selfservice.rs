@@ -214,3 +214,60 @@ pub async fn revoke_key(
     let shown = service::revoke_key(&state.store, &caller, query.required_name()?).await?;
     Ok(json_response(StatusCode::OK, &shown))
 }
+
+/// `GET /director/self-service/allowlist?key=HOST_KEY[&wait=SECONDS]`: the
+/// host's newest signed allowlist with its ETag; `If-None-Match` gets 304;
+/// `wait` (at most 300) holds the request until it changes.
+pub async fn pull_allowlist(
+    state: AppState,
+    peer: Peer,
+    query: QueryParams,
+    headers: HeaderMap,
+) -> Response {
+    let address = match client(&state, &headers, peer) {
+        Ok(address) => address,
+        Err(response) => return *response,
+    };
+    let wait = match query
+        .get("wait")
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse::<u64>())
+    {
+        None => 0,
+        Some(Ok(w)) if w <= 300 => w,
+        Some(_) => {
+            return ApiError::BadRequest("Invalid wait: use 0 to 300 seconds".into())
+                .into_response();
+        }
+    };
+    let key = presented_key(&query, &headers, None);
+    let known = crate::http::conditions::Conditions::from_headers(&headers).if_none_match;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        let (host_id, held) = match service::held_allowlist(&state.store, key.as_deref()).await {
+            Ok(found) => found,
+            Err(e) => return refuse(&state, address, e, false),
+        };
+        match held {
+            Some((etag, doc)) if !known.as_ref().is_some_and(|k| k.matches(&etag)) => {
+                if let Err(e) = service::fetched(&state.store, host_id).await {
+                    return e.into_response();
+                }
+                let value: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
+                let mut response = json_response(StatusCode::OK, &value);
+                if let Ok(v) = HeaderValue::from_str(&etag) {
+                    response.headers_mut().insert(header::ETAG, v);
+                }
+                return response;
+            }
+            held if tokio::time::Instant::now() >= deadline => {
+                return match held {
+                    Some((etag, _)) => crate::handlers::not_modified(&etag),
+                    None => ApiError::NotFound("No allowlist was deployed to this host yet".into())
+                        .into_response(),
+                };
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+}

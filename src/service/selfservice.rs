@@ -375,3 +375,52 @@ pub async fn self_ticket(store: &Store, key: Option<&str>, salt: &str) -> Result
     let (host, _) = host_of_key(store.db(), key).await?;
     Ok(ticket_of(store, &host, salt).await?)
 }
+
+/// The newest signed allowlist issued to the host of `key`, with its ETag
+/// (`None` when none was issued yet).
+pub async fn held_allowlist(
+    store: &Store,
+    key: Option<&str>,
+) -> Result<(i64, Option<(String, String)>), KeyError> {
+    let key = key
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
+    let (host, _) = host_of_key(store.db(), key).await?;
+    let latest = crate::store::deployments::latest_for_host(store.db(), host.id).await?;
+    Ok((
+        host.id,
+        latest.map(|h| (format!("\"{}-{}\"", h.checksum, h.serial), h.allowlist)),
+    ))
+}
+
+/// Records that a pulling agent fetched its newest allowlist: it counts as
+/// confirmed, and as deployed in its deployment.
+pub async fn fetched(store: &Store, host_id: i64) -> Result<(), ApiError> {
+    use crate::store::deployments;
+    let tx = store.begin_write().await?;
+    if let Some(h) = deployments::latest_for_host(&tx.tx, host_id).await? {
+        let doc: Value = serde_json::from_str(&h.allowlist).unwrap_or(Value::Null);
+        let names: Vec<String> = doc["scripts"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|x| x["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        deployments::confirm(&tx.tx, host_id, &h.checksum, h.serial, &names).await?;
+        if h.result != "deployed" {
+            deployments::set_result(
+                &tx.tx,
+                h.deployment_id,
+                host_id,
+                "deployed",
+                None,
+                h.attempts,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}

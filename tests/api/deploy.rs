@@ -249,3 +249,138 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    a_pulling_agent_gets_its_signed_allowlist_and_counts_as_confirmed,
+    async |app: &TestApp| {
+        use tower::ServiceExt;
+        app.create(
+            "script",
+            json!({"object_name": "uptime", "command": "/usr/bin/uptime"}),
+        )
+        .await;
+        app.create("host", json!({"object_name": "agents", "object_type": "template", "has_agent": true, "scripts": ["uptime"]})).await;
+        let key = app
+            .post("/director/host/api-key?name=agents", &json!({}))
+            .await
+            .json()["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // Behind NAT: the server cannot reach it (nothing listens on port 9).
+        let body = json!({"address": "127.0.0.1", "agent_port": 9})
+            .to_string()
+            .into_bytes();
+        let r = app
+            .request(
+                "POST",
+                &format!("/director/self-service/register-host?name=puller&key={key}"),
+                &[("authorization", "")],
+                Some(body),
+            )
+            .await;
+        let host_key = r.json().as_str().unwrap().to_owned();
+        let bearer = format!("Bearer {host_key}");
+        let pull = |headers: Vec<(&'static str, String)>, query: &'static str| {
+            let app_router = app.router.clone();
+            async move {
+                let mut request =
+                    axum::http::Request::get(format!("/director/self-service/allowlist{query}"));
+                for (k, v) in headers {
+                    request = request.header(k, v);
+                }
+                let response = app_router
+                    .oneshot(request.body(axum::body::Body::empty()).unwrap())
+                    .await
+                    .unwrap();
+                let status = response.status();
+                let etag = response
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                use http_body_util::BodyExt;
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                (
+                    status,
+                    etag,
+                    serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+                )
+            }
+        };
+        let (status, _, _) = pull(vec![("authorization", bearer.clone())], "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "nothing deployed yet");
+
+        let deployed = app
+            .post("/director/config/deploy?wait=30", &json!([]))
+            .await
+            .json();
+        assert_eq!(
+            deployed["hosts"][0]["result"],
+            json!("unreachable"),
+            "{deployed}"
+        );
+        let (status, etag, doc) = pull(vec![("authorization", bearer.clone())], "").await;
+        assert_eq!(status, StatusCode::OK);
+        let preview = app.get("/director/host/allowlist?name=puller").await.json();
+        assert_eq!(doc["checksum"], preview["checksum"]);
+        assert_eq!(doc["scripts"][0]["name"], json!("uptime"));
+        assert!(doc["signature"].is_string());
+        let etag = etag.unwrap();
+        // Fetched counts as confirmed and deployed.
+        assert_eq!(preview["confirmed"]["checksum"], doc["checksum"]);
+        let id = deployed["id"].as_i64().unwrap();
+        assert_eq!(
+            app.get(&format!("/director/config/deployment?id={id}"))
+                .await
+                .json()["hosts"][0]["result"],
+            json!("deployed")
+        );
+        assert_eq!(
+            app.get("/director/config/pending").await.json()["hosts"],
+            json!([])
+        );
+
+        let (status, _, _) = pull(
+            vec![
+                ("authorization", bearer.clone()),
+                ("if-none-match", etag.clone()),
+            ],
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        // A long poll returns as soon as a new allowlist is deployed.
+        let waiting = tokio::spawn(pull(
+            vec![
+                ("authorization", bearer.clone()),
+                ("if-none-match", etag.clone()),
+            ],
+            "?wait=30",
+        ));
+        app.create(
+            "script",
+            json!({"object_name": "df", "command": "/usr/bin/df"}),
+        )
+        .await;
+        app.post(
+            "/director/host?name=agents",
+            &json!({"scripts": ["uptime", "df"]}),
+        )
+        .await;
+        app.post("/director/config/deploy?wait=30", &json!([]))
+            .await;
+        let (status, new_etag, doc) = waiting.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_ne!(new_etag.unwrap(), etag);
+        assert_eq!(doc["scripts"].as_array().unwrap().len(), 2);
+        let (status, _, _) = pull(vec![("authorization", format!("Bearer {key}"))], "").await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "a template key is not a host key"
+        );
+        let (status, _, _) = pull(vec![("authorization", bearer)], "?wait=301").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+);
