@@ -231,16 +231,7 @@ async fn record(
     )
     .await?;
     if outcome.result == "deployed" {
-        let doc: Value = serde_json::from_str(&host.allowlist).unwrap_or(Value::Null);
-        let names: Vec<String> = doc["scripts"]
-            .as_array()
-            .map(|s| {
-                s.iter()
-                    .filter_map(|x| x["name"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        deployments::confirm(&tx.tx, host.host_id, &host.checksum, host.serial, &names).await?;
+        deployments::confirm_issued(&tx.tx, host).await?;
     }
     tx.commit().await
 }

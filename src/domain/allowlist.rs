@@ -153,6 +153,18 @@ pub fn config_checksum(hosts: &BTreeMap<String, String>) -> String {
     hex::encode(Sha256::digest(canonical(&Value::Object(map)).as_bytes()))
 }
 
+/// The script names of a signed allowlist document (empty when it has none).
+pub fn script_names(doc: &Value) -> Vec<String> {
+    doc["scripts"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Checks a signed allowlist's signature with `public_key`.
 pub fn verify_signature(doc: &Value, public_key: &VerifyingKey) -> Result<(), String> {
     let mut unsigned = doc

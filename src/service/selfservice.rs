@@ -399,16 +399,7 @@ pub async fn fetched(store: &Store, host_id: i64) -> Result<(), ApiError> {
     use crate::store::deployments;
     let tx = store.begin_write().await?;
     if let Some(h) = deployments::latest_for_host(&tx.tx, host_id).await? {
-        let doc: Value = serde_json::from_str(&h.allowlist).unwrap_or(Value::Null);
-        let names: Vec<String> = doc["scripts"]
-            .as_array()
-            .map(|s| {
-                s.iter()
-                    .filter_map(|x| x["name"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        deployments::confirm(&tx.tx, host_id, &h.checksum, h.serial, &names).await?;
+        deployments::confirm_issued(&tx.tx, &h).await?;
         if h.result != "deployed" {
             deployments::set_result(
                 &tx.tx,

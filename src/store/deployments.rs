@@ -268,3 +268,13 @@ pub async fn latest_for_host(
         .one(db)
         .await
 }
+
+/// Records that a host's agent holds the allowlist `issued` to it.
+pub async fn confirm_issued(
+    db: &impl ConnectionTrait,
+    issued: &DeploymentHost,
+) -> Result<(), DbErr> {
+    let doc: serde_json::Value = serde_json::from_str(&issued.allowlist).unwrap_or_default();
+    let names = crate::domain::allowlist::script_names(&doc);
+    confirm(db, issued.host_id, &issued.checksum, issued.serial, &names).await
+}
