@@ -90,14 +90,11 @@ pub async fn require_user(State(state): State<AppState>, mut req: Request, next:
     let now = Instant::now();
     if let Err(wait) = state.throttle.check(address, &name, now) {
         let seconds = wait.as_secs().max(1);
-        let mut response = ApiError::TooManyRequests(format!(
-            "Too many failed logins: retry in {seconds} seconds"
-        ))
-        .into_response();
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+        return ApiError::TooManyRequests {
+            message: format!("Too many failed logins: retry in {seconds} seconds"),
+            retry_after: seconds,
         }
-        return response;
+        .into_response();
     }
     let user = match state.auth.authenticate(&name, &password).await {
         Ok(user) => user,

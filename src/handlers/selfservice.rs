@@ -78,13 +78,11 @@ fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<IpAddr, B
     let address = client_address(headers, peer.0, &state.config.trusted_proxies);
     if let Err(wait) = state.key_throttle.check(address, "", Instant::now()) {
         let seconds = wait.as_secs().max(1);
-        let mut response =
-            ApiError::TooManyRequests(format!("Too many invalid keys: retry in {seconds} seconds"))
-                .into_response();
-        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return Err(Box::new(response));
+        let error = ApiError::TooManyRequests {
+            message: format!("Too many invalid keys: retry in {seconds} seconds"),
+            retry_after: seconds,
+        };
+        return Err(Box::new(error.into_response()));
     }
     Ok(address)
 }
