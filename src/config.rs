@@ -14,6 +14,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7440";
 pub const DEFAULT_DATA_DIR: &str = "./steward-data";
 /// The largest request body by default (1 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// How many deployments keep their per-host details by default.
+pub const DEFAULT_KEEP_DEPLOYMENTS: u64 = 1000;
 
 /// The running configuration.
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Icinga's ticket salt; generated and kept in the database when unset.
     pub ticket_salt: Option<String>,
+    /// How many of the newest deployments keep their per-host details.
+    pub keep_deployments: u64,
 }
 
 impl Config {
@@ -45,6 +49,7 @@ impl Config {
             log_json: false,
             trusted_proxies: Vec::new(),
             ticket_salt: None,
+            keep_deployments: DEFAULT_KEEP_DEPLOYMENTS,
         }
     }
 }
@@ -83,6 +88,9 @@ pub struct ConfigArgs {
     /// The salt of Icinga PKI tickets (the ApiListener's ticket_salt).
     #[arg(long, env = "STEWARD_TICKET_SALT", hide_env_values = true)]
     pub ticket_salt: Option<String>,
+    /// How many of the newest deployments keep their per-host details [default: 1000].
+    #[arg(long, env = "STEWARD_KEEP_DEPLOYMENTS")]
+    pub keep_deployments: Option<u64>,
 }
 
 /// The keys a configuration file may set.
@@ -97,6 +105,7 @@ struct FileConfig {
     log_json: Option<bool>,
     trusted_proxies: Option<Vec<IpAddr>>,
     ticket_salt: Option<String>,
+    keep_deployments: Option<u64>,
 }
 
 impl ConfigArgs {
@@ -157,7 +166,15 @@ impl ConfigArgs {
             .clone()
             .or(file.ticket_salt)
             .filter(|s| !s.is_empty());
+        let keep_deployments = self
+            .keep_deployments
+            .or(file.keep_deployments)
+            .unwrap_or(DEFAULT_KEEP_DEPLOYMENTS);
+        if keep_deployments == 0 {
+            return Err("keep_deployments must be at least 1".into());
+        }
         Ok(Config {
+            keep_deployments,
             ticket_salt,
             trusted_proxies,
             listen,

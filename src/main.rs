@@ -143,7 +143,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let state = AppState::new(store, config.clone())
         .await
         .map_err(|e| format!("cannot load users: {e}"))?;
-    steward::deploy::resume(state.store.clone()).await;
+    tokio::spawn(state.deployer.clone().watch());
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "steward is ready");
     axum::serve(
         listener,

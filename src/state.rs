@@ -7,6 +7,7 @@ use sea_orm::DbErr;
 use crate::auth::password::random_secret;
 use crate::auth::{Authenticator, Throttle};
 use crate::config::Config;
+use crate::deploy::Deployer;
 use crate::signing::ServerKey;
 use crate::store::Store;
 use crate::store::settings::{self, TICKET_SALT};
@@ -22,6 +23,8 @@ pub struct AppState {
     pub key_throttle: Arc<Throttle>,
     pub server_key: Arc<ServerKey>,
     pub ticket_salt: Arc<String>,
+    /// Runs deployments (and takes over interrupted ones).
+    pub deployer: Deployer,
 }
 
 impl AppState {
@@ -35,7 +38,9 @@ impl AppState {
         };
         let watch = store.watch_connection()?;
         let auth = Arc::new(Authenticator::new(store.db().clone(), watch).await?);
+        let deployer = Deployer::new(store.clone(), config.keep_deployments);
         Ok(Self {
+            deployer,
             store,
             config,
             auth,

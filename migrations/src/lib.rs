@@ -6,6 +6,7 @@ mod m20261122_000001_create_objects;
 mod m20261122_000002_create_users_and_activity;
 mod m20261122_000003_create_api_keys;
 mod m20261122_000004_create_deployments;
+mod m20261123_000005_deployment_counts;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_users_and_activity::Migration),
             Box::new(m20261122_000003_create_api_keys::Migration),
             Box::new(m20261122_000004_create_deployments::Migration),
+            Box::new(m20261123_000005_deployment_counts::Migration),
         ]
     }
 }

@@ -1,13 +1,18 @@
 //! The deployment runner: pushes each host's signed allowlist to its agent,
-//! many at once, with timeouts and retries, recording every result. A
-//! running deployment is resumed when the server starts again.
+//! many at once, with timeouts and retries, recording every result in
+//! batches. Each deployment is run by the one server holding its lease in
+//! the database; a deployment whose server stopped or died is taken over
+//! when the lease runs out (by a replica, or by the server starting again).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use rand::Rng;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use crate::domain::activity::Entry;
 use crate::store::deployments::{self, DeploymentHost};
@@ -136,116 +141,276 @@ pub fn final_status(results: &[&str]) -> &'static str {
     }
 }
 
-async fn cancelled(store: &Store, id: i64) -> bool {
-    matches!(deployments::get(store.db(), id).await, Ok(Some(d)) if d.status == "cancelled")
+/// How long a lease lasts unrenewed: a deployment whose server died is
+/// taken over (by a replica, or by the server when it starts again) at most
+/// this long after the last renewal.
+pub const LEASE: Duration = Duration::from_secs(6);
+/// How often the holder renews its lease (and notices a cancellation).
+const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// How often a server looks for deployments no live server holds.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// At most this many results are written in one transaction.
+const BATCH: usize = 1000;
+
+/// The end of a lease taken at `now` (milliseconds).
+pub fn lease_until(now: i64) -> i64 {
+    now + i64::try_from(LEASE.as_millis()).unwrap_or(6_000)
 }
 
-/// Runs (or resumes) deployment `id`: every host still pending is pushed or
-/// skipped; then the deployment gets its final status.
-pub async fn run(store: Arc<Store>, id: i64) {
-    if let Err(e) = run_inner(&store, id).await {
-        tracing::error!(deployment = id, error = %e, "deployment runner failed");
+/// Runs deployments: at most once per deployment in this process, and,
+/// through a lease in the database, by exactly one of several replicas.
+#[derive(Debug, Clone)]
+pub struct Deployer {
+    store: Arc<Store>,
+    /// This server's name in leases (random, new at every start).
+    owner: Arc<str>,
+    /// How many deployments keep their per-host details.
+    keep: u64,
+    /// Deployments this process is running.
+    running: Arc<Mutex<HashSet<i64>>>,
+    client: reqwest::Client,
+}
+
+impl Deployer {
+    /// A deployer over `store` keeping the details of `keep` deployments.
+    pub fn new(store: Arc<Store>, keep: u64) -> Self {
+        let owner = format!(
+            "{}-{}",
+            std::process::id(),
+            crate::auth::password::random_secret(9)
+        );
+        Self {
+            store,
+            owner: owner.into(),
+            keep: keep.max(1),
+            running: Arc::default(),
+            client: client(),
+        }
+    }
+
+    /// This server's name in leases.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs deployment `id` in the background, unless this server runs it
+    /// already or another server holds its lease.
+    pub fn spawn(&self, id: i64) {
+        if !self.running().insert(id) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.run(id).await {
+                tracing::error!(deployment = id, error = %e, "deployment runner failed");
+            }
+            this.running().remove(&id);
+        });
+    }
+
+    /// Takes over, now and every few seconds, every running deployment no
+    /// live server holds: one a stop or crash interrupted, or one whose
+    /// server died. Runs until the process ends.
+    pub async fn watch(self) {
+        loop {
+            match deployments::unleased(self.store.db(), now_millis()).await {
+                Ok(found) => {
+                    for d in found {
+                        if !self.running().contains(&d.id) {
+                            tracing::info!(deployment = d.id, "taking over an interrupted deployment");
+                        }
+                        self.spawn(d.id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot look for interrupted deployments"),
+            }
+            tokio::time::sleep(WATCH_EVERY).await;
+        }
+    }
+
+    /// Runs (or resumes) deployment `id` while holding its lease: every
+    /// host still pending is pushed or skipped, the results are written in
+    /// batches, then the deployment gets its final status.
+    async fn run(&self, id: i64) -> Result<(), sea_orm::DbErr> {
+        let store = &self.store;
+        {
+            let tx = store.begin_write().await?;
+            let now = now_millis();
+            let held = deployments::claim(&tx.tx, id, &self.owner, now, lease_until(now)).await?;
+            tx.commit().await?;
+            if !held {
+                return Ok(());
+            }
+        }
+        let Some(deployment) = deployments::get(store.db(), id).await? else {
+            return Ok(());
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let keeper = tokio::spawn(keep_lease(
+            store.clone(),
+            id,
+            self.owner.clone(),
+            stop.clone(),
+        ));
+        let states = agents::all(store.db()).await?;
+        let pending: Vec<DeploymentHost> = deployments::hosts(store.db(), id)
+            .await?
+            .into_iter()
+            .filter(|h| h.result == "pending")
+            .collect();
+        let (results, received) = mpsc::channel(BATCH);
+        let writer = tokio::spawn(write_results(store.clone(), id, received));
+        futures::stream::iter(pending)
+            .for_each_concurrent(CONCURRENCY, |host| {
+                let (client, states, stop, results) = (&self.client, &states, &stop, &results);
+                async move {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let confirmed = states
+                        .get(&host.host_id)
+                        .and_then(|s| s.confirmed_checksum.as_deref());
+                    let outcome = if !deployment.force && confirmed == Some(host.checksum.as_str()) {
+                        Outcome {
+                            result: "skipped",
+                            error: None,
+                            attempts: 0,
+                        }
+                    } else {
+                        push(client, &host).await
+                    };
+                    let _ = results.send((host, outcome)).await;
+                }
+            })
+            .await;
+        drop(results);
+        let written = writer.await;
+        keeper.abort();
+        if let Ok(Err(e)) = written {
+            return Err(e);
+        }
+        self.finish(id).await
+    }
+
+    /// Gives a deployment its final status, counts and `deploy-end` entry,
+    /// and prunes old details; only while this server still holds it.
+    async fn finish(&self, id: i64) -> Result<(), sea_orm::DbErr> {
+        let tx = self.store.begin_write().await?;
+        let Some(current) = deployments::get(&tx.tx, id).await? else {
+            return Ok(());
+        };
+        if current.lease_owner.as_deref() != Some(&*self.owner)
+            || !matches!(current.status.as_str(), "running" | "cancelled")
+        {
+            // Another server took it over, or it is finished already.
+            return Ok(());
+        }
+        let hosts = deployments::hosts(&tx.tx, id).await?;
+        let results: Vec<&str> = hosts.iter().map(|h| h.result.as_str()).collect();
+        let status = if current.status == "cancelled" {
+            "cancelled"
+        } else {
+            final_status(&results)
+        };
+        let counts = counts(&results);
+        deployments::finish(&tx.tx, id, status, &counts).await?;
+        let mut after = json!({"checksum": current.checksum, "status": status});
+        for result in ["deployed", "skipped", "failed", "unreachable"] {
+            after[result] = counts[result].clone();
+        }
+        let entry = Entry {
+            at: now_millis(),
+            author: current.author.clone(),
+            action: "deploy-end".into(),
+            object_type: "deployment".into(),
+            object_name: id.to_string(),
+            before: None,
+            after: Some(after),
+            request_id: current.request_id.clone(),
+        };
+        activity::append(&tx.tx, &entry).await?;
+        let pruned = deployments::prune(&tx.tx, self.keep).await?;
+        tx.commit().await?;
+        if pruned > 0 {
+            tracing::info!(rows = pruned, keep = self.keep, "pruned old deployment details");
+        }
+        Ok(())
     }
 }
 
-async fn run_inner(store: &Arc<Store>, id: i64) -> Result<(), sea_orm::DbErr> {
-    let Some(deployment) = deployments::get(store.db(), id).await? else {
-        return Ok(());
-    };
-    if deployment.status != "running" {
-        return Ok(());
+/// Hosts per result.
+pub fn counts(results: &[&str]) -> Value {
+    let mut counts = serde_json::Map::new();
+    for result in ["pending", "deployed", "skipped", "failed", "unreachable"] {
+        let n = results.iter().filter(|r| **r == result).count();
+        counts.insert(result.into(), n.into());
     }
-    let states = agents::all(store.db()).await?;
-    let pending: Vec<DeploymentHost> = deployments::hosts(store.db(), id)
-        .await?
-        .into_iter()
-        .filter(|h| h.result == "pending")
-        .collect();
-    let client = client();
-    futures::stream::iter(pending)
-        .for_each_concurrent(CONCURRENCY, |host| {
-            let (client, store, states) = (&client, store.clone(), &states);
-            async move {
-                if cancelled(&store, id).await {
+    Value::Object(counts)
+}
+
+/// Renews the lease every [`RENEW_EVERY`]; sets `stop` when the deployment
+/// was cancelled or taken over, or when the lease could not be renewed
+/// before it ran out.
+async fn keep_lease(store: Arc<Store>, id: i64, owner: Arc<str>, stop: Arc<AtomicBool>) {
+    let mut renewed = now_millis();
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let attempt = async {
+            let tx = store.begin_write().await?;
+            let held = deployments::renew(&tx.tx, id, &owner, lease_until(now_millis())).await?;
+            tx.commit().await?;
+            Ok::<bool, sea_orm::DbErr>(held)
+        };
+        match attempt.await {
+            Ok(true) => renewed = now_millis(),
+            Ok(false) => {
+                tracing::info!(deployment = id, "the deployment was cancelled or taken over: stopping");
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(deployment = id, error = %e, "cannot renew the deployment's lease");
+                if now_millis() > lease_until(renewed) {
+                    stop.store(true, Ordering::Relaxed);
                     return;
                 }
-                let confirmed = states.get(&host.host_id).and_then(|s| s.confirmed_checksum.as_deref());
-                let outcome = if !deployment.force && confirmed == Some(host.checksum.as_str()) {
-                    Outcome { result: "skipped", error: None, attempts: 0 }
-                } else {
-                    push(client, &host).await
-                };
-                if let Err(e) = record(&store, id, &host, &outcome).await {
-                    tracing::error!(deployment = id, host = %host.host_name, error = %e, "cannot record a push");
-                }
             }
-        })
-        .await;
-    let tx = store.begin_write().await?;
-    let Some(current) = deployments::get(&tx.tx, id).await? else {
-        return Ok(());
-    };
-    let hosts = deployments::hosts(&tx.tx, id).await?;
-    let status = if current.status == "cancelled" {
-        "cancelled"
-    } else {
-        final_status(&hosts.iter().map(|h| h.result.as_str()).collect::<Vec<_>>())
-    };
-    deployments::set_status(&tx.tx, id, status).await?;
-    let count = |r: &str| hosts.iter().filter(|h| h.result == r).count();
-    let entry = Entry {
-        at: now_millis(),
-        author: current.author.clone(),
-        action: "deploy-end".into(),
-        object_type: "deployment".into(),
-        object_name: id.to_string(),
-        before: None,
-        after: Some(json!({
-            "checksum": current.checksum,
-            "status": status,
-            "deployed": count("deployed"),
-            "skipped": count("skipped"),
-            "failed": count("failed"),
-            "unreachable": count("unreachable"),
-        })),
-        request_id: current.request_id.clone(),
-    };
-    activity::append(&tx.tx, &entry).await?;
-    tx.commit().await
-}
-
-async fn record(
-    store: &Store,
-    id: i64,
-    host: &DeploymentHost,
-    outcome: &Outcome,
-) -> Result<(), sea_orm::DbErr> {
-    let tx = store.begin_write().await?;
-    deployments::set_result(
-        &tx.tx,
-        id,
-        host.host_id,
-        outcome.result,
-        outcome.error.clone(),
-        outcome.attempts,
-    )
-    .await?;
-    if outcome.result == "deployed" {
-        deployments::confirm_issued(&tx.tx, host).await?;
-    }
-    tx.commit().await
-}
-
-/// Resumes every deployment a stop or crash left running.
-pub async fn resume(store: Arc<Store>) {
-    match deployments::running(store.db()).await {
-        Ok(Some(d)) => {
-            tracing::info!(deployment = d.id, "resuming an interrupted deployment");
-            tokio::spawn(run(store, d.id));
         }
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "cannot look for interrupted deployments"),
     }
+}
+
+/// Writes the results as they come, as many as have arrived (at most
+/// [`BATCH`]) in one transaction.
+async fn write_results(
+    store: Arc<Store>,
+    id: i64,
+    mut received: mpsc::Receiver<(DeploymentHost, Outcome)>,
+) -> Result<(), sea_orm::DbErr> {
+    let mut batch = Vec::with_capacity(BATCH);
+    while received.recv_many(&mut batch, BATCH).await > 0 {
+        let tx = store.begin_write().await?;
+        for (host, outcome) in &batch {
+            deployments::set_result(
+                &tx.tx,
+                id,
+                host.host_id,
+                outcome.result,
+                outcome.error.clone(),
+                outcome.attempts,
+            )
+            .await?;
+            if outcome.result == "deployed" {
+                deployments::confirm_issued(&tx.tx, host).await?;
+            }
+        }
+        tx.commit().await?;
+        batch.clear();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -54,7 +54,13 @@ pub async fn start_deploy(
             ))
         })?,
     };
-    let started = service::start(&state.store, &caller, &state.server_key, force).await?;
+    let started = service::start(
+        &state.store,
+        &caller,
+        &state.server_key,
+        force,
+        state.deployer.owner(),
+    ).await?;
     let (checksum, id, hosts) = match started {
         service::Started::Unchanged {
             checksum,
@@ -80,7 +86,7 @@ pub async fn start_deploy(
             hosts,
         } => (checksum, deployment_id, hosts),
     };
-    tokio::spawn(crate::deploy::run(state.store.clone(), id));
+    state.deployer.spawn(id);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
     while tokio::time::Instant::now() < deadline {
         let current = crate::store::deployments::get(state.store.db(), id).await?;

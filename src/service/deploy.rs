@@ -252,6 +252,7 @@ pub async fn start(
     caller: &Caller,
     key: &crate::signing::ServerKey,
     force: bool,
+    owner: &str,
 ) -> Result<Started, ApiError> {
     use crate::store::deployments;
     caller.require(Permission::Deploy)?;
@@ -294,6 +295,8 @@ pub async fn start(
         force,
         caller.request_id.clone(),
         activity_checksum,
+        owner,
+        crate::deploy::lease_until(crate::store::now_millis()),
     )
     .await?;
     let generated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -366,13 +369,15 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Value, A
         chrono::DateTime::from_timestamp_millis(ms)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     };
-    let mut counts = serde_json::Map::new();
-    for result in ["pending", "deployed", "skipped", "failed", "unreachable"] {
-        counts.insert(
-            result.into(),
-            hosts.iter().filter(|h| h.result == result).count().into(),
-        );
-    }
+    // A finished deployment keeps its counts, also once its per-host
+    // details were pruned.
+    let counts = d
+        .counts
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+        .unwrap_or_else(|| {
+            crate::deploy::counts(&hosts.iter().map(|h| h.result.as_str()).collect::<Vec<_>>())
+        });
     let visible: Vec<Value> = hosts
         .iter()
         .filter(|h| caller.restrictions.allows(&h.host_name))

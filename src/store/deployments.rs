@@ -2,7 +2,7 @@
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
 
@@ -76,7 +76,87 @@ pub async fn list(
         .await
 }
 
-/// Starts a deployment row.
+/// Running deployments no live server holds: never leased, or whose lease
+/// ran out (its holder stopped or died).
+pub async fn unleased(db: &impl ConnectionTrait, now: i64) -> Result<Vec<Deployment>, DbErr> {
+    deployment::Entity::find()
+        .filter(deployment::Column::Status.eq("running"))
+        .filter(
+            Condition::any()
+                .add(deployment::Column::LeaseUntil.is_null())
+                .add(deployment::Column::LeaseUntil.lt(now)),
+        )
+        .order_by_asc(deployment::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Takes (or renews) the lease of a running deployment for `owner` until
+/// `until`: only when nobody else holds an unexpired one. True when `owner`
+/// holds it now.
+pub async fn claim(
+    db: &impl ConnectionTrait,
+    id: i64,
+    owner: &str,
+    now: i64,
+    until: i64,
+) -> Result<bool, DbErr> {
+    let done = deployment::Entity::update_many()
+        .col_expr(deployment::Column::LeaseOwner, Expr::value(owner))
+        .col_expr(deployment::Column::LeaseUntil, Expr::value(until))
+        .filter(deployment::Column::Id.eq(id))
+        .filter(deployment::Column::Status.eq("running"))
+        .filter(
+            Condition::any()
+                .add(deployment::Column::LeaseOwner.is_null())
+                .add(deployment::Column::LeaseOwner.eq(owner))
+                .add(deployment::Column::LeaseUntil.lt(now)),
+        )
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Renews `owner`'s lease of a running deployment. False when the
+/// deployment was cancelled or finished, or another server took it over.
+pub async fn renew(
+    db: &impl ConnectionTrait,
+    id: i64,
+    owner: &str,
+    until: i64,
+) -> Result<bool, DbErr> {
+    let done = deployment::Entity::update_many()
+        .col_expr(deployment::Column::LeaseUntil, Expr::value(until))
+        .filter(deployment::Column::Id.eq(id))
+        .filter(deployment::Column::Status.eq("running"))
+        .filter(deployment::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Drops the per-host details of every deployment but the newest `keep`
+/// (the deployments themselves stay listed, with their counts gone).
+pub async fn prune(db: &impl ConnectionTrait, keep: u64) -> Result<u64, DbErr> {
+    let Some(oldest_kept) = deployment::Entity::find()
+        .order_by_desc(deployment::Column::Id)
+        .offset(keep.saturating_sub(1))
+        .limit(1)
+        .one(db)
+        .await?
+    else {
+        return Ok(0);
+    };
+    let done = deployment_host::Entity::delete_many()
+        .filter(deployment_host::Column::DeploymentId.lt(oldest_kept.id))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
+}
+
+/// Starts a deployment row, leased to `owner` (the server that runs it)
+/// until `lease_until`.
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     db: &impl ConnectionTrait,
     checksum: &str,
@@ -84,6 +164,8 @@ pub async fn create(
     force: bool,
     request_id: Option<String>,
     activity_checksum: Option<String>,
+    owner: &str,
+    lease_until: i64,
 ) -> Result<Deployment, DbErr> {
     deployment::ActiveModel {
         checksum: Set(checksum.to_owned()),
@@ -92,10 +174,11 @@ pub async fn create(
         force: Set(force),
         started_at: Set(now_millis()),
         finished_at: Set(None),
-        lease_owner: Set(None),
-        lease_until: Set(None),
+        lease_owner: Set(Some(owner.to_owned())),
+        lease_until: Set(Some(lease_until)),
         request_id: Set(request_id),
         activity_checksum: Set(activity_checksum),
+        counts: Set(None),
         ..Default::default()
     }
     .insert(db)
@@ -163,6 +246,25 @@ pub async fn set_status(db: &impl ConnectionTrait, id: i64, status: &str) -> Res
     deployment::Entity::update_many()
         .col_expr(deployment::Column::Status, Expr::value(status))
         .col_expr(deployment::Column::FinishedAt, Expr::value(finished))
+        .filter(deployment::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Ends a deployment: its final status, finish time and counts per result.
+pub async fn finish(
+    db: &impl ConnectionTrait,
+    id: i64,
+    status: &str,
+    counts: &serde_json::Value,
+) -> Result<(), DbErr> {
+    deployment::Entity::update_many()
+        .col_expr(deployment::Column::Status, Expr::value(status))
+        .col_expr(deployment::Column::FinishedAt, Expr::value(now_millis()))
+        .col_expr(deployment::Column::Counts, Expr::value(counts.to_string()))
+        .col_expr(deployment::Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(deployment::Column::LeaseUntil, Expr::value(Option::<i64>::None))
         .filter(deployment::Column::Id.eq(id))
         .exec(db)
         .await?;

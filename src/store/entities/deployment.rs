@@ -20,6 +20,9 @@ pub struct Model {
     pub request_id: Option<String>,
     /// The checksum of the newest activity entry when the deployment started.
     pub activity_checksum: Option<String>,
+    /// Hosts per result (JSON), set when the deployment finishes.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub counts: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,38 @@
+//! Deployments keep their per-result counts once finished, so that a
+//! deployment whose per-host details were pruned still says how it went.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Deployments {
+    Table,
+    Counts,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Deployments::Table)
+                    .add_column(ColumnDef::new(Deployments::Counts).text().null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Deployments::Table)
+                    .drop_column(Deployments::Counts)
+                    .to_owned(),
+            )
+            .await
+    }
+}
