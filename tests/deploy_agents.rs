@@ -75,21 +75,38 @@ struct Agent {
     ip: String,
     port: u16,
     state: PathBuf,
+    /// Run after each new allowlist: a slow one makes a slow agent.
+    reload: Option<String>,
     process: Option<Killed>,
 }
 
 impl Agent {
+    fn log(&self) -> PathBuf {
+        self.state.join("agent.log")
+    }
+
     fn start(&mut self) {
-        let child = Command::new(AGENT)
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .expect("agent log");
+        let mut command = Command::new(AGENT);
+        command
             .args([
                 "serve",
                 "--listen",
                 &format!("{}:{}", self.ip, self.port),
                 "--state-dir",
             ])
-            .arg(&self.state)
+            .arg(&self.state);
+        if let Some(reload) = &self.reload {
+            command.args(["--reload-command", reload]);
+        }
+        let child = command
+            .env("STEWARD_AGENT_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("agent");
         self.process = Some(Killed(child));
@@ -106,54 +123,145 @@ impl Agent {
         )
         .1
     }
+
+    /// How many pushes this agent has received, over all its runs.
+    fn pushes(&self) -> usize {
+        std::fs::read_to_string(self.log())
+            .unwrap_or_default()
+            .matches("allowlist push received")
+            .count()
+    }
+}
+
+/// One `steward serve` process.
+struct Server {
+    addr: String,
+    data: PathBuf,
+    database: Option<String>,
+    process: Option<Killed>,
+}
+
+impl Server {
+    fn start(&mut self) {
+        let port = free_port("127.0.0.1");
+        self.addr = format!("127.0.0.1:{port}");
+        let mut command = Command::new(STEWARD);
+        command
+            .args(["serve", "--listen", &self.addr, "--data-dir"])
+            .arg(&self.data)
+            .env("STEWARD_ADMIN_PASSWORD", PASSWORD)
+            .env_remove("STEWARD_DATABASE_URL")
+            .env_remove("STEWARD_CONFIG");
+        if let Some(url) = &self.database {
+            command.args(["--database", url]);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("steward");
+        self.process = Some(Killed(child));
+        wait_for(&self.addr, "/ready");
+    }
+
+    /// SIGKILL: no shutdown, no chance to finish anything.
+    fn kill(&mut self) {
+        self.process = None;
+    }
 }
 
 struct World {
-    server: String,
     admin: String,
-    _steward: Killed,
-    _dir: tempfile::TempDir,
+    servers: Vec<Server>,
+    dir: tempfile::TempDir,
     agents: Vec<Agent>,
 }
 
 impl World {
     fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        self.call_on(0, method, path, body)
+    }
+
+    fn call_on(&self, server: usize, method: &str, path: &str, body: Value) -> (u16, Value) {
         http(
-            &self.server,
+            &self.servers[server].addr,
             method,
             path,
             Some(&self.admin),
             &body.to_string(),
         )
     }
+
+    /// Polls a deployment until it is no longer running.
+    fn finished(&self, server: usize, id: i64, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, d) = self.call_on(
+                server,
+                "GET",
+                &format!("/director/config/deployment?id={id}"),
+                json!({}),
+            );
+            if d["status"] != json!("running") && d["status"] != Value::Null {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "deployment {id} did not finish: {d}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// How a world is built.
+#[derive(Default)]
+struct Setup {
+    agents: usize,
+    /// The reload command of agent i (a `sleep` makes it slow).
+    reload: Option<fn(usize) -> String>,
+    /// A PostgreSQL database for every server (SQLite in the data directory otherwise).
+    database: Option<String>,
+    /// Servers on the same database (more than one needs PostgreSQL).
+    replicas: usize,
 }
 
 fn world(agents: usize) -> World {
+    build(Setup {
+        agents,
+        ..Setup::default()
+    })
+}
+
+fn build(setup: Setup) -> World {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port("127.0.0.1");
-    let server = format!("127.0.0.1:{port}");
-    let steward = Command::new(STEWARD)
-        .args(["serve", "--listen", &server, "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("STEWARD_ADMIN_PASSWORD", PASSWORD)
-        .env_remove("STEWARD_DATABASE_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("steward");
-    let steward = Killed(steward);
-    wait_for(&server, "/ready");
     let admin = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}"))
     );
     let mut w = World {
-        server,
         admin,
-        _steward: steward,
-        _dir: dir,
+        servers: Vec::new(),
+        dir,
         agents: Vec::new(),
     };
+    for i in 0..setup.replicas.max(1) {
+        let data = w.dir.path().join(format!("data-{i}"));
+        if i > 0 {
+            // Replicas sign with the same key.
+            std::fs::create_dir_all(&data).unwrap();
+            let first = w.dir.path().join("data-0");
+            std::fs::copy(first.join("signing.key"), data.join("signing.key")).unwrap();
+        }
+        let mut server = Server {
+            addr: String::new(),
+            data,
+            database: setup.database.clone(),
+            process: None,
+        };
+        server.start();
+        w.servers.push(server);
+    }
     assert_eq!(
         w.call(
             "POST",
@@ -176,15 +284,15 @@ fn world(agents: usize) -> World {
     assert_eq!(w.call("POST", "/director/host", tpl).0, 201);
     let (_, key) = w.call("POST", "/director/host/api-key?name=agents", json!({}));
     let key = key["api_key"].as_str().unwrap().to_owned();
-    for i in 0..agents {
+    for i in 0..setup.agents {
         let ip = format!("127.0.0.{}", 30 + i);
         let port = free_port(&ip);
-        let state = w._dir.path().join(format!("agent-{i}"));
+        let state = w.dir.path().join(format!("agent-{i}"));
         let out = Command::new(AGENT)
             .args([
                 "register",
                 "--server",
-                &format!("http://{}", w.server),
+                &format!("http://{}", w.servers[0].addr),
                 "--key",
                 &key,
             ])
@@ -209,12 +317,53 @@ fn world(agents: usize) -> World {
             ip,
             port,
             state,
+            reload: setup.reload.map(|r| r(i)),
             process: None,
         };
         agent.start();
         w.agents.push(agent);
     }
     w
+}
+
+/// A fresh PostgreSQL database, when `STEWARD_TEST_DATABASE_URL` names a
+/// server (under CI it must).
+fn fresh_postgres() -> Option<String> {
+    let url = std::env::var("STEWARD_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let Some(url) = url else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but STEWARD_TEST_DATABASE_URL is not set"
+        );
+        eprintln!("STEWARD_TEST_DATABASE_URL is not set: replicas not tested");
+        return None;
+    };
+    let name = format!("steward_r_{}", uuid::Uuid::new_v4().simple());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sea_orm::{ConnectionTrait, Database, Statement};
+        let conn = Database::connect(&url).await.expect("PostgreSQL");
+        conn.execute_raw(Statement::from_string(
+            conn.get_database_backend(),
+            format!("CREATE DATABASE {name}"),
+        ))
+        .await
+        .expect("create database");
+        conn.close().await.ok();
+    });
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+    let root = &base[..base.rfind('/').expect("a database in the URL")];
+    Some(match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    })
 }
 
 fn checksum_of(w: &World, host: &str) -> Value {
@@ -229,12 +378,12 @@ fn checksum_of(w: &World, host: &str) -> Value {
 
 #[test]
 fn a_deploy_reaches_every_agent_and_only_the_changed_or_missed_ones_again() {
-    let mut w = world(5);
+    let mut w = world(20);
 
     let (status, result) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
     assert_eq!(status, 200, "{result}");
     assert_eq!(result["status"], json!("succeeded"), "{result}");
-    assert_eq!(result["counts"]["deployed"], json!(5));
+    assert_eq!(result["counts"]["deployed"], json!(20));
     for (i, agent) in w.agents.iter().enumerate() {
         let held = agent.held();
         assert_eq!(
@@ -266,7 +415,7 @@ fn a_deploy_reaches_every_agent_and_only_the_changed_or_missed_ones_again() {
             partial["counts"]["deployed"].clone(),
             partial["counts"]["unreachable"].clone()
         ),
-        (json!(4), json!(1))
+        (json!(19), json!(1))
     );
     let down = partial["hosts"]
         .as_array()
@@ -289,8 +438,12 @@ fn a_deploy_reaches_every_agent_and_only_the_changed_or_missed_ones_again() {
             healed["counts"]["deployed"].clone(),
             healed["counts"]["skipped"].clone()
         ),
-        (json!(1), json!(4))
+        (json!(1), json!(19))
     );
+    // Every agent got exactly two pushes: the first deployment's and the
+    // template change's (the one that was down got it from the third).
+    let pushes: Vec<usize> = w.agents.iter().map(Agent::pushes).collect();
+    assert_eq!(pushes, [2; 20]);
     assert_eq!(w.agents[2].held()["scripts"].as_array().unwrap().len(), 2);
 
     // A host that leaves the deploy set is sent an empty allowlist.
@@ -359,4 +512,112 @@ fn a_deploy_without_wait_answers_202_with_the_status_location() {
             .0,
         400
     );
+}
+
+/// `reload` commands that make agent i take 0.4 * (i + 1) seconds per new
+/// allowlist.
+fn slow(i: usize) -> String {
+    format!("sleep {}", 0.4 * (i as f64 + 1.0))
+}
+
+#[test]
+fn a_server_killed_while_pushing_to_slow_agents_finishes_the_deployment_after_restart() {
+    let mut w = build(Setup {
+        agents: 6,
+        reload: Some(slow),
+        ..Setup::default()
+    });
+    let (status, started) = w.call("POST", "/director/config/deploy", json!([]));
+    assert_eq!(status, 202, "{started}");
+    let id = started["deployment_id"].as_i64().unwrap();
+    // The fastest agents have answered, the slowest are still reloading.
+    std::thread::sleep(Duration::from_millis(1200));
+    w.servers[0].kill();
+    let before: Vec<usize> = w.agents.iter().map(Agent::pushes).collect();
+    assert_eq!(before, [1; 6], "every agent got its push before the kill");
+
+    w.servers[0].start();
+    let done = w.finished(0, id, Duration::from_secs(60));
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    assert_eq!(done["counts"]["deployed"], json!(6), "{done}");
+    for (i, agent) in w.agents.iter().enumerate() {
+        assert_eq!(
+            agent.held()["checksum"],
+            checksum_of(&w, &format!("node-{i}.example"))
+        );
+    }
+    // Only the pushes whose answers the killed server never recorded were
+    // made again (the agents answered those as held already).
+    let after: Vec<usize> = w.agents.iter().map(Agent::pushes).collect();
+    assert!(after.iter().all(|n| (1..=2).contains(n)), "{after:?}");
+    assert_eq!(after[0], 1, "the fastest agent was pushed twice: {after:?}");
+    assert_eq!(
+        after[5], 2,
+        "the slowest agent was not pushed again: {after:?}"
+    );
+    let log = w
+        .call(
+            "GET",
+            "/director/activity?object_type=deployment",
+            json!({}),
+        )
+        .1;
+    let actions: Vec<&str> = log["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "deploy-end").count(),
+        1,
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn two_replicas_on_postgresql_push_each_host_once_and_take_over_a_dead_one() {
+    let Some(database) = fresh_postgres() else {
+        return;
+    };
+    let mut w = build(Setup {
+        agents: 6,
+        reload: Some(slow),
+        database: Some(database),
+        replicas: 2,
+    });
+    // Started on replica 0; replica 1 joins it rather than running it too.
+    let (status, started) = w.call("POST", "/director/config/deploy", json!([]));
+    assert_eq!(status, 202, "{started}");
+    let id = started["deployment_id"].as_i64().unwrap();
+    let (status, joined) = w.call_on(1, "POST", "/director/config/deploy", json!([]));
+    assert_eq!(
+        (status, joined["deployment_id"].as_i64()),
+        (202, Some(id)),
+        "{joined}"
+    );
+    let done = w.finished(1, id, Duration::from_secs(60));
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    let pushes: Vec<usize> = w.agents.iter().map(Agent::pushes).collect();
+    assert_eq!(pushes, [1; 6], "every host is pushed once");
+
+    // Replica 0 dies while pushing; replica 1 takes the deployment over.
+    w.call(
+        "POST",
+        "/director/host?name=agents",
+        json!({"scripts": ["uptime", "df"]}),
+    );
+    let (status, second) = w.call("POST", "/director/config/deploy", json!([]));
+    assert_eq!(status, 202, "{second}");
+    let id = second["deployment_id"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    w.servers[0].kill();
+    let done = w.finished(1, id, Duration::from_secs(60));
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    assert_eq!(done["counts"]["deployed"], json!(6), "{done}");
+    for agent in &w.agents {
+        assert_eq!(agent.held()["scripts"].as_array().unwrap().len(), 2);
+    }
+    let pushes: Vec<usize> = w.agents.iter().map(Agent::pushes).collect();
+    assert!(pushes.iter().all(|n| (2..=3).contains(n)), "{pushes:?}");
 }

@@ -166,6 +166,10 @@ impl Agent {
     /// Checks and, if it passes, writes a pushed document; the answer.
     async fn accept(self: Arc<Self>, document: Value) -> Response {
         let _writing = self.writing.lock().await;
+        tracing::info!(
+            serial = %document.get("serial").unwrap_or(&serde_json::Value::Null),
+            "allowlist push received"
+        );
         let held = self.held.read().await.clone();
         match holding::assess(&document, &self.pinned, held.as_deref(), &self.allowed_dirs) {
             Err(refusal) => {

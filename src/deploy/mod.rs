@@ -221,7 +221,10 @@ impl Deployer {
                 Ok(found) => {
                     for d in found {
                         if !self.running().contains(&d.id) {
-                            tracing::info!(deployment = d.id, "taking over an interrupted deployment");
+                            tracing::info!(
+                                deployment = d.id,
+                                "taking over an interrupted deployment"
+                            );
                         }
                         self.spawn(d.id);
                     }
@@ -274,7 +277,8 @@ impl Deployer {
                     let confirmed = states
                         .get(&host.host_id)
                         .and_then(|s| s.confirmed_checksum.as_deref());
-                    let outcome = if !deployment.force && confirmed == Some(host.checksum.as_str()) {
+                    let outcome = if !deployment.force && confirmed == Some(host.checksum.as_str())
+                    {
                         Outcome {
                             result: "skipped",
                             error: None,
@@ -336,7 +340,11 @@ impl Deployer {
         let pruned = deployments::prune(&tx.tx, self.keep).await?;
         tx.commit().await?;
         if pruned > 0 {
-            tracing::info!(rows = pruned, keep = self.keep, "pruned old deployment details");
+            tracing::info!(
+                rows = pruned,
+                keep = self.keep,
+                "pruned old deployment details"
+            );
         }
         Ok(())
     }
@@ -368,7 +376,10 @@ async fn keep_lease(store: Arc<Store>, id: i64, owner: Arc<str>, stop: Arc<Atomi
         match attempt.await {
             Ok(true) => renewed = now_millis(),
             Ok(false) => {
-                tracing::info!(deployment = id, "the deployment was cancelled or taken over: stopping");
+                tracing::info!(
+                    deployment = id,
+                    "the deployment was cancelled or taken over: stopping"
+                );
                 stop.store(true, Ordering::Relaxed);
                 return;
             }

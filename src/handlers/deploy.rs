@@ -60,7 +60,8 @@ pub async fn start_deploy(
         &state.server_key,
         force,
         state.deployer.owner(),
-    ).await?;
+    )
+    .await?;
     let (checksum, id, hosts) = match started {
         service::Started::Unchanged {
             checksum,

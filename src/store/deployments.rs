@@ -2,8 +2,8 @@
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 
 use super::entities::{agent_state, deployment, deployment_host, setting};
@@ -263,8 +263,14 @@ pub async fn finish(
         .col_expr(deployment::Column::Status, Expr::value(status))
         .col_expr(deployment::Column::FinishedAt, Expr::value(now_millis()))
         .col_expr(deployment::Column::Counts, Expr::value(counts.to_string()))
-        .col_expr(deployment::Column::LeaseOwner, Expr::value(Option::<String>::None))
-        .col_expr(deployment::Column::LeaseUntil, Expr::value(Option::<i64>::None))
+        .col_expr(
+            deployment::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            deployment::Column::LeaseUntil,
+            Expr::value(Option::<i64>::None),
+        )
         .filter(deployment::Column::Id.eq(id))
         .exec(db)
         .await?;

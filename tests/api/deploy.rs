@@ -384,3 +384,49 @@ db_test!(
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 );
+
+/// With `keep_deployments = 2`, the third deployment drops the first one's
+/// per-host details; its counts stay.
+async fn only_the_newest_deployments_keep_their_details(backend: crate::helpers::Backend) {
+    let app = crate::helpers::spawn_app_with(backend, |c| c.keep_deployments = 2).await;
+    app.create("host", json!({"object_name": "lonely", "has_agent": true}))
+        .await;
+    for _ in 0..3 {
+        let r = app
+            .post("/director/config/deploy?force=1&wait=30", &json!([]))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(
+            r.json()["status"],
+            json!("failed"),
+            "no address: unreachable"
+        );
+    }
+    let first = app.get("/director/config/deployment?id=1").await.json();
+    assert_eq!(first["hosts"], json!([]), "{first}");
+    assert_eq!(first["counts"]["unreachable"], json!(1), "{first}");
+    assert_eq!(first["status"], json!("failed"));
+    for id in [2, 3] {
+        let kept = app
+            .get(&format!("/director/config/deployment?id={id}"))
+            .await
+            .json();
+        assert_eq!(kept["hosts"][0]["host"], json!("lonely"), "{kept}");
+        assert_eq!(kept["hosts"][0]["error"], json!("the host has no address"));
+    }
+    let listed = app.get("/director/config/deployments").await.json();
+    assert_eq!(listed["objects"].as_array().map(Vec::len), Some(3));
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_newest_deployments_keep_their_details_sqlite() {
+    only_the_newest_deployments_keep_their_details(crate::helpers::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_newest_deployments_keep_their_details_postgres() {
+    if crate::helpers::postgres_url().is_some() {
+        only_the_newest_deployments_keep_their_details(crate::helpers::Backend::Postgres).await;
+    }
+}
