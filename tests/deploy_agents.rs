@@ -621,3 +621,117 @@ fn two_replicas_on_postgresql_push_each_host_once_and_take_over_a_dead_one() {
     let pushes: Vec<usize> = w.agents.iter().map(Agent::pushes).collect();
     assert!(pushes.iter().all(|n| (2..=3).contains(n)), "{pushes:?}");
 }
+
+#[test]
+fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
+    let w = world(1);
+    // A node the server cannot reach: nothing listens at its address.
+    let ip = "127.0.0.60";
+    let state = w.dir.path().join("puller");
+    let (_, key) = w.call("POST", "/director/host/api-key?name=agents", json!({}));
+    let out = Command::new(AGENT)
+        .args([
+            "register",
+            "--server",
+            &format!("http://{}", w.servers[0].addr),
+        ])
+        .args(["--key", key["api_key"].as_str().unwrap()])
+        .args(["--name", "puller.example", "--address", ip])
+        .args(["--agent-port", &free_port(ip).to_string()])
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::File::create(w.dir.path().join("puller.log")).unwrap();
+    let _puller = Killed(
+        Command::new(AGENT)
+            .args(["pull", "--wait", "5", "--state-dir"])
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let held = |state: &PathBuf| -> Value {
+        std::fs::read_to_string(state.join("allowlist.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    };
+
+    // The first deployment: the pushes to it fail, its fetch counts.
+    let (_, first) = w.call("POST", "/director/config/deploy", json!([]));
+    let id = first["deployment_id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let d = w.finished(0, id, Duration::from_secs(30));
+        if d["status"] == json!("succeeded") || Instant::now() > deadline {
+            break d;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    assert_eq!(done["counts"]["deployed"], json!(2), "{done}");
+    assert_eq!(held(&state)["checksum"], checksum_of(&w, "puller.example"));
+
+    // A change: the deployment waits for the pulling agent's fetch, which
+    // comes within the wait it is already in.
+    w.call(
+        "POST",
+        "/director/host?name=agents",
+        json!({"scripts": ["uptime", "df"]}),
+    );
+    let (_, second) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(second["status"], json!("succeeded"), "{second}");
+    let puller = second["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == json!("puller.example"))
+        .unwrap()
+        .clone();
+    assert_eq!(puller["result"], json!("deployed"), "{puller}");
+    assert_eq!(held(&state)["scripts"].as_array().map(Vec::len), Some(2));
+    let check = Command::new(AGENT)
+        .args(["check", "--state-dir"])
+        .arg(&state)
+        .args(["df", "-h"])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout).trim(),
+        "/usr/bin/df -h"
+    );
+    let preview = w
+        .call(
+            "GET",
+            "/director/host/allowlist?name=puller.example",
+            json!({}),
+        )
+        .1;
+    assert_eq!(
+        preview["confirmed"]["checksum"], preview["checksum"],
+        "{preview}"
+    );
+    let (_, settled) = w.call("POST", "/director/config/deploy", json!([]));
+    assert_eq!(settled["status"], json!("unchanged"), "{settled}");
+
+    // `--once` with the newest held: exit 0 after one 304.
+    let once = Command::new(AGENT)
+        .args(["pull", "--once", "--wait", "0", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        once.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&once.stderr)
+    );
+}

@@ -1,5 +1,6 @@
 //! Deployments keep their per-result counts once finished, so that a
-//! deployment whose per-host details were pruned still says how it went.
+//! deployment whose per-host details were pruned still says how it went;
+//! agents states record when the agent last pulled its allowlist.
 
 use sea_orm_migration::prelude::*;
 
@@ -12,6 +13,12 @@ enum Deployments {
     Counts,
 }
 
+#[derive(DeriveIden)]
+enum AgentStates {
+    Table,
+    PulledAt,
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -22,10 +29,26 @@ impl MigrationTrait for Migration {
                     .add_column(ColumnDef::new(Deployments::Counts).text().null())
                     .to_owned(),
             )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(AgentStates::Table)
+                    .add_column(ColumnDef::new(AgentStates::PulledAt).big_integer().null())
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(AgentStates::Table)
+                    .drop_column(AgentStates::PulledAt)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, LOCATION, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION, ETAG, IF_NONE_MATCH, LOCATION, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +138,20 @@ enum Attempt<T> {
     Fail(AgentError),
 }
 
+/// What one long poll of the allowlist brought.
+#[derive(Debug)]
+pub enum Pulled {
+    /// An allowlist other than the one named by the ETag sent.
+    New {
+        etag: Option<String>,
+        document: serde_json::Value,
+    },
+    /// Nothing newer within the wait.
+    NotModified,
+    /// Nothing was deployed to this host yet.
+    NoneYet,
+}
+
 /// A client of one Steward server with one retry budget for all its calls.
 pub struct Client {
     http: reqwest::Client,
@@ -213,6 +227,60 @@ impl Client {
         serde_json::from_slice(&body).map_err(|e| {
             AgentError::Protocol(format!("agent-config answered an unexpected body: {e}"))
         })
+    }
+
+    /// One long poll of `GET /director/self-service/allowlist` with the
+    /// host's key: a newer allowlist than `etag`, or none within `wait`
+    /// seconds. Not retried here: the pull loop backs off and asks again.
+    pub async fn pull_allowlist(
+        &self,
+        host_key: &str,
+        etag: Option<&str>,
+        wait: u64,
+    ) -> Result<Pulled, AgentError> {
+        let url = format!("{}/director/self-service/allowlist", self.base);
+        let mut request = self
+            .http
+            .get(&url)
+            .query(&[("wait", wait)])
+            .timeout(REQUEST_TIMEOUT + Duration::from_secs(wait))
+            .header(AUTHORIZATION, format!("Bearer {host_key}"))
+            .header(ACCEPT, "application/json");
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| AgentError::Unreachable(redact(&error_chain(&e), host_key)))?;
+        let status = response.status();
+        let etag = response
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| AgentError::Unreachable(redact(&error_chain(&e), host_key)))?;
+        match status {
+            StatusCode::OK => serde_json::from_slice(&body)
+                .map(|document| Pulled::New { etag, document })
+                .map_err(|e| AgentError::Protocol(format!("the allowlist is not JSON: {e}"))),
+            StatusCode::NOT_MODIFIED => Ok(Pulled::NotModified),
+            StatusCode::NOT_FOUND => Ok(Pulled::NoneYet),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(AgentError::Refused(redact(
+                &server_message(status, &body),
+                host_key,
+            ))),
+            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => Err(
+                AgentError::Unreachable(redact(&server_message(status, &body), host_key)),
+            ),
+            _ => Err(AgentError::Protocol(redact(
+                &server_message(status, &body),
+                host_key,
+            ))),
+        }
     }
 
     /// Sends the request `build` makes, with `key` as bearer token, until it

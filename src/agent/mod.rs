@@ -4,13 +4,15 @@
 //! state directory ([`state`]); [`client`] speaks HTTP to the server with
 //! retries; [`register`] is the flow. [`serve`] receives the signed
 //! allowlists the server pushes, [`holding`] decides which to accept and
-//! keeps them on disk, and [`check`] answers whether a script may run. A
-//! later `pull` builds on the same state.
+//! keeps them on disk, and [`check`] answers whether a script may run;
+//! [`pull`] fetches the allowlist from the server instead, for nodes the
+//! server cannot reach.
 
 pub mod check;
 pub mod client;
 pub mod error;
 pub mod holding;
+pub mod pull;
 pub mod register;
 pub mod serve;
 pub mod state;

@@ -163,8 +163,14 @@ impl Agent {
             .with_state(self)
     }
 
-    /// Checks and, if it passes, writes a pushed document; the answer.
-    async fn accept(self: Arc<Self>, document: Value) -> Response {
+    /// The allowlist held, if any.
+    pub async fn held(&self) -> Option<Arc<Held>> {
+        self.held.read().await.clone()
+    }
+
+    /// Checks a document the server sent and, if it passes, writes it,
+    /// holds it and runs the reload command. One at a time.
+    pub async fn receive(&self, document: Value) -> Received {
         let _writing = self.writing.lock().await;
         tracing::info!(
             serial = %document.get("serial").unwrap_or(&serde_json::Value::Null),
@@ -174,20 +180,39 @@ impl Agent {
         match holding::assess(&document, &self.pinned, held.as_deref(), &self.allowed_dirs) {
             Err(refusal) => {
                 tracing::warn!("refused an allowlist: {}", refusal.message);
-                error(refusal_status(refusal.kind), refusal.message)
+                Received::Refused(refusal)
             }
-            Ok(Verdict::Unchanged) => {
+            Ok(Verdict::Unchanged) => Received::Unchanged(held),
+            Ok(Verdict::Accept(new)) => self.write(Arc::new(*new)).await,
+        }
+    }
+
+    /// Checks and, if it passes, writes a pushed document; the answer.
+    async fn accept(self: Arc<Self>, document: Value) -> Response {
+        match self.receive(document).await {
+            Received::Refused(refusal) => error(refusal_status(refusal.kind), refusal.message),
+            Received::Unchanged(held) => {
                 let body = held
                     .map(|h| json!({"checksum": h.checksum, "serial": h.serial, "unchanged": true}))
                     .unwrap_or_else(|| json!({"unchanged": true}));
                 (StatusCode::OK, Json(body)).into_response()
             }
-            Ok(Verdict::Accept(new)) => self.write(Arc::new(*new)).await,
+            Received::NotKept(reason) => error(StatusCode::INTERNAL_SERVER_ERROR, reason),
+            Received::Written { held, reload } => {
+                let mut body = json!({"checksum": held.checksum, "serial": held.serial});
+                if let Some(outcome) = reload {
+                    body["reload"] = match outcome {
+                        Ok(()) => json!("ok"),
+                        Err(reason) => json!(format!("failed: {reason}")),
+                    };
+                }
+                (StatusCode::OK, Json(body)).into_response()
+            }
         }
     }
 
     /// Writes an accepted allowlist, holds it and runs the reload command.
-    async fn write(&self, new: Arc<Held>) -> Response {
+    async fn write(&self, new: Arc<Held>) -> Received {
         let (to_store, path, conf) = (
             Arc::clone(&new),
             self.allowlist_path.clone(),
@@ -199,7 +224,7 @@ impl Agent {
                 .unwrap_or_else(|e| Err(format!("the write was interrupted: {e}")));
         if let Err(reason) = stored {
             tracing::error!("cannot keep the allowlist: {reason}");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, reason);
+            return Received::NotKept(reason);
         }
         *self.held.write().await = Some(Arc::clone(&new));
         tracing::info!(
@@ -208,22 +233,35 @@ impl Agent {
             scripts = new.allowlist.scripts.len(),
             "holding a new allowlist"
         );
-        let mut body = json!({"checksum": new.checksum, "serial": new.serial});
+        let mut reload = None;
         if let Some(command) = self.reload_command.clone() {
             let timeout = self.reload_timeout;
             let outcome = tokio::task::spawn_blocking(move || run_reload(&command, timeout))
                 .await
                 .unwrap_or_else(|e| Err(format!("interrupted: {e}")));
-            body["reload"] = match outcome {
-                Ok(()) => json!("ok"),
-                Err(reason) => {
-                    tracing::warn!("the reload command failed: {reason}");
-                    json!(format!("failed: {reason}"))
-                }
-            };
+            if let Err(reason) = &outcome {
+                tracing::warn!("the reload command failed: {reason}");
+            }
+            reload = Some(outcome);
         }
-        (StatusCode::OK, Json(body)).into_response()
+        Received::Written { held: new, reload }
     }
+}
+
+/// What became of a document the server sent.
+#[derive(Debug)]
+pub enum Received {
+    /// It failed a check: nothing was written.
+    Refused(holding::Refusal),
+    /// It is the allowlist held already (same serial and checksum).
+    Unchanged(Option<Arc<Held>>),
+    /// It passed but could not be written.
+    NotKept(String),
+    /// It is held now; the reload command's outcome when one is set.
+    Written {
+        held: Arc<Held>,
+        reload: Option<Result<(), String>>,
+    },
 }
 
 /// Runs the agent until SIGTERM or SIGINT, then finishes the requests under
@@ -243,7 +281,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), AgentError> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves at SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
     let interrupt = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!("cannot wait for SIGINT: {e}");

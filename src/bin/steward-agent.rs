@@ -1,7 +1,7 @@
 //! The `steward-agent` command, run on each node: parse the command line,
 //! dispatch, turn errors into exit codes.
 //!
-//! Exit codes of `register` and `serve`: 0 success, 1 failure (state file,
+//! Exit codes of `register`, `serve` and `pull`: 0 success, 1 failure (state file,
 //! unexpected answer, address in use), 2 usage (for `serve`: no state),
 //! 3 refused (key or server key), 4 name taken, 5 invalid request,
 //! 6 server not reachable. `check` exits 0 (allowed), 1 (not allowed) or
@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use steward::agent::AgentError;
 use steward::agent::check::{self, Outcome};
 use steward::agent::client::Registration;
+use steward::agent::pull::{self, PullOptions};
 use steward::agent::register::{self, Options, parse_fingerprint};
 use steward::agent::serve::{self, ServeOptions};
 use steward::agent::state::DEFAULT_STATE_DIR;
@@ -40,6 +41,9 @@ enum Command {
     /// Listen for the signed allowlists the server pushes, check and keep
     /// them (and ctrl-exec's scripts.conf), and report what is held.
     Serve(ServeArgs),
+    /// Fetch the signed allowlist from the server instead (long polling),
+    /// for nodes the server cannot reach; checked and kept as serve does.
+    Pull(PullArgs),
     /// Exit 0 and print the command when NAME with ARGS is allowed, 1 when
     /// not, 2 when no valid allowlist is held. Options go before NAME:
     /// everything after it is taken as ARGS.
@@ -52,6 +56,28 @@ struct ServeArgs {
     /// port].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    #[command(flatten)]
+    hold: HoldArgs,
+}
+
+#[derive(Args)]
+struct PullArgs {
+    /// How long each request may wait for a new allowlist, in seconds
+    /// (at most 300).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    wait: u64,
+    /// Ask once and exit: 0 when the newest allowlist is held, 1 when it was
+    /// refused, 3 when the key was, 6 when the server was not reachable.
+    #[arg(long)]
+    once: bool,
+    #[command(flatten)]
+    hold: HoldArgs,
+}
+
+/// Where the allowlist is kept and what it must satisfy (serve and pull).
+#[derive(Args)]
+struct HoldArgs {
     /// Where the agent keeps its state.
     #[arg(long, env = "STEWARD_AGENT_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
@@ -145,13 +171,14 @@ fn main() -> ExitCode {
         Command::Register(args) => runtime.block_on(run_register(args)),
         Command::Serve(args) => {
             init_logging();
-            runtime.block_on(serve::serve(ServeOptions {
-                listen: args.listen,
-                state_dir: args.state_dir,
-                allowlist: args.allowlist,
-                scripts_conf: args.scripts_conf,
-                allowed_dirs: args.allowed_dirs,
-                reload_command: args.reload_command,
+            runtime.block_on(serve::serve(args.hold.options(args.listen)))
+        }
+        Command::Pull(args) => {
+            init_logging();
+            runtime.block_on(pull::pull(PullOptions {
+                hold: args.hold.options(None),
+                wait: args.wait,
+                once: args.once,
             }))
         }
         Command::Check(args) => return run_check(&args),
@@ -186,6 +213,19 @@ async fn run_register(args: RegisterArgs) -> Result<(), AgentError> {
     let registered = register::register(&options).await?;
     println!("{}", registered.summary());
     Ok(())
+}
+
+impl HoldArgs {
+    fn options(self, listen: Option<SocketAddr>) -> ServeOptions {
+        ServeOptions {
+            listen,
+            state_dir: self.state_dir,
+            allowlist: self.allowlist,
+            scripts_conf: self.scripts_conf,
+            allowed_dirs: self.allowed_dirs,
+            reload_command: self.reload_command,
+        }
+    }
 }
 
 fn run_check(args: &CheckArgs) -> ExitCode {

@@ -270,6 +270,7 @@ impl Deployer {
         futures::stream::iter(pending)
             .for_each_concurrent(CONCURRENCY, |host| {
                 let (client, states, stop, results) = (&self.client, &states, &stop, &results);
+                let store = &self.store;
                 async move {
                     if stop.load(Ordering::Relaxed) {
                         return;
@@ -285,7 +286,12 @@ impl Deployer {
                             attempts: 0,
                         }
                     } else {
-                        push(client, &host).await
+                        let pushed = push(client, &host).await;
+                        if pushed.result == "unreachable" {
+                            fetched_instead(store, &host, stop).await.unwrap_or(pushed)
+                        } else {
+                            pushed
+                        }
                     };
                     let _ = results.send((host, outcome)).await;
                 }
@@ -347,6 +353,41 @@ impl Deployer {
             );
         }
         Ok(())
+    }
+}
+
+/// How long a deployment waits for a pulling agent (one the server cannot
+/// reach, that fetched its allowlist before) to fetch its new allowlist.
+pub const PULL_GRACE: Duration = Duration::from_secs(90);
+
+/// For a host the server could not reach: `deployed` when its agent
+/// fetched this deployment's allowlist itself (`steward-agent pull`), also
+/// while the pushes were failing; for an agent that pulled before, after
+/// waiting up to [`PULL_GRACE`] for the fetch. `None` otherwise.
+async fn fetched_instead(
+    store: &Store,
+    host: &DeploymentHost,
+    stop: &AtomicBool,
+) -> Option<Outcome> {
+    let deadline = tokio::time::Instant::now() + PULL_GRACE;
+    loop {
+        let state = agents::of_host(store.db(), host.host_id).await.ok()??;
+        if state.confirmed_serial == Some(host.serial)
+            && state.confirmed_checksum.as_deref() == Some(host.checksum.as_str())
+        {
+            return Some(Outcome {
+                result: "deployed",
+                error: None,
+                attempts: 0,
+            });
+        }
+        if state.pulled_at.is_none()
+            || tokio::time::Instant::now() >= deadline
+            || stop.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -400,6 +400,7 @@ pub async fn fetched(store: &Store, host_id: i64) -> Result<(), ApiError> {
     let tx = store.begin_write().await?;
     if let Some(h) = deployments::latest_for_host(&tx.tx, host_id).await? {
         deployments::confirm_issued(&tx.tx, &h).await?;
+        deployments::pulled(&tx.tx, host_id).await?;
         if h.result != "deployed" {
             deployments::set_result(
                 &tx.tx,
@@ -410,6 +411,16 @@ pub async fn fetched(store: &Store, host_id: i64) -> Result<(), ApiError> {
                 h.attempts,
             )
             .await?;
+            // A deployment that ended before this fetch says so now.
+            if let Some(d) = deployments::get(&tx.tx, h.deployment_id).await?
+                && matches!(d.status.as_str(), "partial" | "failed")
+            {
+                let hosts = deployments::hosts(&tx.tx, d.id).await?;
+                let results: Vec<&str> = hosts.iter().map(|h| h.result.as_str()).collect();
+                let status = crate::deploy::final_status(&results);
+                deployments::restate(&tx.tx, d.id, status, &crate::deploy::counts(&results))
+                    .await?;
+            }
         }
     }
     tx.commit().await?;

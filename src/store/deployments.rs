@@ -216,7 +216,8 @@ pub async fn hosts(db: &impl ConnectionTrait, id: i64) -> Result<Vec<DeploymentH
         .await
 }
 
-/// Records one host's result.
+/// Records one host's result. A host recorded `deployed` stays so (a
+/// pulling agent may fetch its allowlist while a push to it fails).
 pub async fn set_result(
     db: &impl ConnectionTrait,
     id: i64,
@@ -225,7 +226,11 @@ pub async fn set_result(
     error: Option<String>,
     attempts: i32,
 ) -> Result<(), DbErr> {
-    deployment_host::Entity::update_many()
+    let mut update = deployment_host::Entity::update_many();
+    if result != "deployed" {
+        update = update.filter(deployment_host::Column::Result.ne("deployed"));
+    }
+    update
         .col_expr(deployment_host::Column::Result, Expr::value(result))
         .col_expr(deployment_host::Column::Error, Expr::value(error))
         .col_expr(deployment_host::Column::Attempts, Expr::value(attempts))
@@ -297,6 +302,7 @@ pub async fn target(
         confirmed_at: Set(None),
         confirmed_scripts: Set(None),
         agent_version: Set(None),
+        pulled_at: Set(None),
     };
     agent_state::Entity::insert(row)
         .on_conflict(
@@ -385,4 +391,31 @@ pub async fn confirm_issued(
     let doc: serde_json::Value = serde_json::from_str(&issued.allowlist).unwrap_or_default();
     let names = crate::domain::allowlist::script_names(&doc);
     confirm(db, issued.host_id, &issued.checksum, issued.serial, &names).await
+}
+
+/// Records that a host's agent fetched its allowlist itself.
+pub async fn pulled(db: &impl ConnectionTrait, host_id: i64) -> Result<(), DbErr> {
+    agent_state::Entity::update_many()
+        .col_expr(agent_state::Column::PulledAt, Expr::value(now_millis()))
+        .filter(agent_state::Column::HostId.eq(host_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Sets a finished deployment's status and counts again (a pulling agent
+/// fetched its allowlist after the deployment ended).
+pub async fn restate(
+    db: &impl ConnectionTrait,
+    id: i64,
+    status: &str,
+    counts: &serde_json::Value,
+) -> Result<(), DbErr> {
+    deployment::Entity::update_many()
+        .col_expr(deployment::Column::Status, Expr::value(status))
+        .col_expr(deployment::Column::Counts, Expr::value(counts.to_string()))
+        .filter(deployment::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
 }

@@ -140,6 +140,7 @@ db_test!(
                 confirmed_at: Set(Some(0)),
                 confirmed_scripts: Set(Some("[\"uptime\"]".into())),
                 agent_version: Set(None),
+                pulled_at: Set(None),
             }
             .insert(app.store.db())
             .await

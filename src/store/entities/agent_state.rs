@@ -22,6 +22,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub confirmed_scripts: Option<String>,
     pub agent_version: Option<String>,
+    /// When the agent last fetched its allowlist itself (`steward-agent pull`).
+    pub pulled_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
