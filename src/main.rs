@@ -42,6 +42,23 @@ enum Command {
         #[command(subcommand)]
         action: ActivityCommand,
     },
+    /// The allowlist signing key (in the data directory) and its rotation.
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Print the key's fingerprint, and the next key's during a rotation.
+    Show(ConfigArgs),
+    /// Begin a rotation: make the next key. Allowlists signed with the
+    /// current key announce it; deploy with force=1 so every agent learns it.
+    Rotate(ConfigArgs),
+    /// End a rotation: the next key becomes the key (the old one is kept
+    /// as signing.key.retired-SECONDS). Then deploy with force=1.
+    Promote(ConfigArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +107,9 @@ impl Command {
     fn config_args(&self) -> &ConfigArgs {
         match self {
             Command::Serve(c) | Command::Migrate(c) => c,
+            Command::Key {
+                action: KeyCommand::Show(c) | KeyCommand::Rotate(c) | KeyCommand::Promote(c),
+            } => c,
             Command::User { action } => match action {
                 UserCommand::Add { config, .. } | UserCommand::List(config) => config,
                 UserCommand::Passwd(u)
@@ -315,6 +335,33 @@ async fn verify_activity(config: &Config) -> Result<(), String> {
     }
 }
 
+fn key_command(action: &KeyCommand, config: &Config) -> Result<(), String> {
+    use steward::signing::{self, ServerKey};
+    let dir = &config.data_dir;
+    match action {
+        KeyCommand::Show(_) => {
+            let key = ServerKey::load_or_create(dir)?;
+            println!("key   {}", key.fingerprint());
+            if let Some(next) = key.next_fingerprint() {
+                println!("next  {next}");
+            }
+        }
+        KeyCommand::Rotate(_) => {
+            let next = signing::rotate(dir)?;
+            println!("next  {next}");
+            eprintln!(
+                "allowlists now announce this key; deploy with force=1, and once every agent has it, run `steward key promote`"
+            );
+        }
+        KeyCommand::Promote(_) => {
+            let key = signing::promote(dir)?;
+            println!("key   {key}");
+            eprintln!("allowlists are signed with this key now; deploy with force=1");
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -337,6 +384,7 @@ async fn main() -> ExitCode {
         Command::Activity {
             action: ActivityCommand::Verify(_),
         } => verify_activity(&config).await,
+        Command::Key { action } => key_command(&action, &config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,50 +13,58 @@ use crate::files::write_private;
 
 /// The file that holds the key's 32-byte seed, as hex.
 pub const KEY_FILE: &str = "signing.key";
+/// The file of the next key during a rotation (`steward key rotate`):
+/// announced in every allowlist signed with the current key until
+/// `steward key promote` makes it the current key.
+pub const NEXT_KEY_FILE: &str = "signing.next.key";
 
-/// The server's key pair.
+/// The server's key pair, and the next one during a rotation.
 pub struct ServerKey {
     key: SigningKey,
+    next: Option<SigningKey>,
 }
 
 impl std::fmt::Debug for ServerKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerKey")
             .field("fingerprint", &self.fingerprint())
+            .field("next", &self.next_fingerprint())
             .finish_non_exhaustive()
     }
 }
 
 impl ServerKey {
-    /// Loads the key from `data_dir`, or makes and keeps one.
+    /// Loads the key (and the next one, during a rotation) from
+    /// `data_dir`, or makes and keeps a key.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, String> {
-        let path: PathBuf = data_dir.join(KEY_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let seed: [u8; 32] = hex::decode(text.trim())
-                    .ok()
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| {
-                        format!("{} does not hold a 32-byte hex seed", path.display())
-                    })?;
-                Ok(Self {
-                    key: SigningKey::from_bytes(&seed),
-                })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = SigningKey::generate(&mut rand::rngs::OsRng);
-                write_private(&path, &format!("{}\n", hex::encode(key.to_bytes())))?;
-                Ok(Self { key })
-            }
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
+        let key = match read_key(&data_dir.join(KEY_FILE))? {
+            Some(key) => key,
+            None => make_key(&data_dir.join(KEY_FILE))?,
+        };
+        let next = read_key(&data_dir.join(NEXT_KEY_FILE))?;
+        Ok(Self { key, next })
     }
 
     /// A key from a known seed (tests and test vectors).
     pub fn from_seed(seed: [u8; 32]) -> Self {
         Self {
             key: SigningKey::from_bytes(&seed),
+            next: None,
         }
+    }
+
+    /// The next key's raw public key, base64, during a rotation.
+    pub fn next_public_key_base64(&self) -> Option<String> {
+        self.next
+            .as_ref()
+            .map(|k| STANDARD.encode(k.verifying_key().to_bytes()))
+    }
+
+    /// The next key's fingerprint, during a rotation.
+    pub fn next_fingerprint(&self) -> Option<String> {
+        self.next
+            .as_ref()
+            .map(|k| fingerprint(&k.verifying_key().to_bytes()))
     }
 
     /// The raw 32-byte public key, base64.
@@ -73,6 +81,60 @@ impl ServerKey {
     pub fn signing_key(&self) -> &SigningKey {
         &self.key
     }
+}
+
+fn read_key(path: &Path) -> Result<Option<SigningKey>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let seed: [u8; 32] = hex::decode(text.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("{} does not hold a 32-byte hex seed", path.display()))?;
+            Ok(Some(SigningKey::from_bytes(&seed)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn make_key(path: &Path) -> Result<SigningKey, String> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    write_private(path, &format!("{}\n", hex::encode(key.to_bytes())))?;
+    Ok(key)
+}
+
+/// Starts a key rotation: makes the next key (kept when one exists). Its
+/// fingerprint.
+pub fn rotate(data_dir: &Path) -> Result<String, String> {
+    ServerKey::load_or_create(data_dir)?;
+    let path = data_dir.join(NEXT_KEY_FILE);
+    let next = match read_key(&path)? {
+        Some(key) => key,
+        None => make_key(&path)?,
+    };
+    Ok(fingerprint(&next.verifying_key().to_bytes()))
+}
+
+/// Ends a key rotation: the next key becomes the key; the old one is kept
+/// as `signing.key.retired-SECONDS`. The new key's fingerprint.
+pub fn promote(data_dir: &Path) -> Result<String, String> {
+    let next_path = data_dir.join(NEXT_KEY_FILE);
+    let Some(next) = read_key(&next_path)? else {
+        return Err(format!(
+            "no rotation under way ({} does not exist): run `steward key rotate` first",
+            next_path.display()
+        ));
+    };
+    let current: PathBuf = data_dir.join(KEY_FILE);
+    let retired = data_dir.join(format!(
+        "{KEY_FILE}.retired-{}",
+        chrono::Utc::now().timestamp()
+    ));
+    std::fs::rename(&current, &retired)
+        .map_err(|e| format!("cannot move {} aside: {e}", current.display()))?;
+    std::fs::rename(&next_path, &current)
+        .map_err(|e| format!("cannot make {} the key: {e}", next_path.display()))?;
+    Ok(fingerprint(&next.verifying_key().to_bytes()))
 }
 
 /// The fingerprint of a raw Ed25519 public key.

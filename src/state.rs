@@ -28,6 +28,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The signing key as the data directory holds it now: a rotation
+    /// begun or ended with `steward key` takes effect without a restart.
+    pub fn signing_key(&self) -> Result<Arc<ServerKey>, crate::error::ApiError> {
+        match ServerKey::load_or_create(&self.config.data_dir) {
+            Ok(key) => Ok(Arc::new(key)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the signing key");
+                Err(crate::error::ApiError::Internal(
+                    "cannot load the signing key".into(),
+                ))
+            }
+        }
+    }
+
     /// Builds the state over an open store: loads the users, the signing key
     /// (made in the data directory on first start) and the ticket salt.
     pub async fn new(store: Arc<Store>, config: Arc<Config>) -> Result<Self, DbErr> {

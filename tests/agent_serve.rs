@@ -41,6 +41,7 @@ fn write_state(dir: &Path) {
             server_fingerprint: String::new(),
             agent_port: 7446,
             registered_at: "2024-01-01T00:00:00Z".into(),
+            next_server_key: None,
         },
     )
     .unwrap();
@@ -64,7 +65,12 @@ fn signed(host_id: i64, serial: i64, scripts: &[Script]) -> Value {
             ((*name).to_owned(), source)
         })
         .collect();
-    render(host_id, "web-01.example", &names, &sources).sign(serial, GENERATED_AT, &server_key())
+    render(host_id, "web-01.example", &names, &sources).sign(
+        serial,
+        GENERATED_AT,
+        &server_key(),
+        None,
+    )
 }
 
 /// The usual good allowlist.

@@ -735,3 +735,75 @@ fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
         String::from_utf8_lossy(&once.stderr)
     );
 }
+
+fn steward_key(w: &World, action: &str) -> String {
+    let out = Command::new(STEWARD)
+        .args(["key", action, "--data-dir"])
+        .arg(&w.servers[0].data)
+        .env_remove("STEWARD_DATABASE_URL")
+        .env_remove("STEWARD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn agent_state(agent: &Agent) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(agent.state.join("state.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn agents_follow_a_key_rotation_announced_in_a_signed_allowlist() {
+    let mut w = world(2);
+    let old = steward_key(&w, "show");
+    let (_, first) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(first["status"], json!("succeeded"), "{first}");
+
+    // Agent 1 is down while the next key is announced.
+    w.agents[1].process = None;
+    let rotated = steward_key(&w, "rotate");
+    let next = rotated.trim().strip_prefix("next  ").unwrap().to_owned();
+    let (_, announced) = w.call("POST", "/director/config/deploy?force=1&wait=60", json!([]));
+    assert_eq!(announced["status"], json!("partial"), "{announced}");
+    let state = agent_state(&w.agents[0]);
+    assert!(state["next_server_key"].is_string(), "{state}");
+    assert_eq!(
+        state["server_fingerprint"].as_str(),
+        old.trim().strip_prefix("key   ")
+    );
+
+    // Promoted: the agent that heard the announcement follows, the one that
+    // did not refuses allowlists signed by a key it never trusted.
+    w.agents[1].start();
+    let promoted = steward_key(&w, "promote");
+    assert_eq!(promoted.trim(), format!("key   {next}"));
+    let (_, after) = w.call("POST", "/director/config/deploy?force=1&wait=60", json!([]));
+    let result = |host: &str| -> Value {
+        after["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == json!(host))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        result("node-0.example")["result"],
+        json!("deployed"),
+        "{after}"
+    );
+    let refused = result("node-1.example");
+    assert_eq!(refused["result"], json!("failed"), "{after}");
+    assert!(
+        refused["error"].as_str().unwrap().starts_with("403"),
+        "{refused}"
+    );
+    let state = agent_state(&w.agents[0]);
+    assert_eq!(state["server_fingerprint"], json!(next), "{state}");
+    assert!(state.get("next_server_key").is_none(), "{state}");
+    assert_eq!(steward_key(&w, "show").trim(), format!("key   {next}"));
+}

@@ -126,6 +126,16 @@ pub struct SigningKeyInfo {
     pub public_key: String,
     /// `sha256:` and the hex SHA-256 of the raw public key.
     pub fingerprint: String,
+    /// During a key rotation, the key that will replace it.
+    #[serde(default)]
+    pub next: Option<NextKeyInfo>,
+}
+
+/// The key a rotation will bring.
+#[derive(Clone, Debug, Deserialize)]
+pub struct NextKeyInfo {
+    /// Base64 of the 32-byte public key.
+    pub public_key: String,
 }
 
 /// What one attempt came to.

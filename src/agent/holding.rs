@@ -41,6 +41,8 @@ pub const PUBLIC_FILE_MODE: u32 = 0o644;
 pub struct Pinned {
     /// The server's Ed25519 public key.
     pub key: VerifyingKey,
+    /// The key the server announced for its next rotation, if any.
+    pub next: Option<VerifyingKey>,
     /// The host id the server gave this node.
     pub host_id: i64,
 }
@@ -48,22 +50,65 @@ pub struct Pinned {
 impl Pinned {
     /// Reads the pinned key and host id from the agent's state.
     pub fn from_state(state: &State) -> Result<Self, String> {
-        let raw = STANDARD
-            .decode(state.server_public_key.trim())
-            .map_err(|e| format!("the pinned server key is not base64: {e}"))?;
-        let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| {
-            format!(
-                "the pinned server key has {} bytes, not 32",
-                raw.as_slice().len()
-            )
-        })?;
-        let key = VerifyingKey::from_bytes(&bytes)
-            .map_err(|e| format!("the pinned server key is not an Ed25519 key: {e}"))?;
+        let key = public_key(&state.server_public_key)
+            .map_err(|e| format!("the pinned server key {e}"))?;
+        let next = match state.next_server_key.as_deref() {
+            Some(next) => {
+                Some(public_key(next).map_err(|e| format!("the announced server key {e}"))?)
+            }
+            None => None,
+        };
         Ok(Self {
             key,
+            next,
             host_id: state.host_id,
         })
     }
+
+    /// Writes the keys into `state` (to be saved).
+    pub fn to_state(&self, state: &mut State) {
+        let raw = self.key.to_bytes();
+        state.server_public_key = STANDARD.encode(raw);
+        state.server_fingerprint = crate::signing::fingerprint(&raw);
+        state.next_server_key = self.next.map(|k| STANDARD.encode(k.to_bytes()));
+    }
+}
+
+/// An Ed25519 public key from base64 of its 32 bytes.
+pub fn public_key(text: &str) -> Result<VerifyingKey, String> {
+    let raw = STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("is not base64: {e}"))?;
+    let bytes: [u8; 32] = raw
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("has {} bytes, not 32", raw.len()))?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("is not an Ed25519 key: {e}"))
+}
+
+/// How an accepted document changes the keys the agent trusts, if it does:
+/// signed by the announced key, that key becomes the pinned one (the
+/// rotation is done, the old key is no longer trusted); signed by the
+/// pinned key and announcing a new `next_key`, that key is remembered.
+pub fn key_change(document: &Value, pinned: &Pinned) -> Option<Pinned> {
+    if verify_signature(document, &pinned.key).is_err() {
+        let next = pinned.next?;
+        verify_signature(document, &next).ok()?;
+        return Some(Pinned {
+            key: next,
+            next: None,
+            host_id: pinned.host_id,
+        });
+    }
+    let announced = public_key(document.get("next_key")?.as_str()?).ok()?;
+    if announced == pinned.key || Some(announced) == pinned.next {
+        return None;
+    }
+    Some(Pinned {
+        key: pinned.key,
+        next: Some(announced),
+        host_id: pinned.host_id,
+    })
 }
 
 /// A signed allowlist that passed every check: the document as received
@@ -153,6 +198,10 @@ pub fn assess(
     allowed_dirs: &[PathBuf],
 ) -> Result<Verdict, Refusal> {
     verify_signature(document, &pinned.key)
+        .or_else(|reason| match &pinned.next {
+            Some(next) => verify_signature(document, next).map_err(|_| reason),
+            None => Err(reason),
+        })
         .map_err(|reason| Refusal::new(RefusalKind::Forbidden, reason))?;
     match document.get("host_id").and_then(Value::as_i64) {
         Some(id) if id == pinned.host_id => {}
@@ -473,6 +522,7 @@ mod tests {
     fn pinned() -> Pinned {
         Pinned {
             key: key().verifying_key(),
+            next: None,
             host_id: 7,
         }
     }
@@ -492,7 +542,12 @@ mod tests {
             .iter()
             .map(|(n, c)| ((*n).to_owned(), script(c, None)))
             .collect();
-        render(host_id, "web-01", &names, &sources).sign(serial, "2024-01-01T00:00:00Z", &key())
+        render(host_id, "web-01", &names, &sources).sign(
+            serial,
+            "2024-01-01T00:00:00Z",
+            &key(),
+            None,
+        )
     }
 
     fn signed(serial: i64) -> Value {
@@ -661,9 +716,45 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_is_followed_only_through_an_announcement_signed_by_the_pinned_key() {
+        let new = SigningKey::from_bytes(&[9; 32]);
+        let new_b64 = STANDARD.encode(new.verifying_key().to_bytes());
+        let sign_with = |key: &SigningKey, serial: i64, next: Option<&str>| {
+            render(7, "web-01", &[], &HashMap::new()).sign(serial, "t", key, next)
+        };
+        // Signed by the new key before any announcement: refused.
+        assert_eq!(
+            assess(&sign_with(&new, 5, None), &pinned(), None, &[]).map_err(|r| r.kind),
+            Err(RefusalKind::Forbidden)
+        );
+        // Announced by the pinned key: remembered.
+        let announcing = sign_with(&key(), 5, Some(&new_b64));
+        assert!(assess(&announcing, &pinned(), None, &[]).is_ok());
+        let heard = key_change(&announcing, &pinned()).expect("the next key is remembered");
+        assert_eq!(heard.key, key().verifying_key());
+        assert_eq!(heard.next, Some(new.verifying_key()));
+        assert!(key_change(&announcing, &heard).is_none(), "heard already");
+        // Signed by the announced key: accepted, and the only key from now on.
+        let rotated = sign_with(&new, 6, None);
+        assert!(assess(&rotated, &heard, None, &[]).is_ok());
+        let after = key_change(&rotated, &heard).expect("the rotation is followed");
+        assert_eq!((after.key, after.next), (new.verifying_key(), None));
+        assert_eq!(
+            assess(&sign_with(&key(), 7, None), &after, None, &[]).map_err(|r| r.kind),
+            Err(RefusalKind::Forbidden),
+            "the old key is no longer trusted"
+        );
+        // An announcement inside a document with a forged signature changes nothing.
+        let mut forged = announcing.clone();
+        forged["serial"] = json!(99);
+        assert!(assess(&forged, &pinned(), None, &[]).is_err());
+    }
+
+    #[test]
     fn another_key_or_no_signature_is_forbidden() {
         let other = Pinned {
             key: SigningKey::from_bytes(&[8; 32]).verifying_key(),
+            next: None,
             host_id: 7,
         };
         assert_eq!(
@@ -762,6 +853,7 @@ mod tests {
             server_fingerprint: String::new(),
             agent_port: 7446,
             registered_at: String::new(),
+            next_server_key: None,
         };
         let pinned = Pinned::from_state(&state).unwrap();
         assert_eq!(pinned.key, key().verifying_key());

@@ -152,6 +152,16 @@ pub async fn register(options: &Options) -> Result<Registered, AgentError> {
     let same_host = |host: &str| host.eq_ignore_ascii_case(&options.name);
     let previous = state::load(dir)?.filter(|s| s.server == server);
     let pinned = previous.as_ref().map(|s| s.server_fingerprint.clone());
+    // The key a rotation announced is as good as the pinned one.
+    let announced = previous
+        .as_ref()
+        .and_then(|s| s.next_server_key.as_deref())
+        .and_then(|k| {
+            base64::engine::general_purpose::STANDARD
+                .decode(k.trim())
+                .ok()
+        })
+        .map(|raw| fingerprint(&raw));
     let reusable = match previous.as_ref().filter(|s| same_host(&s.host)) {
         Some(state) => Some((state.host_key.clone(), state::state_path(dir))),
         None => state::load_pending(dir)?
@@ -200,12 +210,14 @@ pub async fn register(options: &Options) -> Result<Registered, AgentError> {
     }
     let config = client.agent_config(&host_key).await?;
     let presented = verify_signing_key(&config)?;
-    check_pin(
-        &presented,
-        options.server_key.as_deref(),
-        pinned.as_deref(),
-        dir,
-    )?;
+    if announced.as_deref() != Some(presented.as_str()) {
+        check_pin(
+            &presented,
+            options.server_key.as_deref(),
+            pinned.as_deref(),
+            dir,
+        )?;
+    }
     if options.server_key.is_none() && pinned.is_none() && client.is_plain_http() {
         eprintln!(
             "steward-agent: warning: the server's key {presented} was not verified (trust on first use over plain http); pass --server-key to check it"
@@ -224,6 +236,10 @@ pub async fn register(options: &Options) -> Result<Registered, AgentError> {
             .or(options.registration.agent_port)
             .unwrap_or(DEFAULT_AGENT_PORT),
         registered_at: now_rfc3339(),
+        next_server_key: config
+            .signing_key
+            .next
+            .map(|n| n.public_key.trim().to_owned()),
     };
     let path = state::save(dir, &state)?;
     state::remove_pending(dir)?;
@@ -277,6 +293,7 @@ mod tests {
                 algorithm: "ed25519".into(),
                 public_key,
                 fingerprint,
+                next: None,
             },
         }
     }
@@ -376,6 +393,7 @@ mod tests {
                 server_fingerprint: String::new(),
                 agent_port: 5665,
                 registered_at: String::new(),
+                next_server_key: None,
             },
             path: PathBuf::from("/var/lib/steward-agent/state.json"),
             renewed: false,

@@ -65,7 +65,9 @@ pub struct ServeOptions {
 /// The running agent: its configuration and the allowlist it holds.
 #[derive(Debug)]
 pub struct Agent {
-    pinned: Pinned,
+    /// The server keys trusted (they change during a key rotation).
+    pinned: RwLock<Pinned>,
+    state_dir: PathBuf,
     listen: SocketAddr,
     allowlist_path: PathBuf,
     scripts_conf: Option<PathBuf>,
@@ -133,7 +135,8 @@ impl Agent {
             }
         };
         Ok(Self {
-            pinned,
+            pinned: RwLock::new(pinned),
+            state_dir: dir.clone(),
             listen,
             allowlist_path,
             scripts_conf: options.scripts_conf,
@@ -177,14 +180,47 @@ impl Agent {
             "allowlist push received"
         );
         let held = self.held.read().await.clone();
-        match holding::assess(&document, &self.pinned, held.as_deref(), &self.allowed_dirs) {
-            Err(refusal) => {
-                tracing::warn!("refused an allowlist: {}", refusal.message);
-                Received::Refused(refusal)
-            }
-            Ok(Verdict::Unchanged) => Received::Unchanged(held),
-            Ok(Verdict::Accept(new)) => self.write(Arc::new(*new)).await,
+        let pinned = self.pinned.read().await.clone();
+        let received =
+            match holding::assess(&document, &pinned, held.as_deref(), &self.allowed_dirs) {
+                Err(refusal) => {
+                    tracing::warn!("refused an allowlist: {}", refusal.message);
+                    return Received::Refused(refusal);
+                }
+                Ok(Verdict::Unchanged) => Received::Unchanged(held),
+                Ok(Verdict::Accept(new)) => self.write(Arc::new(*new)).await,
+            };
+        if !matches!(received, Received::NotKept(_))
+            && let Some(keys) = holding::key_change(&document, &pinned)
+        {
+            self.follow_rotation(keys).await;
         }
+        received
+    }
+
+    /// Trusts the keys of a rotation from now on, and keeps them in the
+    /// state file.
+    async fn follow_rotation(&self, keys: Pinned) {
+        let promoted = keys.key != self.pinned.read().await.key;
+        let dir = self.state_dir.clone();
+        let to_save = keys.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let mut state = state::load(&dir)?
+                .ok_or_else(|| AgentError::State("the state file is gone".into()))?;
+            to_save.to_state(&mut state);
+            state::save(&dir, &state)
+        })
+        .await
+        .unwrap_or_else(|e| Err(AgentError::State(e.to_string())));
+        match saved {
+            Ok(_) if promoted => tracing::info!(
+                fingerprint = %crate::signing::fingerprint(&keys.key.to_bytes()),
+                "the server's key rotated: trusting the new key only"
+            ),
+            Ok(_) => tracing::info!("the server announced its next key: trusting it too"),
+            Err(e) => tracing::error!("cannot keep the server's new key: {e}"),
+        }
+        *self.pinned.write().await = keys;
     }
 
     /// Checks and, if it passes, writes a pushed document; the answer.

@@ -40,6 +40,10 @@ pub struct State {
     pub agent_port: u16,
     /// When the node last registered (RFC 3339, UTC).
     pub registered_at: String,
+    /// The key the server announced it will sign with next (a rotation
+    /// under way), base64; followed when an allowlist signed by it arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_server_key: Option<String>,
 }
 
 impl std::fmt::Debug for State {
@@ -222,6 +226,7 @@ mod tests {
             server_fingerprint: "sha256:00".into(),
             agent_port: 5665,
             registered_at: "2024-01-01T00:00:00Z".into(),
+            next_server_key: None,
         }
     }
 

@@ -122,7 +122,15 @@ impl Allowlist {
 
     /// The signed document an agent receives: every field but `signature`
     /// is covered by the base64 Ed25519 signature over its canonical JSON.
-    pub fn sign(&self, serial: i64, generated_at: &str, key: &SigningKey) -> Value {
+    /// During a key rotation `next_key` (base64 of the new public key) is
+    /// announced in it, so that agents follow the rotation.
+    pub fn sign(
+        &self,
+        serial: i64,
+        generated_at: &str,
+        key: &SigningKey,
+        next_key: Option<&str>,
+    ) -> Value {
         let mut doc = json!({
             "format": FORMAT,
             "host_id": self.host_id,
@@ -132,6 +140,9 @@ impl Allowlist {
             "generated_at": generated_at,
             "scripts": self.scripts_value(),
         });
+        if let (Some(next), Some(map)) = (next_key, doc.as_object_mut()) {
+            map.insert("next_key".into(), next.into());
+        }
         let signature = key.sign(canonical(&doc).as_bytes());
         if let Some(map) = doc.as_object_mut() {
             map.insert(
@@ -271,6 +282,7 @@ mod tests {
             1_700_000_000_000,
             "2023-11-14T22:13:20.000Z",
             &rfc8032_key(),
+            None,
         );
         assert_eq!(signed["signature"], json!(VECTOR_SIGNATURE));
         assert_eq!(
@@ -289,7 +301,7 @@ mod tests {
     #[test]
     fn any_change_to_a_signed_field_breaks_the_signature() {
         let names: Vec<String> = ["uptime"].map(String::from).to_vec();
-        let signed = render(7, "web-01", &names, &sources()).sign(5, "t", &rfc8032_key());
+        let signed = render(7, "web-01", &names, &sources()).sign(5, "t", &rfc8032_key(), None);
         let public = rfc8032_key().verifying_key();
         for (field, value) in [
             ("serial", json!(6)),

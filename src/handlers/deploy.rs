@@ -54,10 +54,11 @@ pub async fn start_deploy(
             ))
         })?,
     };
+    let server_key = state.signing_key()?;
     let started = service::start(
         &state.store,
         &caller,
-        &state.server_key,
+        &server_key,
         force,
         state.deployer.owner(),
     )

@@ -140,7 +140,11 @@ pub async fn agent_config(
         Err(response) => return *response,
     };
     let key = presented_key(&query, &headers, None);
-    match service::agent_config(&state.store, key.as_deref(), &state.server_key).await {
+    let server_key = match state.signing_key() {
+        Ok(server_key) => server_key,
+        Err(e) => return e.into_response(),
+    };
+    match service::agent_config(&state.store, key.as_deref(), &server_key).await {
         Ok(config) => json_response(StatusCode::OK, &config),
         Err(e) => refuse(&state, address, e, false),
     }

@@ -300,6 +300,7 @@ pub async fn start(
     )
     .await?;
     let generated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let next_key = key.next_public_key_base64();
     let now = crate::store::now_millis();
     let rows: Vec<deployments::DeploymentHost> = rendering
         .hosts
@@ -314,7 +315,12 @@ pub async fn start(
             serial,
             allowlist: h
                 .allowlist
-                .sign(serial, &generated_at, key.signing_key())
+                .sign(
+                    serial,
+                    &generated_at,
+                    key.signing_key(),
+                    next_key.as_deref(),
+                )
                 .to_string(),
             result: "pending".into(),
             error: None,

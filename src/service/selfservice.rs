@@ -333,6 +333,11 @@ pub async fn agent_config(
             "algorithm": "ed25519",
             "public_key": server_key.public_key_base64(),
             "fingerprint": server_key.fingerprint(),
+            // During a key rotation, the key that will replace it.
+            "next": server_key.next_public_key_base64().map(|public_key| json!({
+                "public_key": public_key,
+                "fingerprint": server_key.next_fingerprint(),
+            })),
         },
     }))
 }
