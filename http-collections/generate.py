@@ -1827,6 +1827,63 @@ def deploy(P):
     ]
 
 
+def pull(P):
+    sc, tpl, node = f"{P}pl-script", f"{P}pl-agents", f"{P}pl-node"
+    PULL = "/director/self-service/allowlist"
+    mine = (f"var mine = B.hosts.filter(function (h) {{ return h.host === {js(node)}; }}); "
+            "expect(mine.length).to.equal(1)")
+    return [
+        cleanup("host", node), cleanup("host", tpl), cleanup("script", sc),
+        Req("script to pull", "POST", "/director/script", body={"object_name": sc, "command": "/usr/bin/uptime"},
+            status=201, checks=[field("command", "/usr/bin/uptime")]),
+        Req("template for pulling agents", "POST", "/director/host",
+            body={"object_name": tpl, "object_type": "template", "has_agent": True, "scripts": [sc]},
+            status=201, checks=[field("scripts", [sc])]),
+        Req("template key", "POST", K(tpl), body={}, status=200, checks=[new_key("plKey")]),
+        Req("register a node without an address", "POST", REG + f"?name={node}&key={{{{plKey}}}}", auth=NOAUTH,
+            body={}, status=200, checks=[body_key("plHostKey", differs=["plKey"])]),
+        Req("no key gives 400", "GET", PULL, auth=NOAUTH, status=400, checks=[has_error()]),
+        Req("an unknown key gives 403", "GET", PULL, auth=NOAUTH,
+            headers={"Authorization": "Bearer " + "0" * 64}, status=403, checks=[has_error()]),
+        Req("the template's key is not a host's: 403", "GET", PULL, auth=NOAUTH, headers=bearer("plKey"),
+            status=403, checks=[has_error(), no_key("plKey")]),
+        Req("wait above 300 gives 400", "GET", PULL + "?wait=301", auth=NOAUTH, headers=bearer("plHostKey"),
+            status=400, checks=[has_error()]),
+        Req("nothing deployed to it yet: 404", "GET", PULL + "?wait=0", auth=NOAUTH, headers=bearer("plHostKey"),
+            status=404, checks=[has_error(), no_key("plHostKey")]),
+        Req("deploy (the server cannot reach it)", "POST", "/director/config/deploy?wait=30", body=[], status=200,
+            checks=[t("it is unreachable: no address",
+                      mine + "; expect(mine[0].result).to.equal('unreachable')"),
+                    t("remember the deployment", "setv('plDep', B.id)")]),
+        Req("pull the signed allowlist", "GET", PULL, auth=NOAUTH, headers=bearer("plHostKey"), status=200,
+            checks=[t("format 1 for this host", f"expect(B.format).to.equal(1); expect(B.host).to.equal({js(node)})"),
+                    t("the script, resolved", f"expect(B.scripts).to.deep.equal({js([{'name': sc, 'command': '/usr/bin/uptime', 'arguments': None, 'timeout': None}])})"),
+                    t("signed, with serial and checksum",
+                      f"expect(B.signature).to.be.a('string'); expect(B.serial).to.be.a('number'); "
+                      f"expect(B.checksum).to.match({HEX64}); setv('plChecksum', B.checksum)"),
+                    etag_present(), save_etag("plEtag"), json_ct(), no_key("plHostKey")]),
+        Req("the same ETag: 304 at once without wait", "GET", PULL + "?wait=0", auth=NOAUTH,
+            headers={**bearer("plHostKey"), "If-None-Match": "{{plEtag}}"}, status=304,
+            checks=[empty_body()]),
+        Req("the same ETag with wait=1: 304 after the wait", "GET", PULL + "?wait=1", auth=NOAUTH,
+            headers={**bearer("plHostKey"), "If-None-Match": "{{plEtag}}"}, status=304, checks=[empty_body()]),
+        Req("the fetch counts as deployed", "GET", "/director/config/deployment?id={{plDep}}", status=200,
+            checks=[t("the node is deployed now", mine + "; expect(mine[0].result).to.equal('deployed')")]),
+        Req("the preview shows it confirmed", "GET", f"/director/host/allowlist?name={node}", status=200,
+            checks=[t("confirmed is the rendered checksum",
+                      "expect(B.confirmed.checksum).to.equal(getv('plChecksum')); "
+                      "expect(B.checksum).to.equal(getv('plChecksum'))")]),
+        Req("nothing pending for it", "GET", "/director/config/pending", status=200,
+            checks=[t("the node is not listed",
+                      f"expect(B.hosts.filter(function (h) {{ return h.host === {js(node)}; }}).length).to.equal(0)")]),
+        Req("DELETE the node", "DELETE", f"/director/host?name={node}", status=200, checks=[field("object_name", node)]),
+        Req("DELETE the template", "DELETE", f"/director/host?name={tpl}", status=200, checks=[field("object_name", tpl)]),
+        Req("deploy its revocation", "POST", "/director/config/deploy?wait=30", body=[], status=200,
+            checks=[t("finished", "expect(['succeeded', 'partial', 'failed']).to.include(B.status)")]),
+        Req("DELETE the script", "DELETE", f"/director/script?name={sc}", status=200, checks=[field("object_name", sc)]),
+    ]
+
+
 FOLDERS = [
     ("01-scenario", "Director sample scenario (CONTRACT section 11)", lambda P: scenario()),
     ("02-hosts", "One host: GET/POST/PUT/PATCH/DELETE, ETags, renames", hosts),
@@ -1844,6 +1901,7 @@ FOLDERS = [
     ("14-self-service", "Registration at boot, adoption, agent config, own tickets, text answers", selfservice),
     ("15-allowlists", "Allowlist preview of hosts and pending config: the deploy set, resolved scripts, checksums", allowlists),
     ("16-deploy", "Deploying: deployments, status, an unreachable agent, 409/404/400/403", deploy),
+    ("17-pull", "Pulling agents: the signed allowlist by host key, ETag, long poll, a fetch counts as deployed", pull),
 ]
 
 # --------------------------------------------------------------------------

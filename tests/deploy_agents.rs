@@ -771,6 +771,18 @@ fn agents_follow_a_key_rotation_announced_in_a_signed_allowlist() {
     assert_eq!(announced["status"], json!("partial"), "{announced}");
     let state = agent_state(&w.agents[0]);
     assert!(state["next_server_key"].is_string(), "{state}");
+    let bearer = format!("Bearer {}", state["host_key"].as_str().unwrap());
+    let config = || {
+        http(
+            &w.servers[0].addr,
+            "GET",
+            "/director/self-service/agent-config",
+            Some(&bearer),
+            "",
+        )
+        .1
+    };
+    assert_eq!(config()["signing_key"]["next"]["fingerprint"], json!(next));
     assert_eq!(
         state["server_fingerprint"].as_str(),
         old.trim().strip_prefix("key   ")
@@ -806,4 +818,11 @@ fn agents_follow_a_key_rotation_announced_in_a_signed_allowlist() {
     assert_eq!(state["server_fingerprint"], json!(next), "{state}");
     assert!(state.get("next_server_key").is_none(), "{state}");
     assert_eq!(steward_key(&w, "show").trim(), format!("key   {next}"));
+    let config = config();
+    assert_eq!(
+        config["signing_key"]["fingerprint"],
+        json!(next),
+        "{config}"
+    );
+    assert!(config["signing_key"].get("next").is_none(), "{config}");
 }

@@ -381,10 +381,14 @@ async fn fetched_instead(
                 attempts: 0,
             });
         }
-        if state.pulled_at.is_none()
-            || tokio::time::Instant::now() >= deadline
-            || stop.load(Ordering::Relaxed)
-        {
+        // Only an agent that pulled before, and still has a host key to
+        // pull with (a deleted host has none), is waited for.
+        let can_pull = state.pulled_at.is_some()
+            && matches!(
+                crate::store::keys::of_object(store.db(), host.host_id).await,
+                Ok(Some(_))
+            );
+        if !can_pull || tokio::time::Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

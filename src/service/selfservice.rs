@@ -325,7 +325,7 @@ pub async fn agent_config(
     let (host, _) = host_of_key(store.db(), key).await?;
     let resolver = resolver(store.db(), Kind::Host).await?;
     let (_, port) = resolved_agent(&resolver, &host.draft);
-    Ok(json!({
+    let mut config = json!({
         "host": host.draft.name.as_str(),
         "host_id": host.id,
         "agent_port": port,
@@ -333,13 +333,16 @@ pub async fn agent_config(
             "algorithm": "ed25519",
             "public_key": server_key.public_key_base64(),
             "fingerprint": server_key.fingerprint(),
-            // During a key rotation, the key that will replace it.
-            "next": server_key.next_public_key_base64().map(|public_key| json!({
-                "public_key": public_key,
-                "fingerprint": server_key.next_fingerprint(),
-            })),
         },
-    }))
+    });
+    // During a key rotation, the key that will replace it.
+    if let Some(public_key) = server_key.next_public_key_base64() {
+        config["signing_key"]["next"] = json!({
+            "public_key": public_key,
+            "fingerprint": server_key.next_fingerprint(),
+        });
+    }
+    Ok(config)
 }
 
 async fn ticket_of(store: &Store, host: &StoredObject, salt: &str) -> Result<String, ApiError> {
