@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Deploying to an agent farm: N agents on loopback, one process.
+
+Starts `steward serve` (release build) on a fresh data directory, creates
+three scripts and an agent template, starts `examples/agent_farm` (which
+registers N nodes through self-service and serves an agent endpoint for
+each, checking signatures as steward-agent does), then measures:
+
+  * the wall time of a deployment that changes every host's allowlist
+    (`POST /director/config/deploy?wait=600`, from the request to the
+    answer), `--runs` times, each after changing a script's command;
+  * the server's peak RSS (VmHWM from /proc) over the whole run;
+  * a redeploy after one host changed: how many hosts it pushed.
+
+    CARGO_TARGET_DIR=target cargo build --release --bin steward --example agent_farm
+    python3 benches/deploy_farm.py [--agents 10000] [--runs 3] [--target-dir target]
+"""
+import argparse
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+PASSWORD = "farm-admin-password"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(method, url, body=None, auth=None, timeout=900):
+    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), method=method)
+    req.add_header("Accept", "application/json")
+    req.add_header("Content-Type", "application/json")
+    if auth:
+        req.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def rss_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--agents", type=int, default=10000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR", "target"))
+    ap.add_argument("--first-port", type=int, default=30000)
+    args = ap.parse_args()
+    steward = os.path.join(args.target_dir, "release", "steward")
+    farm_bin = os.path.join(args.target_dir, "release", "examples", "agent_farm")
+    data = tempfile.mkdtemp(prefix="steward-farm-")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn")
+    env.pop("STEWARD_DATABASE_URL", None)
+    server = subprocess.Popen([steward, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    farm = None
+    try:
+        for _ in range(400):
+            try:
+                if call("GET", base + "/ready", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        admin = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
+        for name in ("uptime", "df", "load"):
+            call("POST", base + "/director/script", {"object_name": name, "command": f"/usr/bin/{name}"}, admin)
+        call("POST", base + "/director/host", {"object_name": "farm", "object_type": "template",
+                                               "has_agent": True, "scripts": ["uptime", "df", "load"]}, admin)
+        _, key = call("POST", base + "/director/host/api-key?name=farm", {}, admin)
+        control = f"127.0.0.1:{free_port()}"
+        started = time.monotonic()
+        farm = subprocess.Popen([farm_bin, "--server", base, "--key", key["api_key"], "--count", str(args.agents),
+                                 "--first-port", str(args.first_port), "--control", control],
+                                stdout=subprocess.PIPE, text=True)
+        line = farm.stdout.readline().strip()
+        if not line.startswith("ready"):
+            sys.exit(f"the farm did not start: {line!r}")
+        print(f"{args.agents} agents registered and listening in {time.monotonic() - started:.1f} s")
+        idle = rss_kib(server.pid, "VmRSS")
+
+        walls = []
+        for run in range(args.runs):
+            if run:
+                call("POST", base + "/director/script?name=load",
+                     {"command": f"/usr/bin/load{run}"}, admin)
+            t0 = time.monotonic()
+            status, d = call("POST", base + "/director/config/deploy?wait=600", [], admin)
+            wall = time.monotonic() - t0
+            counts = d.get("counts", {})
+            print(f"run {run + 1}: {wall:.2f} s, {d.get('status')}, deployed {counts.get('deployed')}, "
+                  f"unreachable {counts.get('unreachable')}, failed {counts.get('failed')}")
+            walls.append(wall)
+        peak = rss_kib(server.pid, "VmHWM")
+        _, before = call("GET", f"http://{control}/stats")
+        call("POST", base + "/director/host?name=farm-00007.example", {"scripts": ["uptime"]}, admin)
+        t0 = time.monotonic()
+        _, one = call("POST", base + "/director/config/deploy?wait=600", [], admin)
+        one_wall = time.monotonic() - t0
+        _, after = call("GET", f"http://{control}/stats")
+        print(f"redeploy after one host changed: {one_wall:.2f} s, {one.get('status')}, "
+              f"counts {one.get('counts')}, pushes received {after['pushes'] - before['pushes']}")
+        print(f"farm: {after}")
+        print(f"server RSS: idle after registration {idle / 1024:.1f} MB, peak {peak / 1024:.1f} MB")
+        print(f"deploy to {args.agents} agents: median {statistics.median(walls):.2f} s "
+              f"(runs: {', '.join(f'{w:.2f}' for w in walls)})")
+    finally:
+        if farm:
+            farm.terminate()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
