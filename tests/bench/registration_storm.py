@@ -7,7 +7,7 @@ concurrent registrations (distinct names) from a thread pool and reports
 the wall time, the failures and the distinct keys. Median of several runs.
 
     cargo build --release --bins
-    python3 benches/registration_storm.py [--nodes 1000] [--runs 3] [--binary target/release/steward]
+    python3 tests/bench/registration_storm.py [--nodes 1000] [--runs 3] [--binary target/release/steward]
 """
 import argparse
 import base64

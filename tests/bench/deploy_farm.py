@@ -12,8 +12,11 @@ each, checking signatures as steward-agent does), then measures:
   * the server's peak RSS (VmHWM from /proc) over the whole run;
   * a redeploy after one host changed: how many hosts it pushed.
 
+The server runs with MALLOC_ARENA_MAX=2 (as docs/OPERATIONS.md recommends
+for production; `--malloc-arena-max ''` for glibc's default).
+
     CARGO_TARGET_DIR=target cargo build --release --bin steward --example agent_farm
-    python3 benches/deploy_farm.py [--agents 10000] [--runs 3] [--target-dir target]
+    python3 tests/bench/deploy_farm.py [--agents 10000] [--runs 3] [--target-dir target]
 """
 import argparse
 import base64
@@ -57,12 +60,24 @@ def rss_kib(pid, field):
     return 0
 
 
+def reset_peak(pid):
+    """Resets VmHWM to the current RSS (Linux: write 5 to clear_refs)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--agents", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR", "target"))
-    ap.add_argument("--first-port", type=int, default=30000)
+    ap.add_argument("--first-port", type=int, default=20000)
+    ap.add_argument("--malloc-arena-max", default="2",
+                    help="MALLOC_ARENA_MAX for the server, as docs/OPERATIONS.md recommends "
+                         "('' leaves glibc's default: up to 8 arenas per core)")
     args = ap.parse_args()
     steward = os.path.join(args.target_dir, "release", "steward")
     farm_bin = os.path.join(args.target_dir, "release", "examples", "agent_farm")
@@ -71,6 +86,10 @@ def main():
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn")
     env.pop("STEWARD_DATABASE_URL", None)
+    env.pop("MALLOC_ARENA_MAX", None)
+    if args.malloc_arena_max:
+        env["MALLOC_ARENA_MAX"] = args.malloc_arena_max
+    print(f"server: SQLite, MALLOC_ARENA_MAX={args.malloc_arena_max or '(glibc default)'}")
     server = subprocess.Popen([steward, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     farm = None
@@ -98,8 +117,9 @@ def main():
         print(f"{args.agents} agents registered and listening in {time.monotonic() - started:.1f} s")
         idle = rss_kib(server.pid, "VmRSS")
 
-        walls = []
+        walls, peaks = [], []
         for run in range(args.runs):
+            reset_peak(server.pid)
             if run:
                 call("POST", base + "/director/script?name=load",
                      {"command": f"/usr/bin/load{run}"}, admin)
@@ -110,9 +130,12 @@ def main():
             print(f"run {run + 1}: {wall:.2f} s, {d.get('status')}, deployed {counts.get('deployed')}, "
                   f"unreachable {counts.get('unreachable')}, failed {counts.get('failed')}")
             walls.append(wall)
-        peak = rss_kib(server.pid, "VmHWM")
+            peaks.append(rss_kib(server.pid, "VmHWM"))
+            print(f"  server RSS: peak {peaks[-1] / 1024:.1f} MB, at the end {rss_kib(server.pid, 'VmRSS') / 1024:.1f} MB")
+        peak = max(peaks)
         _, before = call("GET", f"http://{control}/stats")
-        call("POST", base + "/director/host?name=farm-00007.example", {"scripts": ["uptime"]}, admin)
+        call("POST", base + "/director/script", {"object_name": "extra", "command": "/usr/bin/extra"}, admin)
+        call("POST", base + "/director/host?name=farm-00007.example", {"scripts": ["extra"]}, admin)
         t0 = time.monotonic()
         _, one = call("POST", base + "/director/config/deploy?wait=600", [], admin)
         one_wall = time.monotonic() - t0
@@ -120,7 +143,8 @@ def main():
         print(f"redeploy after one host changed: {one_wall:.2f} s, {one.get('status')}, "
               f"counts {one.get('counts')}, pushes received {after['pushes'] - before['pushes']}")
         print(f"farm: {after}")
-        print(f"server RSS: idle after registration {idle / 1024:.1f} MB, peak {peak / 1024:.1f} MB")
+        print(f"server RSS: idle after registration {idle / 1024:.1f} MB, peak during the deploys "
+              f"{peak / 1024:.1f} MB (runs: {', '.join(f'{p / 1024:.1f}' for p in peaks)})")
         print(f"deploy to {args.agents} agents: median {statistics.median(walls):.2f} s "
               f"(runs: {', '.join(f'{w:.2f}' for w in walls)})")
     finally:
