@@ -1,6 +1,7 @@
 //! Deployments keep their per-result counts once finished, so that a
 //! deployment whose per-host details were pruned still says how it went;
-//! agents states record when the agent last pulled its allowlist.
+//! agents states record when the agent last pulled its allowlist; a
+//! host's newest allowlist is found by index (pulls ask for it often).
 
 use sea_orm_migration::prelude::*;
 
@@ -11,6 +12,13 @@ pub struct Migration;
 enum Deployments {
     Table,
     Counts,
+}
+
+#[derive(DeriveIden)]
+enum DeploymentHosts {
+    Table,
+    HostId,
+    DeploymentId,
 }
 
 #[derive(DeriveIden)]
@@ -37,10 +45,28 @@ impl MigrationTrait for Migration {
                     .add_column(ColumnDef::new(AgentStates::PulledAt).big_integer().null())
                     .to_owned(),
             )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("deployment_hosts_host")
+                    .table(DeploymentHosts::Table)
+                    .col(DeploymentHosts::HostId)
+                    .col(DeploymentHosts::DeploymentId)
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("deployment_hosts_host")
+                    .table(DeploymentHosts::Table)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()

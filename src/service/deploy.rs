@@ -302,45 +302,61 @@ pub async fn start(
     let generated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let next_key = key.next_public_key_base64();
     let now = crate::store::now_millis();
+    // Only what changed is signed and pushed: a host whose agent holds
+    // its rendered allowlist is `skipped` from the start (unless `force`),
+    // its row naming the serial the agent holds and carrying no document.
     let rows: Vec<deployments::DeploymentHost> = rendering
         .hosts
         .iter()
-        .map(|h| deployments::DeploymentHost {
-            deployment_id: deployment.id,
-            host_id: h.host_id,
-            host_name: h.host.clone(),
-            address: h.address.clone(),
-            agent_port: i32::try_from(h.agent_port).unwrap_or(7446),
-            checksum: h.checksum.clone(),
-            serial,
-            allowlist: h
-                .allowlist
-                .sign(
-                    serial,
-                    &generated_at,
-                    key.signing_key(),
-                    next_key.as_deref(),
-                )
-                .to_string(),
-            result: "pending".into(),
-            error: None,
-            attempts: 0,
-            updated_at: now,
+        .map(|h| {
+            let held = states
+                .get(&h.host_id)
+                .filter(|s| s.confirmed_checksum.as_deref() == Some(h.checksum.as_str()))
+                .and_then(|s| s.confirmed_serial);
+            let (serial, allowlist, result) = match held {
+                Some(held) if !force => (held, String::new(), "skipped"),
+                _ => {
+                    let signed = h.allowlist.sign(
+                        serial,
+                        &generated_at,
+                        key.signing_key(),
+                        next_key.as_deref(),
+                    );
+                    (serial, signed.to_string(), "pending")
+                }
+            };
+            deployments::DeploymentHost {
+                deployment_id: deployment.id,
+                host_id: h.host_id,
+                host_name: h.host.clone(),
+                address: h.address.clone(),
+                agent_port: i32::try_from(h.agent_port).unwrap_or(7446),
+                checksum: h.checksum.clone(),
+                serial,
+                allowlist,
+                result: result.into(),
+                error: None,
+                attempts: 0,
+                updated_at: now,
+            }
         })
         .collect();
     deployments::add_hosts(&tx.tx, rows).await?;
     for h in &rendering.hosts {
-        let held = states.get(&h.host_id).is_some_and(|s| s.in_deploy_set);
+        let state = states.get(&h.host_id);
+        let held = state.is_some_and(|s| s.in_deploy_set);
         let port = i32::try_from(h.agent_port).unwrap_or(7446);
-        deployments::target(
-            &tx.tx,
-            h.host_id,
-            &h.host,
-            h.address.clone(),
-            port,
-            h.in_deploy_set || held,
-        )
-        .await?;
+        let in_set = h.in_deploy_set || held;
+        let known = state.is_some_and(|s| {
+            s.host_name == h.host
+                && s.address == h.address
+                && s.agent_port == port
+                && s.in_deploy_set == in_set
+        });
+        if !known {
+            deployments::target(&tx.tx, h.host_id, &h.host, h.address.clone(), port, in_set)
+                .await?;
+        }
     }
     let entry = crate::domain::activity::Entry {
         at: now,

@@ -371,13 +371,15 @@ pub async fn statuses_of(db: &impl ConnectionTrait, checksum: &str) -> Result<Ve
         .collect())
 }
 
-/// The newest allowlist issued to a host, in any deployment.
+/// The newest allowlist issued to a host, in any deployment (rows of
+/// skipped hosts carry none).
 pub async fn latest_for_host(
     db: &impl ConnectionTrait,
     host_id: i64,
 ) -> Result<Option<DeploymentHost>, DbErr> {
     deployment_host::Entity::find()
         .filter(deployment_host::Column::HostId.eq(host_id))
+        .filter(deployment_host::Column::Allowlist.ne(""))
         .order_by_desc(deployment_host::Column::DeploymentId)
         .one(db)
         .await

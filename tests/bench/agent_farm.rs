@@ -101,7 +101,10 @@ async fn register(
         .await
         .map_err(|e| format!("{name}: {e}"))?;
     if !response.status().is_success() {
-        return Err(format!("{name}: register-host answered {}", response.status()));
+        return Err(format!(
+            "{name}: register-host answered {}",
+            response.status()
+        ));
     }
     let host_key: String = response.json().await.map_err(|e| format!("{name}: {e}"))?;
     let config: Value = http
@@ -113,7 +116,9 @@ async fn register(
         .json()
         .await
         .map_err(|e| format!("{name}: {e}"))?;
-    let host_id = config["host_id"].as_i64().ok_or(format!("{name}: no host_id"))?;
+    let host_id = config["host_id"]
+        .as_i64()
+        .ok_or(format!("{name}: no host_id"))?;
     let public_key = config["signing_key"]["public_key"]
         .as_str()
         .ok_or(format!("{name}: no signing key"))?
