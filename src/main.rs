@@ -164,14 +164,17 @@ async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot load users: {e}"))?;
     tokio::spawn(state.deployer.clone().watch());
+    let deployer = state.deployer.clone();
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "steward is ready");
-    axum::serve(
+    let served = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await
-    .map_err(|e| format!("server error: {e}"))
+    .map_err(|e| format!("server error: {e}"));
+    deployer.release().await;
+    served
 }
 
 async fn shutdown_signal() {

@@ -521,6 +521,41 @@ fn slow(i: usize) -> String {
 }
 
 #[test]
+fn a_server_stopped_while_pushing_to_slow_agents_hands_the_deployment_over_at_once() {
+    let mut w = build(Setup {
+        agents: 4,
+        reload: Some(slow),
+        ..Setup::default()
+    });
+    let (status, started) = w.call("POST", "/director/config/deploy", json!([]));
+    assert_eq!(status, 202, "{started}");
+    let id = started["deployment_id"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    // SIGTERM: a graceful stop gives up the lease.
+    let mut process = w.servers[0].process.take().unwrap();
+    let pid = process.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = process.0.wait();
+    let stopped_at = Instant::now();
+    w.servers[0].start();
+    let done = w.finished(0, id, Duration::from_secs(60));
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    assert_eq!(done["counts"]["deployed"], json!(4), "{done}");
+    // Taken over at the restart, not when a lease ran out (6 s).
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(5),
+        "the deployment waited for its lease to run out: {:?}",
+        stopped_at.elapsed()
+    );
+}
+
+#[test]
 fn a_server_killed_while_pushing_to_slow_agents_finishes_the_deployment_after_restart() {
     let mut w = build(Setup {
         agents: 6,

@@ -239,6 +239,17 @@ impl Deployer {
         }
     }
 
+    /// At a graceful stop: gives up the leases of the deployments this
+    /// server runs, so that whoever starts next takes them over at once
+    /// rather than when the leases run out.
+    pub async fn release(&self) {
+        match deployments::release(self.store.db(), &self.owner).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deployments = n, "left running deployments to be taken over"),
+            Err(e) => tracing::warn!(error = %e, "cannot give up the deployment leases"),
+        }
+    }
+
     /// Runs (or resumes) deployment `id` while holding its lease: every
     /// host still pending is pushed or skipped, the results are written in
     /// batches, then the deployment gets its final status.

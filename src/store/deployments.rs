@@ -135,6 +135,18 @@ pub async fn renew(
     Ok(done.rows_affected == 1)
 }
 
+/// Gives up `owner`'s leases (a graceful stop): another server, or this
+/// one started again, takes the deployments over at once.
+pub async fn release(db: &impl ConnectionTrait, owner: &str) -> Result<u64, DbErr> {
+    let done = deployment::Entity::update_many()
+        .col_expr(deployment::Column::LeaseUntil, Expr::value(0i64))
+        .filter(deployment::Column::LeaseOwner.eq(owner))
+        .filter(deployment::Column::Status.eq("running"))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
+}
+
 /// Drops the per-host details of every deployment but the newest `keep`
 /// (the deployments themselves stay listed, with their counts gone).
 pub async fn prune(db: &impl ConnectionTrait, keep: u64) -> Result<u64, DbErr> {
