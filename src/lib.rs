@@ -12,6 +12,7 @@ pub mod error;
 pub mod files;
 pub mod handlers;
 pub mod http;
+pub mod metrics;
 pub mod router;
 pub mod service;
 pub mod signing;

@@ -15,9 +15,39 @@ use crate::error::ApiError;
 use crate::handlers::{activity, deploy, health, lists, objects, selfservice, users};
 use crate::http::body::{JsonObject, OptionalJsonObject, PatchBody};
 use crate::http::middleware;
+use crate::http::observe::observe;
 use crate::http::query::QueryParams;
 use crate::service::caller::Caller;
 use crate::state::AppState;
+
+/// The path of every route (Director routes without the base path). Logs
+/// and metrics label requests by these; anything else is `other`.
+pub const ROUTES: &[&str] = &[
+    "/health",
+    "/ready",
+    "/metrics",
+    "/director/activity",
+    "/director/config/deploy",
+    "/director/config/deployment",
+    "/director/config/deployment-status",
+    "/director/config/deployments",
+    "/director/config/pending",
+    "/director/host",
+    "/director/host/allowlist",
+    "/director/host/api-key",
+    "/director/host/ticket",
+    "/director/hosts",
+    "/director/hosts/templates",
+    "/director/script",
+    "/director/scripts",
+    "/director/scripts/templates",
+    "/director/self-service/agent-config",
+    "/director/self-service/allowlist",
+    "/director/self-service/register-host",
+    "/director/self-service/ticket",
+    "/director/user",
+    "/director/users",
+];
 
 /// The whole application: operational routes at the root, Director routes
 /// under the configured base path.
@@ -153,7 +183,8 @@ pub fn app(state: AppState) -> Router {
         );
     let operations = Router::new()
         .route("/health", get(health::health))
-        .route("/ready", get(health::ready));
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics));
     let base = state.config.base_path.clone();
     let outer_state = state.clone();
     let routes = if base.is_empty() {
@@ -177,6 +208,7 @@ pub fn app(state: AppState) -> Router {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(from_fn_with_state(outer_state.clone(), observe))
             .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 let id = req
                     .headers()

@@ -25,6 +25,8 @@ pub struct AppState {
     pub ticket_salt: Arc<String>,
     /// Runs deployments (and takes over interrupted ones).
     pub deployer: Deployer,
+    /// What `/metrics` shows.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -52,9 +54,11 @@ impl AppState {
         };
         let watch = store.watch_connection()?;
         let auth = Arc::new(Authenticator::new(store.db().clone(), watch).await?);
-        let deployer = Deployer::new(store.clone(), config.keep_deployments);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let deployer = Deployer::new(store.clone(), config.keep_deployments, metrics.clone());
         Ok(Self {
             deployer,
+            metrics,
             store,
             config,
             auth,

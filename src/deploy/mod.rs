@@ -173,11 +173,12 @@ pub struct Deployer {
     /// Deployments this process is running.
     running: Arc<Mutex<HashSet<i64>>>,
     client: reqwest::Client,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Deployer {
     /// A deployer over `store` keeping the details of `keep` deployments.
-    pub fn new(store: Arc<Store>, keep: u64) -> Self {
+    pub fn new(store: Arc<Store>, keep: u64, metrics: Arc<crate::metrics::Metrics>) -> Self {
         let owner = format!(
             "{}-{}",
             std::process::id(),
@@ -189,6 +190,7 @@ impl Deployer {
             keep: keep.max(1),
             running: Arc::default(),
             client: client(),
+            metrics,
         }
     }
 
@@ -281,7 +283,12 @@ impl Deployer {
             .filter(|h| h.result == "pending")
             .collect();
         let (results, received) = mpsc::channel(BATCH);
-        let writer = tokio::spawn(write_results(store.clone(), id, received));
+        let writer = tokio::spawn(write_results(
+            store.clone(),
+            id,
+            received,
+            self.metrics.clone(),
+        ));
         futures::stream::iter(pending)
             .for_each_concurrent(CONCURRENCY, |host| {
                 let (client, states, stop, results) = (&self.client, &states, &stop, &results);
@@ -460,6 +467,7 @@ async fn write_results(
     store: Arc<Store>,
     id: i64,
     mut received: mpsc::Receiver<(DeploymentHost, Outcome)>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<(), sea_orm::DbErr> {
     let mut batch = Vec::with_capacity(BATCH);
     while received.recv_many(&mut batch, BATCH).await > 0 {
@@ -479,6 +487,9 @@ async fn write_results(
             }
         }
         tx.commit().await?;
+        for (_, outcome) in &batch {
+            metrics.host_result(outcome.result, 1);
+        }
         batch.clear();
     }
     Ok(())

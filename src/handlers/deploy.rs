@@ -61,6 +61,7 @@ pub async fn start_deploy(
         &server_key,
         force,
         state.deployer.owner(),
+        &state.metrics,
     )
     .await?;
     let (checksum, id, hosts) = match started {

@@ -13,6 +13,27 @@ pub async fn health() -> Response {
     json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
 
+/// `GET /metrics`: Prometheus' text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics.render(state.store.db()).await {
+        Ok(text) => Response::builder()
+            .status(StatusCode::OK)
+            .header(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+            .body(axum::body::Body::from(text))
+            .unwrap_or_else(|_| Response::new(axum::body::Body::empty())),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the metrics");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": "The database is not reachable"}),
+            )
+        }
+    }
+}
+
 /// `GET /ready`: 503 while the database does not answer.
 pub async fn ready(State(state): State<AppState>) -> Response {
     match state.store.ping().await {

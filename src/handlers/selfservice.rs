@@ -122,9 +122,18 @@ pub async fn register_host(
     )
     .await
     {
-        Ok(host_key) if as_text => text(StatusCode::OK, host_key),
-        Ok(host_key) => json_response(StatusCode::OK, &Value::String(host_key)),
-        Err(e) => refuse(&state, address, e, as_text),
+        Ok(host_key) if as_text => {
+            state.metrics.registration("registered");
+            text(StatusCode::OK, host_key)
+        }
+        Ok(host_key) => {
+            state.metrics.registration("registered");
+            json_response(StatusCode::OK, &Value::String(host_key))
+        }
+        Err(e) => {
+            state.metrics.registration("refused");
+            refuse(&state, address, e, as_text)
+        }
     }
 }
 

@@ -5,4 +5,5 @@ pub mod body;
 pub mod conditions;
 pub mod json;
 pub mod middleware;
+pub mod observe;
 pub mod query;

@@ -253,6 +253,7 @@ pub async fn start(
     key: &crate::signing::ServerKey,
     force: bool,
     owner: &str,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<Started, ApiError> {
     use crate::store::deployments;
     caller.require(Permission::Deploy)?;
@@ -341,6 +342,7 @@ pub async fn start(
             }
         })
         .collect();
+    let skipped = rows.iter().filter(|r| r.result == "skipped").count();
     deployments::add_hosts(&tx.tx, rows).await?;
     for h in &rendering.hosts {
         let state = states.get(&h.host_id);
@@ -372,6 +374,7 @@ pub async fn start(
     };
     crate::store::activity::append(&tx.tx, &entry).await?;
     tx.commit().await?;
+    metrics.host_result("skipped", skipped as u64);
     Ok(Started::Running {
         checksum: rendering.checksum,
         deployment_id: deployment.id,

@@ -12,6 +12,7 @@ mod bad_input;
 mod concurrency;
 mod deploy;
 mod lists;
+mod metrics;
 mod objects;
 mod scenario;
 mod selfservice;

@@ -1,0 +1,192 @@
+//! Prometheus metrics: what the process counts as it goes (requests,
+//! latencies, per-host deploy results, registrations) and what `/metrics`
+//! asks the database for at each scrape (deployments by status, agents by
+//! what they last confirmed).
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use sea_orm::{ConnectionTrait, DbErr, Statement};
+
+/// Latency buckets in seconds, from half a millisecond to ten seconds.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every metric the process keeps, in one registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    host_results: IntCounterVec,
+    registrations: IntCounterVec,
+    deployments: IntGaugeVec,
+    agents: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric at zero.
+    ///
+    /// # Panics
+    /// Never: the names and labels are constants that are valid and
+    /// registered once.
+    #[allow(clippy::expect_used)]
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "steward_http_requests_total",
+                "HTTP requests by method, route and status.",
+            ),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "steward_http_request_duration_seconds",
+                "Time to the response head, by method and route.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        let host_results = IntCounterVec::new(
+            Opts::new(
+                "steward_deploy_host_results_total",
+                "Per-host results of the deployments this process ran.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let registrations = IntCounterVec::new(
+            Opts::new(
+                "steward_registrations_total",
+                "Self-service registrations by outcome (registered or refused).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let deployments = IntGaugeVec::new(
+            Opts::new(
+                "steward_deployments",
+                "Deployments in the database by status.",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        let agents = IntGaugeVec::new(
+            Opts::new(
+                "steward_agents",
+                "Agents by what they last confirmed: current (the newest allowlist issued to them), outdated, or unconfirmed.",
+            ),
+            &["state"],
+        )
+        .expect("valid metric");
+        for metric in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(host_results.clone()),
+            Box::new(registrations.clone()),
+            Box::new(deployments.clone()),
+            Box::new(agents.clone()),
+        ] {
+            registry.register(metric).expect("registered once");
+        }
+        for result in ["deployed", "skipped", "failed", "unreachable"] {
+            host_results.with_label_values(&[result]);
+        }
+        for outcome in ["registered", "refused"] {
+            registrations.with_label_values(&[outcome]);
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            host_results,
+            registrations,
+            deployments,
+            agents,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[method, route, status.to_string().as_str()])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one host's deploy result.
+    pub fn host_result(&self, result: &str, n: u64) {
+        self.host_results.with_label_values(&[result]).inc_by(n);
+    }
+
+    /// Counts one registration (`registered` or `refused`).
+    pub fn registration(&self, outcome: &str) {
+        self.registrations.with_label_values(&[outcome]).inc();
+    }
+
+    /// Reads the database's figures and renders everything in Prometheus'
+    /// text format (version 0.0.4).
+    pub async fn render(&self, db: &impl ConnectionTrait) -> Result<String, DbErr> {
+        self.deployments.reset();
+        for status in ["running", "succeeded", "partial", "failed", "cancelled"] {
+            self.deployments.with_label_values(&[status]).set(0);
+        }
+        let backend = db.get_database_backend();
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT status, COUNT(*) AS n FROM deployments GROUP BY status",
+            ))
+            .await?;
+        for row in rows {
+            let status: String = row.try_get("", "status")?;
+            let n: i64 = row.try_get("", "n")?;
+            self.deployments
+                .with_label_values(&[status.as_str()])
+                .set(n);
+        }
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT a.confirmed_checksum AS confirmed, \
+                 (SELECT d.checksum FROM deployment_hosts d WHERE d.host_id = a.host_id \
+                  ORDER BY d.deployment_id DESC LIMIT 1) AS issued \
+                 FROM agent_states a",
+            ))
+            .await?;
+        let (mut current, mut outdated, mut unconfirmed) = (0, 0, 0);
+        for row in rows {
+            let confirmed: Option<String> = row.try_get("", "confirmed")?;
+            let issued: Option<String> = row.try_get("", "issued")?;
+            match (confirmed, issued) {
+                (None, _) => unconfirmed += 1,
+                (Some(c), Some(i)) if c == i => current += 1,
+                _ => outdated += 1,
+            }
+        }
+        self.agents.with_label_values(&["current"]).set(current);
+        self.agents.with_label_values(&["outdated"]).set(outdated);
+        self.agents
+            .with_label_values(&["unconfirmed"])
+            .set(unconfirmed);
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .map_err(|e| DbErr::Custom(format!("cannot encode the metrics: {e}")))?;
+        String::from_utf8(out).map_err(|e| DbErr::Custom(e.to_string()))
+    }
+}
