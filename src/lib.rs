@@ -15,6 +15,7 @@ pub mod http;
 pub mod metrics;
 pub mod router;
 pub mod service;
+pub mod shutdown;
 pub mod signing;
 pub mod state;
 pub mod store;

@@ -165,19 +165,22 @@ async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot load users: {e}"))?;
     tokio::spawn(state.deployer.clone().watch());
     let deployer = state.deployer.clone();
+    let stop = state.shutdown.clone();
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "steward is ready");
     let served = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(shutdown_signal(stop))
     .await
     .map_err(|e| format!("server error: {e}"));
-    deployer.release().await;
+    deployer.checkpoint().await;
     served
 }
 
-async fn shutdown_signal() {
+/// Resolves at SIGTERM or SIGINT, after telling everything that waits
+/// (long polls, deploy requests with `wait`, the deployment runner).
+async fn shutdown_signal(stop: steward::shutdown::Shutdown) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -197,6 +200,7 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+    stop.trigger();
 }
 
 /// A password from a prompt on a terminal, or the first line of standard input.

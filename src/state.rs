@@ -27,6 +27,8 @@ pub struct AppState {
     pub deployer: Deployer,
     /// What `/metrics` shows.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Set when the server begins to stop.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 impl AppState {
@@ -55,8 +57,15 @@ impl AppState {
         let watch = store.watch_connection()?;
         let auth = Arc::new(Authenticator::new(store.db().clone(), watch).await?);
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let deployer = Deployer::new(store.clone(), config.keep_deployments, metrics.clone());
+        let shutdown = crate::shutdown::Shutdown::new();
+        let deployer = Deployer::new(
+            store.clone(),
+            config.keep_deployments,
+            metrics.clone(),
+            shutdown.clone(),
+        );
         Ok(Self {
+            shutdown,
             deployer,
             metrics,
             store,

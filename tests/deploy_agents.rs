@@ -514,6 +514,27 @@ fn a_deploy_without_wait_answers_202_with_the_status_location() {
     );
 }
 
+/// A long poll with `If-None-Match`: the status.
+fn poll(addr: &str, path: &str, key: &str, etag: &str) -> u16 {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return 0;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(90)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {key}\r\nIf-None-Match: {etag}\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `reload` commands that make agent i take 0.4 * (i + 1) seconds per new
 /// allowlist.
 fn slow(i: usize) -> String {
@@ -521,7 +542,7 @@ fn slow(i: usize) -> String {
 }
 
 #[test]
-fn a_server_stopped_while_pushing_to_slow_agents_hands_the_deployment_over_at_once() {
+fn a_server_stopped_while_pushing_answers_waiting_requests_and_hands_the_deployment_over_at_once() {
     let mut w = build(Setup {
         agents: 4,
         reload: Some(slow),
@@ -531,9 +552,57 @@ fn a_server_stopped_while_pushing_to_slow_agents_hands_the_deployment_over_at_on
     assert_eq!(status, 202, "{started}");
     let id = started["deployment_id"].as_i64().unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    // SIGTERM: a graceful stop gives up the lease.
+    // Two requests waiting: a deploy joining the running one, and a long
+    // poll of an allowlist the agent is said to hold already.
+    let (_, running) = w.call(
+        "GET",
+        &format!("/director/config/deployment?id={id}"),
+        json!({}),
+    );
+    let node0 = running["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == json!("node-0.example"))
+        .unwrap()
+        .clone();
+    let etag = format!(
+        "\"{}-{}\"",
+        node0["checksum"].as_str().unwrap(),
+        node0["serial"]
+    );
+    let host_key = agent_state(&w.agents[0])["host_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let addr = w.servers[0].addr.clone();
+    let admin = w.admin.clone();
+    let joined = std::thread::spawn({
+        let addr = addr.clone();
+        move || {
+            http(
+                &addr,
+                "POST",
+                "/director/config/deploy?wait=60",
+                Some(&admin),
+                "[]",
+            )
+        }
+    });
+    let polled = std::thread::spawn(move || {
+        poll(
+            &addr,
+            "/director/self-service/allowlist?wait=60",
+            &host_key,
+            &etag,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // SIGTERM: the waiting requests are answered at once, the pushes in
+    // flight end and are recorded, the lease is given up, exit 0.
     let mut process = w.servers[0].process.take().unwrap();
     let pid = process.0.id().to_string();
+    let signalled = Instant::now();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -541,7 +610,20 @@ fn a_server_stopped_while_pushing_to_slow_agents_hands_the_deployment_over_at_on
             .unwrap()
             .success()
     );
-    let _ = process.0.wait();
+    let (status, body) = joined.join().unwrap();
+    assert_eq!(
+        (status, body["status"].clone()),
+        (202, json!("running")),
+        "{body}"
+    );
+    assert_eq!(polled.join().unwrap(), 304);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "waiting requests were held: {:?}",
+        signalled.elapsed()
+    );
+    let exit = process.0.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
     let stopped_at = Instant::now();
     w.servers[0].start();
     let done = w.finished(0, id, Duration::from_secs(60));

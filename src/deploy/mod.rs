@@ -174,11 +174,17 @@ pub struct Deployer {
     running: Arc<Mutex<HashSet<i64>>>,
     client: reqwest::Client,
     metrics: Arc<crate::metrics::Metrics>,
+    shutdown: crate::shutdown::Shutdown,
 }
 
 impl Deployer {
     /// A deployer over `store` keeping the details of `keep` deployments.
-    pub fn new(store: Arc<Store>, keep: u64, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        keep: u64,
+        metrics: Arc<crate::metrics::Metrics>,
+        shutdown: crate::shutdown::Shutdown,
+    ) -> Self {
         let owner = format!(
             "{}-{}",
             std::process::id(),
@@ -191,6 +197,7 @@ impl Deployer {
             running: Arc::default(),
             client: client(),
             metrics,
+            shutdown,
         }
     }
 
@@ -241,9 +248,20 @@ impl Deployer {
         }
     }
 
-    /// At a graceful stop: gives up the leases of the deployments this
-    /// server runs, so that whoever starts next takes them over at once
-    /// rather than when the leases run out.
+    /// At a graceful stop (after [`crate::shutdown::Shutdown::trigger`]):
+    /// waits (at most 15 s) for the pushes in flight to end and their
+    /// results to be written, then gives up the leases, so that whoever
+    /// starts next takes the deployments over at once, pushing only the
+    /// hosts still pending.
+    pub async fn checkpoint(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !self.running().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.release().await;
+    }
+
+    /// Gives up the leases of the deployments this server runs.
     pub async fn release(&self) {
         match deployments::release(self.store.db(), &self.owner).await {
             Ok(0) => {}
@@ -276,6 +294,14 @@ impl Deployer {
             self.owner.clone(),
             stop.clone(),
         ));
+        // A stop of the server: no new pushes; those in flight end.
+        let stopper = tokio::spawn({
+            let (shutdown, stop) = (self.shutdown.clone(), stop.clone());
+            async move {
+                shutdown.stopping().await;
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
         let states = agents::all(store.db()).await?;
         let pending: Vec<DeploymentHost> = deployments::hosts(store.db(), id)
             .await?
@@ -322,8 +348,14 @@ impl Deployer {
         drop(results);
         let written = writer.await;
         keeper.abort();
+        stopper.abort();
         if let Ok(Err(e)) = written {
             return Err(e);
+        }
+        if self.shutdown.is_stopping() {
+            // Checkpointed: the results so far are written; the next
+            // holder of the lease pushes the hosts still pending.
+            return Ok(());
         }
         self.finish(id).await
     }

@@ -91,7 +91,8 @@ pub async fn start_deploy(
     };
     state.deployer.spawn(id);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
-    while tokio::time::Instant::now() < deadline {
+    // Until the deadline, or at once when the server stops: then 202.
+    while tokio::time::Instant::now() < deadline && !state.shutdown.is_stopping() {
         let current = crate::store::deployments::get(state.store.db(), id).await?;
         if current.as_ref().is_some_and(|d| d.status != "running") {
             return Ok(json_response(
@@ -99,7 +100,10 @@ pub async fn start_deploy(
                 &service::details(&state.store, &caller, id).await?,
             ));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+            () = state.shutdown.stopping() => {}
+        }
     }
     let body = serde_json::json!({"checksum": checksum, "deployment_id": id, "status": "running", "hosts": hosts});
     let mut response = json_response(StatusCode::ACCEPTED, &body);

@@ -271,14 +271,18 @@ pub async fn pull_allowlist(
                 }
                 return response;
             }
-            held if tokio::time::Instant::now() >= deadline => {
+            // At the deadline, or at once when the server stops.
+            held if tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping() => {
                 return match held {
                     Some((etag, _)) => crate::handlers::not_modified(&etag),
                     None => ApiError::NotFound("No allowlist was deployed to this host yet".into())
                         .into_response(),
                 };
             }
-            _ => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            _ => tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                () = state.shutdown.stopping() => {}
+            },
         }
     }
 }
