@@ -214,6 +214,10 @@ struct Server {
 
 impl Server {
     fn start(admin_password: Option<&str>) -> Self {
+        Self::start_with(admin_password, &[])
+    }
+
+    fn start_with(admin_password: Option<&str>, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut command = Command::new(STEWARD);
@@ -234,6 +238,7 @@ impl Server {
         if let Some(p) = admin_password {
             command.env("STEWARD_ADMIN_PASSWORD", p);
         }
+        command.envs(env.iter().copied());
         let mut child = command.spawn().expect("start steward");
         wait_ready(&mut child, port);
         Server { child, port, dir }
@@ -538,7 +543,8 @@ fn tickets_match_icinga2_pki_ticket() {
 #[test]
 fn keys_and_passwords_never_reach_the_log_even_at_debug_level() {
     use base64::Engine;
-    let server = Server::start(Some("log-password-123"));
+    // JSON lines, so that every request's line can be read field by field.
+    let server = Server::start_with(Some("log-password-123"), &[("STEWARD_LOG_JSON", "true")]);
     let admin = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("admin:log-password-123")
@@ -613,4 +619,29 @@ fn keys_and_passwords_never_reach_the_log_even_at_debug_level() {
         !log.to_lowercase().contains("authorization: "),
         "no Authorization header is logged"
     );
+    // One line per request: method, route (never the query), status,
+    // duration and request id.
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
+        .collect();
+    let requests: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "steward::request")
+        .map(|l| &l["fields"])
+        .collect();
+    assert_eq!(requests.len(), 7, "{requests:?}");
+    let register = requests
+        .iter()
+        .find(|r| r["route"] == "/director/self-service/register-host")
+        .expect("the registration's line");
+    assert_eq!(register["method"], "POST");
+    assert_eq!(register["status"], 200);
+    assert!(register["duration_ms"].as_f64().is_some_and(|d| d >= 0.0));
+    assert_eq!(register["request_id"].as_str().map(str::len), Some(36));
+    let refused = requests
+        .iter()
+        .find(|r| r["route"] == "/director/hosts")
+        .expect("the refused request's line");
+    assert_eq!(refused["status"], 401);
 }
