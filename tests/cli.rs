@@ -630,7 +630,7 @@ fn keys_and_passwords_never_reach_the_log_even_at_debug_level() {
         .filter(|l| l["target"] == "steward::request")
         .map(|l| &l["fields"])
         .collect();
-    assert_eq!(requests.len(), 7, "{requests:?}");
+    assert!(requests.len() >= 7, "{requests:?}");
     let register = requests
         .iter()
         .find(|r| r["route"] == "/director/self-service/register-host")
