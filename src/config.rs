@@ -33,6 +33,10 @@ pub struct Config {
     pub ticket_salt: Option<String>,
     /// How many of the newest deployments keep their per-host details.
     pub keep_deployments: u64,
+    /// The PEM certificate chain to serve HTTPS with; set together with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`; set together with it.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -50,6 +54,8 @@ impl Config {
             trusted_proxies: Vec::new(),
             ticket_salt: None,
             keep_deployments: DEFAULT_KEEP_DEPLOYMENTS,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -91,6 +97,12 @@ pub struct ConfigArgs {
     /// How many of the newest deployments keep their per-host details [default: 1000].
     #[arg(long, env = "STEWARD_KEEP_DEPLOYMENTS")]
     pub keep_deployments: Option<u64>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", env = "STEWARD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", env = "STEWARD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The keys a configuration file may set.
@@ -106,6 +118,8 @@ struct FileConfig {
     trusted_proxies: Option<Vec<IpAddr>>,
     ticket_salt: Option<String>,
     keep_deployments: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -173,7 +187,20 @@ impl ConfigArgs {
         if keep_deployments == 0 {
             return Err("keep_deployments must be at least 1".into());
         }
+        let tls_cert = self.tls_cert.clone().or(file.tls_cert);
+        let tls_key = self.tls_key.clone().or(file.tls_key);
+        match (&tls_cert, &tls_key) {
+            (Some(_), None) => {
+                return Err("tls_cert is set but tls_key is not: HTTPS needs the certificate's private key too (--tls-key, STEWARD_TLS_KEY or tls_key in the file)".into());
+            }
+            (None, Some(_)) => {
+                return Err("tls_key is set but tls_cert is not: HTTPS needs the certificate too (--tls-cert, STEWARD_TLS_CERT or tls_cert in the file)".into());
+            }
+            _ => {}
+        }
         Ok(Config {
+            tls_cert,
+            tls_key,
             keep_deployments,
             ticket_salt,
             trusted_proxies,
@@ -258,5 +285,64 @@ mod tests {
             .load()
             .is_err()
         );
+    }
+
+    #[test]
+    fn tls_needs_both_the_certificate_and_the_key_or_neither() {
+        let neither = ConfigArgs::default().load().expect("plain http loads");
+        assert_eq!((neither.tls_cert, neither.tls_key), (None, None));
+
+        let both = ConfigArgs {
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            ..ConfigArgs::default()
+        }
+        .load()
+        .expect("both load");
+        assert_eq!(both.tls_cert, Some(PathBuf::from("cert.pem")));
+        assert_eq!(both.tls_key, Some(PathBuf::from("key.pem")));
+
+        let cert_only = ConfigArgs {
+            tls_cert: Some("cert.pem".into()),
+            ..ConfigArgs::default()
+        }
+        .load()
+        .expect_err("a certificate alone is refused");
+        assert!(cert_only.contains("--tls-key"), "{cert_only}");
+        let key_only = ConfigArgs {
+            tls_key: Some("key.pem".into()),
+            ..ConfigArgs::default()
+        }
+        .load()
+        .expect_err("a key alone is refused");
+        assert!(key_only.contains("--tls-cert"), "{key_only}");
+    }
+
+    #[test]
+    fn tls_files_may_come_half_from_the_file_and_half_from_flags() {
+        let dir = std::env::temp_dir().join(format!("steward-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("steward.toml");
+        std::fs::write(&path, "tls_cert = \"/etc/steward/cert.pem\"\n").expect("write");
+        assert!(
+            ConfigArgs {
+                config: Some(path.clone()),
+                ..ConfigArgs::default()
+            }
+            .load()
+            .is_err()
+        );
+        let config = ConfigArgs {
+            config: Some(path),
+            tls_key: Some("/etc/steward/key.pem".into()),
+            ..ConfigArgs::default()
+        }
+        .load()
+        .expect("the file's certificate and the flag's key load");
+        assert_eq!(
+            config.tls_cert,
+            Some(PathBuf::from("/etc/steward/cert.pem"))
+        );
+        assert_eq!(config.tls_key, Some(PathBuf::from("/etc/steward/key.pem")));
     }
 }

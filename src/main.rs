@@ -15,6 +15,8 @@ use steward::store::Store;
 use steward::{AppState, app};
 use tracing_subscriber::EnvFilter;
 
+mod tls;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "steward",
@@ -151,6 +153,8 @@ async fn open_store(config: &Config) -> Result<Store, String> {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
+    // An unusable certificate or key stops the start before anything else.
+    let tls = tls::from_config(&config)?;
     let store = Arc::new(open_store(&config).await?);
     let admin_password = std::env::var("STEWARD_ADMIN_PASSWORD").ok();
     if let Some(path) = users::bootstrap_admin(&store, admin_password, &config.data_dir).await? {
@@ -166,14 +170,16 @@ async fn serve(config: Config) -> Result<(), String> {
     tokio::spawn(state.deployer.clone().watch());
     let deployer = state.deployer.clone();
     let stop = state.shutdown.clone();
-    tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "steward is ready");
-    let served = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal(stop))
-    .await
-    .map_err(|e| format!("server error: {e}"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(listen = %config.listen, scheme, data_dir = %config.data_dir.display(), "steward is ready");
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = match tls {
+        Some(tls) => tls::serve(listener, tls, service, shutdown_signal(stop)).await,
+        None => axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown_signal(stop))
+            .await
+            .map_err(|e| format!("server error: {e}")),
+    };
     deployer.checkpoint().await;
     served
 }

@@ -2,6 +2,7 @@
 //! registration and the agent configuration, with the server's answers
 //! mapped to [`AgentError`]s and transient failures retried with backoff.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, ETAG, IF_NONE_MATCH, LOCATION, RETRY_AFTER};
@@ -173,15 +174,36 @@ impl Client {
     /// A client for `server` (a base URL, see [`normalize_server`]) that keeps
     /// retrying transient failures for `retry_for` from now.
     pub fn new(server: &str, retry_for: Duration) -> Result<Self, AgentError> {
+        Self::with_ca(server, retry_for, None)
+    }
+
+    /// [`Client::new`], trusting for https also the certificates in the PEM
+    /// file `ca` (`--ca`: a private CA, or a self-signed server), besides
+    /// the built-in roots.
+    pub fn with_ca(
+        server: &str,
+        retry_for: Duration,
+        ca: Option<&Path>,
+    ) -> Result<Self, AgentError> {
         let base = normalize_server(server)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             // Never carry a key to wherever a redirect points.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("steward-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| AgentError::Protocol(format!("cannot set up HTTP: {e}")))?;
+            .user_agent(concat!("steward-agent/", env!("CARGO_PKG_VERSION")));
+        for certificate in ca.map(load_ca).transpose()?.unwrap_or_default() {
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder.build().map_err(|e| match ca {
+            // What the file holds is the likeliest cause.
+            Some(file) => AgentError::Usage(format!(
+                "--ca {}: cannot use its certificates: {}",
+                file.display(),
+                error_chain(&e)
+            )),
+            None => AgentError::Protocol(format!("cannot set up HTTP: {e}")),
+        })?;
         let now = Instant::now();
         let deadline = now.checked_add(retry_for).unwrap_or(now);
         Ok(Client {
@@ -402,6 +424,27 @@ impl Client {
     }
 }
 
+/// The certificates of the PEM file `file` (`--ca`): at least one, or a
+/// usage error naming the file.
+pub fn load_ca(file: &Path) -> Result<Vec<reqwest::Certificate>, AgentError> {
+    let pem = std::fs::read(file)
+        .map_err(|e| AgentError::Usage(format!("--ca {}: cannot read it: {e}", file.display())))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        AgentError::Usage(format!(
+            "--ca {}: not PEM certificates: {}",
+            file.display(),
+            error_chain(&e)
+        ))
+    })?;
+    if certificates.is_empty() {
+        return Err(AgentError::Usage(format!(
+            "--ca {}: no certificate in it (expected PEM: -----BEGIN CERTIFICATE-----)",
+            file.display()
+        )));
+    }
+    Ok(certificates)
+}
+
 /// The server's `{"error": "..."}` message, or the start of whatever else it
 /// sent, with the status.
 fn server_message(status: StatusCode, body: &[u8]) -> String {
@@ -592,6 +635,36 @@ mod tests {
             server_message(StatusCode::FORBIDDEN, b""),
             "server answered 403 Forbidden"
         );
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_pem_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let one = dir.path().join("one.pem");
+        std::fs::write(&one, ca.cert.pem()).unwrap();
+        assert_eq!(load_ca(&one).unwrap().len(), 1);
+        let other = rcgen::generate_simple_self_signed(vec!["other".to_owned()]).unwrap();
+        let bundle = dir.path().join("bundle.pem");
+        std::fs::write(&bundle, format!("{}{}", ca.cert.pem(), other.cert.pem())).unwrap();
+        assert_eq!(load_ca(&bundle).unwrap().len(), 2);
+        let client = Client::with_ca("https://127.0.0.1:1", Duration::ZERO, Some(&bundle));
+        assert!(client.is_ok());
+
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate\n").unwrap();
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(&broken, "-----BEGIN CERTIFICATE-----\n%%%\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for file in [&garbage, &broken, &missing] {
+            match Client::with_ca("https://127.0.0.1:1", Duration::ZERO, Some(file)) {
+                Err(AgentError::Usage(message)) => {
+                    assert!(message.contains(&file.display().to_string()), "{message}");
+                }
+                Err(other) => panic!("{}: {other:?}", file.display()),
+                Ok(_) => panic!("{}: accepted", file.display()),
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! server is unreachable or refuses. The server counts what a pulling agent
 //! fetched as confirmed.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::AgentError;
@@ -24,6 +25,9 @@ pub struct PullOptions {
     pub wait: u64,
     /// Poll once and exit: 0 when the newest allowlist is held.
     pub once: bool,
+    /// A PEM file of certificates to trust for https besides the built-in
+    /// roots (a private CA, or the server's self-signed certificate).
+    pub ca: Option<PathBuf>,
 }
 
 /// The ETag the server gives the allowlist with this checksum and serial.
@@ -41,7 +45,7 @@ pub async fn pull(options: PullOptions) -> Result<(), AgentError> {
         ))
     })?;
     let agent = Agent::new(options.hold)?;
-    let client = Client::new(&state.server, Duration::ZERO)?;
+    let client = Client::with_ca(&state.server, Duration::ZERO, options.ca.as_deref())?;
     let wait = options.wait.min(MAX_WAIT);
     let mut etag = agent
         .held()

@@ -35,6 +35,9 @@ pub struct Options {
     pub server_key: Option<String>,
     /// How long transient failures are retried.
     pub retry_for: Duration,
+    /// A PEM file of certificates to trust for https besides the built-in
+    /// roots (a private CA, or the server's self-signed certificate).
+    pub ca: Option<PathBuf>,
 }
 
 /// What a successful registration left behind.
@@ -187,7 +190,7 @@ pub async fn register(options: &Options) -> Result<Registered, AgentError> {
         }
     };
 
-    let client = Client::new(&server, options.retry_for)?;
+    let client = Client::with_ca(&server, options.retry_for, options.ca.as_deref())?;
     let host_key = client
         .register_host(&options.name, &key, &options.registration)
         .await
@@ -220,7 +223,7 @@ pub async fn register(options: &Options) -> Result<Registered, AgentError> {
     }
     if options.server_key.is_none() && pinned.is_none() && client.is_plain_http() {
         eprintln!(
-            "steward-agent: warning: the server's key {presented} was not verified (trust on first use over plain http); pass --server-key to check it"
+            "steward-agent: warning: the server's key {presented} was not verified (trust on first use over plain http); pass --server-key to check it, or use an https server (with --ca FILE for a private CA)"
         );
     }
 

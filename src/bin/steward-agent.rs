@@ -71,6 +71,10 @@ struct PullArgs {
     /// refused, 3 when the key was, 6 when the server was not reachable.
     #[arg(long)]
     once: bool,
+    /// Also trust the certificates in this PEM file for an https server (a
+    /// private CA, or the server's self-signed certificate).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     #[command(flatten)]
     hold: HoldArgs,
 }
@@ -149,6 +153,10 @@ struct RegisterArgs {
     /// How many seconds to keep retrying an unreachable or busy server.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     retry_for: u64,
+    /// Also trust the certificates in this PEM file for an https server (a
+    /// private CA, or the server's self-signed certificate).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -179,6 +187,7 @@ fn main() -> ExitCode {
                 hold: args.hold.options(None),
                 wait: args.wait,
                 once: args.once,
+                ca: args.ca,
             }))
         }
         Command::Check(args) => return run_check(&args),
@@ -209,6 +218,7 @@ async fn run_register(args: RegisterArgs) -> Result<(), AgentError> {
         state_dir: args.state_dir,
         server_key: args.server_key,
         retry_for: Duration::from_secs(args.retry_for),
+        ca: args.ca,
     };
     let registered = register::register(&options).await?;
     println!("{}", registered.summary());
