@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod domain;

@@ -49,6 +49,26 @@ enum Command {
         #[command(subcommand)]
         action: KeyCommand,
     },
+    /// Deploy through a running server's API; --wait follows it to the end.
+    ///
+    /// Starts a deployment (POST /director/config/deploy) as --user, with
+    /// the password from STEWARD_PASSWORD, a prompt on a terminal, or the
+    /// first line of standard input. Without --wait it prints the
+    /// deployment's id, status and hosts; with --wait it shows a progress
+    /// bar on a terminal and prints a table of the results.
+    ///
+    /// Exit codes:
+    ///   0  every host deployed or skipped, or nothing to deploy (without
+    ///      --wait: the deployment started)
+    ///   1  the deployment ended partial, failed or cancelled, --wait timed
+    ///      out, or the server answered something unexpected
+    ///   2  usage or configuration: --server, no password, no Steward API
+    ///      at that URL
+    ///   3  the credentials or the permission were refused (401, 403, 429)
+    ///   4  another deployment is running (its id is printed)
+    ///   6  the server is not reachable
+    #[command(verbatim_doc_comment)]
+    Deploy(steward::cli::deploy::DeployArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,8 +126,10 @@ enum ActivityCommand {
 }
 
 impl Command {
-    fn config_args(&self) -> &ConfigArgs {
-        match self {
+    /// The server configuration the command works on; `None` for `deploy`,
+    /// a client of a running server.
+    fn config_args(&self) -> Option<&ConfigArgs> {
+        Some(match self {
             Command::Serve(c) | Command::Migrate(c) => c,
             Command::Key {
                 action: KeyCommand::Show(c) | KeyCommand::Rotate(c) | KeyCommand::Promote(c),
@@ -122,7 +144,8 @@ impl Command {
             Command::Activity {
                 action: ActivityCommand::Verify(c),
             } => c,
-        }
+            Command::Deploy(_) => return None,
+        })
     }
 }
 
@@ -378,7 +401,14 @@ fn key_command(action: &KeyCommand, config: &Config) -> Result<(), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match cli.command.config_args().load() {
+    let Some(config_args) = cli.command.config_args() else {
+        // A client of a running server: no server configuration to load.
+        return match &cli.command {
+            Command::Deploy(args) => steward::cli::deploy::run(args).await,
+            _ => ExitCode::from(2),
+        };
+    };
+    let config = match config_args.load() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("steward: {e}");
@@ -398,6 +428,8 @@ async fn main() -> ExitCode {
             action: ActivityCommand::Verify(_),
         } => verify_activity(&config).await,
         Command::Key { action } => key_command(&action, &config),
+        // Run above, without a configuration.
+        Command::Deploy(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

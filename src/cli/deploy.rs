@@ -1,0 +1,798 @@
+//! `steward deploy`: starts a deployment through a running server's API
+//! (`POST /director/config/deploy`), and with `--wait` follows it
+//! (`GET /director/config/deployment?id=N`) with a progress bar on a
+//! terminal's standard error, then prints a summary table.
+//!
+//! The pure parts (URLs, the table, exit codes) are functions of their
+//! input, tested below; [`run`] does the talking.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// How often `--wait` asks for the deployment.
+pub const POLL_EVERY: Duration = Duration::from_millis(200);
+/// How long connecting to the server may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one request may take, answer included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The options of `steward deploy` (its help text is on the `Deploy`
+/// variant of the command enum in `main.rs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeployArgs {
+    /// The server's URL, http or https, with its base path if it has one
+    /// (e.g. https://steward.example/icingaweb2).
+    #[arg(long, env = "STEWARD_SERVER", value_name = "URL")]
+    pub server: String,
+    /// The API user (needs the deploy permission). The password comes from
+    /// STEWARD_PASSWORD, a prompt on a terminal, or the first line of
+    /// standard input.
+    #[arg(long, env = "STEWARD_USER", default_value = "admin")]
+    pub user: String,
+    /// Push to every host, also to those that already hold their allowlist.
+    #[arg(long)]
+    pub force: bool,
+    /// Follow the deployment to its end, then print a summary table.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits for the end.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// How `steward deploy` exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: every host deployed or skipped, nothing to deploy, or (without
+    /// `--wait`) the deployment started.
+    Done,
+    /// 1: the deployment ended otherwise (partial, failed, cancelled), the
+    /// wait timed out, or the server answered something unexpected.
+    NotDone,
+    /// 2: usage or configuration: the URL, the password, a server that is
+    /// not Steward's API there.
+    Usage,
+    /// 3: the server refused the credentials or the permission.
+    Refused,
+    /// 4: another deployment is running.
+    Conflict,
+    /// 6: the server is not reachable.
+    Unreachable,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Done => 0,
+            Exit::NotDone => 1,
+            Exit::Usage => 2,
+            Exit::Refused => 3,
+            Exit::Conflict => 4,
+            Exit::Unreachable => 6,
+        }
+    }
+}
+
+/// The exit for a deployment's final status: 0 only when every host was
+/// deployed or skipped.
+pub fn exit_for_status(status: &str) -> Exit {
+    match status {
+        "succeeded" | "unchanged" => Exit::Done,
+        _ => Exit::NotDone,
+    }
+}
+
+/// The exit for an HTTP status the server answered instead of what was
+/// asked for.
+pub fn exit_for_refusal(status: u16) -> Exit {
+    match status {
+        // 429: too many failed logins from here.
+        401 | 403 | 429 => Exit::Refused,
+        409 => Exit::Conflict,
+        // No such route or parameter: the URL does not lead to the API.
+        400 | 404 | 405 => Exit::Usage,
+        // A proxy in front of a server that is down.
+        502..=504 => Exit::Unreachable,
+        _ => Exit::NotDone,
+    }
+}
+
+/// Why `steward deploy` stops early: the message for standard error and
+/// how to exit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Failure {
+            exit,
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks `--server` and makes it a base URL the API paths are appended
+/// to: `http` or `https`, a host, an optional base path, no query, fragment
+/// or credentials; trailing slashes dropped.
+pub fn server_base(server: &str) -> Result<String, String> {
+    let url =
+        Url::parse(server.trim()).map_err(|e| format!("--server {server:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "--server {server:?}: the scheme must be http or https"
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("--server {server:?} has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "--server {server:?}: give the base URL without a query or fragment"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Credentials in a URL end up in shell histories and error messages.
+        return Err(
+            "--server must not carry credentials: use --user and STEWARD_PASSWORD".to_owned(),
+        );
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `POST` here starts a deployment.
+pub fn deploy_url(base: &str, force: bool) -> String {
+    let force = if force { "?force=1" } else { "" };
+    format!("{base}/director/config/deploy{force}")
+}
+
+/// `GET` here shows deployment `id`.
+pub fn deployment_url(base: &str, id: i64) -> String {
+    format!("{base}/director/config/deployment?id={id}")
+}
+
+/// What `POST /director/config/deploy` answered with `200` or `202`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Started {
+    /// `unchanged` or `running` (or, had the server waited, a final one).
+    pub status: String,
+    /// The deployment started or joined; for `unchanged` the newest one
+    /// (none before the first deployment).
+    #[serde(default)]
+    pub deployment_id: Option<i64>,
+    /// How many hosts a started deployment pushes to.
+    #[serde(default)]
+    pub hosts: Option<u64>,
+}
+
+/// The line `steward deploy` prints when it does not wait (and for
+/// `unchanged`).
+pub fn started_line(started: &Started) -> String {
+    let id = started.deployment_id.map_or_else(
+        || "no deployment yet".to_owned(),
+        |id| format!("deployment {id}"),
+    );
+    match (started.status.as_str(), started.hosts) {
+        ("unchanged", _) => format!("{id}: unchanged, nothing to deploy"),
+        (status, Some(1)) => format!("{id}: {status}, 1 host"),
+        (status, Some(n)) => format!("{id}: {status}, {n} hosts"),
+        (status, None) => format!("{id}: {status}"),
+    }
+}
+
+/// How many hosts had each result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Counts {
+    pub pending: u64,
+    pub deployed: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub unreachable: u64,
+}
+
+impl Counts {
+    /// Every host counted.
+    pub fn total(&self) -> u64 {
+        self.pending + self.deployed + self.skipped + self.failed + self.unreachable
+    }
+}
+
+/// One host's result in a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct HostResult {
+    pub host: String,
+    /// `pending`, `deployed`, `skipped`, `failed` or `unreachable`.
+    pub result: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A deployment as `GET /director/config/deployment?id=N` shows it (the
+/// fields used here).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Deployment {
+    pub id: i64,
+    /// `running`, `succeeded`, `partial`, `failed` or `cancelled`.
+    pub status: String,
+    /// Over all hosts, also those a restricted user does not see.
+    #[serde(default)]
+    pub counts: Counts,
+    /// The hosts the user may see; `[]` once the details were pruned.
+    #[serde(default)]
+    pub hosts: Vec<HostResult>,
+}
+
+/// Hosts done (no longer `pending`) and hosts in all: from the host list,
+/// or from the counts when the list is empty.
+pub fn progress(deployment: &Deployment) -> (u64, u64) {
+    if deployment.hosts.is_empty() {
+        let total = deployment.counts.total();
+        return (total - deployment.counts.pending.min(total), total);
+    }
+    let done = deployment
+        .hosts
+        .iter()
+        .filter(|h| h.result != "pending")
+        .count();
+    (done as u64, deployment.hosts.len() as u64)
+}
+
+/// Control characters (a terminal's escape sequences among them) become
+/// spaces: hosts and errors come from the server, errors from its agents.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The summary `--wait` prints at the end: the hosts per result, the
+/// deployment's status, and each failed or unreachable host with its error.
+///
+/// ```text
+/// RESULT       HOSTS
+/// deployed         1
+/// skipped          0
+/// failed           0
+/// unreachable      1
+/// pending          0
+/// deployment 3: partial
+///
+/// HOST            RESULT       ERROR
+/// node-1.example  unreachable  connection failed
+/// ```
+pub fn summary(deployment: &Deployment) -> String {
+    let c = &deployment.counts;
+    let mut lines = vec![format!("{:<12} {:>5}", "RESULT", "HOSTS")];
+    for (result, n) in [
+        ("deployed", c.deployed),
+        ("skipped", c.skipped),
+        ("failed", c.failed),
+        ("unreachable", c.unreachable),
+        ("pending", c.pending),
+    ] {
+        lines.push(format!("{result:<12} {n:>5}"));
+    }
+    lines.push(format!(
+        "deployment {}: {}",
+        deployment.id,
+        printable(&deployment.status)
+    ));
+    let missed: Vec<&HostResult> = deployment
+        .hosts
+        .iter()
+        .filter(|h| matches!(h.result.as_str(), "failed" | "unreachable"))
+        .collect();
+    if !missed.is_empty() {
+        let rows: Vec<(String, &str, String)> = missed
+            .iter()
+            .map(|h| {
+                let error = h.error.as_deref().filter(|e| !e.is_empty()).unwrap_or("-");
+                (printable(&h.host), h.result.as_str(), printable(error))
+            })
+            .collect();
+        let width = rows
+            .iter()
+            .map(|(host, ..)| host.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("HOST".len());
+        lines.push(String::new());
+        lines.push(format!("{:<width$}  {:<11}  ERROR", "HOST", "RESULT"));
+        for (host, result, error) in rows {
+            lines.push(format!("{host:<width$}  {result:<11}  {error}"));
+        }
+    }
+    lines.push(String::new());
+    lines.join("\n")
+}
+
+/// Runs `steward deploy`: prints what became of the deployment on standard
+/// output, what went wrong on standard error, and answers the exit code.
+pub async fn run(args: &DeployArgs) -> ExitCode {
+    match deploy(args).await {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(failure) => {
+            eprintln!("steward: {}", failure.message);
+            ExitCode::from(failure.exit.code())
+        }
+    }
+}
+
+/// Starts (or joins) a deployment and, with `--wait`, follows it to its
+/// end: how to exit when it got that far.
+async fn deploy(args: &DeployArgs) -> Result<Exit, Failure> {
+    let base = server_base(&args.server).map_err(|e| Failure::new(Exit::Usage, e))?;
+    let password = read_password(&args.user)?;
+    let api = Api::new(base, args.user.clone(), password)?;
+    let started = api.start(args.force).await?;
+    let id = match (started.status.as_str(), started.deployment_id) {
+        ("running", Some(id)) if args.wait => id,
+        ("running" | "unchanged", _) => {
+            println!("{}", started_line(&started));
+            return Ok(Exit::Done);
+        }
+        // Already final (as a server asked to wait would answer): nothing
+        // to follow.
+        (status, _) => {
+            println!("{}", started_line(&started));
+            return Ok(exit_for_status(status));
+        }
+    };
+    let timeout = Duration::from_secs(args.timeout);
+    let (deployment, finished) = follow(&api, id, started.hosts.unwrap_or(0), timeout).await?;
+    if let Some(deployment) = &deployment {
+        print!("{}", summary(deployment));
+    }
+    match deployment {
+        Some(deployment) if finished => Ok(exit_for_status(&deployment.status)),
+        _ => Err(Failure::new(
+            Exit::NotDone,
+            format!(
+                "deployment {id} did not end within {} s; it goes on on the server \
+                 (GET {})",
+                args.timeout,
+                deployment_url(&api.base, id)
+            ),
+        )),
+    }
+}
+
+/// The password: `STEWARD_PASSWORD`, else a prompt when standard input is
+/// a terminal, else the first line of standard input.
+fn read_password(user: &str) -> Result<String, Failure> {
+    match std::env::var("STEWARD_PASSWORD") {
+        Ok(password) if !password.is_empty() => return Ok(password),
+        Ok(_) | Err(std::env::VarError::NotPresent) => {}
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(Failure::new(
+                Exit::Usage,
+                "STEWARD_PASSWORD is not valid UTF-8",
+            ));
+        }
+    }
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("Password for {user}: "))
+            .map_err(|e| Failure::new(Exit::Usage, format!("cannot read the password: {e}")))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+            Failure::new(
+                Exit::Usage,
+                format!("cannot read the password from standard input: {e}"),
+            )
+        })?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    if password.is_empty() {
+        return Err(Failure::new(
+            Exit::Usage,
+            "no password: set STEWARD_PASSWORD or give it on standard input",
+        ));
+    }
+    Ok(password)
+}
+
+/// The server's API as one user sees it.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    user: String,
+    password: String,
+}
+
+impl Api {
+    fn new(base: String, user: String, password: String) -> Result<Self, Failure> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            // Credentials go to the URL given and nowhere else.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("steward/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Failure::new(Exit::Usage, format!("cannot set up HTTP: {e}")))?;
+        Ok(Api {
+            http,
+            base,
+            user,
+            password,
+        })
+    }
+
+    /// `POST /director/config/deploy`: started, joined or unchanged; a
+    /// running deployment with another checksum is a [`Exit::Conflict`].
+    async fn start(&self, force: bool) -> Result<Started, Failure> {
+        let request = self
+            .http
+            .post(deploy_url(&self.base, force))
+            .header(CONTENT_TYPE, "application/json")
+            .body("[]");
+        let body = self.call(request).await?;
+        serde_json::from_value(body).map_err(|e| {
+            Failure::new(
+                Exit::NotDone,
+                format!("the server answered the deploy with an unexpected body: {e}"),
+            )
+        })
+    }
+
+    /// `GET /director/config/deployment?id=N`.
+    async fn deployment(&self, id: i64) -> Result<Deployment, Failure> {
+        let body = self
+            .call(self.http.get(deployment_url(&self.base, id)))
+            .await?;
+        serde_json::from_value(body).map_err(|e| {
+            Failure::new(
+                Exit::NotDone,
+                format!("the server answered deployment {id} with an unexpected body: {e}"),
+            )
+        })
+    }
+
+    /// Sends `request` with the credentials: the JSON body of a 2xx, or a
+    /// [`Failure`] saying what else came.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let response = request
+            .basic_auth(&self.user, Some(&self.password))
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.base, &e))?;
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(printable);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| unreachable(&self.base, &e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Failure::new(
+                    Exit::NotDone,
+                    format!("the server answered {status} without JSON: {e}"),
+                )
+            });
+        }
+        // A refusal's meaning is in its status; its body may be anything.
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(self.refusal(status, &body, location))
+    }
+
+    /// What a non-2xx answer means, in words and as an exit.
+    fn refusal(&self, status: StatusCode, body: &Value, location: Option<String>) -> Failure {
+        let reason = body["error"]
+            .as_str()
+            .map(printable)
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
+        let exit = exit_for_refusal(status.as_u16());
+        let message = match status.as_u16() {
+            401 | 403 => format!("refused for user {}: {reason}", self.user),
+            409 => match body["deployment_id"].as_i64() {
+                Some(id) => format!(
+                    "deployment {id} is running with another checksum: wait for it \
+                     (GET {}) and deploy again",
+                    deployment_url(&self.base, id)
+                ),
+                None => format!("conflict: {reason}"),
+            },
+            404 | 405 => format!(
+                "{} answered {status}: is it Steward, with its base path in --server?",
+                self.base
+            ),
+            300..=399 => {
+                return Failure::new(
+                    Exit::Usage,
+                    format!(
+                        "{} redirects to {}: give that URL as --server",
+                        self.base,
+                        location.as_deref().unwrap_or("elsewhere")
+                    ),
+                );
+            }
+            _ => format!("the server answered {status}: {reason}"),
+        };
+        Failure::new(exit, message)
+    }
+}
+
+/// A request that got no answer: the server is not reachable.
+fn unreachable(base: &str, error: &reqwest::Error) -> Failure {
+    // The error's own text names the URL, which carries no credentials.
+    let mut cause = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = source {
+        cause = e.to_string();
+        source = e.source();
+    }
+    let what = if error.is_timeout() {
+        "timed out"
+    } else {
+        "not reachable"
+    };
+    Failure::new(
+        Exit::Unreachable,
+        format!("{base} {what}: {}", printable(&cause)),
+    )
+}
+
+/// Whether asking again may help: no answer, or a proxy's 502 to 504.
+fn is_transient(failure: &Failure) -> bool {
+    failure.exit == Exit::Unreachable
+}
+
+/// A progress bar on standard error, hidden when that is not a terminal.
+fn progress_bar(id: i64, hosts: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(hosts), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{spinner} deployment {prefix} [{bar:25}] {pos}/{len} hosts {elapsed} {wide_msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(id.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Asks for deployment `id` every [`POLL_EVERY`] until it no longer runs or
+/// `timeout` passed: the last state seen, and whether it ended. An answer
+/// missing (a restarting server) is asked again until then; a refusal ends
+/// the wait.
+async fn follow(
+    api: &Api,
+    id: i64,
+    hosts: u64,
+    timeout: Duration,
+) -> Result<(Option<Deployment>, bool), Failure> {
+    let bar = progress_bar(id, hosts);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    let outcome = loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let asked = tokio::time::timeout(remaining, api.deployment(id)).await;
+        match asked {
+            Ok(Ok(deployment)) => {
+                let (done, total) = progress(&deployment);
+                bar.set_length(total);
+                bar.set_position(done);
+                let missed = deployment.counts.failed + deployment.counts.unreachable;
+                bar.set_message(if missed > 0 {
+                    format!("{missed} failed/unreachable")
+                } else {
+                    String::new()
+                });
+                let ended = deployment.status != "running";
+                last = Some(deployment);
+                if ended {
+                    break Ok(true);
+                }
+            }
+            Ok(Err(failure)) if is_transient(&failure) => {
+                bar.set_message(format!("asking again: {}", failure.message));
+            }
+            Ok(Err(failure)) => break Err(failure),
+            // The deadline passed during the request.
+            Err(_) => break Ok(false),
+        }
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            break Ok(false);
+        }
+        tokio::time::sleep(POLL_EVERY.min(remaining)).await;
+    };
+    bar.finish_and_clear();
+    outcome.map(|finished| (last, finished))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(value: Value) -> Deployment {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_server_url_may_have_a_base_path_and_trailing_slashes() {
+        assert_eq!(
+            server_base("http://127.0.0.1:7440").unwrap(),
+            "http://127.0.0.1:7440"
+        );
+        assert_eq!(
+            server_base(" https://steward.example/ ").unwrap(),
+            "https://steward.example"
+        );
+        assert_eq!(
+            server_base("https://steward.example/icingaweb2/").unwrap(),
+            "https://steward.example/icingaweb2"
+        );
+        let base = server_base("https://h.example:8443/icingaweb2//").unwrap();
+        assert_eq!(
+            deploy_url(&base, false),
+            "https://h.example:8443/icingaweb2/director/config/deploy"
+        );
+        assert_eq!(
+            deploy_url(&base, true),
+            "https://h.example:8443/icingaweb2/director/config/deploy?force=1"
+        );
+        assert_eq!(
+            deployment_url(&base, 42),
+            "https://h.example:8443/icingaweb2/director/config/deployment?id=42"
+        );
+    }
+
+    #[test]
+    fn a_server_url_that_cannot_lead_to_the_api_is_refused() {
+        for bad in [
+            "steward.example",
+            "ftp://steward.example",
+            "https://steward.example/?x=1",
+            "https://steward.example/#top",
+            "http://",
+        ] {
+            assert!(server_base(bad).is_err(), "{bad} was accepted");
+        }
+        let with_password = server_base("https://admin:secret@steward.example").unwrap_err();
+        assert!(!with_password.contains("secret"), "{with_password}");
+    }
+
+    #[test]
+    fn only_succeeded_and_unchanged_exit_0() {
+        assert_eq!(exit_for_status("succeeded"), Exit::Done);
+        assert_eq!(exit_for_status("unchanged"), Exit::Done);
+        for status in ["partial", "failed", "cancelled", "running", ""] {
+            assert_eq!(exit_for_status(status), Exit::NotDone, "{status}");
+        }
+    }
+
+    #[test]
+    fn refusals_map_to_their_documented_exit_codes() {
+        let codes: Vec<(u16, u8)> = [401, 403, 429, 409, 404, 400, 503, 500]
+            .into_iter()
+            .map(|s| (s, exit_for_refusal(s).code()))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                (401, 3),
+                (403, 3),
+                (429, 3),
+                (409, 4),
+                (404, 2),
+                (400, 2),
+                (503, 6),
+                (500, 1)
+            ]
+        );
+        assert_eq!(Exit::Unreachable.code(), 6);
+    }
+
+    #[test]
+    fn the_line_without_wait_names_the_deployment_and_its_hosts() {
+        let started = |v: Value| serde_json::from_value::<Started>(v).unwrap();
+        assert_eq!(
+            started_line(&started(
+                json!({"checksum": "c", "deployment_id": 7, "status": "running", "hosts": 3})
+            )),
+            "deployment 7: running, 3 hosts"
+        );
+        assert_eq!(
+            started_line(&started(
+                json!({"deployment_id": 7, "status": "running", "hosts": 1})
+            )),
+            "deployment 7: running, 1 host"
+        );
+        assert_eq!(
+            started_line(&started(
+                json!({"checksum": "c", "status": "unchanged", "deployment_id": 6})
+            )),
+            "deployment 6: unchanged, nothing to deploy"
+        );
+        assert_eq!(
+            started_line(&started(
+                json!({"checksum": "c", "status": "unchanged", "deployment_id": null})
+            )),
+            "no deployment yet: unchanged, nothing to deploy"
+        );
+    }
+
+    #[test]
+    fn the_summary_counts_every_result_and_names_the_missed_hosts() {
+        let d = deployment(json!({
+            "id": 3, "status": "partial", "checksum": "abc", "force": false,
+            "counts": {"pending": 0, "deployed": 2, "skipped": 1, "failed": 1, "unreachable": 1},
+            "hosts": [
+                {"host": "a.example", "host_id": 1, "result": "deployed", "error": null, "attempts": 1},
+                {"host": "b.example", "host_id": 2, "result": "skipped", "error": null, "attempts": 0},
+                {"host": "c.example", "host_id": 3, "result": "deployed", "error": null, "attempts": 1},
+                {"host": "long-name.example", "host_id": 4, "result": "unreachable", "error": "connection failed", "attempts": 3},
+                {"host": "e.example", "host_id": 5, "result": "failed", "error": "403: \u{1b}[31mwrong key\nsee log", "attempts": 1},
+            ],
+        }));
+        assert_eq!(
+            summary(&d),
+            "\
+RESULT       HOSTS
+deployed         2
+skipped          1
+failed           1
+unreachable      1
+pending          0
+deployment 3: partial
+
+HOST               RESULT       ERROR
+long-name.example  unreachable  connection failed
+e.example          failed       403:  [31mwrong key see log
+"
+        );
+    }
+
+    #[test]
+    fn a_clean_summary_has_no_host_list() {
+        let d = deployment(json!({
+            "id": 1, "status": "succeeded",
+            "counts": {"pending": 0, "deployed": 20, "skipped": 0, "failed": 0, "unreachable": 0},
+            "hosts": [],
+        }));
+        let table = summary(&d);
+        assert!(table.contains("\ndeployed        20\n"), "{table}");
+        assert!(table.ends_with("deployment 1: succeeded\n"), "{table}");
+        assert!(!table.contains("HOST "), "{table}");
+    }
+
+    #[test]
+    fn progress_counts_the_hosts_no_longer_pending() {
+        let running = deployment(json!({
+            "id": 2, "status": "running",
+            "counts": {"pending": 2, "deployed": 1, "skipped": 0, "failed": 0, "unreachable": 1},
+            "hosts": [
+                {"host": "a", "result": "deployed"},
+                {"host": "b", "result": "pending"},
+                {"host": "c", "result": "unreachable", "error": "timed out"},
+                {"host": "d", "result": "pending"},
+            ],
+        }));
+        assert_eq!(progress(&running), (2, 4));
+        // Details pruned (or none visible): the counts tell.
+        let pruned = deployment(json!({
+            "id": 1, "status": "partial",
+            "counts": {"pending": 1, "deployed": 5, "unreachable": 2},
+            "hosts": [],
+        }));
+        assert_eq!(progress(&pruned), (7, 8));
+    }
+}

@@ -1,0 +1,5 @@
+//! Commands of the `steward` binary that are clients of a running server:
+//! they speak its HTTP API and touch neither the database nor the data
+//! directory.
+
+pub mod deploy;
