@@ -14,6 +14,7 @@ pub mod files;
 pub mod handlers;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod router;
 pub mod service;
 pub mod shutdown;

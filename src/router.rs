@@ -12,7 +12,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::layer::{Peer, require_user};
 use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
-use crate::handlers::{activity, deploy, health, lists, objects, selfservice, users};
+use crate::handlers::{activity, deploy, health, lists, objects, openapi, selfservice, users};
 use crate::http::body::{JsonObject, OptionalJsonObject, PatchBody};
 use crate::http::middleware;
 use crate::http::observe::observe;
@@ -26,6 +26,7 @@ pub const ROUTES: &[&str] = &[
     "/health",
     "/ready",
     "/metrics",
+    "/openapi.json",
     "/director/activity",
     "/director/config/deploy",
     "/director/config/deployment",
@@ -184,7 +185,8 @@ pub fn app(state: AppState) -> Router {
     let operations = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::get_openapi));
     let base = state.config.base_path.clone();
     let outer_state = state.clone();
     let routes = if base.is_empty() {

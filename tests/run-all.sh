@@ -3,7 +3,9 @@
 #   1. unit, API and CLI tests (cargo nextest, or cargo test without it); the
 #      API tests also run on PostgreSQL when STEWARD_TEST_DATABASE_URL is set;
 #   2. the Bruno and Postman collections, with the real bru and newman CLIs
-#      (installed from npm when missing), against a live `steward serve`.
+#      (installed from npm when missing), against a live `steward serve`;
+#   3. schemathesis over GET /openapi.json, every check (installed with pip
+#      when missing), against another live `steward serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +17,5 @@ else
     cargo test --workspace --no-fail-fast || status=$?
 fi
 bash tests/collections.sh target/debug/steward || status=$?
+bash tests/schemathesis.sh target/debug/steward || status=$?
 exit "$status"

@@ -7,6 +7,7 @@ use axum::response::Response;
 use crate::error::ApiError;
 use crate::http::json::json_response;
 use crate::http::query::QueryParams;
+use crate::openapi::schemas::{ActivityList, ErrorBody};
 use crate::service::activity::{self as service, ActivityRequest, decode_cursor, parse_since};
 use crate::service::caller::Caller;
 use crate::service::lists::MAX_LIMIT;
@@ -18,6 +19,29 @@ fn text(query: &QueryParams, name: &str) -> Option<String> {
 }
 
 /// `GET /director/activity?object_type=&name=&author=&action=&since=&limit=&cursor=`.
+#[utoipa::path(
+    get,
+    path = "/director/activity",
+    tag = "activity",
+    summary = "The activity log, newest first",
+    description = "Filters match exactly. Without `limit` the whole selection is streamed.",
+    params(
+        ("object_type" = Option<String>, Query, description = "`host`, `script`, `user`, `deployment`"),
+        ("name" = Option<String>, Query, description = "The object's name"),
+        ("author" = Option<String>, Query, description = "A user name, `cli`, `self-service (ADDRESS)`"),
+        ("action" = Option<String>, Query, description = "`create`, `modify`, `rename`, `delete`, ..."),
+        ("since" = Option<String>, Query,
+            description = "Entries at or after this time: RFC 3339 or Unix seconds"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
+            description = "At most this many entries, and `next` when more follow"),
+        ("cursor" = Option<String>, Query,
+            description = "The `next` value of the previous page (needs `limit`)"),
+    ),
+    responses(
+        (status = 200, description = "The entries", body = ActivityList),
+        (status = 400, description = "A bad `since`, `limit` or `cursor`", body = ErrorBody),
+    ),
+)]
 pub async fn list_activity(
     state: AppState,
     caller: Caller,

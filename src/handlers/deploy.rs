@@ -11,6 +11,18 @@ use crate::service::deploy as service;
 use crate::state::AppState;
 
 /// `GET /director/host/allowlist?name=N`.
+#[utoipa::path(
+    get,
+    path = "/director/host/allowlist",
+    tag = "deploy",
+    summary = "The allowlist a host would get now, and what its agent last confirmed",
+    params(("name" = String, Query, min_length = 1, description = "The host object's name")),
+    responses(
+        (status = 200, description = "The preview", body = crate::openapi::schemas::AllowlistPreview),
+        (status = 400, description = "No `name`", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such host object", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn preview_allowlist(
     state: AppState,
     caller: Caller,
@@ -21,6 +33,13 @@ pub async fn preview_allowlist(
 }
 
 /// `GET /director/config/pending`.
+#[utoipa::path(
+    get,
+    path = "/director/config/pending",
+    tag = "deploy",
+    summary = "Hosts whose allowlist differs from what their agent confirmed",
+    responses((status = 200, description = "The pending hosts", body = crate::openapi::schemas::Pending)),
+)]
 pub async fn list_pending(state: AppState, caller: Caller) -> Result<Response, ApiError> {
     Ok(json_response(
         StatusCode::OK,
@@ -38,6 +57,28 @@ fn deployment_id(query: &QueryParams) -> Result<i64, ApiError> {
 }
 
 /// `POST /director/config/deploy?force=1&wait=SECONDS`: any body is ignored.
+#[utoipa::path(
+    post,
+    path = "/director/config/deploy",
+    tag = "deploy",
+    summary = "Deploy every agent's allowlist",
+    description = "Any request body is ignored. One deployment runs at a time.",
+    params(
+        ("force" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+            description = "A flag: deploy even when nothing changed, and push to hosts that hold it already"),
+        ("wait" = Option<crate::openapi::schemas::DeployWait>, Query,
+            description = "Wait up to this many seconds for the end"),
+    ),
+    responses(
+        (status = 200, description = "Nothing changed (`status: unchanged`), or with `wait` the finished \
+            deployment", body = crate::openapi::schemas::DeployResult),
+        (status = 202, description = "A deployment is running (this one, or the running one with the same \
+            checksum)", body = crate::openapi::schemas::DeployAnswer, headers(("Location" = String))),
+        (status = 400, description = "A bad `force` or `wait`", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "Another deployment is running: the body also names its `checksum` \
+            and `deployment_id`", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn start_deploy(
     state: AppState,
     caller: Caller,
@@ -120,6 +161,18 @@ pub async fn start_deploy(
 }
 
 /// `GET /director/config/deployment?id=N`.
+#[utoipa::path(
+    get,
+    path = "/director/config/deployment",
+    tag = "deploy",
+    summary = "One deployment and every host's result",
+    params(("id" = i64, Query, description = "The deployment's number")),
+    responses(
+        (status = 200, description = "The deployment", body = crate::openapi::schemas::Deployment),
+        (status = 400, description = "No `id`, or not a number", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such deployment", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn show_deployment(
     state: AppState,
     caller: Caller,
@@ -130,6 +183,19 @@ pub async fn show_deployment(
 }
 
 /// `DELETE /director/config/deployment?id=N`: cancels it.
+#[utoipa::path(
+    delete,
+    path = "/director/config/deployment",
+    tag = "deploy",
+    summary = "Cancel a running deployment: pushes not yet made are not made",
+    params(("id" = i64, Query, description = "The deployment's number")),
+    responses(
+        (status = 200, description = "The cancelled deployment", body = crate::openapi::schemas::Deployment),
+        (status = 400, description = "No `id`, or not a number", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such deployment", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The deployment is not running", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn cancel_deployment(
     state: AppState,
     caller: Caller,
@@ -140,6 +206,22 @@ pub async fn cancel_deployment(
 }
 
 /// `GET /director/config/deployments?limit=&cursor=`.
+#[utoipa::path(
+    get,
+    path = "/director/config/deployments",
+    tag = "deploy",
+    summary = "Deployments, newest first",
+    params(
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
+            description = "At most this many (default 100), and `next` when more follow"),
+        ("cursor" = Option<String>, Query,
+            description = "The `next` value of the previous page (needs `limit`)"),
+    ),
+    responses(
+        (status = 200, description = "The deployments", body = crate::openapi::schemas::DeploymentList),
+        (status = 400, description = "A bad `limit` or `cursor`", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn list_deployments(
     state: AppState,
     caller: Caller,
@@ -154,6 +236,17 @@ pub async fn list_deployments(
 }
 
 /// `GET /director/config/deployment-status?configs=&activities=` (Director's shape).
+#[utoipa::path(
+    get,
+    path = "/director/config/deployment-status",
+    tag = "deploy",
+    summary = "Director's deployment status: the active configuration, and the state of given checksums",
+    params(
+        ("configs" = Option<String>, Query, description = "Config checksums, comma-separated"),
+        ("activities" = Option<String>, Query, description = "Activity checksums, comma-separated"),
+    ),
+    responses((status = 200, description = "The status", body = crate::openapi::schemas::DeploymentStatus)),
+)]
 pub async fn deployment_status(
     state: AppState,
     caller: Caller,

@@ -6,14 +6,33 @@ use axum::response::Response;
 use serde_json::json;
 
 use crate::http::json::json_response;
+use crate::openapi::schemas::{ErrorBody, Status};
 use crate::state::AppState;
 
 /// `GET /health`.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    summary = "The process answers",
+    responses((status = 200, description = "Alive", body = Status)),
+)]
 pub async fn health() -> Response {
     json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
 
 /// `GET /metrics`: Prometheus' text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics: requests by route and status, deployments, registrations",
+    responses(
+        (status = 200, description = "Prometheus' text format 0.0.4", body = String,
+            content_type = "text/plain"),
+        (status = 503, description = "The database is not reachable", body = ErrorBody),
+    ),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match state.metrics.render(state.store.db()).await {
         Ok(text) => Response::builder()
@@ -35,6 +54,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /ready`: 503 while the database does not answer.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    summary = "The database answers",
+    responses(
+        (status = 200, description = "Ready", body = Status),
+        (status = 503, description = "The database is not reachable", body = ErrorBody),
+    ),
+)]
 pub async fn ready(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),

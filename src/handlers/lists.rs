@@ -80,3 +80,88 @@ pub async fn list_objects(
     );
     Ok(response)
 }
+
+/// The documented operation of one list endpoint. `list_objects` serves
+/// all four lists, so each gets its OpenAPI operation here. Host lists
+/// also filter by `has_agent` (`$extra` parameters).
+macro_rules! list_operation {
+    ($name:ident, $path:literal, $tag:literal, $list:ident, $what:literal $(, $extra:tt)*) => {
+        #[doc = concat!("`GET ", $path, "` (see `crate::openapi`).")]
+        #[utoipa::path(
+            get,
+            path = $path,
+            tag = $tag,
+            operation_id = stringify!($name),
+            summary = concat!("List ", $what, " by name"),
+            description = "Ordered by name in byte order. Without `limit` the whole list is streamed; with \
+                `limit` one page comes back with `next` when more follow. Besides the parameters below, \
+                `vars.KEY=VALUE` filters on a resolved variable (several may be given, all must match); \
+                unknown parameters are ignored.",
+            params(
+                ("q" = Option<String>, Query,
+                    description = "A case-insensitive substring of the name or the resolved display name"),
+                ("disabled" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+                    description = "A flag: the object's own `disabled`"),
+                ("imports" = Option<String>, Query,
+                    description = "A template anywhere in the object's chain"),
+                $($extra,)*
+                ("resolved" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+                    description = "A flag: each element in the inherited view"),
+                ("withNull" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+                    description = "A flag: each element with every unset known property"),
+                ("properties" = Option<String>, Query,
+                    description = "Only these top-level keys of each element, comma-separated"),
+                ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
+                    description = "At most this many objects, and `next` when more follow"),
+                ("cursor" = Option<String>, Query,
+                    description = "The `next` value of the previous page (needs `limit`)"),
+                ("count" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+                    description = "A flag: add `total`, the number of matches"),
+            ),
+            responses(
+                (status = 200, description = "The objects", body = $list),
+                (status = 400, description = "A bad flag, `limit` or `cursor`, or `cursor` without `limit`",
+                    body = crate::openapi::schemas::ErrorBody),
+            ),
+        )]
+        pub fn $name() {}
+    };
+}
+
+/// The OpenAPI operations of the four lists.
+pub mod operations {
+    use crate::openapi::schemas::{HostList, ScriptList};
+
+    list_operation!(
+        list_hosts,
+        "/director/hosts",
+        "hosts",
+        HostList,
+        "host objects",
+        ("has_agent" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+            description = "A flag: the resolved `has_agent` (unset counts as false)")
+    );
+    list_operation!(
+        list_host_templates,
+        "/director/hosts/templates",
+        "hosts",
+        HostList,
+        "host templates",
+        ("has_agent" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+            description = "A flag: the resolved `has_agent` (unset counts as false)")
+    );
+    list_operation!(
+        list_scripts,
+        "/director/scripts",
+        "scripts",
+        ScriptList,
+        "script objects"
+    );
+    list_operation!(
+        list_script_templates,
+        "/director/scripts/templates",
+        "scripts",
+        ScriptList,
+        "script templates"
+    );
+}

@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod health;
 pub mod lists;
 pub mod objects;
+pub mod openapi;
 pub mod selfservice;
 pub mod users;
 

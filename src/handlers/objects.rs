@@ -143,3 +143,161 @@ pub async fn delete_object(
     let shown = service::delete(&state.store, &caller, kind, name, &conditions).await?;
     Ok(with_etag(StatusCode::OK, &shown.body, &shown.etag))
 }
+
+/// The documented operations of one object endpoint. The handlers above
+/// serve `/director/host` and `/director/script` alike, so each endpoint
+/// gets its OpenAPI operations here, generated for its kind.
+macro_rules! object_operations {
+    ($kind:ident, $path:literal, $tag:literal, $body:ident, $object:ident) => {
+        #[doc = concat!("The OpenAPI operations of `", $path, "` (see `crate::openapi`).")]
+        pub mod $kind {
+            use crate::openapi::schemas::{$body, $object, ErrorBody, JsonPatch};
+
+            /// `GET ?name=`.
+            #[utoipa::path(
+                get,
+                path = $path,
+                tag = $tag,
+                operation_id = concat!("get_", stringify!($kind)),
+                summary = concat!("Read one ", stringify!($kind), " or template"),
+                params(
+                    ("name" = String, Query, min_length = 1, description = "The object's name"),
+                    ("resolved" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+                        description = "A flag: the inherited view (no `imports`)"),
+                    ("withNull" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+                        description = "A flag: also every unset known property, as `null`, `[]` or `{}`"),
+                    ("properties" = Option<String>, Query,
+                        description = "Only these top-level keys, comma-separated"),
+                    ("If-None-Match" = Option<String>, Header, nullable = false,
+                        description = "`304` when it lists the view's ETag or `*`"),
+                ),
+                responses(
+                    (status = 200, description = "The object", body = $object,
+                        headers(("ETag" = String, description = "The version of this view"))),
+                    (status = 304, description = "`If-None-Match` matched: no body",
+                        headers(("ETag" = String))),
+                    (status = 400, description = "No `name`, or a bad flag value", body = ErrorBody),
+                    (status = 404, description = "No such object (or not visible to the caller)",
+                        body = ErrorBody),
+                ),
+            )]
+            pub fn get() {}
+
+            /// `POST`: create without `name`, merge with it.
+            #[utoipa::path(
+                post,
+                path = $path,
+                tag = $tag,
+                operation_id = concat!("post_", stringify!($kind)),
+                summary = concat!("Create a ", stringify!($kind), " (no `name`) or merge into one (`name`)"),
+                description = "Without `name`: creates the object the body names (`422` when the name is \
+                    taken). With `name`: every top-level key replaces that property; `\"vars.NAME\"` sets one \
+                    variable; an `object_name` that differs renames. The body is read as JSON whatever the \
+                    `Content-Type`.",
+                params(
+                    ("name" = Option<String>, Query, description = "The object to merge into"),
+                    ("If-Match" = Option<String>, Header, nullable = false, description = "`412` unless it names the stored ETag"),
+                ),
+                request_body(content = $body, content_type = "application/json"),
+                responses(
+                    (status = 200, description = "Merged: the whole object", body = $object,
+                        headers(("ETag" = String))),
+                    (status = 201, description = "Created", body = $object,
+                        headers(("ETag" = String), ("Location" = String))),
+                    (status = 304, description = "Nothing changed: no body", headers(("ETag" = String))),
+                    (status = 400, description = "Invalid JSON, or a body that is not an object", body = ErrorBody),
+                    (status = 404, description = "`name` given, no such object", body = ErrorBody),
+                    (status = 412, description = "`If-Match` does not match", body = ErrorBody),
+                    (status = 422, description = "Invalid: types, ranges, names, unknown keys, references, \
+                        loops, a taken name", body = ErrorBody),
+                ),
+            )]
+            pub fn post() {}
+
+            /// `PUT`: replace, or create.
+            #[utoipa::path(
+                put,
+                path = $path,
+                tag = $tag,
+                operation_id = concat!("put_", stringify!($kind)),
+                summary = concat!("Replace a ", stringify!($kind), ", or create it"),
+                description = "With `name`: replaces every property but `object_name` and `object_type`, or \
+                    creates the object when it does not exist. Without `name`: creates, like POST.",
+                params(
+                    ("name" = Option<String>, Query, description = "The object to replace or create"),
+                    ("If-Match" = Option<String>, Header, nullable = false, description = "`412` unless it names the stored ETag"),
+                    ("If-None-Match" = Option<String>, Header, nullable = false,
+                        description = "`*`: only create (`412` when the object exists)"),
+                ),
+                request_body(content = $body, content_type = "application/json"),
+                responses(
+                    (status = 200, description = "Replaced", body = $object, headers(("ETag" = String))),
+                    (status = 201, description = "Created", body = $object,
+                        headers(("ETag" = String), ("Location" = String))),
+                    (status = 304, description = "Nothing changed: no body", headers(("ETag" = String))),
+                    (status = 400, description = "Invalid JSON, or a body that is not an object", body = ErrorBody),
+                    (status = 412, description = "A precondition failed", body = ErrorBody),
+                    (status = 422, description = "Invalid: types, ranges, names, unknown keys, references, \
+                        loops, a taken name", body = ErrorBody),
+                ),
+            )]
+            pub fn put() {}
+
+            /// `PATCH ?name=`.
+            #[utoipa::path(
+                patch,
+                path = $path,
+                tag = $tag,
+                operation_id = concat!("patch_", stringify!($kind)),
+                summary = concat!("Patch a ", stringify!($kind), " (RFC 7396 or RFC 6902)"),
+                description = "The patch applies to the stored object as `withNull` shows it; the result is \
+                    then checked like a PUT body. Other content types get `415`.",
+                params(
+                    ("name" = String, Query, min_length = 1, description = "The object's name"),
+                    ("If-Match" = Option<String>, Header, nullable = false, description = "`412` unless it names the stored ETag"),
+                ),
+                request_body(content(
+                    ($body = "application/merge-patch+json"),
+                    (JsonPatch = "application/json-patch+json"),
+                )),
+                responses(
+                    (status = 200, description = "Patched", body = $object, headers(("ETag" = String))),
+                    (status = 304, description = "Nothing changed: no body", headers(("ETag" = String))),
+                    (status = 400, description = "No `name`, or invalid JSON", body = ErrorBody),
+                    (status = 404, description = "No such object", body = ErrorBody),
+                    (status = 409, description = "A JSON Patch `test` operation failed", body = ErrorBody),
+                    (status = 412, description = "`If-Match` does not match", body = ErrorBody),
+                    (status = 415, description = "Not a merge patch or JSON Patch content type", body = ErrorBody),
+                    (status = 422, description = "An invalid patch, or an invalid result", body = ErrorBody),
+                ),
+            )]
+            pub fn patch() {}
+
+            /// `DELETE ?name=`.
+            #[utoipa::path(
+                delete,
+                path = $path,
+                tag = $tag,
+                operation_id = concat!("delete_", stringify!($kind)),
+                summary = concat!("Delete a ", stringify!($kind)),
+                params(
+                    ("name" = String, Query, min_length = 1, description = "The object's name"),
+                    ("If-Match" = Option<String>, Header, nullable = false, description = "`412` unless it names the stored ETag"),
+                ),
+                responses(
+                    (status = 200, description = "Deleted: the object as it was", body = $object,
+                        headers(("ETag" = String))),
+                    (status = 400, description = "No `name`", body = ErrorBody),
+                    (status = 404, description = "No such object", body = ErrorBody),
+                    (status = 409, description = "Still imported or listed by others, named in the message",
+                        body = ErrorBody),
+                    (status = 412, description = "`If-Match` does not match", body = ErrorBody),
+                ),
+            )]
+            pub fn delete() {}
+        }
+    };
+}
+
+object_operations!(host, "/director/host", "hosts", HostBody, Host);
+object_operations!(script, "/director/script", "scripts", ScriptBody, Script);

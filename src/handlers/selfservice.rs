@@ -88,6 +88,44 @@ fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<IpAddr, B
 }
 
 /// `POST /director/self-service/register-host?name=FQDN&key=KEY`.
+#[utoipa::path(
+    post,
+    path = "/director/self-service/register-host",
+    tag = "self-service",
+    summary = "A node registers itself with a host template's key (or re-registers with its own)",
+    description = "Answers the host's own key. With `X-Director-Accept: text/plain` the key comes as bare \
+        text, and errors of the registration as `ERROR: message`.",
+    security(("key" = []), ("bearer" = [])),
+    params(
+        ("name" = Option<String>, Query, description = "The node's host name (or `name` in the body)"),
+        ("X-Director-Accept" = Option<String>, Header, nullable = false, description = "`text/plain`: answer bare text"),
+    ),
+    request_body(content = Option<crate::openapi::schemas::RegisterBody>, content_type = "application/json",
+        description = "Optional: `display_name`, `address`, `address6`, `agent_port`"),
+    responses(
+        (status = 200, description = "The host key", content(
+            (String = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 400, description = "No name or no key, or invalid JSON", content(
+            (crate::openapi::schemas::ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 403, description = "The key is unknown, expired, used up, revoked, or not for agents", content(
+            (crate::openapi::schemas::ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 409, description = "The host exists and has a key, or does not import the template", content(
+            (crate::openapi::schemas::ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 413, description = "The body is too large", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "The name is invalid or a template's, or a property is invalid", content(
+            (crate::openapi::schemas::ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+    ),
+)]
 pub async fn register_host(
     state: AppState,
     peer: Peer,
@@ -138,6 +176,18 @@ pub async fn register_host(
 }
 
 /// `GET /director/self-service/agent-config?key=HOST_KEY`.
+#[utoipa::path(
+    get,
+    path = "/director/self-service/agent-config",
+    tag = "self-service",
+    summary = "What an agent needs: its host, its id, the server's public key",
+    security(("key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The agent's configuration", body = crate::openapi::schemas::AgentConfig),
+        (status = 400, description = "No key", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "Not a host's own key", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn agent_config(
     state: AppState,
     peer: Peer,
@@ -160,6 +210,32 @@ pub async fn agent_config(
 }
 
 /// `GET /director/self-service/ticket?key=HOST_KEY`.
+#[utoipa::path(
+    get,
+    path = "/director/self-service/ticket",
+    tag = "self-service",
+    summary = "The host's Icinga PKI ticket",
+    security(("key" = []), ("bearer" = [])),
+    params(("X-Director-Accept" = Option<String>, Header, nullable = false, description = "`text/plain`: answer bare text")),
+    responses(
+        (status = 200, description = "The ticket (40 hex digits)", content(
+            (String = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 400, description = "No key", content(
+            (crate::openapi::schemas::ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 403, description = "Not a host's own key", content(
+            (crate::openapi::schemas::ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 404, description = "The host is not an agent", content(
+            (crate::openapi::schemas::ErrorBody = "application/json"),
+            (String = "text/plain"),
+        )),
+    ),
+)]
 pub async fn self_ticket(
     state: AppState,
     peer: Peer,
@@ -180,6 +256,18 @@ pub async fn self_ticket(
 }
 
 /// `GET /director/host/ticket?name=N` (permission `keys`).
+#[utoipa::path(
+    get,
+    path = "/director/host/ticket",
+    tag = "keys",
+    summary = "A host's Icinga PKI ticket",
+    params(("name" = String, Query, min_length = 1, description = "The host object's name")),
+    responses(
+        (status = 200, description = "The ticket (40 hex digits)", body = String),
+        (status = 400, description = "No `name`", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such host, or not an agent", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn host_ticket(
     state: AppState,
     caller: Caller,
@@ -196,6 +284,22 @@ pub async fn host_ticket(
 }
 
 /// `POST /director/host/api-key?name=N`: the new key, shown once.
+#[utoipa::path(
+    post,
+    path = "/director/host/api-key",
+    tag = "keys",
+    summary = "Create or replace the self-service key of a host or host template",
+    params(("name" = String, Query, min_length = 1, description = "The host or host template")),
+    request_body(content = Option<crate::openapi::schemas::ApiKeyBody>, content_type = "application/json",
+        description = "Optional; template keys only: `expires_in` (seconds) and `max_uses`"),
+    responses(
+        (status = 200, description = "The key (shown this once) and its metadata", body = crate::openapi::schemas::ApiKey),
+        (status = 400, description = "No `name`, or invalid JSON", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such host or host template", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "Invalid limits, or limits on a host key", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn create_key(
     state: AppState,
     caller: Caller,
@@ -207,6 +311,18 @@ pub async fn create_key(
 }
 
 /// `GET /director/host/api-key?name=N`: the key's metadata.
+#[utoipa::path(
+    get,
+    path = "/director/host/api-key",
+    tag = "keys",
+    summary = "A self-service key's metadata (never the key)",
+    params(("name" = String, Query, min_length = 1, description = "The host or host template")),
+    responses(
+        (status = 200, description = "The metadata", body = crate::openapi::schemas::ApiKey),
+        (status = 400, description = "No `name`", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such object, or it has no key", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn show_key(
     state: AppState,
     caller: Caller,
@@ -217,6 +333,18 @@ pub async fn show_key(
 }
 
 /// `DELETE /director/host/api-key?name=N`: revokes the key.
+#[utoipa::path(
+    delete,
+    path = "/director/host/api-key",
+    tag = "keys",
+    summary = "Revoke a self-service key",
+    params(("name" = String, Query, min_length = 1, description = "The host or host template")),
+    responses(
+        (status = 200, description = "The revoked key's metadata", body = crate::openapi::schemas::ApiKey),
+        (status = 400, description = "No `name`", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such object, or it has no key", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn revoke_key(
     state: AppState,
     caller: Caller,
@@ -229,6 +357,26 @@ pub async fn revoke_key(
 /// `GET /director/self-service/allowlist?key=HOST_KEY[&wait=SECONDS]`: the
 /// host's newest signed allowlist with its ETag; `If-None-Match` gets 304;
 /// `wait` (at most 300) holds the request until it changes.
+#[utoipa::path(
+    get,
+    path = "/director/self-service/allowlist",
+    tag = "self-service",
+    summary = "A pulling agent fetches its newest signed allowlist",
+    security(("key" = []), ("bearer" = [])),
+    params(
+        ("wait" = Option<crate::openapi::schemas::PullWait>, Query,
+            description = "Hold the request up to this many seconds until a newer allowlist is issued"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "The ETag the agent holds: `304` when current"),
+    ),
+    responses(
+        (status = 200, description = "The signed allowlist", body = crate::openapi::schemas::SignedAllowlist,
+            headers(("ETag" = String, description = "`\"CHECKSUM-SERIAL\"`"))),
+        (status = 304, description = "The agent holds the newest: no body", headers(("ETag" = String))),
+        (status = 400, description = "No key, or a bad `wait`", body = crate::openapi::schemas::ErrorBody),
+        (status = 403, description = "Not a host's own key", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No allowlist was deployed to this host yet", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
 pub async fn pull_allowlist(
     state: AppState,
     peer: Peer,

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::http::body::JsonObject;
 use crate::http::json::json_response;
 use crate::http::query::QueryParams;
+use crate::openapi::schemas::{ErrorBody, User, UserBody, UserList};
 use crate::service::caller::Caller;
 use crate::service::users::{self as service, UserWritten};
 use crate::state::AppState;
@@ -29,6 +30,18 @@ fn answer(state: &AppState, written: UserWritten) -> Response {
 }
 
 /// `GET ?name=`.
+#[utoipa::path(
+    get,
+    path = "/director/user",
+    tag = "users",
+    summary = "Read one user",
+    params(("name" = String, Query, min_length = 1, description = "The user's name")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 400, description = "No `name`", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    ),
+)]
 pub async fn get_user(
     state: AppState,
     caller: Caller,
@@ -39,6 +52,24 @@ pub async fn get_user(
 }
 
 /// `POST`: creates without `?name=`, merges with it.
+#[utoipa::path(
+    post,
+    path = "/director/user",
+    tag = "users",
+    summary = "Create a user (no `name`) or merge into one (`name`)",
+    params(("name" = Option<String>, Query, description = "The user to merge into")),
+    request_body(content = UserBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Merged", body = User),
+        (status = 201, description = "Created", body = User, headers(("Location" = String))),
+        (status = 304, description = "Nothing changed: no body"),
+        (status = 400, description = "Invalid JSON, or a body that is not an object", body = ErrorBody),
+        (status = 404, description = "`name` given, no such user", body = ErrorBody),
+        (status = 409, description = "No enabled user would hold `users` any more", body = ErrorBody),
+        (status = 422, description = "Invalid: name, role, permission, restriction, password, unknown key, \
+            a taken name", body = ErrorBody),
+    ),
+)]
 pub async fn post_user(
     state: AppState,
     caller: Caller,
@@ -54,6 +85,23 @@ pub async fn post_user(
 }
 
 /// `PUT`: replaces, or creates.
+#[utoipa::path(
+    put,
+    path = "/director/user",
+    tag = "users",
+    summary = "Replace a user (not its password unless given), or create it",
+    params(("name" = Option<String>, Query, description = "The user to replace or create")),
+    request_body(content = UserBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Replaced", body = User),
+        (status = 201, description = "Created", body = User, headers(("Location" = String))),
+        (status = 304, description = "Nothing changed: no body"),
+        (status = 400, description = "Invalid JSON, or a body that is not an object", body = ErrorBody),
+        (status = 409, description = "No enabled user would hold `users` any more", body = ErrorBody),
+        (status = 422, description = "Invalid: name, role, permission, restriction, password, unknown key, \
+            a taken name", body = ErrorBody),
+    ),
+)]
 pub async fn put_user(
     state: AppState,
     caller: Caller,
@@ -69,6 +117,19 @@ pub async fn put_user(
 }
 
 /// `DELETE ?name=`: answers the deleted user.
+#[utoipa::path(
+    delete,
+    path = "/director/user",
+    tag = "users",
+    summary = "Delete a user",
+    params(("name" = String, Query, min_length = 1, description = "The user's name")),
+    responses(
+        (status = 200, description = "Deleted: the user as it was", body = User),
+        (status = 400, description = "No `name`", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "No enabled user would hold `users` any more", body = ErrorBody),
+    ),
+)]
 pub async fn delete_user(
     state: AppState,
     caller: Caller,
@@ -85,6 +146,13 @@ pub async fn delete_user(
 }
 
 /// `GET /director/users`.
+#[utoipa::path(
+    get,
+    path = "/director/users",
+    tag = "users",
+    summary = "List every user by name",
+    responses((status = 200, description = "The users", body = UserList)),
+)]
 pub async fn list_users(state: AppState, caller: Caller) -> Result<Response, ApiError> {
     Ok(json_response(
         StatusCode::OK,

@@ -11,12 +11,23 @@ use crate::error::ApiError;
 
 const OVERRIDE: &str = "x-http-method-override";
 
-/// Methods HTTP defines. Anything else gets Director's
-/// `400 {"error": "Unsupported method KILL"}`.
+/// Methods HTTP defines (RFC 9110, PATCH in RFC 5789, QUERY in RFC
+/// 10008). Anything else gets Director's
+/// `400 {"error": "Unsupported method KILL"}`; these get `405` where a
+/// route does not take them.
 fn is_http_method(method: &str) -> bool {
     matches!(
         method,
-        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" | "TRACE" | "CONNECT"
+        "GET"
+            | "HEAD"
+            | "POST"
+            | "PUT"
+            | "PATCH"
+            | "DELETE"
+            | "OPTIONS"
+            | "TRACE"
+            | "CONNECT"
+            | "QUERY"
     )
 }
 
