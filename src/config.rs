@@ -33,6 +33,8 @@ pub struct Config {
     pub ticket_salt: Option<String>,
     /// How many of the newest deployments keep their per-host details.
     pub keep_deployments: u64,
+    /// `/metrics` without authentication (otherwise a user with `api`).
+    pub metrics_public: bool,
     /// The PEM certificate chain to serve HTTPS with; set together with `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`; set together with it.
@@ -54,6 +56,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             ticket_salt: None,
             keep_deployments: DEFAULT_KEEP_DEPLOYMENTS,
+            metrics_public: false,
             tls_cert: None,
             tls_key: None,
         }
@@ -97,6 +100,9 @@ pub struct ConfigArgs {
     /// How many of the newest deployments keep their per-host details [default: 1000].
     #[arg(long, env = "STEWARD_KEEP_DEPLOYMENTS")]
     pub keep_deployments: Option<u64>,
+    /// Serve /metrics without authentication [default: false: a user with `api`].
+    #[arg(long, env = "STEWARD_METRICS_PUBLIC")]
+    pub metrics_public: Option<bool>,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", env = "STEWARD_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -118,6 +124,7 @@ struct FileConfig {
     trusted_proxies: Option<Vec<IpAddr>>,
     ticket_salt: Option<String>,
     keep_deployments: Option<u64>,
+    metrics_public: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
 }
@@ -198,7 +205,9 @@ impl ConfigArgs {
             }
             _ => {}
         }
+        let metrics_public = self.metrics_public.or(file.metrics_public).unwrap_or(false);
         Ok(Config {
+            metrics_public,
             tls_cert,
             tls_key,
             keep_deployments,

@@ -123,17 +123,30 @@ use crate::handlers;
 pub struct ApiDoc;
 
 /// The document for a server whose Director routes sit under `base_path`
-/// (empty, or like `/icingaweb2`).
-pub fn document(base_path: &str) -> utoipa::openapi::OpenApi {
+/// (empty, or like `/icingaweb2`), with `/metrics` open when
+/// `metrics_public` is set.
+pub fn document(base_path: &str, metrics_public: bool) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     if !base_path.is_empty() {
         // The Director paths resolve against the base path; the
         // operational ones stay at the root.
         doc.servers = Some(vec![Server::new(base_path)]);
         for (path, item) in doc.paths.paths.iter_mut() {
-            if access(path) == Access::Open {
+            if !path.starts_with("/director") {
                 item.servers = Some(vec![Server::new("/")]);
             }
+        }
+    }
+    if metrics_public
+        && let Some(get) = doc
+            .paths
+            .paths
+            .get_mut("/metrics")
+            .and_then(|item| item.get.as_mut())
+    {
+        get.security = None;
+        for status in ["401", "403", "429"] {
+            get.responses.responses.remove(status);
         }
     }
     doc
@@ -142,18 +155,19 @@ pub fn document(base_path: &str) -> utoipa::openapi::OpenApi {
 /// How a path authenticates (the same rule as `auth::layer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
-    /// `/health`, `/ready`, `/metrics`, `/openapi.json`.
+    /// `/health`, `/ready`, `/openapi.json`.
     Open,
     /// `/director/self-service/*`: a key, as `?key=` or `Authorization: Bearer`.
     Key,
-    /// Every other `/director/*` route: HTTP Basic.
+    /// Every other `/director/*` route, and `/metrics` (unless
+    /// `metrics_public`): HTTP Basic.
     User,
 }
 
 fn access(path: &str) -> Access {
     if path.starts_with("/director/self-service/") {
         Access::Key
-    } else if path.starts_with("/director/") {
+    } else if path.starts_with("/director/") || path == "/metrics" {
         Access::User
     } else {
         Access::Open

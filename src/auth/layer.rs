@@ -75,7 +75,8 @@ fn unauthorized(message: &str) -> Response {
 
 /// Authenticates requests to the Director routes and adds the [`Caller`].
 pub async fn require_user(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    if !needs_user(req.uri().path(), &state.config.base_path) {
+    let metrics = req.uri().path() == "/metrics" && !state.config.metrics_public;
+    if !metrics && !needs_user(req.uri().path(), &state.config.base_path) {
         return next.run(req).await;
     }
     let Some((name, password)) = basic_credentials(req.headers()) else {

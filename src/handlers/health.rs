@@ -21,7 +21,8 @@ pub async fn health() -> Response {
     json_response(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// `GET /metrics`: Prometheus' text format.
+/// `GET /metrics`: Prometheus' text format; a user with `api` unless
+/// `metrics_public` is set.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -33,7 +34,20 @@ pub async fn health() -> Response {
         (status = 503, description = "The database is not reachable", body = ErrorBody),
     ),
 )]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<AppState>, parts: axum::http::request::Parts) -> Response {
+    let caller = parts.extensions.get::<crate::service::caller::Caller>();
+    // A user with `api` (the authentication layer answered 401 already
+    // without one), unless `metrics_public`.
+    if !state.config.metrics_public
+        && let Err(e) = caller.map_or(
+            Err(crate::error::ApiError::Unauthorized(
+                "Authentication required".into(),
+            )),
+            |c| c.require(crate::domain::auth::Permission::Api),
+        )
+    {
+        return axum::response::IntoResponse::into_response(e);
+    }
     match state.metrics.render(state.store.db()).await {
         Ok(text) => Response::builder()
             .status(StatusCode::OK)

@@ -17,7 +17,7 @@ use crate::state::AppState;
     responses((status = 200, description = "The OpenAPI document", body = Object)),
 )]
 pub async fn get_openapi(State(state): State<AppState>) -> Response {
-    let document = crate::openapi::document(&state.config.base_path);
+    let document = crate::openapi::document(&state.config.base_path, state.config.metrics_public);
     match serde_json::to_value(&document) {
         Ok(value) => json_response(StatusCode::OK, &value),
         Err(e) => {

@@ -27,9 +27,15 @@ fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str
 }
 
 async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
-    let r = app
+    let anonymous = app
         .request("GET", "/metrics", &[("authorization", "")], None)
         .await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::UNAUTHORIZED,
+        "a user with api"
+    );
+    let r = app.get("/metrics").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(
         r.headers["content-type"]
@@ -167,3 +173,27 @@ db_test!(
         assert!(types.contains_key("steward_http_requests_total"));
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_made_public() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |c| {
+        c.metrics_public = true;
+    })
+    .await;
+    let r = app
+        .request("GET", "/metrics", &[("authorization", "")], None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        r.text.contains("steward_deployments{status=\"running\"} 0"),
+        "{}",
+        r.text
+    );
+    let spec = app.get("/openapi.json").await.json();
+    assert!(
+        spec["paths"]["/metrics"]["get"]["security"].is_null(),
+        "the spec says /metrics is open: {}",
+        spec["paths"]["/metrics"]["get"]
+    );
+    app.cleanup().await;
+}
