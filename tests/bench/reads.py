@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Reads under load: `GET /director/host?name=` with Basic auth against
+`GET /health`, measured with wrk in the same run (issue: a benchmark kit;
+target: the host read at least 0.5 times the /health rate).
+
+Starts `steward serve` (release build) on a fresh data directory (SQLite by
+default, `--database postgres://...` for PostgreSQL: it must be an empty
+database), creates `--hosts` hosts under a template, then runs wrk
+(`--threads`, `--connections`, `--duration` seconds) alternately on /health
+and on a host, `--runs` times, and prints each rate and the median ratio.
+
+    cargo build --release --bin steward
+    python3 tests/bench/reads.py [--runs 3] [--hosts 1000] [--target-dir target]
+"""
+import argparse
+import base64
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+PASSWORD = "reads-admin-password"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(method, url, body=None, auth=None):
+    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), method=method)
+    req.add_header("Accept", "application/json")
+    req.add_header("Content-Type", "application/json")
+    if auth:
+        req.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def wrk(url, auth, args):
+    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
+           "--timeout", "10s"]
+    if auth:
+        cmd += ["-H", f"Authorization: {auth}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        sys.exit(f"wrk saw {errors.group(1)} non-2xx answers from {url}")
+    return rate
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--hosts", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--database", default=None)
+    ap.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR", "target"))
+    args = ap.parse_args()
+    steward = os.path.join(args.target_dir, "release", "steward")
+    data = tempfile.mkdtemp(prefix="steward-reads-")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn", MALLOC_ARENA_MAX="2")
+    env.pop("STEWARD_DATABASE_URL", None)
+    cmd = [steward, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data]
+    if args.database:
+        cmd += ["--database", args.database]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(400):
+            try:
+                if call("GET", base + "/ready") == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        admin = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
+        call("POST", base + "/director/host", {"object_name": "base", "object_type": "template",
+                                               "vars": {"site": "berlin"}}, admin)
+        for i in range(args.hosts):
+            call("POST", base + "/director/host", {"object_name": f"host-{i:05d}", "imports": ["base"],
+                                                   "address": "192.0.2.1", "vars": {"n": str(i)}}, admin)
+        host = f"{base}/director/host?name=host-{args.hosts // 2:05d}"
+        print(f"{'SQLite' if not args.database else 'PostgreSQL'}, {args.hosts} hosts, wrk -t{args.threads} "
+              f"-c{args.connections} -d{args.duration}s")
+        ratios = []
+        for run in range(args.runs):
+            health = wrk(base + "/health", None, args)
+            read = wrk(host, admin, args)
+            ratios.append(read / health)
+            print(f"run {run + 1}: /health {health:,.0f} req/s, GET host {read:,.0f} req/s, ratio {read / health:.2f}")
+        print(f"median ratio {statistics.median(ratios):.2f} (target: at least 0.5)")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
