@@ -30,25 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the service.
-    Serve(ConfigArgs),
-    /// Run the database migrations and exit.
-    Migrate(ConfigArgs),
-    /// Manage API users (works while the server runs).
-    User {
-        #[command(subcommand)]
-        action: UserCommand,
-    },
-    /// The activity log.
-    Activity {
-        #[command(subcommand)]
-        action: ActivityCommand,
-    },
-    /// The allowlist signing key (in the data directory) and its rotation.
-    Key {
-        #[command(subcommand)]
-        action: KeyCommand,
-    },
+    #[command(flatten)]
+    Server(Box<ServerCommand>),
     /// Deploy through a running server's API; --wait follows it to the end.
     ///
     /// Starts a deployment (POST /director/config/deploy) as --user, with
@@ -69,6 +52,31 @@ enum Command {
     ///   6  the server is not reachable
     #[command(verbatim_doc_comment)]
     Deploy(steward::cli::deploy::DeployArgs),
+}
+
+/// The commands that work on a server's configuration (its database and
+/// data directory).
+#[derive(Debug, Subcommand)]
+enum ServerCommand {
+    /// Start the service.
+    Serve(ConfigArgs),
+    /// Run the database migrations and exit.
+    Migrate(ConfigArgs),
+    /// Manage API users (works while the server runs).
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+    /// The activity log.
+    Activity {
+        #[command(subcommand)]
+        action: ActivityCommand,
+    },
+    /// The allowlist signing key (in the data directory) and its rotation.
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,27 +133,25 @@ enum ActivityCommand {
     Verify(ConfigArgs),
 }
 
-impl Command {
-    /// The server configuration the command works on; `None` for `deploy`,
-    /// a client of a running server.
-    fn config_args(&self) -> Option<&ConfigArgs> {
-        Some(match self {
-            Command::Serve(c) | Command::Migrate(c) => c,
-            Command::Key {
+impl ServerCommand {
+    /// The server configuration the command works on.
+    fn config_args(&self) -> &ConfigArgs {
+        match self {
+            ServerCommand::Serve(c) | ServerCommand::Migrate(c) => c,
+            ServerCommand::Key {
                 action: KeyCommand::Show(c) | KeyCommand::Rotate(c) | KeyCommand::Promote(c),
             } => c,
-            Command::User { action } => match action {
+            ServerCommand::User { action } => match action {
                 UserCommand::Add { config, .. } | UserCommand::List(config) => config,
                 UserCommand::Passwd(u)
                 | UserCommand::Disable(u)
                 | UserCommand::Enable(u)
                 | UserCommand::Remove(u) => &u.config,
             },
-            Command::Activity {
+            ServerCommand::Activity {
                 action: ActivityCommand::Verify(c),
             } => c,
-            Command::Deploy(_) => return None,
-        })
+        }
     }
 }
 
@@ -400,36 +406,31 @@ fn key_command(action: &KeyCommand, config: &Config) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Some(config_args) = cli.command.config_args() else {
+    let command = match Cli::parse().command {
         // A client of a running server: no server configuration to load.
-        return match &cli.command {
-            Command::Deploy(args) => steward::cli::deploy::run(args).await,
-            _ => ExitCode::from(2),
-        };
+        Command::Deploy(args) => return steward::cli::deploy::run(&args).await,
+        Command::Server(command) => *command,
     };
-    let config = match config_args.load() {
+    let config = match command.config_args().load() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("steward: {e}");
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command {
-        Command::Serve(_) => {
+    let result = match command {
+        ServerCommand::Serve(_) => {
             init_logging(&config);
             serve(config).await
         }
-        Command::Migrate(_) => open_store(&config)
+        ServerCommand::Migrate(_) => open_store(&config)
             .await
             .map(|_| eprintln!("migrations are up to date")),
-        Command::User { action } => user_command(action, &config).await,
-        Command::Activity {
+        ServerCommand::User { action } => user_command(action, &config).await,
+        ServerCommand::Activity {
             action: ActivityCommand::Verify(_),
         } => verify_activity(&config).await,
-        Command::Key { action } => key_command(&action, &config),
-        // Run above, without a configuration.
-        Command::Deploy(_) => Ok(()),
+        ServerCommand::Key { action } => key_command(&action, &config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

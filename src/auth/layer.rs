@@ -22,7 +22,12 @@ use crate::state::AppState;
 /// The challenge Python's urllib (and so Ansible) waits for before it sends credentials.
 pub const CHALLENGE: &str = "Basic realm=\"steward\"";
 
-fn needs_user(path: &str, base: &str) -> bool {
+/// Whether a request to `path` must carry a user: the Director routes
+/// (under `base`) but self-service, and `/metrics` unless it is public.
+fn needs_user(path: &str, base: &str, metrics_public: bool) -> bool {
+    if path == "/metrics" {
+        return !metrics_public;
+    }
     let Some(rest) = path.strip_prefix(base) else {
         return false;
     };
@@ -75,8 +80,8 @@ fn unauthorized(message: &str) -> Response {
 
 /// Authenticates requests to the Director routes and adds the [`Caller`].
 pub async fn require_user(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let metrics = req.uri().path() == "/metrics" && !state.config.metrics_public;
-    if !metrics && !needs_user(req.uri().path(), &state.config.base_path) {
+    let config = &state.config;
+    if !needs_user(req.uri().path(), &config.base_path, config.metrics_public) {
         return next.run(req).await;
     }
     let Some((name, password)) = basic_credentials(req.headers()) else {
@@ -168,13 +173,24 @@ mod tests {
 
     #[test]
     fn director_routes_need_a_user_but_self_service_and_operations_do_not() {
-        assert!(needs_user("/director/host", ""));
-        assert!(needs_user("/director", ""));
-        assert!(!needs_user("/director/self-service/register-host", ""));
-        assert!(!needs_user("/health", ""));
-        assert!(!needs_user("/directorx", ""));
-        assert!(needs_user("/icingaweb2/director/hosts", "/icingaweb2"));
-        assert!(!needs_user("/director/hosts", "/icingaweb2"));
+        assert!(needs_user("/director/host", "", false));
+        assert!(needs_user("/director", "", false));
+        assert!(!needs_user(
+            "/director/self-service/register-host",
+            "",
+            false
+        ));
+        assert!(!needs_user("/health", "", false));
+        assert!(!needs_user("/directorx", "", false));
+        assert!(needs_user(
+            "/icingaweb2/director/hosts",
+            "/icingaweb2",
+            false
+        ));
+        assert!(!needs_user("/director/hosts", "/icingaweb2", false));
+        assert!(needs_user("/metrics", "", false));
+        assert!(needs_user("/metrics", "/icingaweb2", false));
+        assert!(!needs_user("/metrics", "", true));
     }
 
     #[test]

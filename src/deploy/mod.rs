@@ -303,11 +303,7 @@ impl Deployer {
             }
         });
         let states = agents::all(store.db()).await?;
-        let pending: Vec<DeploymentHost> = deployments::hosts(store.db(), id)
-            .await?
-            .into_iter()
-            .filter(|h| h.result == "pending")
-            .collect();
+        let pending = deployments::pending_hosts(store.db(), id).await?;
         let (results, received) = mpsc::channel(BATCH);
         let writer = tokio::spawn(write_results(
             store.clone(),
@@ -424,6 +420,11 @@ async fn fetched_instead(
     stop: &AtomicBool,
 ) -> Option<Outcome> {
     let deadline = tokio::time::Instant::now() + PULL_GRACE;
+    // A deleted host has no key left to pull with.
+    let has_key = matches!(
+        crate::store::keys::of_object(store.db(), host.host_id).await,
+        Ok(Some(_))
+    );
     loop {
         let state = agents::of_host(store.db(), host.host_id).await.ok()??;
         if state.confirmed_serial == Some(host.serial)
@@ -435,13 +436,8 @@ async fn fetched_instead(
                 attempts: 0,
             });
         }
-        // Only an agent that pulled before, and still has a host key to
-        // pull with (a deleted host has none), is waited for.
-        let can_pull = state.pulled_at.is_some()
-            && matches!(
-                crate::store::keys::of_object(store.db(), host.host_id).await,
-                Ok(Some(_))
-            );
+        // Only an agent that pulled before, and can still pull, is waited for.
+        let can_pull = has_key && state.pulled_at.is_some();
         if !can_pull || tokio::time::Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
             return None;
         }

@@ -15,14 +15,20 @@ use crate::state::AppState;
 /// for Director routes), or `other` for anything else, so that a scan of
 /// random paths cannot grow the metrics without bound.
 pub fn route_label<'a>(path: &'a str, base: &str) -> &'a str {
-    let bare = path
+    let director = path
         .strip_prefix(base)
-        .filter(|rest| rest.starts_with("/director"))
-        .unwrap_or(path);
-    let operational = !bare.starts_with("/director");
-    let known =
-        ROUTES.contains(&bare) && (operational || base.is_empty() || bare.len() < path.len());
-    if known { bare } else { "other" }
+        .filter(|rest| rest.starts_with("/director"));
+    let route = match director {
+        Some(rest) => rest,
+        // A Director path outside the base path.
+        None if path.starts_with("/director") => return "other",
+        None => path,
+    };
+    if ROUTES.contains(&route) {
+        route
+    } else {
+        "other"
+    }
 }
 
 /// Logs and counts every request (the outermost layer but the request id).

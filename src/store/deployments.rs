@@ -228,6 +228,18 @@ pub async fn hosts(db: &impl ConnectionTrait, id: i64) -> Result<Vec<DeploymentH
         .await
 }
 
+/// The hosts of a deployment not pushed yet.
+pub async fn pending_hosts(
+    db: &impl ConnectionTrait,
+    id: i64,
+) -> Result<Vec<DeploymentHost>, DbErr> {
+    deployment_host::Entity::find()
+        .filter(deployment_host::Column::DeploymentId.eq(id))
+        .filter(deployment_host::Column::Result.eq("pending"))
+        .all(db)
+        .await
+}
+
 /// Records one host's result. A host recorded `deployed` stays so (a
 /// pulling agent may fetch its allowlist while a push to it fails).
 pub async fn set_result(
