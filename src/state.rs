@@ -12,9 +12,23 @@ use crate::signing::ServerKey;
 use crate::store::Store;
 use crate::store::settings::{self, TICKET_SALT};
 
-/// Shared application state, cheap to clone.
+/// Shared application state: one pointer, so that the clones every
+/// request makes (each layer and extractor takes its own) cost one atomic
+/// increment.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+#[derive(Debug)]
+pub struct Shared {
     pub store: Arc<Store>,
     pub config: Arc<Config>,
     pub auth: Arc<Authenticator>,
@@ -54,7 +68,7 @@ impl AppState {
             Some(salt) => salt.clone(),
             None => settings::get_or_create(store.db(), TICKET_SALT, &random_secret(24)).await?,
         };
-        let watch = store.watch_connection()?;
+        let watch = store.data_watch();
         let auth = Arc::new(Authenticator::new(store.db().clone(), watch).await?);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let shutdown = crate::shutdown::Shutdown::new();
@@ -64,7 +78,7 @@ impl AppState {
             metrics.clone(),
             shutdown.clone(),
         );
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             shutdown,
             deployer,
             metrics,
@@ -75,6 +89,6 @@ impl AppState {
             key_throttle: Arc::new(Throttle::for_keys()),
             server_key: Arc::new(server_key),
             ticket_salt: Arc::new(ticket_salt),
-        })
+        })))
     }
 }

@@ -7,6 +7,7 @@ mod m20261122_000002_create_users_and_activity;
 mod m20261122_000003_create_api_keys;
 mod m20261122_000004_create_deployments;
 mod m20261123_000005_deployment_counts;
+mod m20261123_000006_template_revisions;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_api_keys::Migration),
             Box::new(m20261122_000004_create_deployments::Migration),
             Box::new(m20261123_000005_deployment_counts::Migration),
+            Box::new(m20261123_000006_template_revisions::Migration),
         ]
     }
 }

@@ -2,14 +2,14 @@
 //! live in memory, refreshed whenever the database says they changed, and a
 //! verified credential is remembered for a while under a keyed hash.
 //!
-//! Freshness: on SQLite, `PRAGMA data_version` on a dedicated connection
-//! tells, at every check, whether another connection (this server's pool or
-//! the `steward user` CLI) committed; only then is the users epoch read. On
+//! Freshness: on SQLite, `PRAGMA data_version` ([`DataWatch`]) tells, at
+//! every check, whether another connection (this server's pool or the
+//! `steward user` CLI) committed; only then is the users epoch read. On
 //! PostgreSQL, another replica's change is seen within [`PG_POLL`]. This
 //! process's own changes call [`Authenticator::reload`] at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 
 use super::password;
 use crate::store::users::{self, StoredUser};
+use crate::store::watch::DataWatch;
 
 /// How long a verified credential is remembered.
 pub const REMEMBER_FOR: Duration = Duration::from_secs(120);
@@ -58,13 +59,8 @@ struct Users {
 }
 
 enum Watcher {
-    Sqlite {
-        conn: Mutex<rusqlite::Connection>,
-        data_version: AtomicI64,
-    },
-    Postgres {
-        checked: Mutex<Instant>,
-    },
+    Sqlite(DataWatch),
+    Postgres { checked: Mutex<Instant> },
 }
 
 /// The credential checker shared by every request.
@@ -88,17 +84,11 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Loads the users. `watch` is a dedicated connection to the same SQLite
-    /// database (ignored on PostgreSQL).
-    pub async fn new(
-        db: DatabaseConnection,
-        watch: Option<rusqlite::Connection>,
-    ) -> Result<Self, DbErr> {
+    /// Loads the users. `watch` watches the same SQLite database (ignored
+    /// on PostgreSQL).
+    pub async fn new(db: DatabaseConnection, watch: Option<DataWatch>) -> Result<Self, DbErr> {
         let watcher = match (db.get_database_backend(), watch) {
-            (DbBackend::Sqlite, Some(conn)) => Watcher::Sqlite {
-                conn: Mutex::new(conn),
-                data_version: AtomicI64::new(-1),
-            },
+            (DbBackend::Sqlite, Some(watch)) => Watcher::Sqlite(watch),
             _ => Watcher::Postgres {
                 checked: Mutex::new(Instant::now()),
             },
@@ -137,14 +127,7 @@ impl Authenticator {
     /// Reloads the users when the database says they may have changed.
     pub async fn refresh(&self) -> Result<(), DbErr> {
         let maybe_changed = match &self.watcher {
-            Watcher::Sqlite { conn, data_version } => {
-                let now = conn
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))
-                    .map_err(|e| DbErr::Custom(format!("PRAGMA data_version: {e}")))?;
-                data_version.swap(now, Ordering::AcqRel) != now
-            }
+            Watcher::Sqlite(watch) => watch.changed()?,
             Watcher::Postgres { checked } => {
                 let mut checked = checked.lock().unwrap_or_else(|e| e.into_inner());
                 if checked.elapsed() >= PG_POLL {

@@ -95,7 +95,7 @@ fn select(object: &StoredObject, request: &ListRequest, resolver: &Resolver) -> 
 pub async fn prepare(store: &Store, request: &ListRequest) -> Result<Arc<Resolver>, ApiError> {
     request.caller.require(permissions_of(request.kind).0)?;
     if request.filter.needs_resolution() || request.view.resolved {
-        Ok(Arc::new(resolver(store.db(), request.kind).await?))
+        resolver(store, request.kind).await
     } else {
         Ok(Arc::new(Resolver::default()))
     }

@@ -1,5 +1,7 @@
 //! One object: show, create, merge, replace, patch, delete, rename.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::caller::{Caller, permissions_of};
@@ -11,7 +13,7 @@ use crate::error::ApiError;
 use crate::http::conditions::{Conditions, etag};
 use crate::store::keys;
 use crate::store::objects::{self as rows, Relation};
-use crate::store::{Store, StoredObject, activity, now_millis};
+use crate::store::{Store, StoredObject, WriteTx, activity, now_millis};
 use sea_orm::ConnectionTrait;
 
 /// What a client asked to see of an object.
@@ -59,9 +61,9 @@ fn shown(object: &StoredObject) -> Shown {
     }
 }
 
-/// The resolver over a kind's templates.
-pub async fn resolver(db: &impl ConnectionTrait, kind: Kind) -> Result<Resolver, ApiError> {
-    Ok(Resolver::new(rows::templates(db, kind).await?))
+/// The resolver over a kind's current templates.
+pub async fn resolver(store: &Store, kind: Kind) -> Result<Arc<Resolver>, ApiError> {
+    Ok(store.resolver(kind).await?)
 }
 
 /// Renders one object in the requested view.
@@ -105,13 +107,17 @@ pub async fn show(
     view: &View,
 ) -> Result<Shown, ApiError> {
     caller.require(permissions_of(kind).0)?;
-    let object = find_visible(store.db(), caller, kind, name).await?;
+    let (object, revision) = store
+        .find_object(kind, name)
+        .await?
+        .filter(|(o, _)| caller.sees_draft(&o.draft))
+        .ok_or_else(|| ApiError::no_such_object(kind, name))?;
     let resolver = if view.resolved {
-        Some(resolver(store.db(), kind).await?)
+        Some(store.resolver_at(kind, revision).await?)
     } else {
         None
     };
-    Ok(view_of(&object, view, resolver.as_ref()))
+    Ok(view_of(&object, view, resolver.as_deref()))
 }
 
 fn check_if_match(conditions: &Conditions, current: Option<&StoredObject>) -> Result<(), ApiError> {
@@ -199,7 +205,7 @@ pub async fn create(
         return Err(recreate(kind, &draft.name));
     }
     check_if_match(conditions, None)?;
-    let stored = insert(&tx.tx, caller, &draft).await?;
+    let stored = insert(&tx, caller, &draft).await?;
     tx.commit().await?;
     Ok(Written::Created(shown(&stored)))
 }
@@ -244,7 +250,7 @@ pub async fn replace(
         if hidden {
             return Err(recreate(kind, &draft.name));
         }
-        let stored = insert(&tx.tx, caller, &draft).await?;
+        let stored = insert(&tx, caller, &draft).await?;
         tx.commit().await?;
         return Ok(Written::Created(shown(&stored)));
     };
@@ -307,7 +313,7 @@ async fn finish_change(
     if next == current.draft {
         return Ok(Written::Unchanged(etag(&current.checksum)));
     }
-    let stored = apply_change(&tx.tx, caller, &current, &next, None).await?;
+    let stored = apply_change(&tx, caller, &current, &next, None).await?;
     tx.commit().await?;
     Ok(Written::Changed(shown(&stored)))
 }
@@ -316,12 +322,13 @@ async fn finish_change(
 /// rewrites every dependant; references are checked and recorded, and each
 /// changed object gets an activity entry (`action`, or `modify`/`rename`).
 pub(crate) async fn apply_change(
-    db: &impl ConnectionTrait,
+    tx: &WriteTx<'_>,
     caller: &Caller,
     current: &StoredObject,
     next: &Draft,
     action: Option<&str>,
 ) -> Result<StoredObject, ApiError> {
+    let db = &tx.tx;
     let renamed = next.name != current.draft.name;
     if renamed {
         caller.may_write(next)?;
@@ -342,7 +349,7 @@ pub(crate) async fn apply_change(
                 &current.draft.name,
                 &next.name,
             );
-            rows::update(db, dependant.id, &followed).await?;
+            rows::update(db, &dependant, &followed).await?;
             log(
                 db,
                 caller,
@@ -353,8 +360,8 @@ pub(crate) async fn apply_change(
             .await?;
         }
     }
-    check_references(db, next, renamed.then_some(&current.draft.name)).await?;
-    let stored = rows::update(db, current.id, next).await?;
+    check_references(tx, next, renamed.then_some(&current.draft.name)).await?;
+    let stored = rows::update(db, current, next).await?;
     store_refs(db, &stored).await?;
     let action = action.unwrap_or(if renamed { "rename" } else { "modify" });
     log(db, caller, action, Some(&current.draft), Some(next)).await?;
@@ -389,7 +396,7 @@ pub async fn delete(
         )));
     }
     keys::revoke(&tx.tx, current.id).await?;
-    rows::delete(&tx.tx, current.id).await?;
+    rows::delete(&tx.tx, &current).await?;
     log(&tx.tx, caller, "delete", Some(&current.draft), None).await?;
     tx.commit().await?;
     Ok(shown(&current))
@@ -425,22 +432,23 @@ fn name_list(caller: &Caller, objects: &[StoredObject]) -> String {
 }
 
 async fn insert(
-    db: &impl ConnectionTrait,
+    tx: &WriteTx<'_>,
     caller: &Caller,
     draft: &Draft,
 ) -> Result<StoredObject, ApiError> {
-    insert_as(db, caller, draft, "create").await
+    insert_as(tx, caller, draft, "create").await
 }
 
 /// Inserts a new object inside a write transaction, with its references
 /// checked and recorded and an activity entry for `action`.
 pub(crate) async fn insert_as(
-    db: &impl ConnectionTrait,
+    tx: &WriteTx<'_>,
     caller: &Caller,
     draft: &Draft,
     action: &str,
 ) -> Result<StoredObject, ApiError> {
-    check_references(db, draft, None).await?;
+    check_references(tx, draft, None).await?;
+    let db = &tx.tx;
     let stored = rows::insert(db, draft).await?;
     store_refs(db, &stored).await?;
     log(db, caller, action, None, Some(draft)).await?;
@@ -449,12 +457,13 @@ pub(crate) async fn insert_as(
 
 /// Imports name templates of the kind without loops; a host's scripts exist.
 async fn check_references(
-    db: &impl ConnectionTrait,
+    tx: &WriteTx<'_>,
     draft: &Draft,
     old_name: Option<&ObjectName>,
 ) -> Result<(), ApiError> {
+    let db = &tx.tx;
     if draft.imports().next().is_some() {
-        integrity::check_imports(draft, old_name, &resolver(db, draft.kind).await?)?;
+        integrity::check_imports(draft, old_name, &*tx.resolver(draft.kind).await?)?;
     }
     if draft.kind == Kind::Host {
         let names: Vec<&str> = draft.props.names("scripts").collect();

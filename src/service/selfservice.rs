@@ -229,7 +229,7 @@ pub async fn register(
         }
         let next = write::merge(&owner.draft, &props).map_err(ApiError::from)?;
         if next != owner.draft {
-            apply_change(&tx.tx, &caller, &owner, &next, Some("register")).await?;
+            apply_change(&tx, &caller, &owner, &next, Some("register")).await?;
             tx.commit().await?;
         }
         return Ok(key.trim().to_owned());
@@ -243,7 +243,7 @@ pub async fn register(
         Ok(()) => {}
     }
     // 4. Only templates for agents register hosts.
-    let resolver = resolver(&tx.tx, Kind::Host).await?;
+    let resolver = tx.resolver(Kind::Host).await?;
     let has_agent = resolver
         .resolve(&owner.draft)
         .props
@@ -285,7 +285,7 @@ pub async fn register(
                 .into());
             }
             let next = write::merge(&host.draft, &props).map_err(ApiError::from)?;
-            apply_change(&tx.tx, &caller, &host, &next, Some("register")).await?
+            apply_change(&tx, &caller, &host, &next, Some("register")).await?
         }
         // 8. A new host importing the template.
         None => {
@@ -293,7 +293,7 @@ pub async fn register(
             body.insert("object_name".into(), host_name.as_str().into());
             body.insert("imports".into(), json!([owner.draft.name.as_str()]));
             let draft = write::create(Kind::Host, None, &body).map_err(ApiError::from)?;
-            insert_as(&tx.tx, &caller, &draft, "register").await?
+            insert_as(&tx, &caller, &draft, "register").await?
         }
     };
     keys::replace(&tx.tx, host.id, &new_key.hash, Limits::default()).await?;
@@ -323,7 +323,7 @@ pub async fn agent_config(
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
     let (host, _) = host_of_key(store.db(), key).await?;
-    let resolver = resolver(store.db(), Kind::Host).await?;
+    let resolver = resolver(store, Kind::Host).await?;
     let (_, port) = resolved_agent(&resolver, &host.draft);
     let mut config = json!({
         "host": host.draft.name.as_str(),
@@ -346,7 +346,7 @@ pub async fn agent_config(
 }
 
 async fn ticket_of(store: &Store, host: &StoredObject, salt: &str) -> Result<String, ApiError> {
-    let resolver = resolver(store.db(), Kind::Host).await?;
+    let resolver = resolver(store, Kind::Host).await?;
     if !resolved_agent(&resolver, &host.draft).0 {
         return Err(ApiError::NotFound(format!(
             "The host \"{}\" is not an agent",

@@ -7,10 +7,13 @@ pub mod deployments;
 pub mod entities;
 pub mod keys;
 pub mod objects;
+pub mod reads;
 pub mod settings;
 pub mod users;
+pub mod watch;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
@@ -22,6 +25,11 @@ use sea_orm::{
 use tokio::sync::{Mutex, MutexGuard};
 
 pub use objects::StoredObject;
+use reads::Reads;
+use watch::DataWatch;
+
+use crate::domain::Kind;
+use crate::domain::resolve::Resolver;
 
 /// How long SQLite waits for another connection's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +43,7 @@ pub struct Store {
     db: DatabaseConnection,
     url: String,
     write_lock: Mutex<()>,
+    reads: Reads,
 }
 
 /// A write transaction: holds the writer lock until committed or dropped
@@ -42,12 +51,18 @@ pub struct Store {
 pub struct WriteTx<'a> {
     pub tx: DatabaseTransaction,
     _guard: MutexGuard<'a, ()>,
+    reads: &'a Reads,
 }
 
 impl WriteTx<'_> {
     /// Commits the transaction and releases the writer lock.
     pub async fn commit(self) -> Result<(), DbErr> {
         self.tx.commit().await
+    }
+
+    /// The resolver over `kind`'s templates as this transaction sees them.
+    pub async fn resolver(&self, kind: Kind) -> Result<Arc<Resolver>, DbErr> {
+        self.reads.resolver_in(&self.tx, kind).await
     }
 }
 
@@ -84,23 +99,14 @@ impl Store {
             db,
             url: url.to_owned(),
             write_lock: Mutex::new(()),
+            reads: Reads::new(sqlite_path(url)),
         })
     }
 
-    /// On SQLite, a dedicated read-only connection to the same file, outside
-    /// the pool: its `PRAGMA data_version` changes whenever any other
-    /// connection commits. A plain synchronous connection, because the
-    /// check runs on every authenticated request and must cost microseconds.
-    pub fn watch_connection(&self) -> Result<Option<rusqlite::Connection>, DbErr> {
-        let Some(path) = sqlite_path(&self.url) else {
-            return Ok(None);
-        };
-        rusqlite::Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map(Some)
-        .map_err(|e| DbErr::Custom(format!("cannot open the SQLite watch connection: {e}")))
+    /// On SQLite, the watch that tells whether anyone committed (see
+    /// [`watch`]); `None` on PostgreSQL.
+    pub fn data_watch(&self) -> Option<DataWatch> {
+        sqlite_path(&self.url).map(|path| DataWatch::new(&path))
     }
 
     /// Runs the migrations that have not run yet.
@@ -111,6 +117,26 @@ impl Store {
     /// The connection pool, for reads.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The object of `kind` named `name`, and its kind's template revision.
+    pub async fn find_object(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<(StoredObject, i64)>, DbErr> {
+        self.reads.find(&self.db, kind, name).await
+    }
+
+    /// The resolver over `kind`'s current templates (cached).
+    pub async fn resolver(&self, kind: Kind) -> Result<Arc<Resolver>, DbErr> {
+        self.reads.resolver(&self.db, kind).await
+    }
+
+    /// The resolver over `kind`'s templates at `revision` (from
+    /// [`Store::find_object`]) or later.
+    pub async fn resolver_at(&self, kind: Kind, revision: i64) -> Result<Arc<Resolver>, DbErr> {
+        self.reads.resolver_at(&self.db, kind, revision).await
     }
 
     /// Whether the database answers.
@@ -145,7 +171,11 @@ impl Store {
                 tx
             }
         };
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            reads: &self.reads,
+        })
     }
 }
 

@@ -2,14 +2,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::{Map, Value};
 
-use super::entities::{object, object_ref};
+use super::entities::{object, object_ref, template_revision};
 use super::now_millis;
 use crate::domain::{Draft, Kind, ObjectName, ObjectType, Props};
 
@@ -39,7 +39,7 @@ impl Relation {
     }
 }
 
-fn decode(row: object::Model) -> Result<StoredObject, DbErr> {
+pub(super) fn decode(row: object::Model) -> Result<StoredObject, DbErr> {
     let corrupt = |what: &str| DbErr::Custom(format!("object {} has an invalid {what}", row.id));
     let kind = Kind::parse(&row.kind).ok_or_else(|| corrupt("kind"))?;
     let object_type = ObjectType::parse(&row.object_type).ok_or_else(|| corrupt("object_type"))?;
@@ -208,6 +208,9 @@ pub async fn insert(db: &impl ConnectionTrait, draft: &Draft) -> Result<StoredOb
     }
     .insert(db)
     .await?;
+    if is_template(draft) {
+        bump_templates(db, draft.kind).await?;
+    }
     Ok(StoredObject {
         id: row.id,
         draft: draft.clone(),
@@ -215,10 +218,10 @@ pub async fn insert(db: &impl ConnectionTrait, draft: &Draft) -> Result<StoredOb
     })
 }
 
-/// Overwrites object `id` with `draft`.
+/// Overwrites `current` with `draft`.
 pub async fn update(
     db: &impl ConnectionTrait,
-    id: i64,
+    current: &StoredObject,
     draft: &Draft,
 ) -> Result<StoredObject, DbErr> {
     let checksum = draft.checksum();
@@ -227,24 +230,56 @@ pub async fn update(
         .col_expr(object::Column::Properties, Expr::value(encode_props(draft)))
         .col_expr(object::Column::Checksum, Expr::value(checksum.clone()))
         .col_expr(object::Column::UpdatedAt, Expr::value(now_millis()))
-        .filter(object::Column::Id.eq(id))
+        .filter(object::Column::Id.eq(current.id))
         .exec(db)
         .await?;
+    if is_template(&current.draft) || is_template(draft) {
+        bump_templates(db, draft.kind).await?;
+    }
     Ok(StoredObject {
-        id,
+        id: current.id,
         draft: draft.clone(),
         checksum,
     })
 }
 
-/// Deletes object `id` and the references it holds.
-pub async fn delete(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
+/// Deletes `current` and the references it holds.
+pub async fn delete(db: &impl ConnectionTrait, current: &StoredObject) -> Result<(), DbErr> {
     object_ref::Entity::delete_many()
-        .filter(object_ref::Column::FromId.eq(id))
+        .filter(object_ref::Column::FromId.eq(current.id))
         .exec(db)
         .await?;
-    object::Entity::delete_by_id(id).exec(db).await?;
+    object::Entity::delete_by_id(current.id).exec(db).await?;
+    if is_template(&current.draft) {
+        bump_templates(db, current.draft.kind).await?;
+    }
     Ok(())
+}
+
+fn is_template(draft: &Draft) -> bool {
+    draft.object_type == ObjectType::Template
+}
+
+/// Every change to a template bumps its kind's revision in the same
+/// transaction: the template cache ([`super::reads`]) compares it.
+async fn bump_templates(db: &impl ConnectionTrait, kind: Kind) -> Result<(), DbErr> {
+    template_revision::Entity::update_many()
+        .col_expr(
+            template_revision::Column::Revision,
+            Expr::col(template_revision::Column::Revision).add(1),
+        )
+        .filter(template_revision::Column::Kind.eq(kind.as_str()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The current template revision of a kind.
+pub async fn template_revision(db: &impl ConnectionTrait, kind: Kind) -> Result<i64, DbErr> {
+    Ok(template_revision::Entity::find_by_id(kind.as_str())
+        .one(db)
+        .await?
+        .map_or(0, |row| row.revision))
 }
 
 /// Replaces the references object `from_id` holds.

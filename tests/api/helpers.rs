@@ -40,6 +40,7 @@ pub struct TestApp {
     pub store: Arc<Store>,
     pub auth: Arc<steward::auth::Authenticator>,
     ticket_salt: String,
+    url: String,
     pg_database: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
@@ -154,12 +155,31 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         store,
         auth,
         ticket_salt,
+        url,
         pg_database,
         _dir: dir,
     }
 }
 
 impl TestApp {
+    /// A second application over the same database, as another server
+    /// process or replica would be (its own store, caches and users).
+    pub async fn replica(&self) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(Store::open(&self.url).await.expect("open store"));
+        let config = Arc::new(Config::for_database(&self.url, dir.path()));
+        let state = AppState::new(store.clone(), config).await.expect("state");
+        TestApp {
+            auth: state.auth.clone(),
+            ticket_salt: state.ticket_salt.to_string(),
+            router: app(state),
+            store,
+            url: self.url.clone(),
+            pg_database: None,
+            _dir: dir,
+        }
+    }
+
     /// Sends one request and reads the whole answer.
     pub async fn request(
         &self,

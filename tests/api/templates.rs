@@ -190,3 +190,70 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    another_server_sees_a_template_change_at_once,
+    async |app: &TestApp| {
+        template(
+            app,
+            "host",
+            json!({"object_name": "base", "vars": {"v": "one"}}),
+        )
+        .await;
+        app.create("host", json!({"object_name": "h", "imports": ["base"]}))
+            .await;
+        let replica = app.replica().await;
+        let vars = |r: crate::helpers::TestResponse| r.json()["vars"].clone();
+        // The replica reads the templates once and keeps them.
+        assert_eq!(
+            vars(replica.get("/director/host?name=h&resolved").await),
+            json!({"v": "one"})
+        );
+
+        // A change made by the first server shows in the replica's next read,
+        // in single reads and in lists.
+        let r = app
+            .post("/director/host?name=base", &json!({"vars.v": "two"}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            vars(replica.get("/director/host?name=h&resolved").await),
+            json!({"v": "two"})
+        );
+        let list = replica.get("/director/hosts?resolved&limit=10").await;
+        assert_eq!(list.json()["objects"][0]["vars"], json!({"v": "two"}));
+
+        // A template created elsewhere may be imported through the replica;
+        // one deleted elsewhere may not.
+        template(app, "host", json!({"object_name": "new"})).await;
+        let r = replica
+            .post(
+                "/director/host?name=h",
+                &json!({"imports": ["base", "new"]}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        template(app, "host", json!({"object_name": "gone"})).await;
+        assert_eq!(
+            app.delete("/director/host?name=gone").await.status,
+            StatusCode::OK
+        );
+        let r = replica
+            .post("/director/host?name=h", &json!({"imports": ["gone"]}))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+
+        // A rename elsewhere: the host follows, and so does its resolved view.
+        let r = app
+            .post(
+                "/director/host?name=base",
+                &json!({"object_name": "renamed", "vars.v": "three"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let resolved = replica.get("/director/host?name=h&resolved").await.json();
+        assert_eq!(resolved["vars"], json!({"v": "three"}));
+        let own = replica.get("/director/host?name=h").await.json();
+        assert_eq!(own["imports"], json!(["renamed", "new"]));
+    }
+);

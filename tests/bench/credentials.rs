@@ -24,7 +24,7 @@ async fn measure(label: &str, url: &str, dir: &std::path::Path) {
     bootstrap_admin(&store, Some(PASSWORD.into()), dir)
         .await
         .expect("admin");
-    let watch = store.watch_connection().expect("watch connection");
+    let watch = store.data_watch();
     let auth = Authenticator::new(store.db().clone(), watch)
         .await
         .expect("authenticator");

@@ -9,4 +9,5 @@ pub mod deployment_host;
 pub mod object;
 pub mod object_ref;
 pub mod setting;
+pub mod template_revision;
 pub mod user;
