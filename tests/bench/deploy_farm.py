@@ -16,12 +16,13 @@ The server runs with MALLOC_ARENA_MAX=2 (as docs/OPERATIONS.md recommends
 for production; `--malloc-arena-max ''` for glibc's default).
 
     CARGO_TARGET_DIR=target cargo build --release --bin steward --example agent_farm
-    python3 tests/bench/deploy_farm.py [--agents 10000] [--runs 3] [--target-dir target]
+    python3 tests/bench/deploy_farm.py [--agents 10000] [--runs 3] [--json FILE] [--target-dir target]
 """
 import argparse
 import base64
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -29,6 +30,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+from common import figure, write_json
 
 PASSWORD = "farm-admin-password"
 
@@ -78,6 +81,7 @@ def main():
     ap.add_argument("--malloc-arena-max", default="2",
                     help="MALLOC_ARENA_MAX for the server, as docs/OPERATIONS.md recommends "
                          "('' leaves glibc's default: up to 8 arenas per core)")
+    ap.add_argument("--json", default=None, help="write the figures to this file")
     args = ap.parse_args()
     steward = os.path.join(args.target_dir, "release", "steward")
     farm_bin = os.path.join(args.target_dir, "release", "examples", "agent_farm")
@@ -147,11 +151,17 @@ def main():
               f"{peak / 1024:.1f} MB (runs: {', '.join(f'{p / 1024:.1f}' for p in peaks)})")
         print(f"deploy to {args.agents} agents: median {statistics.median(walls):.2f} s "
               f"(runs: {', '.join(f'{w:.2f}' for w in walls)})")
+        write_json(args.json, "deploy", "SQLite",
+                   {"agents": args.agents, "malloc_arena_max": args.malloc_arena_max},
+                   {"wall_s": figure(walls, "s"), "peak_rss_mb": figure([p / 1024 for p in peaks], "MB"),
+                    "redeploy_pushes": figure([after["pushes"] - before["pushes"]], "pushes"),
+                    "redeploy_s": figure([one_wall], "s")})
     finally:
         if farm:
             farm.terminate()
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(data)
 
 
 if __name__ == "__main__":

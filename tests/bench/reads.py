@@ -10,13 +10,14 @@ database), creates `--hosts` hosts under a template, then runs wrk
 and on a host, `--runs` times, and prints each rate and the median ratio.
 
     cargo build --release --bin steward
-    python3 tests/bench/reads.py [--runs 3] [--hosts 1000] [--target-dir target]
+    python3 tests/bench/reads.py [--runs 3] [--hosts 1000] [--json FILE] [--target-dir target]
 """
 import argparse
 import base64
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -24,6 +25,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+from common import figure, write_json
 
 PASSWORD = "reads-admin-password"
 
@@ -68,6 +71,7 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--database", default=None)
+    ap.add_argument("--json", default=None, help="write the figures to this file")
     ap.add_argument("--target-dir", default=os.environ.get("CARGO_TARGET_DIR", "target"))
     args = ap.parse_args()
     steward = os.path.join(args.target_dir, "release", "steward")
@@ -96,16 +100,24 @@ def main():
         host = f"{base}/director/host?name=host-{args.hosts // 2:05d}"
         print(f"{'SQLite' if not args.database else 'PostgreSQL'}, {args.hosts} hosts, wrk -t{args.threads} "
               f"-c{args.connections} -d{args.duration}s")
-        ratios = []
+        ratios, healths, reads = [], [], []
         for run in range(args.runs):
             health = wrk(base + "/health", None, args)
             read = wrk(host, admin, args)
             ratios.append(read / health)
+            healths.append(health)
+            reads.append(read)
             print(f"run {run + 1}: /health {health:,.0f} req/s, GET host {read:,.0f} req/s, ratio {read / health:.2f}")
         print(f"median ratio {statistics.median(ratios):.2f} (target: at least 0.5)")
+        write_json(args.json, "reads", "PostgreSQL" if args.database else "SQLite",
+                   {"hosts": args.hosts, "threads": args.threads, "connections": args.connections,
+                    "duration_s": args.duration},
+                   {"ratio": figure(ratios, "x"), "health_per_s": figure(healths, "req/s"),
+                    "host_per_s": figure(reads, "req/s")})
     finally:
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(data)
 
 
 if __name__ == "__main__":

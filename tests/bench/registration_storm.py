@@ -7,12 +7,13 @@ concurrent registrations (distinct names) from a thread pool and reports
 the wall time, the failures and the distinct keys. Median of several runs.
 
     cargo build --release --bins
-    python3 tests/bench/registration_storm.py [--nodes 1000] [--runs 3] [--binary target/release/steward]
+    python3 tests/bench/registration_storm.py [--nodes 1000] [--runs 3] [--json FILE] [--binary target/release/steward]
 """
 import argparse
 import base64
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -21,6 +22,8 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+
+from common import figure, write_json
 
 PASSWORD = "storm-admin-password"
 
@@ -78,6 +81,7 @@ def run(binary, nodes, workers):
     finally:
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(data)
 
 
 def main():
@@ -86,6 +90,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=100)
     parser.add_argument("--binary", default="target/release/steward")
+    parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args()
     walls = []
     for n in range(args.runs):
@@ -96,6 +101,8 @@ def main():
         walls.append(wall)
     print(f"median of {args.runs} runs: {statistics.median(walls):.2f} s for {args.nodes} concurrent registrations "
           f"({args.nodes / statistics.median(walls):.0f}/s, {args.workers} client threads)")
+    write_json(args.json, "storm", "SQLite", {"nodes": args.nodes, "workers": args.workers},
+               {"wall_s": figure(walls, "s")})
 
 
 if __name__ == "__main__":
