@@ -126,20 +126,25 @@ impl Authenticator {
 
     /// Reloads the users when the database says they may have changed.
     pub async fn refresh(&self) -> Result<(), DbErr> {
-        let maybe_changed = match &self.watcher {
-            Watcher::Sqlite(watch) => watch.changed()?,
+        let epoch = match &self.watcher {
+            Watcher::Sqlite(watch) => watch.users_epoch_if_changed()?,
             Watcher::Postgres { checked } => {
-                let mut checked = checked.lock().unwrap_or_else(|e| e.into_inner());
-                if checked.elapsed() >= PG_POLL {
-                    *checked = Instant::now();
-                    true
+                let due = {
+                    let mut checked = checked.lock().unwrap_or_else(|e| e.into_inner());
+                    let due = checked.elapsed() >= PG_POLL;
+                    if due {
+                        *checked = Instant::now();
+                    }
+                    due
+                };
+                if due {
+                    Some(users::epoch(&self.db).await?)
                 } else {
-                    false
+                    None
                 }
             }
         };
-        if maybe_changed {
-            let epoch = users::epoch(&self.db).await?;
+        if let Some(epoch) = epoch {
             let known = self.users.read().unwrap_or_else(|e| e.into_inner()).epoch;
             if epoch != known {
                 self.reload().await?;

@@ -360,9 +360,16 @@ pub(crate) async fn apply_change(
             .await?;
         }
     }
-    check_references(tx, next, renamed.then_some(&current.draft.name)).await?;
+    // References that did not change were checked when they were written
+    // (and what they name cannot be deleted or renamed away meanwhile).
+    let references_changed = renamed || !same_references(&current.draft, next);
+    if references_changed {
+        check_references(tx, next, renamed.then_some(&current.draft.name)).await?;
+    }
     let stored = rows::update(db, current, next).await?;
-    store_refs(db, &stored).await?;
+    if references_changed {
+        store_refs(db, &stored).await?;
+    }
     let action = action.unwrap_or(if renamed { "rename" } else { "modify" });
     log(db, caller, action, Some(&current.draft), Some(next)).await?;
     Ok(stored)
@@ -453,6 +460,12 @@ pub(crate) async fn insert_as(
     store_refs(db, &stored).await?;
     log(db, caller, action, None, Some(draft)).await?;
     Ok(stored)
+}
+
+/// Whether two versions of an object import the same templates and list
+/// the same scripts.
+fn same_references(a: &Draft, b: &Draft) -> bool {
+    a.imports().eq(b.imports()) && a.props.names("scripts").eq(b.props.names("scripts"))
 }
 
 /// Imports name templates of the kind without loops; a host's scripts exist.

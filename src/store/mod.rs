@@ -96,10 +96,10 @@ impl Store {
         options.connect_timeout(Duration::from_secs(10));
         let db = Database::connect(options).await?;
         Ok(Self {
-            db,
             url: url.to_owned(),
             write_lock: Mutex::new(()),
-            reads: Reads::new(sqlite_path(url)),
+            reads: Reads::new(db.clone(), sqlite_path(url)),
+            db,
         })
     }
 
@@ -125,18 +125,18 @@ impl Store {
         kind: Kind,
         name: &str,
     ) -> Result<Option<(StoredObject, i64)>, DbErr> {
-        self.reads.find(&self.db, kind, name).await
+        self.reads.find(kind, name).await
     }
 
     /// The resolver over `kind`'s current templates (cached).
     pub async fn resolver(&self, kind: Kind) -> Result<Arc<Resolver>, DbErr> {
-        self.reads.resolver(&self.db, kind).await
+        self.reads.resolver(kind).await
     }
 
     /// The resolver over `kind`'s templates at `revision` (from
     /// [`Store::find_object`]) or later.
     pub async fn resolver_at(&self, kind: Kind, revision: i64) -> Result<Arc<Resolver>, DbErr> {
-        self.reads.resolver_at(&self.db, kind, revision).await
+        self.reads.resolver_at(kind, revision).await
     }
 
     /// Whether the database answers.

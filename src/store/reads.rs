@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, FromQueryResult, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
 
 use super::entities::object;
 use super::objects::{self, StoredObject, decode};
@@ -64,6 +64,8 @@ const TEMPLATES: &str = concat!(
 /// The reads and the template cache of one store.
 #[derive(Debug)]
 pub struct Reads {
+    /// The pool, for what is not read through `sqlite`.
+    db: DatabaseConnection,
     sqlite: Option<SqliteReads>,
     templates: RwLock<HashMap<Kind, Cached>>,
 }
@@ -76,8 +78,9 @@ struct Cached {
 
 impl Reads {
     /// Reads for the database at `sqlite_file` (SQLite), or through the pool.
-    pub fn new(sqlite_file: Option<PathBuf>) -> Self {
+    pub fn new(db: DatabaseConnection, sqlite_file: Option<PathBuf>) -> Self {
         Self {
+            db,
             sqlite: sqlite_file.map(SqliteReads::new),
             templates: RwLock::new(HashMap::new()),
         }
@@ -85,15 +88,10 @@ impl Reads {
 
     /// The object of `kind` named `name`, with its kind's current template
     /// revision (to pass to [`Reads::resolver_at`]).
-    pub async fn find(
-        &self,
-        db: &impl ConnectionTrait,
-        kind: Kind,
-        name: &str,
-    ) -> Result<Option<(StoredObject, i64)>, DbErr> {
+    pub async fn find(&self, kind: Kind, name: &str) -> Result<Option<(StoredObject, i64)>, DbErr> {
         let found = match &self.sqlite {
             Some(sqlite) => sqlite.find(kind, name)?,
-            None => find_through_pool(db, kind, name).await?,
+            None => find_through_pool(&self.db, kind, name).await?,
         };
         found
             .map(|(row, revision)| Ok((decode(row)?, revision)))
@@ -101,33 +99,58 @@ impl Reads {
     }
 
     /// The resolver over `kind`'s current templates.
-    pub async fn resolver(
-        &self,
-        db: &impl ConnectionTrait,
-        kind: Kind,
-    ) -> Result<Arc<Resolver>, DbErr> {
-        let revision = match &self.sqlite {
-            Some(sqlite) => sqlite.revision(kind)?,
-            None => objects::template_revision(db, kind).await?,
-        };
-        self.resolver_at(db, kind, revision).await
+    pub async fn resolver(&self, kind: Kind) -> Result<Arc<Resolver>, DbErr> {
+        Ok(self.committed(kind).await?.1)
     }
 
     /// The resolver over `kind`'s templates at `revision` or later.
-    pub async fn resolver_at(
-        &self,
-        db: &impl ConnectionTrait,
-        kind: Kind,
-        revision: i64,
-    ) -> Result<Arc<Resolver>, DbErr> {
-        if let Some(cached) = self.cached(kind, revision) {
-            return Ok(cached);
+    pub async fn resolver_at(&self, kind: Kind, revision: i64) -> Result<Arc<Resolver>, DbErr> {
+        match self.cached(kind, revision) {
+            Some(cached) => Ok(cached),
+            None => Ok(self.load(kind).await?.1),
         }
+    }
+
+    /// The resolver as a write transaction sees the templates: the
+    /// committed templates (cached) when the transaction sees their
+    /// revision, otherwise (it changed templates itself) read through the
+    /// transaction and not cached, since it may yet roll back.
+    pub async fn resolver_in(
+        &self,
+        tx: &impl ConnectionTrait,
+        kind: Kind,
+    ) -> Result<Arc<Resolver>, DbErr> {
+        let revision = objects::template_revision(tx, kind).await?;
+        // Writers are serialised: the committed revision cannot move while
+        // this transaction runs, so it differs only if the transaction
+        // changed templates.
+        let (committed, resolver) = self.committed(kind).await?;
+        if committed == revision {
+            return Ok(resolver);
+        }
+        Ok(Arc::new(Resolver::new(objects::templates(tx, kind).await?)))
+    }
+
+    /// The committed revision and its resolver (from the cache when current).
+    async fn committed(&self, kind: Kind) -> Result<(i64, Arc<Resolver>), DbErr> {
+        let revision = match &self.sqlite {
+            Some(sqlite) => sqlite.revision(kind)?,
+            None => objects::template_revision(&self.db, kind).await?,
+        };
+        match self.cached(kind, revision) {
+            Some(cached) => Ok((revision, cached)),
+            None => self.load(kind).await,
+        }
+    }
+
+    /// Reads the revision, then the templates (so they are at least that
+    /// recent), and caches them unless the cache holds newer ones.
+    async fn load(&self, kind: Kind) -> Result<(i64, Arc<Resolver>), DbErr> {
         let (revision, templates) = match &self.sqlite {
             Some(sqlite) => sqlite.templates(kind)?,
             None => (
-                objects::template_revision(db, kind).await?,
-                objects::templates(db, kind).await?,
+                objects::template_revision(&self.db, kind).await?,
+                objects::templates(&self.db, kind).await?,
             ),
         };
         let resolver = Arc::new(Resolver::new(templates));
@@ -145,22 +168,7 @@ impl Reads {
                 },
             );
         }
-        Ok(resolver)
-    }
-
-    /// The resolver as a write transaction sees the templates: the cached
-    /// one when the transaction sees its revision, otherwise read through
-    /// the transaction and not cached (it may hold uncommitted changes).
-    pub async fn resolver_in(
-        &self,
-        tx: &impl ConnectionTrait,
-        kind: Kind,
-    ) -> Result<Arc<Resolver>, DbErr> {
-        let revision = objects::template_revision(tx, kind).await?;
-        if let Some(cached) = self.cached(kind, revision) {
-            return Ok(cached);
-        }
-        Ok(Arc::new(Resolver::new(objects::templates(tx, kind).await?)))
+        Ok((revision, resolver))
     }
 
     fn cached(&self, kind: Kind, revision: i64) -> Option<Arc<Resolver>> {

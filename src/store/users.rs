@@ -14,7 +14,7 @@ use super::now_millis;
 use crate::domain::auth::{Permission, Restrictions, Role};
 use crate::domain::user::UserDraft;
 
-const USERS_EPOCH: &str = "users_epoch";
+pub(super) const USERS_EPOCH: &str = "users_epoch";
 
 /// A stored user, with its hash and revision.
 #[derive(Debug, Clone, PartialEq)]
