@@ -104,6 +104,15 @@ pub async fn prepare(store: &Store, request: &ListRequest) -> Result<Arc<Resolve
 /// One page: `{"objects": [...], "next"?: cursor, "total"?: n}`.
 pub async fn page(store: &Store, request: &ListRequest, limit: u64) -> Result<Value, ApiError> {
     let resolver = prepare(store, request).await?;
+    // One more than the page tells whether a next page exists. When every
+    // row is shown, that is all to read; otherwise read on in batches.
+    let shows_every_row =
+        request.filter.is_empty() && request.caller.restrictions.is_unrestricted();
+    let size = if shows_every_row {
+        limit + 1
+    } else {
+        BATCH.max(limit + 1)
+    };
     let mut items: Vec<(String, Value)> = Vec::new();
     let mut after = request.after.clone();
     'scan: loop {
@@ -112,10 +121,10 @@ pub async fn page(store: &Store, request: &ListRequest, limit: u64) -> Result<Va
             request.kind,
             request.object_type,
             after.as_deref(),
-            BATCH,
+            size,
         )
         .await?;
-        let exhausted = (batch.len() as u64) < BATCH;
+        let exhausted = (batch.len() as u64) < size;
         for object in &batch {
             if let Some(value) = select(object, request, &resolver) {
                 items.push((object.draft.name.as_str().to_owned(), value));
