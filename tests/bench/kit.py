@@ -44,6 +44,10 @@ BENCHES = {
 }
 POSTGRES_BENCHES = ("reads", "writes", "lists", "chain", "startup")
 
+# Above this spread of the raw commit rate between a run's slices, the
+# writes ratio is flagged: the disk was busy with other work.
+UNSTEADY_DISK = 2
+
 # (bench, figure, what, target, test, judged on): the table's rows. Memory
 # caps are judged on the largest run, everything else on the median.
 ROWS = [
@@ -144,6 +148,18 @@ def table(results, quick):
     return "\n".join(lines)
 
 
+def caveats(results):
+    """Lines on figures taken in conditions that make them unreliable."""
+    notes = []
+    for (bench, database), result in results.items():
+        if bench == "writes" and result:
+            spread = max(result["figures"]["raw_slice_spread"]["runs"])
+            if spread > UNSTEADY_DISK:
+                notes.append(f"writes [{database}]: the raw commit rate varied {spread:.1f}x between slices of one "
+                             "run (the disk was busy with other work): the ratio is not reliable, run it again")
+    return notes
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=None, help="runs per figure (default 3, 1 with --quick)")
@@ -173,6 +189,8 @@ def main():
     print(f"\n{'QUICK RUN (smaller data, not the targets) ' if args.quick else ''}"
           f"{args.runs} run(s) per figure, {os.cpu_count()} CPUs, source {source()}\n")
     print(table(results, args.quick))
+    for note in caveats(results):
+        print(f"\nNOTE {note}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump([r for r in results.values() if r], f, indent=2)

@@ -18,6 +18,9 @@ both rates are taken under the same conditions) `--slice-seconds` of each:
 
 A run's rates are its commits (merges) over its seconds of each. After each
 run the activity log must hold at least one new entry per completed merge.
+The spread of the raw rate between a run's slices (fastest / slowest) is
+reported too: when it is large, the disk was busy with other work and the
+ratio says little.
 
 `--database postgres://...` (an empty database) runs the server on
 PostgreSQL; the raw commits are still SQLite's, in the data directory.
@@ -138,13 +141,15 @@ def main():
         print(f"{database_label(args.database)}, {args.hosts} hosts, wrk -t{args.threads} -c{args.connections}; "
               f"{args.slices} x {args.slice_seconds} s of each per run; raw commits: SQLite WAL synchronous=FULL "
               f"in {data}")
-        raws, merges, ratios = [], [], []
+        raws, merges, ratios, spreads = [], [], [], []
         for run in range(args.runs):
             before = modify_entries(server.base)
             commits = commit_seconds = answered = merge_seconds = 0
+            slice_rates = []
             for piece in range(args.slices):
                 n, seconds = raw_commits(data, args.slice_seconds)
                 commits, commit_seconds = commits + n, commit_seconds + seconds
+                slice_rates.append(n / seconds)
                 result = wrk(server.base + "/director/host", args.threads, args.connections, args.slice_seconds,
                              auth=None, script=script, script_args=[str(args.hosts), f"{run}.{piece}"])
                 statuses = dict(re.findall(r"^answered (\d+): (\d+)$", result["output"], re.M))
@@ -156,16 +161,18 @@ def main():
             if logged < answered:
                 sys.exit(f"{answered} merges answered but only {logged} activity entries written")
             raws.append(commits / commit_seconds)
+            spreads.append(max(slice_rates) / min(slice_rates))
             merges.append(answered / merge_seconds)
             ratios.append(merges[-1] / raws[-1])
-            print(f"run {run + 1}: raw commits {raws[-1]:,.0f}/s, merges {merges[-1]:,.0f}/s "
-                  f"({answered} answered, {logged} activity entries), ratio {ratios[-1]:.2f}")
+            print(f"run {run + 1}: raw commits {raws[-1]:,.0f}/s (slices {min(slice_rates):,.0f} to "
+                  f"{max(slice_rates):,.0f}/s), merges {merges[-1]:,.0f}/s ({answered} answered, "
+                  f"{logged} activity entries), ratio {ratios[-1]:.2f}")
         print(f"median ratio {statistics.median(ratios):.2f} (target: at least 0.75)")
         write_json(args.json, "writes", database_label(args.database),
                    {"hosts": args.hosts, "threads": args.threads, "connections": args.connections,
                     "slices": args.slices, "slice_seconds": args.slice_seconds},
                    {"ratio": figure(ratios, "x"), "merges_per_s": figure(merges, "req/s"),
-                    "raw_commits_per_s": figure(raws, "commits/s")})
+                    "raw_commits_per_s": figure(raws, "commits/s"), "raw_slice_spread": figure(spreads, "x")})
 
 
 if __name__ == "__main__":
