@@ -36,6 +36,10 @@ impl Props {
         &self.0
     }
 
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+
     /// The names in a list property (`imports`, `scripts`, `groups`).
     pub fn names(&self, key: &str) -> impl Iterator<Item = &str> {
         self.0
@@ -90,15 +94,25 @@ pub fn render(
     options: &ViewOptions,
     resolved: bool,
 ) -> Value {
-    let mut map = Map::new();
+    render_owned(kind, name, object_type, props.clone(), options, resolved)
+}
+
+/// [`render`], taking the properties (a resolved view is built for one
+/// rendering; copying it again would be waste).
+pub fn render_owned(
+    kind: Kind,
+    name: &ObjectName,
+    object_type: ObjectType,
+    props: Props,
+    options: &ViewOptions,
+    resolved: bool,
+) -> Value {
+    let mut map = props.into_map();
+    if resolved {
+        map.remove("imports");
+    }
     map.insert("object_name".into(), name.as_str().into());
     map.insert("object_type".into(), object_type.as_str().into());
-    for (key, value) in props.iter() {
-        if resolved && key == "imports" {
-            continue;
-        }
-        map.insert(key.clone(), value.clone());
-    }
     if options.with_null {
         for (key, ty) in kind.properties() {
             if resolved && *key == "imports" {

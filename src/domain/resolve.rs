@@ -21,6 +21,8 @@ use super::{Draft, Props};
 pub struct Resolver {
     templates: HashMap<String, Draft>,
     linearised: HashMap<String, Vec<String>>,
+    /// Each template's version checksum, computed once.
+    checksums: HashMap<String, String>,
 }
 
 impl Resolver {
@@ -35,9 +37,14 @@ impl Resolver {
         for name in names {
             linearise_into(&templates, &name, &mut linearised, &mut Vec::new());
         }
+        let checksums = templates
+            .iter()
+            .map(|(name, t)| (name.clone(), t.checksum()))
+            .collect();
         Self {
             templates,
             linearised,
+            checksums,
         }
     }
 
@@ -70,20 +77,30 @@ impl Resolver {
     pub fn resolve(&self, object: &Draft) -> Resolved {
         let ancestors = self.ancestors(object.imports());
         let mut out = Map::new();
-        let mut hasher = Sha256::new();
         for name in &ancestors {
             if let Some(template) = self.templates.get(*name) {
                 apply(&mut out, &template.props, true);
-                hasher.update(template.checksum().as_bytes());
             }
         }
         apply(&mut out, &object.props, false);
-        hasher.update(object.checksum().as_bytes());
         Resolved {
             props: Props::from_stored(out),
             ancestors: ancestors.into_iter().map(str::to_owned).collect(),
-            checksum: hex::encode(hasher.finalize()),
         }
+    }
+
+    /// The version of a resolved object, covering the object (its version
+    /// checksum is `object_checksum`) and every ancestor: it changes when
+    /// any of them does.
+    pub fn checksum(&self, resolved: &Resolved, object_checksum: &str) -> String {
+        let mut hasher = Sha256::new();
+        for name in &resolved.ancestors {
+            if let Some(checksum) = self.checksums.get(name) {
+                hasher.update(checksum.as_bytes());
+            }
+        }
+        hasher.update(object_checksum.as_bytes());
+        hex::encode(hasher.finalize())
     }
 }
 
@@ -93,8 +110,6 @@ pub struct Resolved {
     pub props: Props,
     /// The linearised ancestor names, in application order.
     pub ancestors: Vec<String>,
-    /// Covers the object and every ancestor: names the resolved version.
-    pub checksum: String,
 }
 
 fn linearise_into(
@@ -264,14 +279,10 @@ mod tests {
         let before = Resolver::new([template("t", json!({"address": "a"}))]);
         let after = Resolver::new([template("t", json!({"address": "b"}))]);
         let host = draft("h", ObjectType::Object, json!({"imports": ["t"]}));
-        assert_ne!(
-            before.resolve(&host).checksum,
-            after.resolve(&host).checksum
-        );
-        assert_eq!(
-            before.resolve(&host).checksum,
-            before.resolve(&host).checksum
-        );
+        let version = |r: &Resolver, own: &str| r.checksum(&r.resolve(&host), own);
+        assert_ne!(version(&before, "x"), version(&after, "x"));
+        assert_ne!(version(&before, "x"), version(&before, "y"));
+        assert_eq!(version(&before, "x"), version(&before, "x"));
     }
 
     #[test]

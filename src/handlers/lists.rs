@@ -1,14 +1,13 @@
 //! `/director/hosts`, `/director/scripts` and their `/templates`.
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
 use super::view_from;
 use crate::domain::filter::Filter;
 use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
-use crate::http::json::json_response;
 use crate::http::query::QueryParams;
 use crate::service::caller::Caller;
 use crate::service::lists::{self as service, ListRequest, MAX_LIMIT, decode_cursor};
@@ -69,7 +68,12 @@ pub async fn list_objects(
     let request = request_from(caller, kind, object_type, &query)?;
     if let Some(limit) = request.limit {
         let body = service::page(&state.store, &request, limit).await?;
-        return Ok(json_response(StatusCode::OK, &body));
+        let mut response = Response::new(Body::from(body));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Ok(response);
     }
     let resolver = service::prepare(&state.store, &request).await?;
     let stream = service::stream(state.store.clone(), request, resolver);

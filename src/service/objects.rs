@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::caller::{Caller, permissions_of};
 use crate::domain::activity::Entry;
-use crate::domain::object::{ViewOptions, render};
+use crate::domain::object::{ViewOptions, render, render_owned};
 use crate::domain::resolve::Resolver;
 use crate::domain::{Draft, Kind, ObjectName, ObjectType, integrity, write};
 use crate::error::ApiError;
@@ -72,16 +72,17 @@ pub fn view_of(object: &StoredObject, view: &View, resolver: Option<&Resolver>) 
     match (view.resolved, resolver) {
         (true, Some(resolver)) => {
             let resolved = resolver.resolve(d);
+            let version = resolver.checksum(&resolved, &object.checksum);
             Shown {
-                body: render(
+                body: render_owned(
                     d.kind,
                     &d.name,
                     d.object_type,
-                    &resolved.props,
+                    resolved.props,
                     &view.options,
                     true,
                 ),
-                etag: etag(&format!("r{}", resolved.checksum)),
+                etag: etag(&format!("r{version}")),
             }
         }
         _ => Shown {
