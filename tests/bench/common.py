@@ -78,7 +78,8 @@ class Server:
         self.process = None
 
     def spawn(self):
-        env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn", MALLOC_ARENA_MAX="2")
+        env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn", MALLOC_ARENA_MAX="2",
+                   MALLOC_MMAP_THRESHOLD_="1048576")
         env.pop("STEWARD_DATABASE_URL", None)
         cmd = [self.steward, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
         if self.database:

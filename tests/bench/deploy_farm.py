@@ -88,7 +88,8 @@ def main():
     data = tempfile.mkdtemp(prefix="steward-farm-")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn")
+    env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn",
+               MALLOC_MMAP_THRESHOLD_="1048576")
     env.pop("STEWARD_DATABASE_URL", None)
     env.pop("MALLOC_ARENA_MAX", None)
     if args.malloc_arena_max:

@@ -78,7 +78,8 @@ def main():
     data = tempfile.mkdtemp(prefix="steward-reads-")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn", MALLOC_ARENA_MAX="2")
+    env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn", MALLOC_ARENA_MAX="2",
+                   MALLOC_MMAP_THRESHOLD_="1048576")
     env.pop("STEWARD_DATABASE_URL", None)
     cmd = [steward, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data]
     if args.database:

@@ -50,7 +50,8 @@ def run(binary, nodes, workers):
     data = tempfile.mkdtemp(prefix="steward-storm-")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn")
+    env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn", MALLOC_ARENA_MAX="2",
+               MALLOC_MMAP_THRESHOLD_="1048576")
     server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
