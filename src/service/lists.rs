@@ -187,14 +187,9 @@ pub async fn page(store: &Store, request: &ListRequest, limit: u64) -> Result<Ve
     let mut items: Vec<(String, Vec<u8>)> = Vec::new();
     let mut after = request.after.clone();
     loop {
-        let batch = rows::page(
-            store.db(),
-            request.kind,
-            request.object_type,
-            after.as_deref(),
-            size,
-        )
-        .await?;
+        let batch = store
+            .page(request.kind, request.object_type, after.as_deref(), size)
+            .await?;
         let exhausted = (batch.len() as u64) < size;
         let last = batch.last().map(|o| o.draft.name.as_str().to_owned());
         items.extend(render_rows(batch, &request, &resolver).await?);

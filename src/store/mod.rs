@@ -128,6 +128,17 @@ impl Store {
         self.reads.find(kind, name).await
     }
 
+    /// A page of a list (see [`Reads::page`]).
+    pub async fn page(
+        &self,
+        kind: Kind,
+        object_type: crate::domain::ObjectType,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<StoredObject>, DbErr> {
+        self.reads.page(kind, object_type, after, limit).await
+    }
+
     /// The resolver over `kind`'s current templates (cached).
     pub async fn resolver(&self, kind: Kind) -> Result<Arc<Resolver>, DbErr> {
         self.reads.resolver(kind).await

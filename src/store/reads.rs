@@ -54,6 +54,22 @@ const FIND: &str = concat!(
     " FROM objects o WHERE o.kind = ?1 AND o.object_name = ?2"
 );
 
+/// A page of a kind's objects or templates in name order, after a name.
+const PAGE_AFTER: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM objects o WHERE o.kind = ?1 AND o.object_type = ?2 AND o.object_name > ?3",
+    " ORDER BY o.object_name LIMIT ?4"
+);
+
+/// The first page of a kind's objects or templates in name order.
+const PAGE_FIRST: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM objects o WHERE o.kind = ?1 AND o.object_type = ?2",
+    " ORDER BY o.object_name LIMIT ?3"
+);
+
 /// The templates of a kind.
 const TEMPLATES: &str = concat!(
     "SELECT ",
@@ -96,6 +112,26 @@ impl Reads {
         found
             .map(|(row, revision)| Ok((decode(row)?, revision)))
             .transpose()
+    }
+
+    /// Up to `limit` objects of `kind` and `object_type` in name order
+    /// (byte order), after `after`: a page of a list. On SQLite read inline
+    /// (a page of 1,000 costs about a millisecond or two).
+    pub async fn page(
+        &self,
+        kind: Kind,
+        object_type: ObjectType,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<StoredObject>, DbErr> {
+        match &self.sqlite {
+            Some(sqlite) => sqlite
+                .page(kind, object_type, after, limit)?
+                .into_iter()
+                .map(decode)
+                .collect(),
+            None => objects::page(&self.db, kind, object_type, after, limit).await,
+        }
     }
 
     /// The resolver over `kind`'s current templates.
@@ -226,6 +262,27 @@ impl SqliteReads {
             rows.next()?
                 .map(|row| Ok((model(row)?, row.get::<_, Option<i64>>(8)?.unwrap_or(0))))
                 .transpose()
+        })
+    }
+
+    fn page(
+        &self,
+        kind: Kind,
+        object_type: ObjectType,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<object::Model>, DbErr> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (kind, object_type) = (kind.as_str(), object_type.as_str());
+        self.with(|conn| match after {
+            Some(after) => conn
+                .prepare_cached(PAGE_AFTER)?
+                .query_map((kind, object_type, after, limit), model)?
+                .collect(),
+            None => conn
+                .prepare_cached(PAGE_FIRST)?
+                .query_map((kind, object_type, limit), model)?
+                .collect(),
         })
     }
 
