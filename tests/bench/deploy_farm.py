@@ -20,56 +20,17 @@ for production; `--malloc-arena-max ''` for glibc's default).
 """
 import argparse
 import base64
-import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-from common import figure, write_json
+from common import call, figure, free_port, reset_peak, rss_kib, write_json
 
 PASSWORD = "farm-admin-password"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(method, url, body=None, auth=None, timeout=900):
-    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), method=method)
-    req.add_header("Accept", "application/json")
-    req.add_header("Content-Type", "application/json")
-    if auth:
-        req.add_header("Authorization", auth)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-
-
-def rss_kib(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def reset_peak(pid):
-    """Resets VmHWM to the current RSS (Linux: write 5 to clear_refs)."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def main():
@@ -129,7 +90,7 @@ def main():
                 call("POST", base + "/director/script?name=load",
                      {"command": f"/usr/bin/load{run}"}, admin)
             t0 = time.monotonic()
-            status, d = call("POST", base + "/director/config/deploy?wait=600", [], admin)
+            status, d = call("POST", base + "/director/config/deploy?wait=600", [], admin, timeout=900)
             wall = time.monotonic() - t0
             counts = d.get("counts", {})
             print(f"run {run + 1}: {wall:.2f} s, {d.get('status')}, deployed {counts.get('deployed')}, "
@@ -142,7 +103,7 @@ def main():
         call("POST", base + "/director/script", {"object_name": "extra", "command": "/usr/bin/extra"}, admin)
         call("POST", base + "/director/host?name=farm-00007.example", {"scripts": ["extra"]}, admin)
         t0 = time.monotonic()
-        _, one = call("POST", base + "/director/config/deploy?wait=600", [], admin)
+        _, one = call("POST", base + "/director/config/deploy?wait=600", [], admin, timeout=900)
         one_wall = time.monotonic() - t0
         _, after = call("GET", f"http://{control}/stats")
         print(f"redeploy after one host changed: {one_wall:.2f} s, {one.get('status')}, "

@@ -14,53 +14,16 @@ and on a host, `--runs` times, and prints each rate and the median ratio.
 """
 import argparse
 import base64
-import json
 import os
-import re
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 
-from common import figure, write_json
+from common import call, figure, free_port, wrk, write_json
 
 PASSWORD = "reads-admin-password"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(method, url, body=None, auth=None):
-    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), method=method)
-    req.add_header("Accept", "application/json")
-    req.add_header("Content-Type", "application/json")
-    if auth:
-        req.add_header("Authorization", auth)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
-def wrk(url, auth, args):
-    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
-           "--timeout", "10s"]
-    if auth:
-        cmd += ["-H", f"Authorization: {auth}"]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        sys.exit(f"wrk saw {errors.group(1)} non-2xx answers from {url}")
-    return rate
 
 
 def main():
@@ -88,7 +51,7 @@ def main():
     try:
         for _ in range(400):
             try:
-                if call("GET", base + "/ready") == 200:
+                if call("GET", base + "/ready")[0] == 200:
                     break
             except OSError:
                 time.sleep(0.05)
@@ -103,8 +66,8 @@ def main():
               f"-c{args.connections} -d{args.duration}s")
         ratios, healths, reads = [], [], []
         for run in range(args.runs):
-            health = wrk(base + "/health", None, args)
-            read = wrk(host, admin, args)
+            health = wrk(base + "/health", args.threads, args.connections, args.duration, auth=None)["rate"]
+            read = wrk(host, args.threads, args.connections, args.duration, auth=admin)["rate"]
             ratios.append(read / health)
             healths.append(health)
             reads.append(read)

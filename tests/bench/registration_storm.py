@@ -11,39 +11,18 @@ the wall time, the failures and the distinct keys. Median of several runs.
 """
 import argparse
 import base64
-import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from common import figure, write_json
+from common import call, figure, free_port, write_json
 
 PASSWORD = "storm-admin-password"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(method, url, body=None, auth=None):
-    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(), method=method)
-    req.add_header("Accept", "application/json")
-    if auth:
-        req.add_header("Authorization", auth)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def run(binary, nodes, workers):
@@ -64,7 +43,7 @@ def run(binary, nodes, workers):
         admin = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
         call("POST", base + "/director/host", {"object_name": "storm", "object_type": "template", "has_agent": True}, admin)
         status, body = call("POST", base + "/director/host/api-key?name=storm", {"max_uses": nodes}, admin)
-        key = json.loads(body)["api_key"]
+        key = body["api_key"]
 
         def register(i):
             return call("POST", f"{base}/director/self-service/register-host?name=node-{i:05d}.storm",
@@ -75,9 +54,9 @@ def run(binary, nodes, workers):
             results = list(pool.map(register, range(nodes)))
         wall = time.monotonic() - start
         ok = [b for s, b in results if s == 200]
-        keys = {json.loads(b) for b in ok}
+        keys = set(ok)
         status, body = call("GET", base + "/director/host/api-key?name=storm", auth=admin)
-        uses = json.loads(body)["uses"]
+        uses = body["uses"]
         return wall, len(ok), len(keys), uses
     finally:
         server.terminate()
