@@ -68,21 +68,21 @@ pub async fn list_objects(
     let request = request_from(caller, kind, object_type, &query)?;
     if let Some(limit) = request.limit {
         let body = service::page(&state.store, &request, limit).await?;
-        let mut response = Response::new(Body::from(body));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        return Ok(response);
+        return Ok(json_body(Body::from(body)));
     }
     let resolver = service::prepare(&state.store, &request).await?;
     let stream = service::stream(state.store.clone(), request, resolver);
-    let mut response = Response::new(Body::from_stream(stream));
+    Ok(json_body(Body::from_stream(stream)))
+}
+
+/// A `200` with a body already printed as JSON.
+fn json_body(body: Body) -> Response {
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    Ok(response)
+    response
 }
 
 /// The documented operation of one list endpoint. `list_objects` serves

@@ -93,7 +93,7 @@ fn select(object: &StoredObject, request: &ListRequest, resolver: &Resolver) -> 
     })
 }
 
-/// Rows read at most before their rendering is split across threads.
+/// Rows per thread at least when a batch's rendering is split.
 const SPLIT_FROM: usize = 200;
 
 /// The selected rows, each with its name and its pretty rendering as a list
