@@ -11,10 +11,8 @@ use crate::domain::resolve::Resolver;
 use crate::domain::{Draft, Kind, ObjectName, ObjectType, integrity, write};
 use crate::error::ApiError;
 use crate::http::conditions::{Conditions, etag};
-use crate::store::keys;
-use crate::store::objects::{self as rows, Relation};
-use crate::store::{Store, StoredObject, WriteTx, activity, now_millis};
-use sea_orm::ConnectionTrait;
+use crate::store::objects::Relation;
+use crate::store::{ObjectTx, ObjectWrites, Store, StoredObject, now_millis};
 
 /// What a client asked to see of an object.
 #[derive(Debug, Clone, Default)]
@@ -138,12 +136,12 @@ fn check_if_match(conditions: &Conditions, current: Option<&StoredObject>) -> Re
 
 /// The object, or 404 when it does not exist or the caller may not see it.
 async fn find_visible(
-    db: &impl ConnectionTrait,
+    tx: &impl ObjectWrites,
     caller: &Caller,
     kind: Kind,
     name: &str,
 ) -> Result<StoredObject, ApiError> {
-    rows::find(db, kind, name)
+    tx.find(kind, name)
         .await?
         .filter(|o| caller.sees_draft(&o.draft))
         .ok_or_else(|| ApiError::no_such_object(kind, name))
@@ -162,7 +160,7 @@ pub(crate) fn representation(draft: &Draft) -> Value {
 
 /// Logs one change of an object in the write transaction.
 pub(crate) async fn log(
-    db: &impl ConnectionTrait,
+    tx: &impl ObjectWrites,
     caller: &Caller,
     action: &str,
     before: Option<&Draft>,
@@ -181,7 +179,7 @@ pub(crate) async fn log(
         after: after.map(representation),
         request_id: caller.request_id.clone(),
     };
-    activity::append(db, &entry).await?;
+    tx.append_activity(&entry).await?;
     Ok(())
 }
 
@@ -200,8 +198,8 @@ pub async fn create(
     caller.require(permissions_of(kind).1)?;
     let draft = write::create(kind, None, body)?;
     caller.may_write(&draft)?;
-    let tx = store.begin_write().await?;
-    if let Some(existing) = rows::find(&tx.tx, kind, draft.name.as_str()).await? {
+    let tx = store.begin_object_write().await?;
+    if let Some(existing) = tx.find(kind, draft.name.as_str()).await? {
         check_if_match(conditions, Some(&existing))?;
         return Err(recreate(kind, &draft.name));
     }
@@ -236,8 +234,8 @@ pub async fn replace(
     conditions: &Conditions,
 ) -> Result<Written, ApiError> {
     caller.require(permissions_of(kind).1)?;
-    let tx = store.begin_write().await?;
-    let current = rows::find(&tx.tx, kind, name).await?;
+    let tx = store.begin_object_write().await?;
+    let current = tx.find(kind, name).await?;
     let hidden = current
         .as_ref()
         .is_some_and(|o| !caller.sees_draft(&o.draft));
@@ -297,8 +295,8 @@ async fn change(
     rule: impl FnOnce(&Draft) -> Result<Draft, ApiError>,
 ) -> Result<Written, ApiError> {
     caller.require(permissions_of(kind).1)?;
-    let tx = store.begin_write().await?;
-    let current = find_visible(&tx.tx, caller, kind, name).await?;
+    let tx = store.begin_object_write().await?;
+    let current = find_visible(&tx, caller, kind, name).await?;
     check_if_match(conditions, Some(&current))?;
     caller.may_write(&current.draft)?;
     let next = rule(&current.draft)?;
@@ -306,7 +304,7 @@ async fn change(
 }
 
 async fn finish_change(
-    tx: crate::store::WriteTx<'_>,
+    tx: ObjectTx<'_>,
     caller: &Caller,
     current: StoredObject,
     next: Draft,
@@ -323,36 +321,32 @@ async fn finish_change(
 /// rewrites every dependant; references are checked and recorded, and each
 /// changed object gets an activity entry (`action`, or `modify`/`rename`).
 pub(crate) async fn apply_change(
-    tx: &WriteTx<'_>,
+    tx: &impl ObjectWrites,
     caller: &Caller,
     current: &StoredObject,
     next: &Draft,
     action: Option<&str>,
 ) -> Result<StoredObject, ApiError> {
-    let db = &tx.tx;
     let renamed = next.name != current.draft.name;
     if renamed {
         caller.may_write(next)?;
-        if rows::find(db, next.kind, next.name.as_str())
-            .await?
-            .is_some()
-        {
+        if tx.find(next.kind, next.name.as_str()).await?.is_some() {
             return Err(ApiError::Unprocessable(format!(
                 "Cannot rename {} \"{}\" to \"{}\": that name is taken",
                 next.kind, current.draft.name, next.name
             )));
         }
         // Templates may import it and hosts may list it: they follow.
-        for dependant in rows::dependants(db, current.id).await? {
+        for dependant in tx.dependants(current.id).await? {
             let followed = write::rename_reference(
                 &dependant.draft,
                 next.kind,
                 &current.draft.name,
                 &next.name,
             );
-            rows::update(db, &dependant, &followed).await?;
+            tx.update(&dependant, &followed).await?;
             log(
-                db,
+                tx,
                 caller,
                 "modify",
                 Some(&dependant.draft),
@@ -367,12 +361,12 @@ pub(crate) async fn apply_change(
     if references_changed {
         check_references(tx, next, renamed.then_some(&current.draft.name)).await?;
     }
-    let stored = rows::update(db, current, next).await?;
+    let stored = tx.update(current, next).await?;
     if references_changed {
-        store_refs(db, &stored).await?;
+        store_refs(tx, &stored).await?;
     }
     let action = action.unwrap_or(if renamed { "rename" } else { "modify" });
-    log(db, caller, action, Some(&current.draft), Some(next)).await?;
+    log(tx, caller, action, Some(&current.draft), Some(next)).await?;
     Ok(stored)
 }
 
@@ -385,11 +379,11 @@ pub async fn delete(
     conditions: &Conditions,
 ) -> Result<Shown, ApiError> {
     caller.require(permissions_of(kind).1)?;
-    let tx = store.begin_write().await?;
-    let current = find_visible(&tx.tx, caller, kind, name).await?;
+    let tx = store.begin_object_write().await?;
+    let current = find_visible(&tx, caller, kind, name).await?;
     check_if_match(conditions, Some(&current))?;
     caller.may_write(&current.draft)?;
-    let dependants = rows::dependants(&tx.tx, current.id).await?;
+    let dependants = tx.dependants(current.id).await?;
     if !dependants.is_empty() {
         let what = if current.draft.object_type == ObjectType::Template {
             "imported"
@@ -403,9 +397,9 @@ pub async fn delete(
             name_list(caller, &dependants)
         )));
     }
-    keys::revoke(&tx.tx, current.id).await?;
-    rows::delete(&tx.tx, &current).await?;
-    log(&tx.tx, caller, "delete", Some(&current.draft), None).await?;
+    tx.revoke_key(current.id).await?;
+    tx.delete(&current).await?;
+    log(&tx, caller, "delete", Some(&current.draft), None).await?;
     tx.commit().await?;
     Ok(shown(&current))
 }
@@ -440,7 +434,7 @@ fn name_list(caller: &Caller, objects: &[StoredObject]) -> String {
 }
 
 async fn insert(
-    tx: &WriteTx<'_>,
+    tx: &impl ObjectWrites,
     caller: &Caller,
     draft: &Draft,
 ) -> Result<StoredObject, ApiError> {
@@ -450,16 +444,15 @@ async fn insert(
 /// Inserts a new object inside a write transaction, with its references
 /// checked and recorded and an activity entry for `action`.
 pub(crate) async fn insert_as(
-    tx: &WriteTx<'_>,
+    tx: &impl ObjectWrites,
     caller: &Caller,
     draft: &Draft,
     action: &str,
 ) -> Result<StoredObject, ApiError> {
     check_references(tx, draft, None).await?;
-    let db = &tx.tx;
-    let stored = rows::insert(db, draft).await?;
-    store_refs(db, &stored).await?;
-    log(db, caller, action, None, Some(draft)).await?;
+    let stored = tx.insert(draft).await?;
+    store_refs(tx, &stored).await?;
+    log(tx, caller, action, None, Some(draft)).await?;
     Ok(stored)
 }
 
@@ -471,42 +464,44 @@ fn same_references(a: &Draft, b: &Draft) -> bool {
 
 /// Imports name templates of the kind without loops; a host's scripts exist.
 async fn check_references(
-    tx: &WriteTx<'_>,
+    tx: &impl ObjectWrites,
     draft: &Draft,
     old_name: Option<&ObjectName>,
 ) -> Result<(), ApiError> {
-    let db = &tx.tx;
     if draft.imports().next().is_some() {
         integrity::check_imports(draft, old_name, &*tx.resolver(draft.kind).await?)?;
     }
     if draft.kind == Kind::Host {
         let names: Vec<&str> = draft.props.names("scripts").collect();
         if !names.is_empty() {
-            integrity::check_scripts(draft, &rows::existing_scripts(db, &names).await?)?;
+            let existing = tx
+                .ids_by_name(Kind::Script, ObjectType::Object, &names)
+                .await?;
+            integrity::check_scripts(draft, &existing.into_keys().collect())?;
         }
     }
     Ok(())
 }
 
 /// Records which objects `object` references, by id.
-async fn store_refs(db: &impl ConnectionTrait, object: &StoredObject) -> Result<(), ApiError> {
+async fn store_refs(tx: &impl ObjectWrites, object: &StoredObject) -> Result<(), ApiError> {
     let d = &object.draft;
     let imports: Vec<&str> = d.imports().collect();
-    let mut refs: Vec<(Relation, i64)> =
-        rows::ids_by_name(db, d.kind, ObjectType::Template, &imports)
-            .await?
-            .into_values()
-            .map(|id| (Relation::Import, id))
-            .collect();
+    let mut refs: Vec<(Relation, i64)> = tx
+        .ids_by_name(d.kind, ObjectType::Template, &imports)
+        .await?
+        .into_values()
+        .map(|id| (Relation::Import, id))
+        .collect();
     if d.kind == Kind::Host {
         let scripts: Vec<&str> = d.props.names("scripts").collect();
         refs.extend(
-            rows::ids_by_name(db, Kind::Script, ObjectType::Object, &scripts)
+            tx.ids_by_name(Kind::Script, ObjectType::Object, &scripts)
                 .await?
                 .into_values()
                 .map(|id| (Relation::Script, id)),
         );
     }
-    rows::set_refs(db, object.id, &refs).await?;
+    tx.set_refs(object.id, &refs).await?;
     Ok(())
 }

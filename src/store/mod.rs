@@ -6,11 +6,13 @@ pub mod agents;
 pub mod deployments;
 pub mod entities;
 pub mod keys;
+mod object_tx;
 pub mod objects;
 pub mod reads;
 pub mod settings;
 pub mod users;
 pub mod watch;
+pub mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,9 +26,11 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, MutexGuard};
 
+pub use object_tx::{ObjectTx, ObjectWrites};
 pub use objects::StoredObject;
 use reads::Reads;
 use watch::DataWatch;
+use writer::SqliteWriter;
 
 use crate::domain::Kind;
 use crate::domain::resolve::Resolver;
@@ -43,6 +47,8 @@ pub struct Store {
     db: DatabaseConnection,
     url: String,
     write_lock: Mutex<()>,
+    /// On a SQLite file, the connection object writes run on (see [`writer`]).
+    writer: Option<SqliteWriter>,
     reads: Reads,
 }
 
@@ -95,9 +101,14 @@ impl Store {
         }
         options.connect_timeout(Duration::from_secs(10));
         let db = Database::connect(options).await?;
+        // Opened after the pool, which has put the file in WAL mode.
+        let writer = sqlite_path(url)
+            .map(|path| SqliteWriter::open(&path))
+            .transpose()?;
         Ok(Self {
             url: url.to_owned(),
             write_lock: Mutex::new(()),
+            writer,
             reads: Reads::new(db.clone(), sqlite_path(url)),
             db,
         })
@@ -161,6 +172,28 @@ impl Store {
     /// dependants, import loops) can then read and write without races.
     pub async fn begin_write(&self) -> Result<WriteTx<'_>, DbErr> {
         let guard = self.write_lock.lock().await;
+        self.begin_pool_write(guard).await
+    }
+
+    /// Starts a write transaction for object writes: on a SQLite file it
+    /// runs inline on the write connection (see [`writer`]), elsewhere it is
+    /// a [`WriteTx`]. Serialised with every other write transaction.
+    pub async fn begin_object_write(&self) -> Result<ObjectTx<'_>, DbErr> {
+        let guard = self.write_lock.lock().await;
+        Ok(match &self.writer {
+            Some(writer) => ObjectTx::Inline {
+                tx: writer.begin(SQLITE_BUSY_TIMEOUT).await?,
+                _guard: guard,
+                reads: &self.reads,
+            },
+            None => ObjectTx::Pool(self.begin_pool_write(guard).await?),
+        })
+    }
+
+    async fn begin_pool_write<'a>(
+        &'a self,
+        guard: MutexGuard<'a, ()>,
+    ) -> Result<WriteTx<'a>, DbErr> {
         let backend = self.db.get_database_backend();
         let tx = match backend {
             DbBackend::Sqlite => {

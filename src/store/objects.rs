@@ -31,7 +31,7 @@ pub enum Relation {
 }
 
 impl Relation {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Relation::Import => "import",
             Relation::Script => "script",
@@ -57,7 +57,7 @@ pub(super) fn decode(row: object::Model) -> Result<StoredObject, DbErr> {
     })
 }
 
-fn encode_props(draft: &Draft) -> String {
+pub(super) fn encode_props(draft: &Draft) -> String {
     serde_json::to_string(draft.props.as_map()).unwrap_or_else(|_| "{}".into())
 }
 

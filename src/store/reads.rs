@@ -157,14 +157,23 @@ impl Reads {
         kind: Kind,
     ) -> Result<Arc<Resolver>, DbErr> {
         let revision = objects::template_revision(tx, kind).await?;
-        // Writers are serialised: the committed revision cannot move while
-        // this transaction runs, so it differs only if the transaction
-        // changed templates.
-        let (committed, resolver) = self.committed(kind).await?;
-        if committed == revision {
+        if let Some(resolver) = self.committed_at(kind, revision).await? {
             return Ok(resolver);
         }
         Ok(Arc::new(Resolver::new(objects::templates(tx, kind).await?)))
+    }
+
+    /// The cached resolver, when a write transaction that sees template
+    /// `revision` may use it. Writers are serialised: the committed revision
+    /// cannot move while the transaction runs, so it differs only if the
+    /// transaction changed templates.
+    pub async fn committed_at(
+        &self,
+        kind: Kind,
+        revision: i64,
+    ) -> Result<Option<Arc<Resolver>>, DbErr> {
+        let (committed, resolver) = self.committed(kind).await?;
+        Ok((committed == revision).then_some(resolver))
     }
 
     /// The committed revision and its resolver (from the cache when current).
@@ -339,7 +348,7 @@ fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     Ok(conn)
 }
 
-fn revision(conn: &rusqlite::Connection, kind: Kind) -> rusqlite::Result<i64> {
+pub(super) fn revision(conn: &rusqlite::Connection, kind: Kind) -> rusqlite::Result<i64> {
     let mut statement =
         conn.prepare_cached("SELECT revision FROM template_revisions WHERE kind = ?1")?;
     let mut rows = statement.query([kind.as_str()])?;
@@ -349,7 +358,7 @@ fn revision(conn: &rusqlite::Connection, kind: Kind) -> rusqlite::Result<i64> {
     })
 }
 
-fn model(row: &rusqlite::Row<'_>) -> rusqlite::Result<object::Model> {
+pub(super) fn model(row: &rusqlite::Row<'_>) -> rusqlite::Result<object::Model> {
     Ok(object::Model {
         id: row.get(0)?,
         kind: row.get(1)?,
