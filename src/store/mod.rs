@@ -179,14 +179,18 @@ impl Store {
     /// runs inline on the write connection (see [`writer`]), elsewhere it is
     /// a [`WriteTx`]. Serialised with every other write transaction.
     pub async fn begin_object_write(&self) -> Result<ObjectTx<'_>, DbErr> {
+        let Some(writer) = &self.writer else {
+            let guard = self.write_lock.lock().await;
+            return Ok(ObjectTx::Pool(self.begin_pool_write(guard).await?));
+        };
+        let queued = writer.queue();
         let guard = self.write_lock.lock().await;
-        Ok(match &self.writer {
-            Some(writer) => ObjectTx::Inline {
-                tx: writer.begin(SQLITE_BUSY_TIMEOUT).await?,
-                _guard: guard,
-                reads: &self.reads,
-            },
-            None => ObjectTx::Pool(self.begin_pool_write(guard).await?),
+        drop(queued);
+        Ok(ObjectTx::Inline {
+            tx: writer.begin(SQLITE_BUSY_TIMEOUT).await?,
+            guard,
+            lock: &self.write_lock,
+            reads: &self.reads,
         })
     }
 
@@ -194,6 +198,11 @@ impl Store {
         &'a self,
         guard: MutexGuard<'a, ()>,
     ) -> Result<WriteTx<'a>, DbErr> {
+        // Object writes waiting for a group commit are committed first: this
+        // transaction needs SQLite's write lock, which their group holds.
+        if let Some(writer) = &self.writer {
+            writer.flush()?;
+        }
         let backend = self.db.get_database_backend();
         let tx = match backend {
             DbBackend::Sqlite => {

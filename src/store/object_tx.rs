@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sea_orm::DbErr;
-use tokio::sync::MutexGuard;
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::objects::{self, Relation, StoredObject};
 use super::reads::Reads;
@@ -100,7 +100,8 @@ pub enum ObjectTx<'a> {
     /// On the inline SQLite writer; holds the store's write lock.
     Inline {
         tx: LiteTx<'a>,
-        _guard: MutexGuard<'a, ()>,
+        guard: MutexGuard<'a, ()>,
+        lock: &'a Mutex<()>,
         reads: &'a Reads,
     },
     /// A transaction of the pool.
@@ -111,7 +112,9 @@ impl ObjectTx<'_> {
     /// Commits the transaction and releases the writer lock.
     pub async fn commit(self) -> Result<(), DbErr> {
         match self {
-            ObjectTx::Inline { tx, .. } => tx.commit(),
+            ObjectTx::Inline {
+                tx, guard, lock, ..
+            } => tx.commit(guard, lock).await,
             ObjectTx::Pool(tx) => tx.commit().await,
         }
     }
