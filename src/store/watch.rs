@@ -9,8 +9,25 @@
 //! a pool. A commit is then reported by the first look at each connection
 //! after it; the first of those reports comes after the commit, which is
 //! all a reload needs.
+//!
+//! **The fast path.** Asking `data_version` is a read transaction: it takes
+//! and releases SQLite's POSIX locks, several system calls per request. In
+//! WAL mode every commit, by any process, rewrites the WAL-index header at
+//! the start of the `-shm` file (SQLite's file format, "The WAL-Index
+//! Format": two copies of a 48-byte header whose frame count, salts and
+//! checksums change with each commit; a writer writes the second copy, then
+//! the first). So the watch first reads those 96 bytes with one `pread`:
+//! when both copies agree and equal the header seen at the last full check,
+//! nothing was committed since, and the answer is "unchanged" without a
+//! transaction. Anything else (copies that differ while a writer is at work,
+//! no `-shm` file, a read error) takes the full check. The header is taken
+//! before the full check, so a commit that lands during the check changes
+//! it again and is caught by the next request.
 
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use sea_orm::DbErr;
@@ -20,12 +37,27 @@ use super::users::USERS_EPOCH;
 /// Connections kept at most (as many are used as requests check at once).
 const MAX_IDLE: usize = 16;
 
+/// One copy of the WAL-index header, in bytes; the file starts with two.
+const WAL_INDEX_HEADER: usize = 48;
+
 /// The commit watch over one SQLite file.
 #[derive(Debug)]
 pub struct DataWatch {
     path: PathBuf,
     /// Idle connections with the `data_version` each saw last.
     idle: Mutex<Vec<(rusqlite::Connection, i64)>>,
+    /// The `-shm` file (opened when first needed) and the WAL-index header
+    /// read before the last full check.
+    shm: Mutex<Shm>,
+    /// Full checks made (the fast path's tests count them).
+    full_checks: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Shm {
+    /// The open file and its inode.
+    file: Option<(File, u64)>,
+    checked: Option<[u8; WAL_INDEX_HEADER]>,
 }
 
 impl DataWatch {
@@ -33,13 +65,52 @@ impl DataWatch {
         Self {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            shm: Mutex::new(Shm::default()),
+            full_checks: AtomicU64::new(0),
         }
+    }
+
+    /// The WAL-index header when both its copies agree; `None` otherwise.
+    fn wal_index_header(&self, shm: &mut Shm) -> Option<[u8; WAL_INDEX_HEADER]> {
+        let mut name = self.path.clone().into_os_string();
+        name.push("-shm");
+        // The file is removed only when no connection is left, and this
+        // process keeps some; should it be replaced anyway, follow it.
+        let current = std::fs::metadata(&name).ok()?.ino();
+        if shm.file.as_ref().map(|(_, inode)| *inode) != Some(current) {
+            let file = File::open(&name).ok()?;
+            let inode = file.metadata().ok()?.ino();
+            shm.file = Some((file, inode));
+            shm.checked = None;
+        }
+        let mut both = [0u8; 2 * WAL_INDEX_HEADER];
+        shm.file.as_ref()?.0.read_exact_at(&mut both, 0).ok()?;
+        let (first, second) = both.split_at(WAL_INDEX_HEADER);
+        (first == second).then(|| first.try_into().ok()).flatten()
     }
 
     /// The users epoch when a commit may have happened since the connection
     /// at hand last looked (always on a new connection), read on that
     /// connection; `None` when nothing was committed.
     pub fn users_epoch_if_changed(&self) -> Result<Option<i64>, DbErr> {
+        let header = {
+            let mut shm = self.shm.lock().unwrap_or_else(PoisonError::into_inner);
+            let header = self.wal_index_header(&mut shm);
+            if header.is_some() && header == shm.checked {
+                return Ok(None);
+            }
+            header
+        };
+        let epoch = self.full_check()?;
+        let mut shm = self.shm.lock().unwrap_or_else(PoisonError::into_inner);
+        shm.checked = header;
+        Ok(epoch)
+    }
+
+    /// `data_version` on a connection of the set, and the users epoch when
+    /// it moved.
+    fn full_check(&self) -> Result<Option<i64>, DbErr> {
+        self.full_checks.fetch_add(1, Ordering::Relaxed);
         let idle = self
             .idle
             .lock()
@@ -85,4 +156,61 @@ fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
 
 fn error(e: rusqlite::Error) -> DbErr {
     DbErr::Custom(format!("PRAGMA data_version: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_epoch(conn: &rusqlite::Connection, epoch: i64) {
+        conn.execute(
+            "INSERT OR REPLACE INTO settings (key, value) VALUES (?1, ?2)",
+            (USERS_EPOCH, epoch.to_string()),
+        )
+        .expect("write the epoch");
+    }
+
+    #[test]
+    fn every_commit_by_another_connection_is_seen_and_nothing_else_costs_a_check() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("watched.sqlite");
+        // Another process's connection, kept open as the server keeps its own.
+        let other = rusqlite::Connection::open(&path).expect("open");
+        other
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; \
+                 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+            )
+            .expect("schema");
+        set_epoch(&other, 1);
+        let watch = DataWatch::new(&path);
+
+        assert_eq!(watch.users_epoch_if_changed().expect("check"), Some(1));
+        let checks = watch.full_checks.load(Ordering::Relaxed);
+        for _ in 0..10 {
+            assert_eq!(watch.users_epoch_if_changed().expect("check"), None);
+        }
+        assert_eq!(
+            watch.full_checks.load(Ordering::Relaxed),
+            checks,
+            "nothing was committed: the header alone answers"
+        );
+
+        for epoch in 2..20 {
+            set_epoch(&other, epoch);
+            assert_eq!(
+                watch.users_epoch_if_changed().expect("check"),
+                Some(epoch),
+                "a commit is seen by the next check"
+            );
+            assert_eq!(watch.users_epoch_if_changed().expect("check"), None);
+        }
+
+        // A checkpoint that restarts the WAL changes the header too.
+        other
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .expect("checkpoint");
+        set_epoch(&other, 42);
+        assert_eq!(watch.users_epoch_if_changed().expect("check"), Some(42));
+    }
 }
