@@ -22,10 +22,13 @@
 //! transaction. Anything else (copies that differ while a writer is at work,
 //! no `-shm` file, a read error) takes the full check. The header is taken
 //! before the full check, so a commit that lands during the check changes
-//! it again and is caught by the next request.
+//! it again and is caught by the next request. The watch keeps a connection
+//! of its own open: SQLite removes or reinitialises the `-shm` file only when
+//! no connection to the database is left, so the file it reads stays the one
+//! every writer updates.
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -46,45 +49,43 @@ pub struct DataWatch {
     path: PathBuf,
     /// Idle connections with the `data_version` each saw last.
     idle: Mutex<Vec<(rusqlite::Connection, i64)>>,
-    /// The `-shm` file (opened when first needed) and the WAL-index header
-    /// read before the last full check.
-    shm: Mutex<Shm>,
+    /// A connection kept open for as long as the watch lives: SQLite
+    /// removes or reinitialises the `-shm` file only when no connection is
+    /// left, so the file below stays the one every writer updates.
+    /// (In a mutex only because a connection is not `Sync`.)
+    _anchor: Mutex<Option<rusqlite::Connection>>,
+    /// The `-shm` file, when it could be opened.
+    shm: Option<File>,
+    /// The WAL-index header read before the last full check.
+    checked: Mutex<Option<[u8; WAL_INDEX_HEADER]>>,
     /// Full checks made (the fast path's tests count them).
     full_checks: AtomicU64,
 }
 
-#[derive(Debug, Default)]
-struct Shm {
-    /// The open file and its inode.
-    file: Option<(File, u64)>,
-    checked: Option<[u8; WAL_INDEX_HEADER]>,
-}
-
 impl DataWatch {
     pub fn new(path: &Path) -> Self {
+        // The anchor reads once, which maps the `-shm` file and takes the
+        // shared lock a WAL connection keeps; without it every check is full.
+        let anchor = open(path).ok().filter(|conn| {
+            conn.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))
+                .is_ok()
+        });
+        let mut shm = path.as_os_str().to_owned();
+        shm.push("-shm");
         Self {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
-            shm: Mutex::new(Shm::default()),
+            shm: anchor.as_ref().and_then(|_| File::open(shm).ok()),
+            _anchor: Mutex::new(anchor),
+            checked: Mutex::new(None),
             full_checks: AtomicU64::new(0),
         }
     }
 
     /// The WAL-index header when both its copies agree; `None` otherwise.
-    fn wal_index_header(&self, shm: &mut Shm) -> Option<[u8; WAL_INDEX_HEADER]> {
-        let mut name = self.path.clone().into_os_string();
-        name.push("-shm");
-        // The file is removed only when no connection is left, and this
-        // process keeps some; should it be replaced anyway, follow it.
-        let current = std::fs::metadata(&name).ok()?.ino();
-        if shm.file.as_ref().map(|(_, inode)| *inode) != Some(current) {
-            let file = File::open(&name).ok()?;
-            let inode = file.metadata().ok()?.ino();
-            shm.file = Some((file, inode));
-            shm.checked = None;
-        }
+    fn wal_index_header(&self) -> Option<[u8; WAL_INDEX_HEADER]> {
         let mut both = [0u8; 2 * WAL_INDEX_HEADER];
-        shm.file.as_ref()?.0.read_exact_at(&mut both, 0).ok()?;
+        self.shm.as_ref()?.read_exact_at(&mut both, 0).ok()?;
         let (first, second) = both.split_at(WAL_INDEX_HEADER);
         (first == second).then(|| first.try_into().ok()).flatten()
     }
@@ -93,17 +94,15 @@ impl DataWatch {
     /// at hand last looked (always on a new connection), read on that
     /// connection; `None` when nothing was committed.
     pub fn users_epoch_if_changed(&self) -> Result<Option<i64>, DbErr> {
-        let header = {
-            let mut shm = self.shm.lock().unwrap_or_else(PoisonError::into_inner);
-            let header = self.wal_index_header(&mut shm);
-            if header.is_some() && header == shm.checked {
+        let header = self.wal_index_header();
+        {
+            let checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+            if header.is_some() && header == *checked {
                 return Ok(None);
             }
-            header
-        };
+        }
         let epoch = self.full_check()?;
-        let mut shm = self.shm.lock().unwrap_or_else(PoisonError::into_inner);
-        shm.checked = header;
+        *self.checked.lock().unwrap_or_else(PoisonError::into_inner) = header;
         Ok(epoch)
     }
 
