@@ -197,6 +197,7 @@ async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot load users: {e}"))?;
     tokio::spawn(state.deployer.clone().watch());
+    tokio::spawn(state.store.clone().sweep_open_groups());
     let deployer = state.deployer.clone();
     let stop = state.shutdown.clone();
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -194,6 +194,33 @@ impl Store {
         })
     }
 
+    /// Commits a group of object writes whose every member went away (their
+    /// requests were cancelled while they waited for the commit), which
+    /// would otherwise hold SQLite's write lock until the next write. With
+    /// the write lock taken no write is under way, so an open group holds
+    /// only finished writes.
+    pub async fn commit_open_group(&self) -> Result<(), DbErr> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        if !writer.is_open() {
+            return Ok(());
+        }
+        let _guard = self.write_lock.lock().await;
+        writer.flush()
+    }
+
+    /// Runs [`Store::commit_open_group`] every second, for as long as the
+    /// process runs.
+    pub async fn sweep_open_groups(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Err(e) = self.commit_open_group().await {
+                tracing::warn!(error = %e, "cannot commit a group of object writes");
+            }
+        }
+    }
+
     async fn begin_pool_write<'a>(
         &'a self,
         guard: MutexGuard<'a, ()>,

@@ -139,6 +139,11 @@ impl SqliteWriter {
         self.group.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a transaction is open (a group waits for its commit).
+    pub fn is_open(&self) -> bool {
+        self.group().open
+    }
+
     /// Counts an object write as queued for the write lock until the
     /// returned guard is dropped.
     pub fn queue(&self) -> Queued<'_> {
@@ -769,5 +774,39 @@ mod tests {
             .await
             .expect("read");
         assert!(grouped.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_every_member_went_away_is_committed_by_the_sweep() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = std::sync::Arc::new(Store::open(&sqlite_url(dir.path())).await.expect("store"));
+        let writer = store.writer.as_ref().expect("a SQLite file has a writer");
+
+        let queued = writer.queue();
+        let member = tokio::spawn({
+            let store = std::sync::Arc::clone(&store);
+            async move {
+                let tx = store.begin_object_write().await?;
+                tx.insert(&host("abandoned", json!({}))).await?;
+                tx.commit().await
+            }
+        });
+        until(|| writer.group().members == 1).await;
+        // Its request is cancelled while it waits, and so is the queued one.
+        member.abort();
+        let _ = member.await;
+        drop(queued);
+        assert!(writer.is_open(), "the group still holds the write lock");
+
+        store.commit_open_group().await.expect("sweep");
+        assert!(!writer.is_open());
+        let abandoned = store
+            .find_object(Kind::Host, "abandoned")
+            .await
+            .expect("read");
+        assert!(
+            abandoned.is_some(),
+            "its change was answered by nobody but is kept"
+        );
     }
 }
