@@ -1,6 +1,6 @@
 //! Queries on objects and their references.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -118,17 +118,6 @@ pub async fn ids_by_name(
         .all(db)
         .await?;
     Ok(rows.into_iter().map(|(id, name)| (name, id)).collect())
-}
-
-/// The names among `names` that are script objects (not templates).
-pub async fn existing_scripts(
-    db: &impl ConnectionTrait,
-    names: &[&str],
-) -> Result<HashSet<String>, DbErr> {
-    Ok(ids_by_name(db, Kind::Script, ObjectType::Object, names)
-        .await?
-        .into_keys()
-        .collect())
 }
 
 /// The objects that reference object `id` (import it, or list it as a script).

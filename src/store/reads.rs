@@ -45,6 +45,7 @@ macro_rules! columns {
         "o.id, o.kind, o.object_name, o.object_type, o.properties, o.checksum, o.created_at, o.updated_at"
     };
 }
+pub(super) use columns;
 
 /// An object by kind and name, with its kind's template revision.
 const FIND: &str = concat!(
@@ -71,7 +72,7 @@ const PAGE_FIRST: &str = concat!(
 );
 
 /// The templates of a kind.
-const TEMPLATES: &str = concat!(
+pub(super) const TEMPLATES: &str = concat!(
     "SELECT ",
     columns!(),
     " FROM objects o WHERE o.kind = ?1 AND o.object_type = ?2"

@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 
 use super::now_millis;
 use super::objects::{Relation, StoredObject, decode};
-use super::reads::model;
+use super::reads::{TEMPLATES, columns, model};
 use crate::domain::activity::{Entry, GENESIS};
 use crate::domain::{Draft, Kind, ObjectType};
 
@@ -41,16 +41,18 @@ use crate::domain::{Draft, Kind, ObjectType};
 /// checkpoint or WAL recovery by another process takes one).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const FIND: &str = "SELECT id, kind, object_name, object_type, properties, checksum, created_at, \
-     updated_at FROM objects WHERE kind = ?1 AND object_name = ?2";
+const FIND: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM objects o WHERE o.kind = ?1 AND o.object_name = ?2"
+);
 
-const DEPENDANTS: &str = "SELECT id, kind, object_name, object_type, properties, checksum, \
-     created_at, updated_at FROM objects \
-     WHERE id IN (SELECT from_id FROM object_refs WHERE to_id = ?1) \
-     ORDER BY kind, object_name";
-
-const TEMPLATES: &str = "SELECT id, kind, object_name, object_type, properties, checksum, \
-     created_at, updated_at FROM objects WHERE kind = ?1 AND object_type = ?2";
+const DEPENDANTS: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM objects o WHERE o.id IN (SELECT from_id FROM object_refs WHERE to_id = ?1)",
+    " ORDER BY o.kind, o.object_name"
+);
 
 /// At most this many object writes share one commit.
 const MAX_GROUP: u32 = 32;
@@ -679,6 +681,26 @@ mod tests {
         release.join().expect("thread");
     }
 
+    async fn sqlite_store() -> (tempfile::TempDir, std::sync::Arc<Store>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&sqlite_url(dir.path())).await.expect("store");
+        (dir, std::sync::Arc::new(store))
+    }
+
+    /// An object write of a new host in a task of its own, which joins the
+    /// open group when another write is queued.
+    fn spawn_member(
+        store: &std::sync::Arc<Store>,
+        name: &'static str,
+    ) -> tokio::task::JoinHandle<Result<(), DbErr>> {
+        let store = std::sync::Arc::clone(store);
+        tokio::spawn(async move {
+            let tx = store.begin_object_write().await?;
+            tx.insert(&host(name, json!({}))).await?;
+            tx.commit().await
+        })
+    }
+
     /// Waits (a bounded time) until `done` holds.
     async fn until(mut done: impl FnMut() -> bool) {
         for _ in 0..5000 {
@@ -692,20 +714,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_group_is_answered_only_once_committed_and_a_failed_write_leaves_it_whole() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = std::sync::Arc::new(Store::open(&sqlite_url(dir.path())).await.expect("store"));
+        let (_dir, store) = sqlite_store().await;
         let writer = store.writer.as_ref().expect("a SQLite file has a writer");
 
         // Another write is queued, so the first one joins a group and waits.
         let queued = writer.queue();
-        let first = tokio::spawn({
-            let store = std::sync::Arc::clone(&store);
-            async move {
-                let tx = store.begin_object_write().await?;
-                tx.insert(&host("first", json!({}))).await?;
-                tx.commit().await
-            }
-        });
+        let first = spawn_member(&store, "first");
         until(|| writer.group().members == 1).await;
         assert!(!first.is_finished(), "answered before its commit");
         let seen = store.find_object(Kind::Host, "first").await.expect("read");
@@ -730,8 +744,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_group_left_by_the_write_that_was_to_commit_it_is_committed_by_its_members() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = std::sync::Arc::new(Store::open(&sqlite_url(dir.path())).await.expect("store"));
+        let (_dir, store) = sqlite_store().await;
         let writer = store.writer.as_ref().expect("a SQLite file has a writer");
 
         // A write counted as queued that never comes (its request went away).
@@ -746,19 +759,11 @@ mod tests {
 
     #[tokio::test]
     async fn another_write_transaction_commits_the_open_group_first() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = std::sync::Arc::new(Store::open(&sqlite_url(dir.path())).await.expect("store"));
+        let (_dir, store) = sqlite_store().await;
         let writer = store.writer.as_ref().expect("a SQLite file has a writer");
 
         let queued = writer.queue();
-        let first = tokio::spawn({
-            let store = std::sync::Arc::clone(&store);
-            async move {
-                let tx = store.begin_object_write().await?;
-                tx.insert(&host("grouped", json!({}))).await?;
-                tx.commit().await
-            }
-        });
+        let first = spawn_member(&store, "grouped");
         until(|| writer.group().members == 1).await;
         // A pool transaction (users, deploys, ...) needs SQLite's write lock.
         let other = store.begin_write().await.expect("begin a pool transaction");
@@ -778,19 +783,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_group_whose_every_member_went_away_is_committed_by_the_sweep() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = std::sync::Arc::new(Store::open(&sqlite_url(dir.path())).await.expect("store"));
+        let (_dir, store) = sqlite_store().await;
         let writer = store.writer.as_ref().expect("a SQLite file has a writer");
 
         let queued = writer.queue();
-        let member = tokio::spawn({
-            let store = std::sync::Arc::clone(&store);
-            async move {
-                let tx = store.begin_object_write().await?;
-                tx.insert(&host("abandoned", json!({}))).await?;
-                tx.commit().await
-            }
-        });
+        let member = spawn_member(&store, "abandoned");
         until(|| writer.group().members == 1).await;
         // Its request is cancelled while it waits, and so is the queued one.
         member.abort();
