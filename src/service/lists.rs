@@ -226,24 +226,25 @@ async fn count(store: &Store, request: &ListRequest, resolver: &Resolver) -> Res
     let mut total = 0;
     let mut after: Option<String> = None;
     loop {
-        let batch = rows::page(
-            store.db(),
-            request.kind,
-            request.object_type,
-            after.as_deref(),
-            BATCH,
-        )
-        .await?;
+        let batch = store
+            .page(request.kind, request.object_type, after.as_deref(), BATCH)
+            .await?;
         total += batch
             .iter()
             .filter(|o| select(o, &counting, resolver).is_some())
             .count() as u64;
-        match batch.last() {
-            Some(last) if batch.len() as u64 == BATCH => {
-                after = Some(last.draft.name.as_str().to_owned())
-            }
-            _ => return Ok(total),
+        after = next_after(&batch);
+        if after.is_none() {
+            return Ok(total);
         }
+    }
+}
+
+/// The name to read the next batch after, when `batch` was a full one.
+fn next_after(batch: &[StoredObject]) -> Option<String> {
+    match batch.last() {
+        Some(last) if batch.len() as u64 == BATCH => Some(last.draft.name.as_str().to_owned()),
+        _ => None,
     }
 }
 
@@ -273,19 +274,10 @@ fn read_ahead(
     tokio::spawn(async move {
         let mut after = request.after.clone();
         loop {
-            let batch = rows::page(
-                store.db(),
-                request.kind,
-                request.object_type,
-                after.as_deref(),
-                BATCH,
-            )
-            .await;
-            let last = match &batch {
-                Ok(rows) if rows.len() as u64 == BATCH => rows.last(),
-                _ => None,
-            };
-            after = last.map(|o| o.draft.name.as_str().to_owned());
+            let batch = store
+                .page(request.kind, request.object_type, after.as_deref(), BATCH)
+                .await;
+            after = batch.as_deref().ok().and_then(next_after);
             if sender.send(batch).await.is_err() || after.is_none() {
                 return;
             }
