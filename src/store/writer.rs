@@ -697,6 +697,7 @@ mod tests {
         tokio::spawn(async move {
             let tx = store.begin_object_write().await?;
             tx.insert(&host(name, json!({}))).await?;
+            tx.append_activity(&entry(name)).await?;
             tx.commit().await
         })
     }
@@ -730,6 +731,7 @@ mod tests {
         drop(queued);
         let tx = store.begin_object_write().await.expect("begin");
         tx.insert(&host("failed", json!({}))).await.expect("insert");
+        tx.append_activity(&entry("failed")).await.expect("log");
         drop(tx);
 
         first
@@ -740,6 +742,16 @@ mod tests {
         assert!(first.is_some());
         let failed = store.find_object(Kind::Host, "failed").await.expect("read");
         assert!(failed.is_none());
+        // The failed write's entry went with it: the next one chains to the
+        // first write's, and the whole log verifies.
+        spawn_member(&store, "next")
+            .await
+            .expect("task")
+            .expect("commit");
+        let chain = crate::service::activity::verify(&store)
+            .await
+            .expect("read the log");
+        assert_eq!(chain, Ok(2));
     }
 
     #[tokio::test]
