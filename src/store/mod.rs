@@ -11,6 +11,7 @@ pub mod objects;
 pub mod reads;
 pub mod settings;
 pub mod users;
+pub mod wal_index;
 pub mod watch;
 pub mod writer;
 
@@ -29,6 +30,7 @@ use tokio::sync::{Mutex, MutexGuard};
 pub use object_tx::{ObjectTx, ObjectWrites};
 pub use objects::StoredObject;
 use reads::Reads;
+use wal_index::WalIndex;
 use watch::DataWatch;
 use writer::SqliteWriter;
 
@@ -49,6 +51,8 @@ pub struct Store {
     write_lock: Mutex<()>,
     /// On a SQLite file, the connection object writes run on (see [`writer`]).
     writer: Option<SqliteWriter>,
+    /// On a SQLite file, its WAL-index (see [`wal_index`]).
+    wal_index: Option<Arc<WalIndex>>,
     reads: Reads,
 }
 
@@ -102,14 +106,15 @@ impl Store {
         options.connect_timeout(Duration::from_secs(10));
         let db = Database::connect(options).await?;
         // Opened after the pool, which has put the file in WAL mode.
-        let writer = sqlite_path(url)
-            .map(|path| SqliteWriter::open(&path))
-            .transpose()?;
+        let path = sqlite_path(url);
+        let writer = path.as_deref().map(SqliteWriter::open).transpose()?;
+        let wal_index = path.as_deref().map(|path| Arc::new(WalIndex::open(path)));
         Ok(Self {
             url: url.to_owned(),
             write_lock: Mutex::new(()),
             writer,
-            reads: Reads::new(db.clone(), sqlite_path(url)),
+            reads: Reads::new(db.clone(), path.zip(wal_index.clone())),
+            wal_index,
             db,
         })
     }
@@ -117,7 +122,8 @@ impl Store {
     /// On SQLite, the watch that tells whether anyone committed (see
     /// [`watch`]); `None` on PostgreSQL.
     pub fn data_watch(&self) -> Option<DataWatch> {
-        sqlite_path(&self.url).map(|path| DataWatch::new(&path))
+        let index = self.wal_index.as_ref()?;
+        sqlite_path(&self.url).map(|path| DataWatch::new(&path, Arc::clone(index)))
     }
 
     /// Runs the migrations that have not run yet.
@@ -131,11 +137,7 @@ impl Store {
     }
 
     /// The object of `kind` named `name`, and its kind's template revision.
-    pub async fn find_object(
-        &self,
-        kind: Kind,
-        name: &str,
-    ) -> Result<Option<(StoredObject, i64)>, DbErr> {
+    pub async fn find_object(&self, kind: Kind, name: &str) -> Result<Option<reads::Found>, DbErr> {
         self.reads.find(kind, name).await
     }
 

@@ -12,6 +12,17 @@
 //! is in use). On PostgreSQL, and for SQLite databases without a file, the
 //! reads go through the pool.
 //!
+//! **Recent objects on SQLite.** An object read by name is kept in memory
+//! with the WAL-index mark ([`super::wal_index`]) read *before* the read
+//! began. A later read whose mark is equal is answered from memory: equal
+//! marks mean nothing was committed in between, by this process, the CLI
+//! or anyone else, so the kept object is what the database would return.
+//! (If a commit lands between the mark and the read, the object kept is
+//! newer than its mark; it is served only to reads that saw the same mark,
+//! which began before that commit was visible and so may see either.) Any
+//! commit moves the mark, and the next read that sees the new mark starts
+//! the memory afresh. At most [`MAX_RECENT`] objects are kept.
+//!
 //! **Templates**: resolving an object needs every template of its kind, so
 //! they are cached per kind, as a [`Resolver`], together with the kind's
 //! template revision (`template_revisions`), which every change to a
@@ -24,6 +35,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -31,6 +43,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryRe
 
 use super::entities::object;
 use super::objects::{self, StoredObject, decode};
+use super::wal_index::{Mark, WalIndex};
 use crate::domain::resolve::Resolver;
 use crate::domain::{Kind, ObjectType};
 
@@ -38,6 +51,8 @@ use crate::domain::{Kind, ObjectType};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle read connections kept at most.
 const MAX_IDLE: usize = 16;
+/// Objects kept in memory at most (see "Recent objects" above).
+const MAX_RECENT: usize = 4096;
 
 /// The columns of `objects o`, in [`object::Model`]'s order.
 macro_rules! columns {
@@ -85,6 +100,20 @@ pub struct Reads {
     db: DatabaseConnection,
     sqlite: Option<SqliteReads>,
     templates: RwLock<HashMap<Kind, Cached>>,
+    /// Objects read by name on SQLite, and the mark they are current at.
+    recent: RwLock<Recent>,
+    /// Reads answered from `recent` (the tests count them).
+    recent_hits: AtomicU64,
+}
+
+/// An object found by name, with its kind's template revision.
+pub type Found = (Arc<StoredObject>, i64);
+
+#[derive(Debug, Default)]
+struct Recent {
+    mark: Option<Mark>,
+    objects: HashMap<Kind, HashMap<String, Found>>,
+    len: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -94,25 +123,71 @@ struct Cached {
 }
 
 impl Reads {
-    /// Reads for the database at `sqlite_file` (SQLite), or through the pool.
-    pub fn new(db: DatabaseConnection, sqlite_file: Option<PathBuf>) -> Self {
+    /// Reads for the SQLite file at `sqlite.0` with its WAL-index, or
+    /// through the pool.
+    pub fn new(db: DatabaseConnection, sqlite: Option<(PathBuf, Arc<WalIndex>)>) -> Self {
         Self {
             db,
-            sqlite: sqlite_file.map(SqliteReads::new),
+            sqlite: sqlite.map(|(path, index)| SqliteReads::new(path, index)),
             templates: RwLock::new(HashMap::new()),
+            recent: RwLock::new(Recent::default()),
+            recent_hits: AtomicU64::new(0),
         }
     }
 
     /// The object of `kind` named `name`, with its kind's current template
     /// revision (to pass to [`Reads::resolver_at`]).
-    pub async fn find(&self, kind: Kind, name: &str) -> Result<Option<(StoredObject, i64)>, DbErr> {
-        let found = match &self.sqlite {
-            Some(sqlite) => sqlite.find(kind, name)?,
-            None => find_through_pool(&self.db, kind, name).await?,
+    pub async fn find(&self, kind: Kind, name: &str) -> Result<Option<Found>, DbErr> {
+        let Some(sqlite) = &self.sqlite else {
+            return find_through_pool(&self.db, kind, name)
+                .await?
+                .map(|(row, revision)| Ok((Arc::new(decode(row)?), revision)))
+                .transpose();
         };
-        found
-            .map(|(row, revision)| Ok((decode(row)?, revision)))
-            .transpose()
+        // Taken before the read: see "Recent objects" above.
+        let mark = sqlite.index.mark();
+        if let Some(found) = mark.and_then(|mark| self.recent(mark, kind, name)) {
+            self.recent_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(found));
+        }
+        let found = sqlite
+            .find(kind, name)?
+            .map(|(row, revision)| Ok::<_, DbErr>((Arc::new(decode(row)?), revision)))
+            .transpose()?;
+        if let (Some(mark), Some(found)) = (mark, &found) {
+            self.remember(mark, kind, name, found);
+        }
+        Ok(found)
+    }
+
+    /// The object kept for `kind` and `name` when it is current at `mark`.
+    fn recent(&self, mark: Mark, kind: Kind, name: &str) -> Option<Found> {
+        let recent = self.recent.read().unwrap_or_else(PoisonError::into_inner);
+        if recent.mark != Some(mark) {
+            return None;
+        }
+        let (object, revision) = recent.objects.get(&kind)?.get(name)?;
+        Some((Arc::clone(object), *revision))
+    }
+
+    /// Keeps `found`, read after `mark` was taken. A different mark starts
+    /// the memory afresh; a full one is emptied first.
+    fn remember(&self, mark: Mark, kind: Kind, name: &str, found: &Found) {
+        let mut recent = self.recent.write().unwrap_or_else(PoisonError::into_inner);
+        if recent.mark != Some(mark) || recent.len >= MAX_RECENT {
+            *recent = Recent {
+                mark: Some(mark),
+                ..Recent::default()
+            };
+        }
+        let previous = recent
+            .objects
+            .entry(kind)
+            .or_default()
+            .insert(name.to_owned(), (Arc::clone(&found.0), found.1));
+        if previous.is_none() {
+            recent.len += 1;
+        }
     }
 
     /// Up to `limit` objects of `kind` and `object_type` in name order
@@ -250,17 +325,19 @@ async fn find_through_pool(
     Ok(Some((model, revision.unwrap_or(0))))
 }
 
-/// Read-only rusqlite connections to one SQLite file.
+/// Read-only rusqlite connections to one SQLite file, and its WAL-index.
 #[derive(Debug)]
 struct SqliteReads {
     path: PathBuf,
+    index: Arc<WalIndex>,
     idle: Mutex<Vec<rusqlite::Connection>>,
 }
 
 impl SqliteReads {
-    fn new(path: PathBuf) -> Self {
+    fn new(path: PathBuf, index: Arc<WalIndex>) -> Self {
         Self {
             path,
+            index,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -374,4 +451,164 @@ pub(super) fn model(row: &rusqlite::Row<'_>) -> rusqlite::Result<object::Model> 
 
 fn sqlite_error(e: rusqlite::Error) -> DbErr {
     DbErr::Custom(format!("SQLite read: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+    use crate::domain::{Draft, write};
+    use crate::store::{ObjectWrites, Store, sqlite_url};
+
+    fn host(name: &str, vars: Value) -> Draft {
+        let mut body = Map::new();
+        body.insert("vars".into(), vars);
+        write::create(Kind::Host, Some(name), &body).expect("a valid host")
+    }
+
+    async fn write(store: &Store, draft: &Draft) {
+        let tx = store.begin_object_write().await.expect("begin");
+        match tx
+            .find(Kind::Host, draft.name.as_str())
+            .await
+            .expect("find")
+        {
+            Some(current) => tx.update(&current, draft).await.expect("update"),
+            None => tx.insert(draft).await.expect("insert"),
+        };
+        tx.commit().await.expect("commit");
+    }
+
+    async fn vars(store: &Store, name: &str) -> Option<Value> {
+        let (object, _) = store.find_object(Kind::Host, name).await.expect("read")?;
+        Some(representation_vars(&object))
+    }
+
+    fn representation_vars(object: &StoredObject) -> Value {
+        crate::service::objects::representation(&object.draft)["vars"].clone()
+    }
+
+    fn hits(store: &Store) -> u64 {
+        store.reads.recent_hits.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_kept_object_is_served_until_anyone_commits() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = sqlite_url(dir.path());
+        let store = Store::open(&url).await.expect("store");
+        // Another process on the same file, as the CLI is.
+        let other = Store::open(&url).await.expect("another store");
+
+        write(&store, &host("web", json!({ "n": 1 }))).await;
+        assert_eq!(vars(&store, "web").await, Some(json!({ "n": 1 })));
+        let before = hits(&store);
+        for _ in 0..5 {
+            assert_eq!(vars(&store, "web").await, Some(json!({ "n": 1 })));
+        }
+        assert_eq!(hits(&store), before + 5, "no commit: served from memory");
+
+        // A commit by another process is seen by the next read.
+        write(&other, &host("web", json!({ "n": 2 }))).await;
+        assert_eq!(vars(&store, "web").await, Some(json!({ "n": 2 })));
+        // So is an uncommitted write not, and its commit is.
+        let tx = store.begin_object_write().await.expect("begin");
+        let current = tx
+            .find(Kind::Host, "web")
+            .await
+            .expect("find")
+            .expect("web");
+        tx.update(&current, &host("web", json!({ "n": 3 })))
+            .await
+            .expect("update");
+        assert_eq!(vars(&store, "web").await, Some(json!({ "n": 2 })));
+        assert_eq!(vars(&store, "web").await, Some(json!({ "n": 2 })));
+        tx.commit().await.expect("commit");
+        assert_eq!(vars(&store, "web").await, Some(json!({ "n": 3 })));
+
+        // A deletion by another process too.
+        let tx = other.begin_object_write().await.expect("begin");
+        let current = tx
+            .find(Kind::Host, "web")
+            .await
+            .expect("find")
+            .expect("web");
+        tx.delete(&current).await.expect("delete");
+        tx.commit().await.expect("commit");
+        assert_eq!(vars(&store, "web").await, None);
+        assert_eq!(vars(&other, "web").await, None);
+    }
+
+    /// Writers in groups and readers at once: every writer reads its own
+    /// write back at once, whatever the readers left in memory meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn each_writer_reads_its_own_write_while_others_read_and_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(Store::open(&sqlite_url(dir.path())).await.expect("store"));
+        const WRITERS: usize = 8;
+        for w in 0..WRITERS {
+            write(&store, &host(&format!("h{w}"), json!({ "n": 0 }))).await;
+        }
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+                tokio::spawn(async move {
+                    let mut i = r;
+                    while !done.load(Ordering::Relaxed) {
+                        vars(&store, &format!("h{}", i % WRITERS)).await;
+                        i += 1;
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let name = format!("h{w}");
+                    for n in 1..=100 {
+                        write(&store, &host(&name, json!({ "n": n }))).await;
+                        assert_eq!(vars(&store, &name).await, Some(json!({ "n": n })), "{name}");
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.expect("a writer");
+        }
+        done.store(true, Ordering::Relaxed);
+        for reader in readers {
+            reader.await.expect("a reader");
+        }
+        assert!(hits(&store) > 0, "the memory was used");
+    }
+
+    #[tokio::test]
+    async fn the_memory_holds_at_most_its_bound() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&sqlite_url(dir.path())).await.expect("store");
+        write(&store, &host("web", json!({}))).await;
+        let (object, revision) = store
+            .find_object(Kind::Host, "web")
+            .await
+            .expect("read")
+            .expect("web");
+        let index = store.wal_index.as_ref().expect("a WAL-index");
+        let mark = index.mark().expect("a mark");
+        for i in 0..=MAX_RECENT {
+            let name = format!("host-{i}");
+            store
+                .reads
+                .remember(mark, Kind::Host, &name, &(Arc::clone(&object), revision));
+            let len = store.reads.recent.read().expect("lock").len;
+            assert!(len <= MAX_RECENT, "{len} kept after {i}");
+        }
+        let recent = store.reads.recent.read().expect("lock");
+        let kept: usize = recent.objects.values().map(HashMap::len).sum();
+        assert_eq!(kept, recent.len);
+        assert!(kept >= 1);
+    }
 }

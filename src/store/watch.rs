@@ -11,37 +11,26 @@
 //! all a reload needs.
 //!
 //! **The fast path.** Asking `data_version` is a read transaction: it takes
-//! and releases SQLite's POSIX locks, several system calls per request. In
-//! WAL mode every commit, by any process, rewrites the WAL-index header at
-//! the start of the `-shm` file (SQLite's file format, "The WAL-Index
-//! Format": two copies of a 48-byte header whose frame count, salts and
-//! checksums change with each commit; a writer writes the second copy, then
-//! the first). So the watch first reads those 96 bytes with one `pread`:
-//! when both copies agree and equal the header seen at the last full check,
+//! and releases SQLite's POSIX locks, several system calls per request. So
+//! the watch first reads the WAL-index mark ([`super::wal_index`], one
+//! `pread`): when it equals the mark seen before the last full check,
 //! nothing was committed since, and the answer is "unchanged" without a
-//! transaction. Anything else (copies that differ while a writer is at work,
-//! no `-shm` file, a read error) takes the full check. The header is taken
-//! before the full check, so a commit that lands during the check changes
-//! it again and is caught by the next request. The watch keeps a connection
-//! of its own open: SQLite removes or reinitialises the `-shm` file only when
-//! no connection to the database is left, so the file it reads stays the one
-//! every writer updates.
+//! transaction. No mark (a writer at work, no `-shm` file, a read error)
+//! takes the full check. The mark is taken before the full check, so a
+//! commit that lands during the check moves it again and is caught by the
+//! next request.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sea_orm::DbErr;
 
 use super::users::USERS_EPOCH;
+use super::wal_index::{Mark, WalIndex};
 
 /// Connections kept at most (as many are used as requests check at once).
 const MAX_IDLE: usize = 16;
-
-/// One copy of the WAL-index header, in bytes; the file starts with two.
-const WAL_INDEX_HEADER: usize = 48;
 
 /// The commit watch over one SQLite file.
 #[derive(Debug)]
@@ -49,60 +38,38 @@ pub struct DataWatch {
     path: PathBuf,
     /// Idle connections with the `data_version` each saw last.
     idle: Mutex<Vec<(rusqlite::Connection, i64)>>,
-    /// A connection kept open for as long as the watch lives: SQLite
-    /// removes or reinitialises the `-shm` file only when no connection is
-    /// left, so the file below stays the one every writer updates.
-    /// (In a mutex only because a connection is not `Sync`.)
-    _anchor: Mutex<Option<rusqlite::Connection>>,
-    /// The `-shm` file, when it could be opened.
-    shm: Option<File>,
-    /// The WAL-index header read before the last full check.
-    checked: Mutex<Option<[u8; WAL_INDEX_HEADER]>>,
+    /// The WAL-index of the file.
+    index: Arc<WalIndex>,
+    /// The mark read before the last full check.
+    checked: Mutex<Option<Mark>>,
     /// Full checks made (the fast path's tests count them).
     full_checks: AtomicU64,
 }
 
 impl DataWatch {
-    pub fn new(path: &Path) -> Self {
-        // The anchor reads once, which maps the `-shm` file and takes the
-        // shared lock a WAL connection keeps; without it every check is full.
-        let anchor = open(path).ok().filter(|conn| {
-            conn.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))
-                .is_ok()
-        });
-        let mut shm = path.as_os_str().to_owned();
-        shm.push("-shm");
+    pub fn new(path: &Path, index: Arc<WalIndex>) -> Self {
         Self {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
-            shm: anchor.as_ref().and_then(|_| File::open(shm).ok()),
-            _anchor: Mutex::new(anchor),
+            index,
             checked: Mutex::new(None),
             full_checks: AtomicU64::new(0),
         }
-    }
-
-    /// The WAL-index header when both its copies agree; `None` otherwise.
-    fn wal_index_header(&self) -> Option<[u8; WAL_INDEX_HEADER]> {
-        let mut both = [0u8; 2 * WAL_INDEX_HEADER];
-        self.shm.as_ref()?.read_exact_at(&mut both, 0).ok()?;
-        let (first, second) = both.split_at(WAL_INDEX_HEADER);
-        (first == second).then(|| first.try_into().ok()).flatten()
     }
 
     /// The users epoch when a commit may have happened since the connection
     /// at hand last looked (always on a new connection), read on that
     /// connection; `None` when nothing was committed.
     pub fn users_epoch_if_changed(&self) -> Result<Option<i64>, DbErr> {
-        let header = self.wal_index_header();
+        let mark = self.index.mark();
         {
             let checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
-            if header.is_some() && header == *checked {
+            if mark.is_some() && mark == *checked {
                 return Ok(None);
             }
         }
         let epoch = self.full_check()?;
-        *self.checked.lock().unwrap_or_else(PoisonError::into_inner) = header;
+        *self.checked.lock().unwrap_or_else(PoisonError::into_inner) = mark;
         Ok(epoch)
     }
 
@@ -182,7 +149,7 @@ mod tests {
             )
             .expect("schema");
         set_epoch(&other, 1);
-        let watch = DataWatch::new(&path);
+        let watch = DataWatch::new(&path, Arc::new(WalIndex::open(&path)));
 
         assert_eq!(watch.users_epoch_if_changed().expect("check"), Some(1));
         let checks = watch.full_checks.load(Ordering::Relaxed);
@@ -192,7 +159,7 @@ mod tests {
         assert_eq!(
             watch.full_checks.load(Ordering::Relaxed),
             checks,
-            "nothing was committed: the header alone answers"
+            "nothing was committed: the mark alone answers"
         );
 
         for epoch in 2..20 {
@@ -205,7 +172,7 @@ mod tests {
             assert_eq!(watch.users_epoch_if_changed().expect("check"), None);
         }
 
-        // A checkpoint that restarts the WAL changes the header too.
+        // A checkpoint that restarts the WAL moves the mark too.
         other
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .expect("checkpoint");
