@@ -6,8 +6,10 @@ target: the host read at least 0.5 times the /health rate).
 Starts `steward serve` (release build) on a fresh data directory (SQLite by
 default, `--database postgres://...` for PostgreSQL: it must be an empty
 database), creates `--hosts` hosts under a template, then runs wrk
-(`--threads`, `--connections`, `--duration` seconds) alternately on /health
-and on a host, `--runs` times, and prints each rate and the median ratio.
+(`--threads`, `--connections`, `--duration` seconds) in turn on /health, on
+one host, and spread over every host (each request names the next host of
+the list, per wrk thread), `--runs` times, and prints each rate and the
+median ratios to /health.
 
     cargo build --release --bin steward
     python3 tests/bench/reads.py [--runs 3] [--hosts 1000] [--json FILE] [--target-dir target]
@@ -24,6 +26,27 @@ import time
 from common import call, figure, free_port, wrk, write_json
 
 PASSWORD = "reads-admin-password"
+
+SPREAD_SCRIPT = r"""
+-- Each request reads the next of `hosts` hosts (argument), threads apart.
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  hosts = tonumber(args[1])
+  sent = 0
+end
+
+function request()
+  sent = sent + 1
+  local path = string.format("/director/host?name=host-%05d", (id * 7919 + sent) % hosts)
+  return wrk.format("GET", path)
+end
+"""
 
 
 def main():
@@ -64,20 +87,31 @@ def main():
         host = f"{base}/director/host?name=host-{args.hosts // 2:05d}"
         print(f"{'SQLite' if not args.database else 'PostgreSQL'}, {args.hosts} hosts, wrk -t{args.threads} "
               f"-c{args.connections} -d{args.duration}s")
-        ratios, healths, reads = [], [], []
+        script = os.path.join(data, "spread.lua")
+        with open(script, "w") as f:
+            f.write(SPREAD_SCRIPT)
+        ratios, healths, reads, spreads, spread_ratios = [], [], [], [], []
         for run in range(args.runs):
             health = wrk(base + "/health", args.threads, args.connections, args.duration, auth=None)["rate"]
             read = wrk(host, args.threads, args.connections, args.duration, auth=admin)["rate"]
+            spread = wrk(base + "/", args.threads, args.connections, args.duration, auth=admin,
+                         script=script, script_args=[str(args.hosts)])["rate"]
             ratios.append(read / health)
+            spread_ratios.append(spread / health)
             healths.append(health)
             reads.append(read)
-            print(f"run {run + 1}: /health {health:,.0f} req/s, GET host {read:,.0f} req/s, ratio {read / health:.2f}")
-        print(f"median ratio {statistics.median(ratios):.2f} (target: at least 0.5)")
+            spreads.append(spread)
+            print(f"run {run + 1}: /health {health:,.0f} req/s, GET one host {read:,.0f} req/s "
+                  f"(ratio {read / health:.2f}), GET spread over {args.hosts} hosts {spread:,.0f} req/s "
+                  f"(ratio {spread / health:.2f})")
+        print(f"median ratio {statistics.median(ratios):.2f}, spread {statistics.median(spread_ratios):.2f} "
+              f"(target: at least 0.5)")
         write_json(args.json, "reads", "PostgreSQL" if args.database else "SQLite",
                    {"hosts": args.hosts, "threads": args.threads, "connections": args.connections,
                     "duration_s": args.duration},
-                   {"ratio": figure(ratios, "x"), "health_per_s": figure(healths, "req/s"),
-                    "host_per_s": figure(reads, "req/s")})
+                   {"ratio": figure(ratios, "x"), "spread_ratio": figure(spread_ratios, "x"),
+                    "health_per_s": figure(healths, "req/s"), "host_per_s": figure(reads, "req/s"),
+                    "spread_per_s": figure(spreads, "req/s")})
     finally:
         server.terminate()
         server.wait(timeout=30)
