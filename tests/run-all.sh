@@ -5,7 +5,9 @@
 #   2. the Bruno and Postman collections, with the real bru and newman CLIs
 #      (installed from npm when missing), against a live `steward serve`;
 #   3. schemathesis over GET /openapi.json, every check (installed with pip
-#      when missing), against another live `steward serve`.
+#      when missing), against another live `steward serve`;
+#   4. the crash check: merges from 16 clients, SIGKILL mid-stream, and every
+#      merge answered 200 must be there after a restart (tests/bench/durability.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +20,5 @@ else
 fi
 bash tests/collections.sh target/debug/steward || status=$?
 bash tests/schemathesis.sh target/debug/steward || status=$?
+python3 tests/bench/durability.py --binary target/debug/steward --runs 2 || status=$?
 exit "$status"

@@ -67,10 +67,11 @@ def sqlite_url(data_dir):
 
 class Server:
     """`steward serve` on a free loopback port, started on entry and stopped
-    (SIGTERM) on exit. `database` None means SQLite in `data_dir`."""
+    (SIGTERM) on exit. `database` None means SQLite in `data_dir`; `steward`
+    a binary to run instead of the release build in `target_dir`."""
 
-    def __init__(self, target_dir, data_dir, database=None):
-        self.steward = binary(target_dir, "steward")
+    def __init__(self, target_dir, data_dir, database=None, steward=None):
+        self.steward = steward or binary(target_dir, "steward")
         self.data_dir = data_dir
         self.database = database
         self.port = free_port()
