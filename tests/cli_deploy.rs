@@ -4,109 +4,20 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+use support::{AGENT, Agent, Killed, free_port, http, wait_for};
 
 const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
-const AGENT: &str = env!("CARGO_BIN_EXE_steward-agent");
 const PASSWORD: &str = "cli-deploy-Pa55word";
 const WRONG_PASSWORD: &str = "not-the-Pa55word";
 const READER_PASSWORD: &str = "reader-Pa55word";
-
-fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// One HTTP/1.0 request: status and JSON body.
-fn http(addr: &str, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, Value) {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return (0, Value::Null);
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let auth = auth
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-fn wait_for(addr: &str, path: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if http(addr, "GET", path, None, "").0 == 200 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{addr}{path} did not answer");
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One `steward-agent serve` on its own address.
-struct Agent {
-    ip: String,
-    port: u16,
-    state: PathBuf,
-    /// Run after each new allowlist: a `sleep` makes a slow agent.
-    reload: Option<String>,
-    process: Option<Killed>,
-}
-
-impl Agent {
-    fn start(&mut self) {
-        let mut command = Command::new(AGENT);
-        command
-            .args(["serve", "--listen", &format!("{}:{}", self.ip, self.port)])
-            .arg("--state-dir")
-            .arg(&self.state);
-        if let Some(reload) = &self.reload {
-            command.args(["--reload-command", reload]);
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("agent");
-        self.process = Some(Killed(child));
-        wait_for(&format!("{}:{}", self.ip, self.port), "/health");
-    }
-
-    fn stop(&mut self) {
-        self.process = None;
-    }
-}
 
 /// A server with a template `agents` (scripts `uptime` and `df` exist, the
 /// template allows `uptime`) and agents registered from it as

@@ -3,135 +3,20 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+use support::{AGENT, Agent, Killed, free_port, http, wait_for};
 
 const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
-const AGENT: &str = env!("CARGO_BIN_EXE_steward-agent");
 const PASSWORD: &str = "deploy-admin-password";
-
-fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// One HTTP/1.0 request: status and JSON body.
-fn http(addr: &str, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, Value) {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return (0, Value::Null);
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let auth = auth
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-fn wait_for(addr: &str, path: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if http(addr, "GET", path, None, "").0 == 200 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{addr}{path} did not answer");
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Agent {
-    ip: String,
-    port: u16,
-    state: PathBuf,
-    /// Run after each new allowlist: a slow one makes a slow agent.
-    reload: Option<String>,
-    process: Option<Killed>,
-}
-
-impl Agent {
-    fn log(&self) -> PathBuf {
-        self.state.join("agent.log")
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log())
-            .expect("agent log");
-        let mut command = Command::new(AGENT);
-        command
-            .args([
-                "serve",
-                "--listen",
-                &format!("{}:{}", self.ip, self.port),
-                "--state-dir",
-            ])
-            .arg(&self.state);
-        if let Some(reload) = &self.reload {
-            command.args(["--reload-command", reload]);
-        }
-        let child = command
-            .env("STEWARD_AGENT_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("agent");
-        self.process = Some(Killed(child));
-        wait_for(&format!("{}:{}", self.ip, self.port), "/health");
-    }
-
-    fn held(&self) -> Value {
-        http(
-            &format!("{}:{}", self.ip, self.port),
-            "GET",
-            "/v1/allowlist",
-            None,
-            "",
-        )
-        .1
-    }
-
-    /// How many pushes this agent has received, over all its runs.
-    fn pushes(&self) -> usize {
-        std::fs::read_to_string(self.log())
-            .unwrap_or_default()
-            .matches("allowlist push received")
-            .count()
-    }
-}
 
 /// One `steward serve` process.
 struct Server {
