@@ -21,7 +21,9 @@
 //! newer than its mark; it is served only to reads that saw the same mark,
 //! which began before that commit was visible and so may see either.) Any
 //! commit moves the mark, and the next read that sees the new mark starts
-//! the memory afresh. At most [`MAX_RECENT`] objects are kept.
+//! the memory afresh. At most [`MAX_RECENT`] objects are kept, and at most
+//! [`MAX_RECENT_BYTES`] of their stored text (an object may be as large as a
+//! request body); a larger object is not kept at all.
 //!
 //! **Templates**: resolving an object needs every template of its kind, so
 //! they are cached per kind, as a [`Resolver`], together with the kind's
@@ -53,6 +55,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IDLE: usize = 16;
 /// Objects kept in memory at most (see "Recent objects" above).
 const MAX_RECENT: usize = 4096;
+/// The stored text of the objects kept, in bytes, at most: 16 MiB.
+const MAX_RECENT_BYTES: usize = 16 << 20;
+/// Objects whose stored text is larger are not kept: 256 KiB.
+const MAX_KEPT_BYTES: usize = MAX_RECENT_BYTES / 64;
 
 /// The columns of `objects o`, in [`object::Model`]'s order.
 macro_rules! columns {
@@ -114,6 +120,8 @@ struct Recent {
     mark: Option<Mark>,
     objects: HashMap<Kind, HashMap<String, Found>>,
     len: usize,
+    /// The stored text of the objects kept, in bytes.
+    bytes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -150,14 +158,15 @@ impl Reads {
             self.recent_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(found));
         }
-        let found = sqlite
-            .find(kind, name)?
-            .map(|(row, revision)| Ok::<_, DbErr>((Arc::new(decode(row)?), revision)))
-            .transpose()?;
-        if let (Some(mark), Some(found)) = (mark, &found) {
-            self.remember(mark, kind, name, found);
+        let Some((row, revision)) = sqlite.find(kind, name)? else {
+            return Ok(None);
+        };
+        let size = row.object_name.len() + row.properties.len();
+        let found = (Arc::new(decode(row)?), revision);
+        if let Some(mark) = mark {
+            self.remember(mark, kind, name, &found, size);
         }
-        Ok(found)
+        Ok(Some(found))
     }
 
     /// The object kept for `kind` and `name` when it is current at `mark`.
@@ -170,11 +179,18 @@ impl Reads {
         Some((Arc::clone(object), *revision))
     }
 
-    /// Keeps `found`, read after `mark` was taken. A different mark starts
-    /// the memory afresh; a full one is emptied first.
-    fn remember(&self, mark: Mark, kind: Kind, name: &str, found: &Found) {
+    /// Keeps `found` (`size` bytes of stored text), read after `mark` was
+    /// taken. A different mark starts the memory afresh; a full one is
+    /// emptied first.
+    fn remember(&self, mark: Mark, kind: Kind, name: &str, found: &Found, size: usize) {
+        if size > MAX_KEPT_BYTES {
+            return;
+        }
         let mut recent = self.recent.write().unwrap_or_else(PoisonError::into_inner);
-        if recent.mark != Some(mark) || recent.len >= MAX_RECENT {
+        if recent.mark != Some(mark)
+            || recent.len >= MAX_RECENT
+            || recent.bytes + size > MAX_RECENT_BYTES
+        {
             *recent = Recent {
                 mark: Some(mark),
                 ..Recent::default()
@@ -187,6 +203,7 @@ impl Reads {
             .insert(name.to_owned(), (Arc::clone(&found.0), found.1));
         if previous.is_none() {
             recent.len += 1;
+            recent.bytes += size;
         }
     }
 
@@ -587,28 +604,75 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_memory_holds_at_most_its_bound() {
+    async fn the_memory_holds_at_most_its_bounds_and_no_large_object() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&sqlite_url(dir.path())).await.expect("store");
         write(&store, &host("web", json!({}))).await;
-        let (object, revision) = store
+        let found = store
             .find_object(Kind::Host, "web")
             .await
             .expect("read")
             .expect("web");
-        let index = store.wal_index.as_ref().expect("a WAL-index");
-        let mark = index.mark().expect("a mark");
+        let mark = store
+            .wal_index
+            .as_ref()
+            .expect("a WAL-index")
+            .mark()
+            .expect("a mark");
+        let reads = &store.reads;
+        let kept = || {
+            let recent = reads.recent.read().expect("lock");
+            let counted: usize = recent.objects.values().map(HashMap::len).sum();
+            assert_eq!(counted, recent.len);
+            (recent.len, recent.bytes)
+        };
+
+        // By count, from empty.
+        *reads.recent.write().expect("lock") = Recent::default();
         for i in 0..=MAX_RECENT {
-            let name = format!("host-{i}");
-            store
-                .reads
-                .remember(mark, Kind::Host, &name, &(Arc::clone(&object), revision));
-            let len = store.reads.recent.read().expect("lock").len;
-            assert!(len <= MAX_RECENT, "{len} kept after {i}");
+            reads.remember(mark, Kind::Host, &format!("small-{i}"), &found, 100);
+            assert!(kept().0 <= MAX_RECENT, "{:?} kept after {i}", kept());
         }
-        let recent = store.reads.recent.read().expect("lock");
-        let kept: usize = recent.objects.values().map(HashMap::len).sum();
-        assert_eq!(kept, recent.len);
-        assert!(kept >= 1);
+        assert_eq!(kept(), (1, 100), "full: emptied, then the new one kept");
+
+        // By bytes: 64 of the largest kept size fill it exactly.
+        *reads.recent.write().expect("lock") = Recent::default();
+        let mut previous = kept();
+        for i in 0..=64 {
+            reads.remember(
+                mark,
+                Kind::Host,
+                &format!("big-{i}"),
+                &found,
+                MAX_KEPT_BYTES,
+            );
+            let now = kept();
+            assert!(now.1 <= MAX_RECENT_BYTES, "{now:?} kept after {i}");
+            if i == 63 {
+                assert_eq!(now, (64, MAX_RECENT_BYTES));
+            }
+            previous = now;
+        }
+        assert_eq!(
+            previous,
+            (1, MAX_KEPT_BYTES),
+            "emptied when the bytes ran out"
+        );
+
+        // Too large to keep at all.
+        reads.remember(mark, Kind::Host, "huge", &found, MAX_KEPT_BYTES + 1);
+        assert!(reads.recent(mark, Kind::Host, "huge").is_none());
+
+        // A real one: read right, every time from the database.
+        let large = "x".repeat(MAX_KEPT_BYTES);
+        write(&store, &host("large", json!({ "blob": large }))).await;
+        let before = hits(&store);
+        for _ in 0..3 {
+            assert_eq!(vars(&store, "large").await, Some(json!({ "blob": large })));
+        }
+        assert_eq!(hits(&store), before, "not kept");
+        vars(&store, "web").await;
+        vars(&store, "web").await;
+        assert_eq!(hits(&store), before + 1, "a small one is");
     }
 }
