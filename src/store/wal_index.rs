@@ -45,15 +45,18 @@ impl WalIndex {
     /// cannot be opened or is not in WAL mode.
     pub fn open(path: &Path) -> Self {
         // The anchor reads once, which maps the `-shm` file and takes the
-        // shared lock a WAL connection keeps for as long as it is open.
+        // shared lock a WAL connection keeps for as long as it is open. A
+        // database not in WAL mode gets no anchor and so no marks: a `-shm`
+        // file left from an earlier WAL would never change. While the anchor
+        // is open nobody can leave WAL mode (that needs the only connection).
         let anchor = rusqlite::Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .ok()
         .filter(|conn| {
-            conn.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))
-                .is_ok()
+            conn.query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0))
+                .is_ok_and(|mode| mode.eq_ignore_ascii_case("wal"))
         });
         let mut shm = path.as_os_str().to_owned();
         shm.push("-shm");
@@ -120,6 +123,22 @@ mod tests {
             .execute("INSERT INTO t (v) VALUES (1)", [])
             .expect("insert");
         assert_ne!(index.mark(), Some(last));
+    }
+
+    #[test]
+    fn a_database_not_in_wal_mode_gives_no_mark() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal.sqlite");
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch("CREATE TABLE t (v INTEGER);")
+            .expect("schema");
+        // A `-shm` file left behind must not be taken for a live one.
+        let mut shm = path.as_os_str().to_owned();
+        shm.push("-shm");
+        std::fs::write(&shm, [7u8; 96]).expect("a stale -shm");
+        let index = WalIndex::open(&path);
+        assert!(!index.is_anchored());
+        assert_eq!(index.mark(), None);
     }
 
     #[test]
