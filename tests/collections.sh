@@ -28,15 +28,9 @@ if [ $# -ne 1 ]; then
     echo "usage: $0 STEWARD_BINARY" >&2
     exit 2
 fi
-BIN=$1
-if [ ! -x "$BIN" ]; then
-    echo "collections: $BIN is not an executable file" >&2
-    exit 2
-fi
-case $BIN in
-    /*) ;;
-    *) BIN=$PWD/$BIN ;;
-esac
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
+BIN=$(steward_binary collections "$1")
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 COLL=$ROOT/http-collections
@@ -47,22 +41,14 @@ SERVER_LOG=$OUT/server.log
 SERVER_PID=
 
 cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_process "$SERVER_PID"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+PORT=$(free_port)
 BASE=http://127.0.0.1:$PORT
 
 USER_NAME=${COLLECTIONS_USER:-admin}
@@ -71,39 +57,10 @@ PASSWORD=${COLLECTIONS_PASSWORD:-steward-collections}
 STEWARD_ADMIN_PASSWORD=$PASSWORD "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" </dev/null >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
-ready_status() {
-    python3 - "$1" <<'EOF'
-import sys, urllib.request, urllib.error
-try:
-    with urllib.request.urlopen(sys.argv[1] + "/ready", timeout=2) as r:
-        print(r.status)
-except urllib.error.HTTPError as e:
-    print(e.code)
-except Exception:
-    print(0)
-EOF
-}
-
-deadline=$((SECONDS + ${COLLECTIONS_READY_TIMEOUT:-30}))
-while :; do
-    if [ "$(ready_status "$BASE")" = 200 ]; then
-        break
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        echo "collections: the server exited before it was ready; its log:" >&2
-        tail -n 50 "$SERVER_LOG" >&2 || true
-        SERVER_PID=
-        echo "collections: 0 passed, 1 failed"
-        exit 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        echo "collections: GET $BASE/ready did not answer 200 within ${COLLECTIONS_READY_TIMEOUT:-30} s; server log:" >&2
-        tail -n 50 "$SERVER_LOG" >&2 || true
-        echo "collections: 0 passed, 1 failed"
-        exit 1
-    fi
-    sleep 0.2
-done
+if ! wait_ready "$BASE" "$SERVER_PID" "$SERVER_LOG" "${COLLECTIONS_READY_TIMEOUT:-30}"; then
+    echo "collections: 0 passed, 1 failed"
+    exit 1
+fi
 
 missing=()
 command -v bru >/dev/null 2>&1 || missing+=("@usebruno/cli")

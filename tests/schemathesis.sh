@@ -38,15 +38,9 @@ if [ $# -ne 1 ]; then
     echo "usage: $0 STEWARD_BINARY" >&2
     exit 2
 fi
-BIN=$1
-if [ ! -x "$BIN" ]; then
-    echo "schemathesis: $BIN is not an executable file" >&2
-    exit 2
-fi
-case $BIN in
-    /*) ;;
-    *) BIN=$PWD/$BIN ;;
-esac
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/lib.sh"
+BIN=$(steward_binary schemathesis "$1")
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/steward-schemathesis.XXXXXX")
@@ -57,19 +51,8 @@ SERVER_PID=
 AGENT_PID=
 
 cleanup() {
-    if [ -n "$AGENT_PID" ]; then
-        kill "$AGENT_PID" 2>/dev/null || true
-        wait "$AGENT_PID" 2>/dev/null || true
-    fi
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    stop_process "$AGENT_PID"
+    stop_process "$SERVER_PID"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -96,9 +79,6 @@ if [ -z "$ST" ]; then
     ST=$VENV/bin/schemathesis
 fi
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 PORT=$(free_port)
 AGENT_PORT=$(free_port)
 BASE=http://127.0.0.1:$PORT
@@ -107,32 +87,8 @@ PASSWORD=steward-schemathesis-$RANDOM$RANDOM
 STEWARD_ADMIN_PASSWORD=$PASSWORD "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" </dev/null >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
-ready_status() {
-    python3 - "$1" <<'EOF'
-import sys, urllib.request, urllib.error
-try:
-    with urllib.request.urlopen(sys.argv[1] + "/ready", timeout=2) as r:
-        print(r.status)
-except urllib.error.HTTPError as e:
-    print(e.code)
-except Exception:
-    print(0)
-EOF
-}
-
-deadline=$((SECONDS + ${SCHEMATHESIS_READY_TIMEOUT:-30}))
-until [ "$(ready_status "$BASE")" = 200 ]; do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        SERVER_PID=
-        tail -n 50 "$SERVER_LOG" >&2 || true
-        fail "the server exited before it was ready"
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        tail -n 50 "$SERVER_LOG" >&2 || true
-        fail "GET $BASE/ready did not answer 200 in time"
-    fi
-    sleep 0.2
-done
+wait_ready "$BASE" "$SERVER_PID" "$SERVER_LOG" "${SCHEMATHESIS_READY_TIMEOUT:-30}" ||
+    fail "the server did not get ready"
 
 # A stand-in for the agent of that host: it confirms every allowlist pushed
 # to it, so a deployment does not wait for the host to pull (which it does,
