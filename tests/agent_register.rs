@@ -4,6 +4,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -16,17 +18,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use support::{AGENT, free_port};
 
 const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
-const AGENT: &str = env!("CARGO_BIN_EXE_steward-agent");
 const ADMIN_PASSWORD: &str = "admin-password-x";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 fn fingerprint(raw: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(raw)))
@@ -597,7 +592,7 @@ fn a_server_that_keeps_failing_is_given_up_after_the_retry_budget() {
 
 #[test]
 fn an_unused_port_is_not_reachable_within_the_budget() {
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let dir = tempfile::tempdir().unwrap();
     let run = agent(&[
         "register",
@@ -716,7 +711,7 @@ impl Drop for Server {
 impl Server {
     fn start() -> Server {
         let data = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = free_port("127.0.0.1");
         let mut child = Command::new(STEWARD)
             .args([
                 "serve",

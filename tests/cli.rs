@@ -2,21 +2,17 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, Statement};
+use support::free_port;
 
 const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A plain HTTP/1.0 GET; answers the status line and the body.
 fn http_get(port: u16, path: &str) -> Option<(String, String)> {
@@ -82,7 +78,7 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 #[test]
 fn serve_without_configuration_keeps_sqlite_in_steward_data_and_stops_cleanly_on_sigterm() {
     let cwd = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let mut child = Command::new(STEWARD)
         .arg("serve")
         .current_dir(cwd.path())
@@ -149,7 +145,7 @@ async fn migrate_creates_a_durable_wal_database_and_serve_reads_the_config_file(
     assert_eq!(tables.len(), 1);
     db.close().await.ok();
 
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let config = dir.path().join("steward.toml");
     std::fs::write(
         &config,
@@ -219,7 +215,7 @@ impl Server {
 
     fn start_with(admin_password: Option<&str>, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = free_port("127.0.0.1");
         let mut command = Command::new(STEWARD);
         command
             .args([
@@ -274,30 +270,15 @@ impl Server {
 
 impl Server {
     /// One request with an optional `Authorization` value and body: the
-    /// status code and the body.
+    /// status code (0 when nothing answers) and the body.
     fn request(&self, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let auth = auth
-            .map(|a| format!("Authorization: {a}\r\n"))
-            .unwrap_or_default();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-            body.len()
+        support::http_text(
+            &format!("127.0.0.1:{}", self.port),
+            method,
+            path,
+            auth,
+            body,
         )
-        .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, body.to_owned())
     }
 }
 

@@ -24,8 +24,20 @@ pub fn free_port(ip: &str) -> u16 {
 
 /// One HTTP/1.0 request: status and JSON body (status 0 when nothing answers).
 pub fn http(addr: &str, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, Value) {
+    let (status, body) = http_text(addr, method, path, auth, body);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// One HTTP/1.0 request: status and body text (status 0 when nothing answers).
+pub fn http_text(
+    addr: &str,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let Ok(mut stream) = TcpStream::connect(addr) else {
-        return (0, Value::Null);
+        return (0, String::new());
     };
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -47,7 +59,7 @@ pub fn http(addr: &str, method: &str, path: &str, auth: Option<&str>, body: &str
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    (status, body.to_owned())
 }
 
 /// Waits up to 30 s for `GET path` to answer 200.
