@@ -4,8 +4,10 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,8 +19,8 @@ use serde_json::{Value, json};
 use steward::agent::state::{self, State};
 use steward::domain::allowlist::{ScriptSource, render};
 use steward::domain::canonical::canonical;
+use support::{AGENT, free_port};
 
-const AGENT: &str = env!("CARGO_BIN_EXE_steward-agent");
 const HOST_ID: i64 = 41;
 const GENERATED_AT: &str = "2024-05-01T12:00:00.000Z";
 
@@ -144,10 +146,7 @@ impl Serving {
     /// Starts `serve --listen IP:PORT --state-dir DIR ARGS` and waits until
     /// it answers `/health`.
     async fn start(ip: &str, dir: &Path, args: &[&str]) -> Self {
-        let port = TcpListener::bind((ip, 0))
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
+        let port = free_port(ip);
         let listen = SocketAddr::new(ip.parse().unwrap(), port).to_string();
         let stderr = dir.join(format!("serve-{port}.log"));
         let mut child = Command::new(AGENT)

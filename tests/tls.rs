@@ -4,8 +4,10 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,17 +18,10 @@ use rcgen::{
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::{AGENT, free_port};
 
 const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
-const AGENT: &str = env!("CARGO_BIN_EXE_steward-agent");
 const PASSWORD: &str = "tls-admin-password";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A private CA and a server certificate it signed for `127.0.0.1` and
 /// `localhost`, as PEM files in a temporary directory.
@@ -124,7 +119,7 @@ impl Drop for Server {
 impl Server {
     fn start(pki: &Pki) -> Server {
         let data = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = free_port("127.0.0.1");
         let log = std::fs::File::create(data.path().join("steward.log")).unwrap();
         let child = steward(data.path())
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -374,7 +369,7 @@ fn https_serves_the_api_and_refuses_plain_http_and_clients_without_the_ca() {
 fn half_a_tls_configuration_or_an_unusable_file_stops_the_start() {
     let pki = Pki::new();
     let data = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", free_port("127.0.0.1"));
 
     let run = Run::of(
         steward(data.path())

@@ -485,13 +485,13 @@ mod tests {
         write::create(Kind::Host, Some(name), &body).expect("a valid host")
     }
 
+    async fn existing(tx: &impl ObjectWrites, name: &str) -> Option<StoredObject> {
+        tx.find(Kind::Host, name).await.expect("find")
+    }
+
     async fn write(store: &Store, draft: &Draft) {
         let tx = store.begin_object_write().await.expect("begin");
-        match tx
-            .find(Kind::Host, draft.name.as_str())
-            .await
-            .expect("find")
-        {
+        match existing(&tx, draft.name.as_str()).await {
             Some(current) => tx.update(&current, draft).await.expect("update"),
             None => tx.insert(draft).await.expect("insert"),
         };
@@ -532,11 +532,7 @@ mod tests {
         assert_eq!(vars(&store, "web").await, Some(json!({ "n": 2 })));
         // So is an uncommitted write not, and its commit is.
         let tx = store.begin_object_write().await.expect("begin");
-        let current = tx
-            .find(Kind::Host, "web")
-            .await
-            .expect("find")
-            .expect("web");
+        let current = existing(&tx, "web").await.expect("web");
         tx.update(&current, &host("web", json!({ "n": 3 })))
             .await
             .expect("update");
@@ -547,11 +543,7 @@ mod tests {
 
         // A deletion by another process too.
         let tx = other.begin_object_write().await.expect("begin");
-        let current = tx
-            .find(Kind::Host, "web")
-            .await
-            .expect("find")
-            .expect("web");
+        let current = existing(&tx, "web").await.expect("web");
         tx.delete(&current).await.expect("delete");
         tx.commit().await.expect("commit");
         assert_eq!(vars(&store, "web").await, None);

@@ -123,6 +123,17 @@ class Server:
         self.stop()
 
 
+# The start of a wrk script whose requests differ per thread: `threads`
+# holds every thread (for `done`), and each thread's `id` is 0, 1, ...
+WRK_THREAD_IDS = r"""
+local threads = {}
+
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+"""
+
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 

@@ -23,18 +23,12 @@ import subprocess
 import tempfile
 import time
 
-from common import call, figure, free_port, wrk, write_json
+from common import WRK_THREAD_IDS, call, figure, free_port, wrk, write_json
 
 PASSWORD = "reads-admin-password"
 
-SPREAD_SCRIPT = r"""
+SPREAD_SCRIPT = WRK_THREAD_IDS + r"""
 -- Each request reads the next of `hosts` hosts (argument), threads apart.
-local threads = {}
-
-function setup(thread)
-  thread:set("id", #threads)
-  table.insert(threads, thread)
-end
 
 function init(args)
   hosts = tonumber(args[1])

@@ -37,20 +37,15 @@ import sys
 import tempfile
 import time
 
-from common import ADMIN, Server, call, database_label, figure, target_dir_default, wrk, write_json
+from common import (ADMIN, WRK_THREAD_IDS, Server, call, database_label, figure, target_dir_default, wrk,
+                    write_json)
 
-MERGE_SCRIPT = r"""
+MERGE_SCRIPT = WRK_THREAD_IDS + r"""
 -- Every request merges a value never sent before (arguments: the number of
 -- hosts, and a tag that differs between wrk runs) into one of the hosts.
-local threads = {}
 wrk.headers["Authorization"] = AUTH
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json"
-
-function setup(thread)
-  thread:set("id", #threads)
-  table.insert(threads, thread)
-end
 
 function init(args)
   hosts = tonumber(args[1])
