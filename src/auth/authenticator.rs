@@ -59,7 +59,7 @@ struct Users {
 }
 
 enum Watcher {
-    Sqlite(Box<DataWatch>),
+    Sqlite(DataWatch),
     Postgres { checked: Mutex<Instant> },
 }
 
@@ -88,7 +88,7 @@ impl Authenticator {
     /// on PostgreSQL).
     pub async fn new(db: DatabaseConnection, watch: Option<DataWatch>) -> Result<Self, DbErr> {
         let watcher = match (db.get_database_backend(), watch) {
-            (DbBackend::Sqlite, Some(watch)) => Watcher::Sqlite(Box::new(watch)),
+            (DbBackend::Sqlite, Some(watch)) => Watcher::Sqlite(watch),
             _ => Watcher::Postgres {
                 checked: Mutex::new(Instant::now()),
             },

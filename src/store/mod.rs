@@ -191,7 +191,6 @@ impl Store {
         Ok(ObjectTx::Inline {
             tx: writer.begin(SQLITE_BUSY_TIMEOUT).await?,
             guard,
-            lock: &self.write_lock,
             reads: &self.reads,
         })
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sea_orm::DbErr;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::MutexGuard;
 
 use super::objects::{self, Relation, StoredObject};
 use super::reads::Reads;
@@ -101,7 +101,6 @@ pub enum ObjectTx<'a> {
     Inline {
         tx: LiteTx<'a>,
         guard: MutexGuard<'a, ()>,
-        lock: &'a Mutex<()>,
         reads: &'a Reads,
     },
     /// A transaction of the pool.
@@ -112,9 +111,7 @@ impl ObjectTx<'_> {
     /// Commits the transaction and releases the writer lock.
     pub async fn commit(self) -> Result<(), DbErr> {
         match self {
-            ObjectTx::Inline {
-                tx, guard, lock, ..
-            } => tx.commit(guard, lock).await,
+            ObjectTx::Inline { tx, guard, .. } => tx.commit(guard).await,
             ObjectTx::Pool(tx) => tx.commit().await,
         }
     }
