@@ -56,6 +56,35 @@ fn agent_url(address: &str, port: i32) -> String {
     }
 }
 
+/// At most this much of an agent's reply is read: a confirmation is well
+/// under 200 bytes, and the agent on the other end is not trusted (any node
+/// holding a template key can register its own address).
+pub const REPLY_LIMIT: usize = 4096;
+/// At most this many characters of an agent's reason are stored.
+pub const REASON_LIMIT: usize = 200;
+
+/// The agent's reply as JSON, from at most [`REPLY_LIMIT`] bytes of it
+/// (`null` when those are not a JSON document). The client's timeout bounds
+/// the whole exchange, so a reply that trickles ends there too.
+async fn reply(mut response: reqwest::Response) -> Value {
+    let mut body = Vec::new();
+    while body.len() < REPLY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = REPLY_LIMIT - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    serde_json::from_slice(&body).unwrap_or(Value::Null)
+}
+
+/// A host's error as stored and shown: short, without control characters.
+fn reason(text: &str) -> String {
+    crate::domain::text::sanitise(text, REASON_LIMIT)
+}
+
 /// Pushes one host's allowlist: `deployed` when the agent confirms the
 /// checksum, `failed` with the agent's reason when it refuses (4xx),
 /// `unreachable` when every attempt failed to connect or got a 5xx.
@@ -78,7 +107,7 @@ pub async fn push(client: &reqwest::Client, host: &DeploymentHost) -> Outcome {
             .await;
         match sent {
             Ok(response) if response.status().is_success() => {
-                let body: Value = response.json().await.unwrap_or(Value::Null);
+                let body = reply(response).await;
                 return if body["checksum"].as_str() == Some(host.checksum.as_str()) {
                     Outcome {
                         result: "deployed",
@@ -86,23 +115,27 @@ pub async fn push(client: &reqwest::Client, host: &DeploymentHost) -> Outcome {
                         attempts: attempt,
                     }
                 } else {
+                    let confirmed = match &body["checksum"] {
+                        Value::String(s) => s.clone(),
+                        Value::Null => "none".into(),
+                        other => other.to_string(),
+                    };
                     Outcome {
                         result: "failed",
-                        error: Some(format!(
-                            "the agent confirmed another checksum: {}",
-                            body["checksum"]
-                        )),
+                        error: Some(reason(&format!(
+                            "the agent confirmed another checksum: {confirmed}"
+                        ))),
                         attempts: attempt,
                     }
                 };
             }
             Ok(response) if response.status().is_client_error() => {
                 let status = response.status().as_u16();
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                let reason = body["error"].as_str().unwrap_or("no reason given");
+                let body = reply(response).await;
+                let given = body["error"].as_str().unwrap_or("no reason given");
                 return Outcome {
                     result: "failed",
-                    error: Some(format!("{status}: {reason}")),
+                    error: Some(reason(&format!("{status}: {given}"))),
                     attempts: attempt,
                 };
             }
@@ -533,6 +566,116 @@ mod tests {
         assert_eq!(final_status(&[]), "succeeded");
         assert_eq!(final_status(&["unreachable", "failed"]), "failed");
         assert_eq!(final_status(&["deployed", "unreachable"]), "partial");
+    }
+
+    /// A lying agent on loopback: answers every connection with `status`
+    /// and a JSON body whose `field` is `filler` repeated `repeat` times,
+    /// written in chunks; reports how many bytes it managed to write.
+    async fn lying_agent(
+        status: u16,
+        field: &'static str,
+        filler: &'static str,
+        repeat: usize,
+    ) -> (u16, tokio::task::JoinHandle<usize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let port = listener.local_addr().expect("address").port();
+        let served = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accepts");
+            let mut request = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut request).await;
+            let length = field.len() + 8 + filler.len() * repeat;
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{{\"{field}\": \""
+            );
+            let mut written = 0;
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return written;
+            }
+            let chunk = filler.repeat(64 * 1024 / filler.len().max(1));
+            let mut left = repeat * filler.len();
+            while left > 0 {
+                let part = &chunk.as_bytes()[..chunk.len().min(left)];
+                if socket.write_all(part).await.is_err() {
+                    return written;
+                }
+                written += part.len();
+                left -= part.len();
+            }
+            let _ = socket.write_all(b"\"}").await;
+            written
+        });
+        (port, served)
+    }
+
+    fn host_at(port: u16) -> DeploymentHost {
+        DeploymentHost {
+            deployment_id: 1,
+            host_id: 1,
+            host_name: "liar".into(),
+            address: Some("127.0.0.1".into()),
+            agent_port: i32::from(port),
+            checksum: "c0ffee".into(),
+            serial: 1,
+            allowlist: "{}".into(),
+            result: "pending".into(),
+            error: None,
+            attempts: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_huge_confirmation_is_read_only_within_the_bound_and_stored_short() {
+        // 256 MiB of checksum: the whole of it must never be read.
+        let (port, served) = lying_agent(200, "checksum", "abcdefgh", 32 * 1024 * 1024).await;
+        let outcome = push(&client(), &host_at(port)).await;
+        assert_eq!(outcome.result, "failed");
+        let error = outcome.error.expect("a reason");
+        assert!(
+            error.chars().count() <= REASON_LIMIT + 1,
+            "{} chars",
+            error.len()
+        );
+        assert!(
+            error.starts_with("the agent confirmed another checksum"),
+            "{error}"
+        );
+        let written = served.await.expect("the agent ends");
+        assert!(
+            written < 64 * 1024 * 1024,
+            "the agent got {written} bytes out: the reply was read on"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_agents_refusal_is_stored_short_and_without_control_characters() {
+        let (port, served) = lying_agent(422, "error", "\\u001b[2J\\r\\nbad\\u202e", 100_000).await;
+        let outcome = push(&client(), &host_at(port)).await;
+        assert_eq!(outcome.result, "failed");
+        let error = outcome.error.expect("a reason");
+        assert!(error.starts_with("422"), "{error}");
+        assert!(
+            error.chars().count() <= REASON_LIMIT + 1,
+            "{} chars",
+            error.len()
+        );
+        assert!(
+            !error
+                .chars()
+                .any(|c| c.is_control() || crate::domain::text::is_format(c)),
+            "{error:?}"
+        );
+        served.abort();
+    }
+
+    #[tokio::test]
+    async fn a_short_refusal_keeps_its_reason() {
+        let (port, _served) = lying_agent(409, "error", "stale", 1).await;
+        let outcome = push(&client(), &host_at(port)).await;
+        assert_eq!(outcome.error.as_deref(), Some("409: stale"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod name;
 pub mod normalise;
 pub mod object;
 pub mod resolve;
+pub mod text;
 pub mod ticket;
 pub mod user;
 pub mod write;
