@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -16,6 +17,12 @@ pub const DEFAULT_DATA_DIR: &str = "./steward-data";
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// How many deployments keep their per-host details by default.
 pub const DEFAULT_KEEP_DEPLOYMENTS: u64 = 1000;
+/// Seconds for a request's headers to arrive, by default.
+pub const DEFAULT_HEADER_TIMEOUT: u64 = 10;
+/// Seconds a connection may sit idle (nothing in progress, nothing moving), by default.
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 60;
+/// Seconds for a whole request body to arrive, by default.
+pub const DEFAULT_BODY_TIMEOUT: u64 = 30;
 
 /// The running configuration.
 #[derive(Debug, Clone)]
@@ -39,6 +46,15 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`; set together with it.
     pub tls_key: Option<PathBuf>,
+    /// Time for a request's headers to arrive.
+    pub header_timeout: Duration,
+    /// An open connection with nothing in progress and nothing moving for
+    /// this long is closed.
+    pub idle_timeout: Duration,
+    /// Time for a whole request body to arrive (`408` after it).
+    pub body_timeout: Duration,
+    /// Connections open at once; `None`: what the open files limit allows.
+    pub max_connections: Option<usize>,
 }
 
 impl Config {
@@ -59,6 +75,10 @@ impl Config {
             metrics_public: false,
             tls_cert: None,
             tls_key: None,
+            header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT),
+            body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT),
+            max_connections: None,
         }
     }
 }
@@ -109,6 +129,18 @@ pub struct ConfigArgs {
     /// The PEM private key of --tls-cert (PKCS#8, RSA or EC).
     #[arg(long, value_name = "FILE", env = "STEWARD_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Seconds for a request's headers to arrive [default: 10].
+    #[arg(long, value_name = "SECONDS", env = "STEWARD_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Seconds an open connection may do nothing before it is closed [default: 60].
+    #[arg(long, value_name = "SECONDS", env = "STEWARD_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Seconds for a whole request body to arrive [default: 30].
+    #[arg(long, value_name = "SECONDS", env = "STEWARD_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
+    /// Connections open at once [default: the open files limit less 256].
+    #[arg(long, env = "STEWARD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 /// The keys a configuration file may set.
@@ -127,6 +159,10 @@ struct FileConfig {
     metrics_public: Option<bool>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    header_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    body_timeout: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 impl ConfigArgs {
@@ -206,7 +242,40 @@ impl ConfigArgs {
             _ => {}
         }
         let metrics_public = self.metrics_public.or(file.metrics_public).unwrap_or(false);
+        let seconds = |flag: Option<u64>, file: Option<u64>, default: u64, what: &str| match flag
+            .or(file)
+            .unwrap_or(default)
+        {
+            0 => Err(format!("{what} must be at least 1 second")),
+            n => Ok(Duration::from_secs(n)),
+        };
+        let header_timeout = seconds(
+            self.header_timeout,
+            file.header_timeout,
+            DEFAULT_HEADER_TIMEOUT,
+            "header_timeout",
+        )?;
+        let idle_timeout = seconds(
+            self.idle_timeout,
+            file.idle_timeout,
+            DEFAULT_IDLE_TIMEOUT,
+            "idle_timeout",
+        )?;
+        let body_timeout = seconds(
+            self.body_timeout,
+            file.body_timeout,
+            DEFAULT_BODY_TIMEOUT,
+            "body_timeout",
+        )?;
+        let max_connections = self.max_connections.or(file.max_connections);
+        if max_connections == Some(0) {
+            return Err("max_connections must be at least 1".into());
+        }
         Ok(Config {
+            header_timeout,
+            idle_timeout,
+            body_timeout,
+            max_connections,
             metrics_public,
             tls_cert,
             tls_key,

@@ -16,6 +16,7 @@ pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod router;
+pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod signing;

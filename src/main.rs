@@ -1,7 +1,6 @@
 //! The `steward` command: parse the command line, dispatch.
 
 use std::io::{BufRead, IsTerminal};
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -181,9 +180,20 @@ async fn open_store(config: &Config) -> Result<Store, String> {
         .map_err(|e| format!("cannot open the database: {e}"))
 }
 
+/// Below this open files limit (after raising the soft limit to the hard
+/// one), a server warns: a fleet of long-polling agents needs one each.
+const LOW_OPEN_FILES: u64 = 8192;
+
 async fn serve(config: Config) -> Result<(), String> {
     // An unusable certificate or key stops the start before anything else.
     let tls = tls::from_config(&config)?;
+    let open_files = steward::server::raise_open_files_limit();
+    if let Some(files) = open_files.filter(|f| *f < LOW_OPEN_FILES) {
+        tracing::warn!(
+            open_files = files,
+            "the open files limit is low: each connection (a waiting agent, a client) takes one; raise LimitNOFILE (docs/OPERATIONS.md)"
+        );
+    }
     let store = Arc::new(open_store(&config).await?);
     let admin_password = std::env::var("STEWARD_ADMIN_PASSWORD").ok();
     if let Some(path) = users::bootstrap_admin(&store, admin_password, &config.data_dir).await? {
@@ -202,14 +212,18 @@ async fn serve(config: Config) -> Result<(), String> {
     let stop = state.shutdown.clone();
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(listen = %config.listen, scheme, data_dir = %config.data_dir.display(), "steward is ready");
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let served = match tls {
-        Some(tls) => tls::serve(listener, tls, service, shutdown_signal(stop)).await,
-        None => axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown_signal(stop))
-            .await
-            .map_err(|e| format!("server error: {e}")),
+    let limits = steward::server::Limits {
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: steward::server::connection_cap(config.max_connections, open_files),
     };
+    tracing::info!(
+        max_connections = limits.max_connections,
+        open_files = open_files.unwrap_or_default(),
+        "connection limits"
+    );
+    let served =
+        steward::server::serve(listener, tls, app(state), limits, shutdown_signal(stop)).await;
     deployer.checkpoint().await;
     served
 }

@@ -1,20 +1,13 @@
 //! HTTPS for `steward serve` (a module of the `steward` binary): the PEM
 //! certificate chain and private key of `tls_cert` and `tls_key` loaded into
-//! a rustls configuration, and the service served with it on the listening
-//! socket, client addresses and graceful shutdown as over plain http.
+//! a rustls configuration, which `steward::server` serves with.
 //!
 //! rustls runs on the `ring` provider, the one reqwest and sqlx use already;
 //! it is passed explicitly, so no process-wide default is needed.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
-use axum_server::Handle;
-use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -49,7 +42,7 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConf
                     key_file.display()
                 )
             })?;
-    // Offer what the server speaks, as axum_server's own loaders do.
+    // Offer what the server speaks (steward::server serves both).
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -83,29 +76,6 @@ fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, String> {
 
 fn read(file: &Path, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(file).map_err(|e| format!("cannot read the TLS {what} {}: {e}", file.display()))
-}
-
-/// Serves `app` over HTTPS on `listener` until `shutdown` completes; then
-/// accepts nothing more and waits for the requests under way to finish
-/// (as `axum::serve(..).with_graceful_shutdown` does for plain http).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    tls: Arc<ServerConfig>,
-    app: IntoMakeServiceWithConnectInfo<Router, SocketAddr>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
-    let handle: Handle<SocketAddr> = Handle::new();
-    let stopper = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stopper.graceful_shutdown(None);
-    });
-    axum_server::Server::from_listener(listener)
-        .acceptor(RustlsAcceptor::new(RustlsConfig::from_config(tls)))
-        .handle(handle)
-        .serve(app)
-        .await
-        .map_err(|e| format!("server error: {e}"))
 }
 
 #[cfg(test)]

@@ -25,9 +25,24 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("Invalid JSON: {e}")))
 }
 
-/// Reads a whole body, answering 413 past `limit` bytes.
-pub async fn read_limited(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+/// Reads a whole body, answering 413 past `limit` bytes and 408 when it
+/// has not all arrived within `timeout` (a client sending it a byte at a
+/// time would otherwise hold its connection and its memory for as long as
+/// it likes).
+pub async fn read_limited(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<bytes::Bytes, ApiError> {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| {
+            ApiError::RequestTimeout(format!(
+                "The body did not arrive within {} s",
+                timeout.as_secs()
+            ))
+        })?;
+    read.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");
@@ -63,7 +78,7 @@ impl FromRequest<AppState> for JsonObject {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.config.body_limit;
         too_large_by_header(&req, limit)?;
-        let bytes = read_limited(req.into_body(), limit).await?;
+        let bytes = read_limited(req.into_body(), limit, state.config.body_timeout).await?;
         match parse_strict(&bytes)? {
             Value::Object(map) => Ok(JsonObject(map)),
             _ => Err(ApiError::BadRequest(
@@ -83,7 +98,7 @@ impl FromRequest<AppState> for OptionalJsonObject {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let limit = state.config.body_limit;
         too_large_by_header(&req, limit)?;
-        let bytes = read_limited(req.into_body(), limit).await?;
+        let bytes = read_limited(req.into_body(), limit, state.config.body_timeout).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonObject(Map::new()));
         }
@@ -133,7 +148,7 @@ impl FromRequest<AppState> for PatchBody {
         };
         let limit = state.config.body_limit;
         too_large_by_header(&req, limit)?;
-        let bytes = read_limited(req.into_body(), limit).await?;
+        let bytes = read_limited(req.into_body(), limit, state.config.body_timeout).await?;
         let value = parse_strict(&bytes)?;
         if merge {
             return Ok(PatchBody::Merge(value));

@@ -1,0 +1,368 @@
+//! The HTTP server under the router: accepts connections (plain or TLS)
+//! within a cap, and closes those that do nothing: headers that do not
+//! arrive, keep-alive connections left idle, clients that stop reading.
+//! A request in progress (a long poll, a deploy with `wait`) is never cut
+//! by these timers; its own `wait` bounds it, and slow bodies are bounded
+//! where they are read (`http::body`).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+
+/// The limits every connection is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time for a request's headers to arrive, counted from when the
+    /// connection is ready for them: after it opens, and after each answer
+    /// on a kept-alive connection (HTTP/1).
+    pub header_timeout: Duration,
+    /// A connection with no request in progress and no bytes moving for
+    /// this long is closed (also a client that stopped reading an answer).
+    pub idle_timeout: Duration,
+    /// Connections open at once; one more is answered `503` and closed.
+    pub max_connections: usize,
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is set) until `stop`
+/// resolves; then accepts nothing more, lets the requests under way finish
+/// and closes idle connections at once.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Router,
+    limits: Limits,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let (stopping_tx, stopping) = watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stopping_tx.send(true);
+    });
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut refused_warned: Option<Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = wait_for_stop(stopping.clone()) => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors (or another passing error): the
+                // waiting connection stays in the backlog; try again soon
+                // instead of spinning or stopping.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            if refused_warned.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "too many open connections: refusing new ones"
+                );
+                refused_warned = Some(Instant::now());
+            }
+            tokio::spawn(refuse(stream, acceptor.is_some()));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (app, acceptor, stopping) = (app.clone(), acceptor.clone(), stopping.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                None => connection(stream, peer, app, limits, stopping).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(limits.header_timeout, handshake).await {
+                        Ok(Ok(stream)) => connection(stream, peer, app, limits, stopping).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    // Stopped accepting: wait for the connections still open to finish
+    // (each closes once idle, since it saw `stopping`).
+    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    let _ = permits.acquire_many(all).await;
+    Ok(())
+}
+
+async fn wait_for_stop(mut stopping: watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+/// One connection beyond the cap: a short `503` on plain HTTP (a TLS
+/// client gets the connection closed), without reading anything.
+async fn refuse(mut stream: TcpStream, tls: bool) {
+    if !tls {
+        let body = "{\n  \"error\": \"Too many open connections: try again later\"\n}\n";
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// Serves one connection until the client closes it, a timer closes it,
+/// or the server stops and it has nothing in progress.
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: Router,
+    limits: Limits,
+    mut stopping: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let service = hyper::service::service_fn({
+        let activity = activity.clone();
+        move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let busy = Busy::enter(&activity);
+            let answer = app.clone().oneshot(request.map(axum::body::Body::new));
+            async move {
+                let response = answer.await;
+                drop(busy);
+                response
+            }
+        }
+    });
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(64);
+    let served = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(served);
+    let check_every =
+        (limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = served.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep(check_every) => {
+                if activity.idle_for() >= limits.idle_timeout {
+                    // Nothing in progress, nothing moving: an idle keep-alive
+                    // connection, or a client that stopped reading.
+                    return;
+                }
+            }
+            _ = stopping.changed(), if !closing => {
+                closing = true;
+                served.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// When a connection last moved bytes, and how many of its requests are
+/// being answered.
+#[derive(Debug)]
+struct Activity {
+    start: Instant,
+    /// Milliseconds after `start` of the last read or write.
+    last: AtomicU64,
+    in_progress: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+            in_progress: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    fn in_progress(&self) -> usize {
+        self.in_progress.load(Ordering::Relaxed)
+    }
+
+    /// How long nothing happened: zero while a request is being answered.
+    fn idle_for(&self) -> Duration {
+        if self.in_progress() > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// A request being answered, for as long as its handler runs.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn enter(activity: &Arc<Activity>) -> Self {
+        activity.in_progress.fetch_add(1, Ordering::Relaxed);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_progress.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A stream that notes in its [`Activity`] every read or write that moved
+/// bytes.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit, and
+/// answers the limit now in force (`None` where it cannot be read).
+pub fn raise_open_files_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(limit) => Some(limit),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot raise the open files limit");
+                rlimit::getrlimit(rlimit::Resource::NOFILE)
+                    .ok()
+                    .map(|(soft, _)| soft)
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// File descriptors kept for everything but client connections: the
+/// database pool, the WAL files, pushes to agents, logs.
+pub const RESERVED_FILES: u64 = 256;
+
+/// The connection cap a server with `open_files` descriptors can hold:
+/// `configured` when set, otherwise what the limit leaves after
+/// [`RESERVED_FILES`] (at least 64).
+pub fn connection_cap(configured: Option<usize>, open_files: Option<u64>) -> usize {
+    if let Some(n) = configured {
+        return n.max(1);
+    }
+    let files = open_files.unwrap_or(1024);
+    usize::try_from(files.saturating_sub(RESERVED_FILES).max(64)).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_room_for_the_servers_own_files() {
+        assert_eq!(connection_cap(None, Some(1024)), 768);
+        assert_eq!(connection_cap(None, Some(65_536)), 65_280);
+        assert_eq!(connection_cap(None, Some(100)), 64);
+        assert_eq!(connection_cap(None, None), 768);
+        assert_eq!(connection_cap(Some(5), Some(65_536)), 5);
+        assert_eq!(connection_cap(Some(0), None), 1);
+    }
+
+    #[test]
+    fn a_connection_is_idle_only_while_nothing_is_in_progress() {
+        let activity = Arc::new(Activity::new());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(activity.idle_for() >= Duration::from_millis(30));
+        let busy = Busy::enter(&activity);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(activity.idle_for(), Duration::ZERO);
+        drop(busy);
+        assert!(activity.idle_for() < Duration::from_millis(30));
+    }
+}

@@ -1,0 +1,277 @@
+//! Connections that do nothing are closed, and a cap on open connections
+//! answers beyond it instead of failing: a real `steward serve` on
+//! loopback, with short timeouts so that each case takes a few seconds.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Killed, free_port, http, wait_for};
+
+const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
+const PASSWORD: &str = "connections-test-password";
+
+/// A server with `--header-timeout 1 --idle-timeout 2 --body-timeout 2`
+/// and the given extra flags, started through `sh` so that a test can set
+/// the soft open files limit (`ulimit`) before it runs.
+struct Server {
+    addr: String,
+    process: Killed,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(extra: &str) -> Self {
+        Self::start_in_shell("", extra)
+    }
+
+    fn start_in_shell(before: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port("127.0.0.1");
+        let addr = format!("127.0.0.1:{port}");
+        let script = format!(
+            "{before} exec \"$0\" serve --listen {addr} --data-dir \"$1\" --header-timeout 1 --idle-timeout 2 --body-timeout 2 {extra}"
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(STEWARD)
+            .arg(dir.path())
+            .env_remove("STEWARD_DATABASE_URL")
+            .env_remove("STEWARD_CONFIG")
+            .env("STEWARD_ADMIN_PASSWORD", PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
+            .spawn()
+            .expect("start steward");
+        let server = Server {
+            addr,
+            process: Killed(child),
+            _dir: dir,
+        };
+        wait_for(&server.addr, "/health");
+        server
+    }
+
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(&self.addr).expect("connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    }
+
+    fn basic(&self) -> String {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}"));
+        format!("Basic {token}")
+    }
+}
+
+/// Reads until the server closes the connection (or 10 s pass): what it
+/// sent, and how long after `since` it closed (`None`: it did not).
+fn read_until_closed(stream: &mut TcpStream, since: Instant) -> (String, Option<Duration>) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into(), Some(since.elapsed())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&got).into(), Some(since.elapsed()));
+            }
+            Err(_) => return (String::from_utf8_lossy(&got).into(), None),
+        }
+    }
+}
+
+#[test]
+fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    let server = Server::start("");
+    let mut silent = server.connect();
+    let (_, closed) = read_until_closed(&mut silent, Instant::now());
+    assert!(closed.is_some(), "a silent connection was held for 10 s");
+}
+
+#[test]
+fn headers_sent_a_byte_at_a_time_do_not_hold_the_connection() {
+    let server = Server::start("");
+    let mut slow = server.connect();
+    slow.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let start = Instant::now();
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    for byte in request {
+        if slow.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match slow.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "a trickle of header bytes held the connection for 10 s"
+    );
+}
+
+#[test]
+fn a_kept_alive_connection_left_idle_is_closed() {
+    let server = Server::start("");
+    let mut kept = server.connect();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = kept.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let (_, closed) = read_until_closed(&mut kept, Instant::now());
+    assert!(
+        closed.is_some(),
+        "an idle keep-alive connection was held for 10 s"
+    );
+}
+
+#[test]
+fn a_body_that_does_not_arrive_in_time_gets_408_and_changes_nothing() {
+    let server = Server::start("");
+    let mut slow = server.connect();
+    let auth = server.basic();
+    let head = format!(
+        "POST /director/host HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 200\r\n\r\n{{\"object_name\": \"slow\""
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    let start = Instant::now();
+    // One byte every 300 ms: always moving, never done.
+    slow.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut answer = Vec::new();
+    while start.elapsed() < Duration::from_secs(10) {
+        let mut buf = [0u8; 1024];
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}\n") {
+                    break;
+                }
+            }
+            Err(_) => {
+                if slow.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\""), "{answer}");
+    let (status, _) = http(
+        &server.addr,
+        "GET",
+        "/director/host?name=slow",
+        Some(&auth),
+        "",
+    );
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_request_in_progress_is_not_cut_by_the_idle_timeout() {
+    // A long poll with a host key and nothing deployed waits its whole
+    // `wait` (3 s, beyond the 2 s idle timeout) and then answers 404.
+    let server = Server::start("");
+    let auth = server.basic();
+    let (status, _) = http(
+        &server.addr,
+        "POST",
+        "/director/host",
+        Some(&auth),
+        r#"{"object_name": "agents", "object_type": "template", "has_agent": true}"#,
+    );
+    assert_eq!(status, 201);
+    let (status, key) = http(
+        &server.addr,
+        "POST",
+        "/director/host/api-key?name=agents",
+        Some(&auth),
+        "{}",
+    );
+    assert_eq!(status, 200, "{key}");
+    let template_key = key["api_key"].as_str().unwrap().to_owned();
+    let (status, host_key) = http(
+        &server.addr,
+        "POST",
+        &format!("/director/self-service/register-host?name=node-1&key={template_key}"),
+        None,
+        r#"{"address": "127.0.0.1"}"#,
+    );
+    assert_eq!(status, 200, "{host_key}");
+    let host_key = host_key.as_str().unwrap().to_owned();
+    let start = Instant::now();
+    let (status, body) = http(
+        &server.addr,
+        "GET",
+        &format!("/director/self-service/allowlist?key={host_key}&wait=3"),
+        None,
+        "",
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(start.elapsed() >= Duration::from_millis(2900));
+}
+
+#[test]
+fn connections_beyond_the_cap_get_503_and_the_server_keeps_answering() {
+    let server = Server::start("--max-connections 3");
+    let held: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
+    // Give the server a moment to accept all three.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = server.connect();
+    extra
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (answer, closed) = read_until_closed(&mut extra, Instant::now());
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert!(answer.contains("\"error\""), "{answer}");
+    assert!(closed.is_some());
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(http(&server.addr, "GET", "/health", None, "").0, 200);
+}
+
+#[test]
+fn the_server_raises_its_soft_open_files_limit_to_the_hard_limit() {
+    let server = Server::start_in_shell("ulimit -Sn 512;", "");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.process.0.id()))
+        .expect("the server's limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a line for open files");
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers.len(), 2, "{line}");
+    assert_ne!(numbers[0], "512", "{line}");
+    assert_eq!(numbers[0], numbers[1], "{line}");
+}
