@@ -7,7 +7,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -624,12 +624,11 @@ fn two_replicas_on_postgresql_push_each_host_once_and_take_over_a_dead_one() {
     assert!(pushes.iter().all(|n| (2..=3).contains(n)), "{pushes:?}");
 }
 
-#[test]
-fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
-    let w = world(1);
-    // A node the server cannot reach: nothing listens at its address.
-    let ip = "127.0.0.60";
-    let state = w.dir.path().join("puller");
+/// Registers a node the server cannot reach (nothing listens at `ip`) as
+/// `name` and starts `steward-agent pull --wait 5` for it; answers its
+/// state directory and the running puller.
+fn start_puller(w: &World, ip: &str, name: &str) -> (PathBuf, Killed) {
+    let state = w.dir.path().join(name);
     let (_, key) = w.call("POST", "/director/host/api-key?name=agents", json!({}));
     let out = Command::new(AGENT)
         .args([
@@ -638,7 +637,7 @@ fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
             &format!("http://{}", w.servers[0].addr),
         ])
         .args(["--key", key["api_key"].as_str().unwrap()])
-        .args(["--name", "puller.example", "--address", ip])
+        .args(["--name", name, "--address", ip])
         .args(["--agent-port", &free_port(ip).to_string()])
         .arg("--state-dir")
         .arg(&state)
@@ -649,8 +648,8 @@ fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let log = std::fs::File::create(w.dir.path().join("puller.log")).unwrap();
-    let _puller = Killed(
+    let log = std::fs::File::create(w.dir.path().join(format!("{name}.log"))).unwrap();
+    let puller = Killed(
         Command::new(AGENT)
             .args(["pull", "--wait", "5", "--state-dir"])
             .arg(&state)
@@ -659,12 +658,33 @@ fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
             .spawn()
             .unwrap(),
     );
-    let held = |state: &PathBuf| -> Value {
-        std::fs::read_to_string(state.join("allowlist.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(Value::Null)
-    };
+    (state, puller)
+}
+
+/// The allowlist an agent's state directory holds.
+fn held(state: &Path) -> Value {
+    std::fs::read_to_string(state.join("allowlist.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// `steward-agent check` on a state directory: its exit code.
+fn check(state: &Path, args: &[&str]) -> Option<i32> {
+    Command::new(AGENT)
+        .args(["check", "--state-dir"])
+        .arg(state)
+        .args(args)
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
+#[test]
+fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
+    let w = world(1);
+    let (state, _puller) = start_puller(&w, "127.0.0.60", "puller.example");
 
     // The first deployment: the pushes to it fail, its fetch counts.
     let (_, first) = w.call("POST", "/director/config/deploy", json!([]));
@@ -736,6 +756,52 @@ fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
         "{}",
         String::from_utf8_lossy(&once.stderr)
     );
+}
+
+#[test]
+fn a_deleted_hosts_pulling_agent_gets_its_empty_allowlist_and_then_its_key_is_revoked() {
+    let w = world(0);
+    let (state, _puller) = start_puller(&w, "127.0.0.61", "leaver.example");
+    let (_, first) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(first["status"], json!("succeeded"), "{first}");
+    assert_eq!(check(&state, &["uptime"]), Some(0));
+    let host_key = std::fs::read_to_string(state.join("state.json")).unwrap();
+    let host_key: Value = serde_json::from_str(&host_key).unwrap();
+    let host_key = host_key["host_key"]
+        .as_str()
+        .expect("a host key")
+        .to_owned();
+
+    let (status, _) = w.call("DELETE", "/director/host?name=leaver.example", json!({}));
+    assert_eq!(status, 200);
+    // The deleted host's key is good for nothing else now.
+    let addr = &w.servers[0].addr;
+    let (status, _) = http(
+        addr,
+        "GET",
+        &format!("/director/self-service/agent-config?key={host_key}"),
+        None,
+        "",
+    );
+    assert_eq!(status, 403);
+
+    let (_, second) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(second["status"], json!("succeeded"), "{second}");
+    assert_eq!(second["counts"]["deployed"], json!(1), "{second}");
+    assert_eq!(held(&state)["scripts"], json!([]));
+    assert_eq!(check(&state, &["uptime"]), Some(1));
+
+    // Holding the empty allowlist, the agent needs its key no more.
+    let (status, _) = http(
+        addr,
+        "GET",
+        &format!("/director/self-service/allowlist?key={host_key}"),
+        None,
+        "",
+    );
+    assert_eq!(status, 403);
+    let (_, settled) = w.call("POST", "/director/config/deploy", json!([]));
+    assert_eq!(settled["status"], json!("unchanged"), "{settled}");
 }
 
 fn steward_key(w: &World, action: &str) -> String {

@@ -8,6 +8,7 @@ mod m20261122_000003_create_api_keys;
 mod m20261122_000004_create_deployments;
 mod m20261123_000005_deployment_counts;
 mod m20261123_000006_template_revisions;
+mod m20261202_000007_retired_keys;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_deployments::Migration),
             Box::new(m20261123_000005_deployment_counts::Migration),
             Box::new(m20261123_000006_template_revisions::Migration),
+            Box::new(m20261202_000007_retired_keys::Migration),
         ]
     }
 }

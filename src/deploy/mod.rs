@@ -453,10 +453,11 @@ async fn fetched_instead(
     stop: &AtomicBool,
 ) -> Option<Outcome> {
     let deadline = tokio::time::Instant::now() + PULL_GRACE;
-    // A deleted host has no key left to pull with.
+    // A host whose key was revoked cannot pull; a deleted one's agent
+    // still can, for the empty allowlist (`keys::retire`).
     let has_key = matches!(
-        crate::store::keys::of_object(store.db(), host.host_id).await,
-        Ok(Some(_))
+        crate::store::keys::can_fetch(store.db(), host.host_id).await,
+        Ok(true)
     );
     loop {
         let state = agents::of_host(store.db(), host.host_id).await.ok()??;

@@ -397,7 +397,7 @@ pub async fn delete(
             name_list(caller, &dependants)
         )));
     }
-    tx.revoke_key(current.id).await?;
+    tx.retire_key(current.id).await?;
     tx.delete(&current).await?;
     log(&tx, caller, "delete", Some(&current.draft), None).await?;
     tx.commit().await?;

@@ -393,10 +393,17 @@ pub async fn held_allowlist(
     let key = key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
-    let (host, _) = host_of_key(store.db(), key).await?;
-    let latest = crate::store::deployments::latest_for_host(store.db(), host.id).await?;
+    let host_id = match host_of_key(store.db(), key).await {
+        Ok((host, _)) => host.id,
+        // A deleted host's agent may still fetch the allowlist that
+        // empties it, and nothing else.
+        Err(refused) => keys::retired_by_hash(store.db(), &apikey::hash(key))
+            .await?
+            .ok_or(refused)?,
+    };
+    let latest = crate::store::deployments::latest_for_host(store.db(), host_id).await?;
     Ok((
-        host.id,
+        host_id,
         latest.map(|h| (format!("\"{}-{}\"", h.checksum, h.serial), h.allowlist)),
     ))
 }

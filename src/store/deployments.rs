@@ -416,7 +416,12 @@ pub async fn confirm_issued(
 ) -> Result<(), DbErr> {
     let doc: serde_json::Value = serde_json::from_str(&issued.allowlist).unwrap_or_default();
     let names = crate::domain::allowlist::script_names(&doc);
-    confirm(db, issued.host_id, &issued.checksum, issued.serial, &names).await
+    confirm(db, issued.host_id, &issued.checksum, issued.serial, &names).await?;
+    if names.is_empty() {
+        // A deleted host's agent that holds nothing needs its key no more.
+        super::keys::forget_retired(db, issued.host_id).await?;
+    }
+    Ok(())
 }
 
 /// Records that a host's agent fetched its allowlist itself.

@@ -5,7 +5,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
 };
 
-use super::entities::api_key;
+use super::entities::{agent_state, api_key, retired_key};
 use super::now_millis;
 use crate::domain::apikey::Limits;
 
@@ -90,6 +90,64 @@ pub async fn use_once(db: &impl ConnectionTrait, object_id: i64) -> Result<(), D
             Expr::col(api_key::Column::Uses).add(1),
         )
         .filter(api_key::Column::ObjectId.eq(object_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The deleted host whose retired key has this hash, if any: such a key
+/// may fetch only the host's allowlist (see [`retire`]).
+pub async fn retired_by_hash(db: &impl ConnectionTrait, hash: &str) -> Result<Option<i64>, DbErr> {
+    Ok(retired_key::Entity::find_by_id(hash.to_owned())
+        .one(db)
+        .await?
+        .map(|row| row.host_id))
+}
+
+/// Whether the agent of host `host_id` can still fetch its allowlist: it
+/// has a key, or its host was deleted while it held scripts.
+pub async fn can_fetch(db: &impl ConnectionTrait, host_id: i64) -> Result<bool, DbErr> {
+    if of_object(db, host_id).await?.is_some() {
+        return Ok(true);
+    }
+    Ok(retired_key::Entity::find()
+        .filter(retired_key::Column::HostId.eq(host_id))
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// The key of a host being deleted: kept, as retired, when its agent may
+/// still hold scripts (a pulling agent must be able to fetch the empty
+/// allowlist that revokes them), removed otherwise. A retired key is
+/// refused for everything but fetching the allowlist.
+pub async fn retire(db: &impl ConnectionTrait, object_id: i64) -> Result<(), DbErr> {
+    let key = api_key::Entity::find()
+        .filter(api_key::Column::ObjectId.eq(object_id))
+        .one(db)
+        .await?;
+    let holds = agent_state::Entity::find_by_id(object_id)
+        .one(db)
+        .await?
+        .is_some_and(|s| s.in_deploy_set);
+    if let Some(key) = key.filter(|_| holds) {
+        retired_key::Entity::insert(retired_key::ActiveModel {
+            key_hash: Set(key.key_hash),
+            host_id: Set(object_id),
+            retired_at: Set(now_millis()),
+        })
+        .exec(db)
+        .await?;
+    }
+    revoke(db, object_id).await?;
+    Ok(())
+}
+
+/// Forgets the retired key of `host_id`: its agent holds an empty
+/// allowlist, and needs nothing more.
+pub async fn forget_retired(db: &impl ConnectionTrait, host_id: i64) -> Result<(), DbErr> {
+    retired_key::Entity::delete_many()
+        .filter(retired_key::Column::HostId.eq(host_id))
         .exec(db)
         .await?;
     Ok(())

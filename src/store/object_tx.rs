@@ -41,8 +41,8 @@ pub trait ObjectWrites: Sync {
     async fn set_refs(&self, from_id: i64, refs: &[(Relation, i64)]) -> Result<(), DbErr>;
     /// The resolver over `kind`'s templates as this transaction sees them.
     async fn resolver(&self, kind: Kind) -> Result<Arc<Resolver>, DbErr>;
-    /// Deletes an object's API key; whether it had one.
-    async fn revoke_key(&self, object_id: i64) -> Result<bool, DbErr>;
+    /// Takes the key of an object being deleted (see [`keys::retire`]).
+    async fn retire_key(&self, object_id: i64) -> Result<(), DbErr>;
     /// Appends an activity entry chained to the last one.
     async fn append_activity(&self, entry: &Entry) -> Result<(), DbErr>;
 }
@@ -86,8 +86,8 @@ impl ObjectWrites for WriteTx<'_> {
         WriteTx::resolver(self, kind).await
     }
 
-    async fn revoke_key(&self, object_id: i64) -> Result<bool, DbErr> {
-        keys::revoke(&self.tx, object_id).await
+    async fn retire_key(&self, object_id: i64) -> Result<(), DbErr> {
+        keys::retire(&self.tx, object_id).await
     }
 
     async fn append_activity(&self, entry: &Entry) -> Result<(), DbErr> {
@@ -188,10 +188,10 @@ impl ObjectWrites for ObjectTx<'_> {
         }
     }
 
-    async fn revoke_key(&self, object_id: i64) -> Result<bool, DbErr> {
+    async fn retire_key(&self, object_id: i64) -> Result<(), DbErr> {
         match self {
-            ObjectTx::Inline { tx, .. } => tx.revoke_key(object_id),
-            ObjectTx::Pool(tx) => tx.revoke_key(object_id).await,
+            ObjectTx::Inline { tx, .. } => tx.retire_key(object_id),
+            ObjectTx::Pool(tx) => tx.retire_key(object_id).await,
         }
     }
 

@@ -522,13 +522,21 @@ impl LiteTx<'_> {
         })
     }
 
-    /// Deletes the API key of an object; whether it had one.
-    pub fn revoke_key(&self, object_id: i64) -> Result<bool, DbErr> {
-        let deleted = self.with(|conn| {
+    /// Takes the key of an object being deleted.
+    pub fn retire_key(&self, object_id: i64) -> Result<(), DbErr> {
+        // As `keys::retire`: kept for fetching the empty allowlist while
+        // the agent may hold scripts, removed otherwise.
+        self.with(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO retired_keys (key_hash, host_id, retired_at) \
+                 SELECT key_hash, object_id, ?2 FROM api_keys WHERE object_id = ?1 \
+                 AND EXISTS (SELECT 1 FROM agent_states WHERE host_id = ?1 AND in_deploy_set)",
+            )?
+            .execute(params![object_id, now_millis()])?;
             conn.prepare_cached("DELETE FROM api_keys WHERE object_id = ?1")?
                 .execute([object_id])
         })?;
-        Ok(deleted > 0)
+        Ok(())
     }
 
     /// Appends an activity entry chained to the last one.

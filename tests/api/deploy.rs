@@ -251,10 +251,146 @@ db_test!(
     }
 );
 
+/// `GET /director/self-service/allowlist{query}` with `headers`: status,
+/// ETag and body.
+async fn pull(
+    app: &TestApp,
+    headers: Vec<(&'static str, String)>,
+    query: &str,
+) -> (StatusCode, Option<String>, serde_json::Value) {
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::get(format!("/director/self-service/allowlist{query}"));
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    let response = app
+        .router
+        .clone()
+        .oneshot(request.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let etag = response
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    use http_body_util::BodyExt;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        etag,
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
+    )
+}
+
+/// A host registered through self-service at an address nothing listens
+/// on (a node behind NAT); answers its host key.
+async fn register_puller(app: &TestApp, name: &str) -> String {
+    app.create(
+        "script",
+        json!({"object_name": "uptime", "command": "/usr/bin/uptime"}),
+    )
+    .await;
+    app.create("host", json!({"object_name": "agents", "object_type": "template", "has_agent": true, "scripts": ["uptime"]})).await;
+    let key = app
+        .post("/director/host/api-key?name=agents", &json!({}))
+        .await
+        .json()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Nothing listens on port 9.
+    let body = json!({"address": "127.0.0.1", "agent_port": 9})
+        .to_string()
+        .into_bytes();
+    let r = app
+        .request(
+            "POST",
+            &format!("/director/self-service/register-host?name={name}&key={key}"),
+            &[("authorization", "")],
+            Some(body),
+        )
+        .await;
+    r.json().as_str().unwrap().to_owned()
+}
+
+db_test!(
+    a_deleted_hosts_key_fetches_only_its_empty_allowlist_and_is_revoked_once_fetched,
+    async |app: &TestApp| {
+        let bearer = format!("Bearer {}", register_puller(app, "leaver").await);
+        let auth = || vec![("authorization", bearer.clone())];
+        app.post("/director/config/deploy?wait=30", &json!([]))
+            .await;
+        let (status, _, doc) = pull(app, auth(), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(doc["scripts"][0]["name"], json!("uptime"));
+
+        assert_eq!(
+            app.delete("/director/host?name=leaver").await.status,
+            StatusCode::OK
+        );
+        // Nothing deployed since: the key still fetches what the agent has.
+        let (status, _, doc) = pull(app, auth(), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(doc["scripts"][0]["name"], json!("uptime"));
+        // And nothing else.
+        let r = app
+            .request(
+                "GET",
+                "/director/self-service/agent-config",
+                &[("authorization", &bearer)],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+
+        let started = app.post("/director/config/deploy", &json!([])).await.json();
+        let id = started["deployment_id"].as_i64().unwrap();
+        let (status, _, doc) = pull(app, auth(), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(doc["host"], json!("leaver"));
+        assert_eq!(doc["scripts"], json!([]));
+        let (status, _, _) = pull(app, auth(), "").await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "revoked once the agent holds nothing"
+        );
+        let finished = app
+            .get(&format!("/director/config/deployment?id={id}&wait=30"))
+            .await
+            .json();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut finished = finished;
+        while finished["status"] == json!("running") && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            finished = app
+                .get(&format!("/director/config/deployment?id={id}"))
+                .await
+                .json();
+        }
+        assert_eq!(finished["status"], json!("succeeded"), "{finished}");
+        assert_eq!(finished["counts"]["deployed"], json!(1), "{finished}");
+    }
+);
+
+db_test!(
+    a_deleted_host_that_never_got_an_allowlist_keeps_no_key,
+    async |app: &TestApp| {
+        let bearer = format!("Bearer {}", register_puller(app, "never").await);
+        assert_eq!(
+            app.delete("/director/host?name=never").await.status,
+            StatusCode::OK
+        );
+        let (status, _, _) = pull(app, vec![("authorization", bearer)], "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+);
+
 db_test!(
     a_pulling_agent_gets_its_signed_allowlist_and_counts_as_confirmed,
     async |app: &TestApp| {
-        use tower::ServiceExt;
         app.create(
             "script",
             json!({"object_name": "uptime", "command": "/usr/bin/uptime"}),
@@ -282,34 +418,7 @@ db_test!(
             .await;
         let host_key = r.json().as_str().unwrap().to_owned();
         let bearer = format!("Bearer {host_key}");
-        let pull = |headers: Vec<(&'static str, String)>, query: &'static str| {
-            let app_router = app.router.clone();
-            async move {
-                let mut request =
-                    axum::http::Request::get(format!("/director/self-service/allowlist{query}"));
-                for (k, v) in headers {
-                    request = request.header(k, v);
-                }
-                let response = app_router
-                    .oneshot(request.body(axum::body::Body::empty()).unwrap())
-                    .await
-                    .unwrap();
-                let status = response.status();
-                let etag = response
-                    .headers()
-                    .get("etag")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                use http_body_util::BodyExt;
-                let body = response.into_body().collect().await.unwrap().to_bytes();
-                (
-                    status,
-                    etag,
-                    serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default(),
-                )
-            }
-        };
-        let (status, _, _) = pull(vec![("authorization", bearer.clone())], "").await;
+        let (status, _, _) = pull(app, vec![("authorization", bearer.clone())], "").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "nothing deployed yet");
 
         let deployed = app
@@ -321,7 +430,7 @@ db_test!(
             json!("unreachable"),
             "{deployed}"
         );
-        let (status, etag, doc) = pull(vec![("authorization", bearer.clone())], "").await;
+        let (status, etag, doc) = pull(app, vec![("authorization", bearer.clone())], "").await;
         assert_eq!(status, StatusCode::OK);
         let preview = app.get("/director/host/allowlist?name=puller").await.json();
         assert_eq!(doc["checksum"], preview["checksum"]);
@@ -343,6 +452,7 @@ db_test!(
         );
 
         let (status, _, _) = pull(
+            app,
             vec![
                 ("authorization", bearer.clone()),
                 ("if-none-match", etag.clone()),
@@ -352,36 +462,39 @@ db_test!(
         .await;
         assert_eq!(status, StatusCode::NOT_MODIFIED);
         // A long poll returns as soon as a new allowlist is deployed.
-        let waiting = tokio::spawn(pull(
+        let waiting = pull(
+            app,
             vec![
                 ("authorization", bearer.clone()),
                 ("if-none-match", etag.clone()),
             ],
             "?wait=30",
-        ));
-        app.create(
-            "script",
-            json!({"object_name": "df", "command": "/usr/bin/df"}),
-        )
-        .await;
-        app.post(
-            "/director/host?name=agents",
-            &json!({"scripts": ["uptime", "df"]}),
-        )
-        .await;
-        app.post("/director/config/deploy?wait=30", &json!([]))
+        );
+        let change = async {
+            app.create(
+                "script",
+                json!({"object_name": "df", "command": "/usr/bin/df"}),
+            )
             .await;
-        let (status, new_etag, doc) = waiting.await.unwrap();
+            app.post(
+                "/director/host?name=agents",
+                &json!({"scripts": ["uptime", "df"]}),
+            )
+            .await;
+            app.post("/director/config/deploy?wait=30", &json!([]))
+                .await;
+        };
+        let ((status, new_etag, doc), ()) = tokio::join!(waiting, change);
         assert_eq!(status, StatusCode::OK);
         assert_ne!(new_etag.unwrap(), etag);
         assert_eq!(doc["scripts"].as_array().unwrap().len(), 2);
-        let (status, _, _) = pull(vec![("authorization", format!("Bearer {key}"))], "").await;
+        let (status, _, _) = pull(app, vec![("authorization", format!("Bearer {key}"))], "").await;
         assert_eq!(
             status,
             StatusCode::FORBIDDEN,
             "a template key is not a host key"
         );
-        let (status, _, _) = pull(vec![("authorization", bearer)], "?wait=301").await;
+        let (status, _, _) = pull(app, vec![("authorization", bearer)], "?wait=301").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 );

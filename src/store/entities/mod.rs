@@ -8,6 +8,7 @@ pub mod deployment;
 pub mod deployment_host;
 pub mod object;
 pub mod object_ref;
+pub mod retired_key;
 pub mod setting;
 pub mod template_revision;
 pub mod user;
