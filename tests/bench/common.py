@@ -77,6 +77,8 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = None
+        # Run in the child before it starts (for example to set a limit).
+        self.preexec = None
 
     def spawn(self):
         env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn", MALLOC_ARENA_MAX="2",
@@ -85,7 +87,8 @@ class Server:
         cmd = [self.steward, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
         if self.database:
             cmd += ["--database", self.database]
-        self.process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        preexec_fn=self.preexec)
         return self.process
 
     def wait_ready(self, timeout=120):
