@@ -180,6 +180,12 @@ async fn connection<S>(
                     // connection, or a client that stopped reading.
                     return;
                 }
+                if activity.requests() == 0 && activity.age() >= limits.header_timeout {
+                    // No first request within the header timeout of the
+                    // connection opening: hyper's own header timer starts
+                    // only once it knows the protocol, after the first bytes.
+                    return;
+                }
             }
             _ = stopping.changed(), if !closing => {
                 closing = true;
@@ -197,6 +203,8 @@ struct Activity {
     /// Milliseconds after `start` of the last read or write.
     last: AtomicU64,
     in_progress: AtomicUsize,
+    /// Requests begun on this connection.
+    requests: AtomicU64,
 }
 
 impl Activity {
@@ -205,12 +213,22 @@ impl Activity {
             start: Instant::now(),
             last: AtomicU64::new(0),
             in_progress: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
         }
     }
 
     fn touch(&self) {
         let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last.store(now, Ordering::Relaxed);
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// How long the connection has been open.
+    fn age(&self) -> Duration {
+        self.start.elapsed()
     }
 
     fn in_progress(&self) -> usize {
@@ -233,6 +251,7 @@ struct Busy(Arc<Activity>);
 impl Busy {
     fn enter(activity: &Arc<Activity>) -> Self {
         activity.in_progress.fetch_add(1, Ordering::Relaxed);
+        activity.requests.fetch_add(1, Ordering::Relaxed);
         Self(activity.clone())
     }
 }

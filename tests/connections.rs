@@ -16,8 +16,8 @@ use support::{Killed, free_port, http, wait_for};
 const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
 const PASSWORD: &str = "connections-test-password";
 
-/// A server with `--header-timeout 1 --idle-timeout 2 --body-timeout 2`
-/// and the given extra flags, started through `sh` so that a test can set
+/// A server with `--body-timeout 2`, a header and an idle timeout (1 s
+/// and 2 s unless given) and the given extra flags, started through `sh` so that a test can set
 /// the soft open files limit (`ulimit`) before it runs.
 struct Server {
     addr: String,
@@ -27,15 +27,15 @@ struct Server {
 
 impl Server {
     fn start(extra: &str) -> Self {
-        Self::start_in_shell("", extra)
+        Self::start_in_shell("", 1, 2, extra)
     }
 
-    fn start_in_shell(before: &str, extra: &str) -> Self {
+    fn start_in_shell(before: &str, header_timeout: u64, idle_timeout: u64, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port("127.0.0.1");
         let addr = format!("127.0.0.1:{port}");
         let script = format!(
-            "{before} exec \"$0\" serve --listen {addr} --data-dir \"$1\" --header-timeout 1 --idle-timeout 2 --body-timeout 2 {extra}"
+            "{before} exec \"$0\" serve --listen {addr} --data-dir \"$1\" --header-timeout {header_timeout} --idle-timeout {idle_timeout} --body-timeout 2 {extra}"
         );
         let child = Command::new("sh")
             .arg("-c")
@@ -92,7 +92,9 @@ fn read_until_closed(stream: &mut TcpStream, since: Instant) -> (String, Option<
 
 #[test]
 fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
-    let server = Server::start("");
+    // The idle timeout (30 s) is beyond the 10 s this waits: only the
+    // header timeout can close it.
+    let server = Server::start_in_shell("", 1, 30, "");
     let mut silent = server.connect();
     let (_, closed) = read_until_closed(&mut silent, Instant::now());
     assert!(closed.is_some(), "a silent connection was held for 10 s");
@@ -240,7 +242,8 @@ fn a_request_in_progress_is_not_cut_by_the_idle_timeout() {
 
 #[test]
 fn connections_beyond_the_cap_get_503_and_the_server_keeps_answering() {
-    let server = Server::start("--max-connections 3");
+    // Timeouts longer than the test: the three held connections stay open.
+    let server = Server::start_in_shell("", 30, 30, "--max-connections 3");
     let held: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
     // Give the server a moment to accept all three.
     std::thread::sleep(Duration::from_millis(200));
@@ -263,7 +266,7 @@ fn connections_beyond_the_cap_get_503_and_the_server_keeps_answering() {
 
 #[test]
 fn the_server_raises_its_soft_open_files_limit_to_the_hard_limit() {
-    let server = Server::start_in_shell("ulimit -Sn 512;", "");
+    let server = Server::start_in_shell("ulimit -Sn 512;", 1, 2, "");
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.process.0.id()))
         .expect("the server's limits");
     let line = limits

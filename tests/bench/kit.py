@@ -15,7 +15,7 @@ every figure (the median of `--runs` runs, and the runs) next to its target.
                database whose role may create databases; each bench gets a
                fresh database next to it, dropped afterwards (needs psql)
   --only       a comma-separated subset of: reads, writes, lists, chain,
-               deploy, storm, startup
+               deploy, storm, startup, connections
 
 Needs wrk and curl (and psql with --postgres); when one is missing and the
 kit runs as root where apt-get is, it installs them (`apt-get install wrk
@@ -43,8 +43,9 @@ BENCHES = {
     "deploy": ("deploy_farm.py", ["--agents", "500"]),
     "storm": ("registration_storm.py", ["--nodes", "200"]),
     "startup": ("startup.py", ["--hosts", "10000", "--templates", "20", "--idle", "1"]),
+    "connections": ("connections.py", ["--limit", "40"]),
 }
-POSTGRES_BENCHES = ("reads", "writes", "lists", "chain", "startup")
+POSTGRES_BENCHES = ("reads", "writes", "lists", "chain", "startup", "connections")
 
 # Above this spread of the raw commit rate between a run's slices, the
 # writes ratio is flagged: the disk was busy with other work.
@@ -78,6 +79,16 @@ ROWS = [
     ("startup", "idle_rss_mb", "idle server RSS, 100,000 hosts", "≤ 30 MB", lambda v: v <= 30, "max"),
     ("startup", "idle_rss_after_read_mb", "idle server RSS after one authenticated read, 100,000 hosts",
      "≤ 30 MB", lambda v: v <= 30, "max"),
+    ("connections", "health_ok_share", "GET /health answered while 1,000 idle sockets are open (soft limit 1,024)",
+     "≥ 0.9", lambda v: v >= 0.9, "median"),
+    ("connections", "longest_refusal_s", "longest stretch without a /health answer meanwhile",
+     "≤ 12 s", lambda v: v <= 12, "max"),
+    ("connections", "idle_closed_s", "until the server closed all 1,000 idle sockets (header timeout 10 s)",
+     "≤ 12 s", lambda v: v <= 12, "max"),
+    ("connections", "slow_header_held_s", "200 connections sending headers at 1 byte/s: held (median)",
+     "≤ 12 s", lambda v: v <= 12, "max"),
+    ("connections", "slow_body_held_s", "200 bodies sent at 1 byte/s: held (median; 408 at 30 s)",
+     "≤ 32 s", lambda v: v <= 32, "max"),
 ]
 
 
