@@ -110,8 +110,9 @@ def held_times(socks, start, limit, feed=None, every=1.0):
 
 
 def idle_phase(port, limit):
-    start = time.monotonic()
     socks = open_many(port, 1000)
+    # Counted from when all are open (opening them takes a second or two).
+    start = time.monotonic()
     answered, asked, last_ok, longest_gap = 0, 0, start, 0.0
     sel = selectors.DefaultSelector()
     for s in socks:
