@@ -88,6 +88,10 @@ pub async fn require_user(State(state): State<AppState>, mut req: Request, next:
         // Never counted as a failure: urllib sends every first request without credentials.
         return unauthorized("Authentication required");
     };
+    if !crate::domain::user::credentials_fit(&name, &password) {
+        // Before the throttle and the log: an over-long name costs no memory there.
+        return unauthorized("Invalid credentials");
+    }
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

@@ -21,7 +21,13 @@ const MAX_KEYS: usize = 100_000;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Address(IpAddr),
-    Pair(IpAddr, String),
+    /// The user name only as its SHA-256: a key's size never depends on it.
+    Pair(IpAddr, [u8; 32]),
+}
+
+fn pair(address: IpAddr, user: &str) -> Key {
+    use sha2::{Digest, Sha256};
+    Key::Pair(address, Sha256::digest(user.as_bytes()).into())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,7 +90,7 @@ impl Throttle {
         }
         let checks = [
             (Key::Address(address), self.address_free),
-            (Key::Pair(address, user.to_owned()), self.pair_free),
+            (pair(address, user), self.pair_free),
         ];
         let mut wait = Duration::ZERO;
         for (key, free) in checks {
@@ -108,7 +114,7 @@ impl Throttle {
                 keys.retain(|k, _| matches!(k, Key::Address(_)));
             }
         }
-        for key in [Key::Address(address), Key::Pair(address, user.to_owned())] {
+        for key in [Key::Address(address), pair(address, user)] {
             let entry = keys.entry(key).or_insert(Failures {
                 count: 0,
                 last: now,
@@ -126,7 +132,7 @@ impl Throttle {
     pub fn succeeded(&self, address: IpAddr, user: &str) {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         if !keys.is_empty() {
-            keys.remove(&Key::Pair(address, user.to_owned()));
+            keys.remove(&pair(address, user));
         }
     }
 }

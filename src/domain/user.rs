@@ -11,6 +11,10 @@ use super::normalise::parse_bool;
 
 /// The shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 8;
+/// The longest user name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// The longest password, in bytes: argon2 and the login check need a bound.
+pub const MAX_PASSWORD_LEN: usize = 1024;
 
 /// A user, without the password.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +70,7 @@ impl UserDraft {
 /// Checks a user name: 1 to 64 letters, digits, `.`, `_`, `@`, `-`.
 pub fn check_name(name: &str) -> Result<(), RuleError> {
     let valid = !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= MAX_NAME_LEN
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
@@ -87,7 +91,18 @@ pub fn check_password(password: &str) -> Result<(), RuleError> {
             "The password needs at least {MIN_PASSWORD_LEN} characters"
         )));
     }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(RuleError::invalid(format!(
+            "The password may have at most {MAX_PASSWORD_LEN} bytes"
+        )));
+    }
     Ok(())
+}
+
+/// Whether login credentials could belong to a user at all: longer names or
+/// passwords than any user may have are refused before they cost anything.
+pub fn credentials_fit(name: &str, password: &str) -> bool {
+    name.len() <= MAX_NAME_LEN && password.len() <= MAX_PASSWORD_LEN
 }
 
 /// A new user. The password is required.
@@ -219,6 +234,14 @@ fn apply(mut draft: UserDraft, body: &Map<String, Value>) -> Result<UserWrite, R
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn credentials_longer_than_any_user_may_have_do_not_fit() {
+        assert!(super::credentials_fit(&"a".repeat(64), &"p".repeat(1024)));
+        assert!(!super::credentials_fit(&"a".repeat(65), "password"));
+        assert!(!super::credentials_fit("alice", &"p".repeat(1025)));
+        assert!(super::check_password(&"p".repeat(1025)).is_err());
+    }
+
     use super::*;
 
     fn obj(v: Value) -> Map<String, Value> {

@@ -686,3 +686,43 @@ async fn another_replica_on_postgresql_sees_a_password_change_within_the_bound()
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn over_long_names_and_passwords_get_401_before_any_hash_or_count() {
+    let app = throttled_app().await;
+    let hashes = app.auth.hashes_computed();
+    let long_name = "n".repeat(200_000);
+    for auth in [
+        basic(&long_name, "guess"),
+        basic("admin", &"p".repeat(200_000)),
+    ] {
+        for _ in 0..10 {
+            let r = app
+                .request(
+                    "GET",
+                    "/director/hosts",
+                    &[("authorization", &auth), ("x-forwarded-for", "127.0.0.88")],
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(r.error(), "Invalid credentials");
+        }
+    }
+    assert_eq!(app.auth.hashes_computed(), hashes, "no hash computed");
+    let right = basic("admin", ADMIN_PASSWORD);
+    let r = app
+        .request(
+            "GET",
+            "/director/hosts",
+            &[("authorization", &right), ("x-forwarded-for", "127.0.0.88")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "nothing was counted against the address"
+    );
+    app.cleanup().await;
+}
