@@ -41,6 +41,9 @@ pub enum AuthError {
     Invalid,
     #[error("too many password checks are waiting")]
     Busy,
+    /// Refused by the guard before a hash (see [`Authenticator::authenticate_guarded`]).
+    #[error("throttled")]
+    Throttled(std::time::Duration),
     #[error("database: {0}")]
     Db(#[from] DbErr),
 }
@@ -173,6 +176,20 @@ impl Authenticator {
         name: &str,
         password: &str,
     ) -> Result<Arc<StoredUser>, AuthError> {
+        self.authenticate_guarded(name, password, || Ok(())).await
+    }
+
+    /// As [`Self::authenticate`], calling `before_hash` when (and only
+    /// when) the credential is not remembered and must be hashed: its error
+    /// ends the check there. The login throttle reserves an attempt in it,
+    /// so that concurrent wrong guesses cannot all pass its check before
+    /// any of them is counted, while remembered credentials never touch it.
+    pub async fn authenticate_guarded(
+        &self,
+        name: &str,
+        password: &str,
+        before_hash: impl FnOnce() -> Result<(), AuthError>,
+    ) -> Result<Arc<StoredUser>, AuthError> {
         self.refresh().await?;
         let user = self
             .users
@@ -186,20 +203,21 @@ impl Authenticator {
             && !user.draft.disabled
             && let Some(key) = &key
         {
-            let remembered = self
-                .remembered
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(key)
-                .copied();
-            if let Some(r) = remembered
+            let now = Instant::now();
+            let mut remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(r) = remembered.get_mut(key)
                 && r.user_id == user.id
                 && r.revision == user.revision
-                && r.until > Instant::now()
+                && r.until > now
             {
+                // Renewed while in use: a flood that keeps new logins
+                // waiting never logs out those already in. A change to the
+                // user (its revision) still ends it at once.
+                r.until = now + REMEMBER_FOR;
                 return Ok(user.clone());
             }
         }
+        before_hash()?;
         // Unknown users cost a hash too, so timing does not reveal names.
         let phc = user
             .as_ref()

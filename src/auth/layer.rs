@@ -78,6 +78,16 @@ fn unauthorized(message: &str) -> Response {
     response
 }
 
+/// `429` with `Retry-After` for a throttled login.
+fn throttled(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs().max(1);
+    ApiError::TooManyRequests {
+        message: format!("Too many failed logins: retry in {seconds} seconds"),
+        retry_after: seconds,
+    }
+    .into_response()
+}
+
 /// Authenticates requests to the Director routes and adds the [`Caller`].
 pub async fn require_user(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let config = &state.config;
@@ -99,21 +109,35 @@ pub async fn require_user(State(state): State<AppState>, mut req: Request, next:
     let address = client_address(req.headers(), peer, &state.config.trusted_proxies);
     let now = Instant::now();
     if let Err(wait) = state.throttle.check(address, &name, now) {
-        let seconds = wait.as_secs().max(1);
-        return ApiError::TooManyRequests {
-            message: format!("Too many failed logins: retry in {seconds} seconds"),
-            retry_after: seconds,
-        }
-        .into_response();
+        return throttled(wait);
     }
-    let user = match state.auth.authenticate(&name, &password).await {
+    let mut reserved = false;
+    let checked = state
+        .auth
+        .authenticate_guarded(&name, &password, || {
+            // Counted before the hash, so concurrent guesses cannot all
+            // pass the check above before any of them is counted.
+            state
+                .throttle
+                .reserve(address, &name, now)
+                .map_err(AuthError::Throttled)?;
+            reserved = true;
+            Ok(())
+        })
+        .await;
+    let user = match checked {
         Ok(user) => user,
         Err(AuthError::Invalid) => {
-            state.throttle.failed(address, &name, now);
             tracing::info!(user = %name.escape_debug(), client = %address, "wrong credentials");
             return unauthorized("Invalid credentials");
         }
+        Err(AuthError::Throttled(wait)) => {
+            return throttled(wait);
+        }
         Err(AuthError::Busy) => {
+            // The reserved attempt stays counted: a flood from many
+            // addresses that keeps the hashing slots full is charged for
+            // every request it makes, not only those that were hashed.
             let mut response =
                 ApiError::Unavailable("Too many logins at once, retry shortly".into())
                     .into_response();
@@ -124,7 +148,11 @@ pub async fn require_user(State(state): State<AppState>, mut req: Request, next:
         }
         Err(AuthError::Db(e)) => return ApiError::from(e).into_response(),
     };
-    state.throttle.succeeded(address, &name);
+    if reserved {
+        state.throttle.refund(address, &name);
+    } else {
+        state.throttle.succeeded(address, &name);
+    }
     let caller = Caller {
         author: user.draft.name.clone(),
         permissions: user.draft.effective_permissions(),

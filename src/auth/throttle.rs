@@ -85,6 +85,16 @@ impl Throttle {
     /// `Err(wait)` while the address, or the address with this user, is throttled.
     pub fn check(&self, address: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
         let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        self.wait(&keys, address, user, now)
+    }
+
+    fn wait(
+        &self,
+        keys: &HashMap<Key, Failures>,
+        address: IpAddr,
+        user: &str,
+        now: Instant,
+    ) -> Result<(), Duration> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -108,22 +118,32 @@ impl Throttle {
     /// Counts a wrong credential.
     pub fn failed(&self, address: IpAddr, user: &str, now: Instant) {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if keys.len() >= MAX_KEYS {
-            keys.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
-            if keys.len() >= MAX_KEYS {
-                keys.retain(|k, _| matches!(k, Key::Address(_)));
+        count(&mut keys, address, user, now);
+    }
+
+    /// Checks and counts one attempt in one step, before its hash: `n`
+    /// concurrent guesses from a key with `free` failures left get at most
+    /// `free` hashes, the rest `Err(wait)`. An attempt that proves right is
+    /// given back with [`Throttle::refund`]; one that proves wrong, or that
+    /// could not be hashed (the server was busy), stays counted.
+    pub fn reserve(&self, address: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        self.wait(&keys, address, user, now)?;
+        count(&mut keys, address, user, now);
+        Ok(())
+    }
+
+    /// A reserved attempt whose credential was right: its pair is cleared
+    /// (as [`Throttle::succeeded`]) and the address's count given back.
+    pub fn refund(&self, address: IpAddr, user: &str) {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.remove(&pair(address, user));
+        let key = Key::Address(address);
+        if let Some(f) = keys.get_mut(&key) {
+            f.count = f.count.saturating_sub(1);
+            if f.count == 0 {
+                keys.remove(&key);
             }
-        }
-        for key in [Key::Address(address), pair(address, user)] {
-            let entry = keys.entry(key).or_insert(Failures {
-                count: 0,
-                last: now,
-            });
-            if now.duration_since(entry.last) >= FORGET_AFTER {
-                entry.count = 0;
-            }
-            entry.count = entry.count.saturating_add(1);
-            entry.last = now;
         }
     }
 
@@ -134,6 +154,27 @@ impl Throttle {
         if !keys.is_empty() {
             keys.remove(&pair(address, user));
         }
+    }
+}
+
+/// Counts one failure of the address and of the pair.
+fn count(keys: &mut HashMap<Key, Failures>, address: IpAddr, user: &str, now: Instant) {
+    if keys.len() >= MAX_KEYS {
+        keys.retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
+        if keys.len() >= MAX_KEYS {
+            keys.retain(|k, _| matches!(k, Key::Address(_)));
+        }
+    }
+    for key in [Key::Address(address), pair(address, user)] {
+        let entry = keys.entry(key).or_insert(Failures {
+            count: 0,
+            last: now,
+        });
+        if now.duration_since(entry.last) >= FORGET_AFTER {
+            entry.count = 0;
+        }
+        entry.count = entry.count.saturating_add(1);
+        entry.last = now;
     }
 }
 

@@ -726,3 +726,109 @@ async fn over_long_names_and_passwords_get_401_before_any_hash_or_count() {
     );
     app.cleanup().await;
 }
+
+/// `n` concurrent requests with wrong passwords from `ip`, user `user(i)`:
+/// how many got each status.
+async fn concurrent_guesses(
+    app: &TestApp,
+    ip: &str,
+    n: u32,
+    user: impl Fn(u32) -> String,
+) -> std::collections::HashMap<StatusCode, usize> {
+    use tower::ServiceExt;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let request = axum::http::Request::get("/director/hosts")
+            .header("authorization", basic(&user(i), "guess"))
+            .header("x-forwarded-for", ip)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let router = app.router.clone();
+        tasks.push(tokio::spawn(async move {
+            router.oneshot(request).await.map(|r| r.status()).ok()
+        }));
+    }
+    let mut counts = std::collections::HashMap::new();
+    for task in tasks {
+        let status = task.await.unwrap().unwrap();
+        *counts.entry(status).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_for_one_user_get_no_more_hashes_than_the_limit() {
+    let app = throttled_app().await;
+    let counts = concurrent_guesses(&app, "127.0.9.1", 40, |_| "admin".into()).await;
+    let refused = counts.get(&StatusCode::UNAUTHORIZED).copied().unwrap_or(0);
+    let throttled = counts
+        .get(&StatusCode::TOO_MANY_REQUESTS)
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(refused + throttled, 40, "{counts:?}");
+    assert!(refused <= 5, "{refused} guesses were hashed: {counts:?}");
+    assert_eq!(app.auth.hashes_computed(), refused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_from_one_address_get_no_more_hashes_than_its_limit() {
+    let app = throttled_app().await;
+    let counts = concurrent_guesses(&app, "127.0.9.2", 100, |i| format!("nobody{i}")).await;
+    let refused = counts.get(&StatusCode::UNAUTHORIZED).copied().unwrap_or(0);
+    assert!(refused <= 30, "{refused} guesses were hashed: {counts:?}");
+    assert!(
+        counts.keys().all(|s| matches!(
+            *s,
+            StatusCode::UNAUTHORIZED
+                | StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::SERVICE_UNAVAILABLE
+        )),
+        "{counts:?}"
+    );
+    // The right password from another address is not affected.
+    let r = app
+        .request(
+            "GET",
+            "/director/hosts",
+            &[
+                ("authorization", &basic("admin", ADMIN_PASSWORD)),
+                ("x-forwarded-for", "127.0.9.3"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_right_password_gives_its_reserved_attempt_back() {
+    let app = throttled_app().await;
+    let send = |auth: String| {
+        let app = &app;
+        async move {
+            app.request(
+                "GET",
+                "/director/hosts",
+                &[("authorization", &auth), ("x-forwarded-for", "127.0.9.4")],
+                None,
+            )
+            .await
+            .status
+        }
+    };
+    // 29 wrong guesses at other names, then admin logs in (a hash, and
+    // the attempt reserved for it given back): the address may still make
+    // its 30th guess.
+    for i in 0..29 {
+        assert_eq!(
+            send(basic(&format!("n{i}"), "x")).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(send(basic("admin", ADMIN_PASSWORD)).await, StatusCode::OK);
+    assert_eq!(send(basic("n99", "x")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(basic("n100", "x")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
