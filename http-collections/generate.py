@@ -1878,8 +1878,20 @@ def pull(P):
                       f"expect(B.hosts.filter(function (h) {{ return h.host === {js(node)}; }}).length).to.equal(0)")]),
         Req("DELETE the node", "DELETE", f"/director/host?name={node}", status=200, checks=[field("object_name", node)]),
         Req("DELETE the template", "DELETE", f"/director/host?name={tpl}", status=200, checks=[field("object_name", tpl)]),
-        Req("deploy its revocation", "POST", "/director/config/deploy?wait=30", body=[], status=200,
-            checks=[t("finished", "expect(['succeeded', 'partial', 'failed']).to.include(B.status)")]),
+        # The deleted node's key is retired, not revoked: it fetches the
+        # empty allowlist that revokes the node's scripts, then nothing.
+        Req("deploy its revocation", "POST", "/director/config/deploy", body=[], status=202,
+            checks=[t("started", "expect(B.status).to.equal('running'); setv('plRevDep', B.deployment_id)")]),
+        Req("the deleted node's key fetches its empty allowlist", "GET", PULL, auth=NOAUTH,
+            headers=bearer("plHostKey"), status=200,
+            checks=[t("nothing allowed", f"expect(B.host).to.equal({js(node)}); expect(B.scripts).to.deep.equal([])")]),
+        Req("then its key is revoked: 403", "GET", PULL, auth=NOAUTH, headers=bearer("plHostKey"), status=403,
+            checks=[has_error()]),
+        # Its result turns `deployed` within a moment of the fetch (the
+        # API tests wait for it); a collection cannot wait, so it checks
+        # the deployment holds the node.
+        Req("the revocation's deployment holds the node", "GET", "/director/config/deployment?id={{plRevDep}}",
+            status=200, checks=[t("the node is in it", mine + "; expect(['pending', 'deployed']).to.include(mine[0].result)")]),
         Req("DELETE the script", "DELETE", f"/director/script?name={sc}", status=200, checks=[field("object_name", sc)]),
     ]
 
