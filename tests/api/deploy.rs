@@ -285,8 +285,8 @@ async fn pull(
 }
 
 /// A host registered through self-service at an address nothing listens
-/// on (a node behind NAT); answers its host key.
-async fn register_puller(app: &TestApp, name: &str) -> String {
+/// on (a node behind NAT, port 9); answers the template key and the host key.
+async fn register_puller(app: &TestApp, name: &str) -> (String, String) {
     app.create(
         "script",
         json!({"object_name": "uptime", "command": "/usr/bin/uptime"}),
@@ -312,13 +312,13 @@ async fn register_puller(app: &TestApp, name: &str) -> String {
             Some(body),
         )
         .await;
-    r.json().as_str().unwrap().to_owned()
+    (key, r.json().as_str().unwrap().to_owned())
 }
 
 db_test!(
     a_deleted_hosts_key_fetches_only_its_empty_allowlist_and_is_revoked_once_fetched,
     async |app: &TestApp| {
-        let bearer = format!("Bearer {}", register_puller(app, "leaver").await);
+        let bearer = format!("Bearer {}", register_puller(app, "leaver").await.1);
         let auth = || vec![("authorization", bearer.clone())];
         app.post("/director/config/deploy?wait=30", &json!([]))
             .await;
@@ -378,7 +378,7 @@ db_test!(
 db_test!(
     a_deleted_host_that_never_got_an_allowlist_keeps_no_key,
     async |app: &TestApp| {
-        let bearer = format!("Bearer {}", register_puller(app, "never").await);
+        let bearer = format!("Bearer {}", register_puller(app, "never").await.1);
         assert_eq!(
             app.delete("/director/host?name=never").await.status,
             StatusCode::OK
@@ -391,32 +391,7 @@ db_test!(
 db_test!(
     a_pulling_agent_gets_its_signed_allowlist_and_counts_as_confirmed,
     async |app: &TestApp| {
-        app.create(
-            "script",
-            json!({"object_name": "uptime", "command": "/usr/bin/uptime"}),
-        )
-        .await;
-        app.create("host", json!({"object_name": "agents", "object_type": "template", "has_agent": true, "scripts": ["uptime"]})).await;
-        let key = app
-            .post("/director/host/api-key?name=agents", &json!({}))
-            .await
-            .json()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        // Behind NAT: the server cannot reach it (nothing listens on port 9).
-        let body = json!({"address": "127.0.0.1", "agent_port": 9})
-            .to_string()
-            .into_bytes();
-        let r = app
-            .request(
-                "POST",
-                &format!("/director/self-service/register-host?name=puller&key={key}"),
-                &[("authorization", "")],
-                Some(body),
-            )
-            .await;
-        let host_key = r.json().as_str().unwrap().to_owned();
+        let (key, host_key) = register_puller(app, "puller").await;
         let bearer = format!("Bearer {host_key}");
         let (status, _, _) = pull(app, vec![("authorization", bearer.clone())], "").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "nothing deployed yet");
