@@ -419,7 +419,8 @@ pub fn check_allowed_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// Whether `args` may be passed to `script`: any arguments when it does not
-/// restrict them, otherwise every one must be among its listed strings.
+/// restrict them (`null`), otherwise every one must be among its listed
+/// strings, so an empty list (`[]`) allows none at all.
 pub fn arguments_allowed(script: &AllowedScript, args: &[String]) -> bool {
     match &script.arguments {
         None => true,
@@ -428,7 +429,11 @@ pub fn arguments_allowed(script: &AllowedScript, args: &[String]) -> bool {
 }
 
 /// ctrl-exec's `scripts.conf` for `held`: a header comment line, then one
-/// `name = /absolute/path` line per script, sorted by name.
+/// `name = /absolute/path` line per script, sorted by name. ctrl-exec cannot
+/// restrict arguments, so a script that does is preceded by a comment line
+/// saying so (`takes no arguments` for `[]`, `takes only its listed
+/// arguments` for a list), for whoever reads the file: the argument strings
+/// themselves are never written, so nothing in them can shape a line.
 pub fn scripts_conf(held: &Held) -> String {
     let mut scripts: Vec<&AllowedScript> = held.allowlist.scripts.iter().collect();
     scripts.sort_by(|a, b| a.name.cmp(&b.name));
@@ -437,6 +442,17 @@ pub fn scripts_conf(held: &Held) -> String {
         held.serial, held.checksum
     );
     for script in scripts {
+        match script.arguments.as_deref() {
+            None => {}
+            Some([]) => out.push_str(&format!(
+                "# {} takes no arguments (steward-agent check refuses any)\n",
+                script.name
+            )),
+            Some(_) => out.push_str(&format!(
+                "# {} takes only its listed arguments (steward-agent check)\n",
+                script.name
+            )),
+        }
         out.push_str(&format!("{} = {}\n", script.name, script.command));
     }
     out
@@ -606,8 +622,29 @@ mod tests {
             "/usr/../etc/passwd",
             "/usr/bin/..",
             "/usr/bin/",
+            "/usr/bin/check#x",
+            "/usr/bin/\u{202e}hs",
+            "/usr/bin/up\u{200b}time",
         ] {
             assert!(check_command(bad, &[]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_received_command_with_a_hash_or_a_format_character_is_invalid() {
+        // What `serve` answers 422 to and `pull` refuses: both go through
+        // `assess`.
+        for command in [
+            "/usr/bin/check#x",
+            "/usr/bin/\u{202e}hs",
+            "/usr/bin/\u{2060}a",
+        ] {
+            let doc = signed_with(7, 5, &[("s", command)]);
+            assert_eq!(
+                refused(&doc, None, &[]),
+                RefusalKind::Invalid,
+                "{command:?}"
+            );
         }
     }
 
@@ -821,6 +858,32 @@ mod tests {
         assert!(lines[0].contains("serial 5"), "{conf}");
         assert_eq!(lines[1..], ["df = /usr/bin/df", "uptime = /usr/bin/uptime"]);
         assert!(conf.ends_with('\n'));
+    }
+
+    #[test]
+    fn scripts_conf_says_which_scripts_restrict_their_arguments() {
+        let names: Vec<String> = ["any", "none", "some"].map(String::from).to_vec();
+        let sources: HashMap<String, ScriptSource> = HashMap::from([
+            ("any".to_owned(), script("/usr/bin/any", None)),
+            ("none".to_owned(), script("/usr/bin/none", Some(&[]))),
+            ("some".to_owned(), script("/usr/bin/some", Some(&["-v"]))),
+        ]);
+        let doc =
+            render(7, "web-01", &names, &sources).sign(5, "2024-01-01T00:00:00Z", &key(), None);
+        assert_eq!(doc["scripts"][1]["arguments"], json!([]));
+        assert_eq!(doc["scripts"][0]["arguments"], Value::Null);
+        let conf = scripts_conf(&accepted(&doc));
+        let lines: Vec<&str> = conf.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                "any = /usr/bin/any",
+                "# none takes no arguments (steward-agent check refuses any)",
+                "none = /usr/bin/none",
+                "# some takes only its listed arguments (steward-agent check)",
+                "some = /usr/bin/some",
+            ]
+        );
     }
 
     #[test]

@@ -506,7 +506,7 @@ pub struct AgentConfig {
 pub struct AllowedScript {
     pub name: String,
     pub command: String,
-    /// `null`: any arguments.
+    /// `null`: any arguments; a list: only those; `[]`: none at all.
     pub arguments: Option<Vec<String>>,
     pub timeout: Option<i64>,
 }
