@@ -44,6 +44,7 @@ fn write_state(dir: &Path) {
             agent_port: 7446,
             registered_at: "2024-01-01T00:00:00Z".into(),
             next_server_key: None,
+            serial_floor: None,
         },
     )
     .unwrap();

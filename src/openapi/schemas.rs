@@ -499,6 +499,9 @@ pub struct AgentConfig {
     pub host_id: i64,
     pub agent_port: i64,
     pub signing_key: SigningKey,
+    /// The newest allowlist serial issued to the host (absent before any):
+    /// the agent refuses every allowlist with a smaller serial.
+    pub serial_floor: Option<i64>,
 }
 
 /// One script of an allowlist.
