@@ -44,6 +44,7 @@ fn write_state(dir: &Path) {
             agent_port: 7446,
             registered_at: "2024-01-01T00:00:00Z".into(),
             next_server_key: None,
+            serial_floor: None,
         },
     )
     .unwrap();
@@ -273,6 +274,7 @@ async fn pushes_are_checked_in_order_written_atomically_and_reported() {
     assert_eq!(
         lines[1..],
         [
+            "# check_disk takes only its listed arguments (steward-agent check)",
             "check_disk = /usr/lib/nagios/plugins/check_disk",
             "uptime = /usr/bin/uptime",
         ]
@@ -353,6 +355,19 @@ async fn pushes_are_checked_in_order_written_atomically_and_reported() {
         ("bad name", one("a b", "/usr/bin/true"), 422, "name"),
         ("dot-dot", one("up", "/usr/../etc/passwd"), 422, ".."),
         ("whitespace", one("ws", "/usr/bin/a b"), 422, "whitespace"),
+        ("a '#'", one("hash", "/usr/bin/check#x"), 422, "'#'"),
+        (
+            "a bidirectional override",
+            one("rtl", "/usr/bin/\u{202e}hs"),
+            422,
+            "format characters",
+        ),
+        (
+            "a zero-width space",
+            one("zw", "/usr/bin/up\u{200b}time"),
+            422,
+            "format characters",
+        ),
         (
             "wrong checksum",
             resign({
@@ -584,6 +599,20 @@ fn check_allows_listed_scripts_with_their_arguments() {
     assert_eq!((code, stdout.as_str()), (0, "/usr/bin/df\n"));
     let (code, _, _) = check(d, &["--allowlist", other.to_str().unwrap(), "uptime"]);
     assert_eq!(code, 1);
+
+    // An empty list: the script runs without arguments, and with none else.
+    let bare = d.join("bare.json");
+    let list = signed(HOST_ID, 5, &[("uptime", "/usr/bin/uptime", Some(&[]))]);
+    assert_eq!(list["scripts"][0]["arguments"], json!([]));
+    std::fs::write(&bare, pretty(&list)).unwrap();
+    let bare = bare.to_str().unwrap();
+    let (code, stdout, _) = check(d, &["--allowlist", bare, "uptime"]);
+    assert_eq!((code, stdout.as_str()), (0, "/usr/bin/uptime\n"));
+    let (code, stdout, stderr) = check(d, &["--allowlist", bare, "uptime", "-p"]);
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert!(stderr.contains("takes no arguments"), "{stderr}");
+    let (code, _, _) = check(d, &["--allowlist", bare, "uptime", ""]);
+    assert_eq!(code, 1, "not even an empty argument");
 }
 
 #[test]

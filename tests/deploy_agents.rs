@@ -894,3 +894,84 @@ fn agents_follow_a_key_rotation_announced_in_a_signed_allowlist() {
     );
     assert!(config["signing_key"].get("next").is_none(), "{config}");
 }
+
+/// The allowlist document an agent keeps on disk.
+fn held_document(agent: &Agent) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(agent.state.join("allowlist.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn a_node_registered_afresh_refuses_an_older_validly_signed_allowlist() {
+    let mut w = world(1);
+    let host = "node-0.example";
+    // Serial 1 lets the host run df; serial 2 takes df away.
+    w.call(
+        "POST",
+        &format!("/director/host?name={host}"),
+        json!({"scripts": ["df"]}),
+    );
+    let (_, first) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(first["status"], json!("succeeded"), "{first}");
+    let old = held_document(&w.agents[0]);
+    assert!(old["scripts"].to_string().contains("/usr/bin/df"), "{old}");
+    w.call(
+        "POST",
+        &format!("/director/host?name={host}"),
+        json!({"scripts": null}),
+    );
+    let (_, second) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(second["status"], json!("succeeded"), "{second}");
+    let current = held_document(&w.agents[0]);
+    assert!(current["serial"].as_i64() > old["serial"].as_i64());
+
+    // The node is reinstalled: its state is gone, its host key revoked, and
+    // it registers again with the template key (the host is adopted).
+    let agent = &mut w.agents[0];
+    agent.stop();
+    std::fs::remove_dir_all(&agent.state).unwrap();
+    let (status, _) = w.call(
+        "DELETE",
+        &format!("/director/host/api-key?name={host}"),
+        json!({}),
+    );
+    assert_eq!(status, 200);
+    let (_, key) = w.call("POST", "/director/host/api-key?name=agents", json!({}));
+    let agent = &mut w.agents[0];
+    let out = Command::new(AGENT)
+        .args([
+            "register",
+            "--server",
+            &format!("http://{}", w.servers[0].addr),
+        ])
+        .args(["--key", key["api_key"].as_str().unwrap(), "--name", host])
+        .args([
+            "--address",
+            &agent.ip,
+            "--agent-port",
+            &agent.port.to_string(),
+        ])
+        .arg("--state-dir")
+        .arg(&agent.state)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(agent_state(agent)["serial_floor"], current["serial"]);
+    agent.start();
+
+    // The old allowlist, replayed: refused as stale, nothing written.
+    let addr = format!("{}:{}", agent.ip, agent.port);
+    let (status, body) = http(&addr, "PUT", "/v1/allowlist", None, &old.to_string());
+    assert_eq!(status, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("stale"), "{body}");
+    assert!(!agent.state.join("allowlist.json").exists());
+    assert_eq!(agent.held(), json!({"error": "no allowlist"}));
+    // The current one is taken.
+    let (status, body) = http(&addr, "PUT", "/v1/allowlist", None, &current.to_string());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["serial"], current["serial"]);
+}

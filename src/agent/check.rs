@@ -66,10 +66,10 @@ pub fn check(state_dir: &Path, allowlist: Option<&Path>, name: &str, args: &[Str
         ));
     };
     if !holding::arguments_allowed(script, args) {
-        let listed = script.arguments.as_deref().unwrap_or_default();
-        return Outcome::Denied(format!(
-            "{name:?} only allows the arguments {listed:?}, not {args:?}"
-        ));
+        return Outcome::Denied(match script.arguments.as_deref().unwrap_or_default() {
+            [] => format!("{name:?} takes no arguments, not {args:?}"),
+            listed => format!("{name:?} only allows the arguments {listed:?}, not {args:?}"),
+        });
     }
     let mut line = script.command.clone();
     for arg in args {

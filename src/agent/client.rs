@@ -116,6 +116,10 @@ pub struct AgentConfig {
     pub agent_port: Option<u16>,
     /// The server's allowlist signing key.
     pub signing_key: SigningKeyInfo,
+    /// The newest allowlist serial issued to the host: nothing older is
+    /// ever accepted (absent before the first deployment).
+    #[serde(default)]
+    pub serial_floor: Option<i64>,
 }
 
 /// The server's public signing key as `agent-config` presents it.

@@ -45,6 +45,9 @@ pub struct Pinned {
     pub next: Option<VerifyingKey>,
     /// The host id the server gave this node.
     pub host_id: i64,
+    /// The serial the server had issued when the node registered: anything
+    /// older is stale, whatever is held.
+    pub serial_floor: Option<i64>,
 }
 
 impl Pinned {
@@ -62,6 +65,7 @@ impl Pinned {
             key,
             next,
             host_id: state.host_id,
+            serial_floor: state.serial_floor,
         })
     }
 
@@ -97,7 +101,7 @@ pub fn key_change(document: &Value, pinned: &Pinned) -> Option<Pinned> {
         return Some(Pinned {
             key: next,
             next: None,
-            host_id: pinned.host_id,
+            ..pinned.clone()
         });
     }
     let announced = public_key(document.get("next_key")?.as_str()?).ok()?;
@@ -105,9 +109,8 @@ pub fn key_change(document: &Value, pinned: &Pinned) -> Option<Pinned> {
         return None;
     }
     Some(Pinned {
-        key: pinned.key,
         next: Some(announced),
-        host_id: pinned.host_id,
+        ..pinned.clone()
     })
 }
 
@@ -188,9 +191,10 @@ pub enum Verdict {
 
 /// Checks a document the server sent against the pinned key, the node's
 /// host id and the allowlist `held`, in the contract's order: the signature
-/// (403), the host id (403), the serial (409 when older, or when equal with
-/// another checksum; equal with the same checksum is [`Verdict::Unchanged`]),
-/// then the content (422, see [`validate`]).
+/// (403), the host id (403), the serial (409 when older than the floor
+/// learnt at registration or than the one held, or when equal to the held
+/// one with another checksum; equal with the same checksum is
+/// [`Verdict::Unchanged`]), then the content (422, see [`validate`]).
 pub fn assess(
     document: &Value,
     pinned: &Pinned,
@@ -225,6 +229,16 @@ pub fn assess(
         .get("serial")
         .and_then(Value::as_i64)
         .ok_or_else(|| Refusal::new(RefusalKind::Invalid, "\"serial\" must be an integer"))?;
+    if let Some(floor) = pinned.serial_floor
+        && serial < floor
+    {
+        return Err(Refusal::new(
+            RefusalKind::Stale,
+            format!(
+                "stale: serial {serial} is older than serial {floor}, which the server had issued when this node registered"
+            ),
+        ));
+    }
     if let Some(held) = held {
         if serial < held.serial {
             return Err(Refusal::new(
@@ -419,7 +433,8 @@ pub fn check_allowed_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// Whether `args` may be passed to `script`: any arguments when it does not
-/// restrict them, otherwise every one must be among its listed strings.
+/// restrict them (`null`), otherwise every one must be among its listed
+/// strings, so an empty list (`[]`) allows none at all.
 pub fn arguments_allowed(script: &AllowedScript, args: &[String]) -> bool {
     match &script.arguments {
         None => true,
@@ -428,7 +443,11 @@ pub fn arguments_allowed(script: &AllowedScript, args: &[String]) -> bool {
 }
 
 /// ctrl-exec's `scripts.conf` for `held`: a header comment line, then one
-/// `name = /absolute/path` line per script, sorted by name.
+/// `name = /absolute/path` line per script, sorted by name. ctrl-exec cannot
+/// restrict arguments, so a script that does is preceded by a comment line
+/// saying so (`takes no arguments` for `[]`, `takes only its listed
+/// arguments` for a list), for whoever reads the file: the argument strings
+/// themselves are never written, so nothing in them can shape a line.
 pub fn scripts_conf(held: &Held) -> String {
     let mut scripts: Vec<&AllowedScript> = held.allowlist.scripts.iter().collect();
     scripts.sort_by(|a, b| a.name.cmp(&b.name));
@@ -437,6 +456,17 @@ pub fn scripts_conf(held: &Held) -> String {
         held.serial, held.checksum
     );
     for script in scripts {
+        match script.arguments.as_deref() {
+            None => {}
+            Some([]) => out.push_str(&format!(
+                "# {} takes no arguments (steward-agent check refuses any)\n",
+                script.name
+            )),
+            Some(_) => out.push_str(&format!(
+                "# {} takes only its listed arguments (steward-agent check)\n",
+                script.name
+            )),
+        }
         out.push_str(&format!("{} = {}\n", script.name, script.command));
     }
     out
@@ -524,6 +554,7 @@ mod tests {
             key: key().verifying_key(),
             next: None,
             host_id: 7,
+            serial_floor: None,
         }
     }
 
@@ -606,8 +637,29 @@ mod tests {
             "/usr/../etc/passwd",
             "/usr/bin/..",
             "/usr/bin/",
+            "/usr/bin/check#x",
+            "/usr/bin/\u{202e}hs",
+            "/usr/bin/up\u{200b}time",
         ] {
             assert!(check_command(bad, &[]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_received_command_with_a_hash_or_a_format_character_is_invalid() {
+        // What `serve` answers 422 to and `pull` refuses: both go through
+        // `assess`.
+        for command in [
+            "/usr/bin/check#x",
+            "/usr/bin/\u{202e}hs",
+            "/usr/bin/\u{2060}a",
+        ] {
+            let doc = signed_with(7, 5, &[("s", command)]);
+            assert_eq!(
+                refused(&doc, None, &[]),
+                RefusalKind::Invalid,
+                "{command:?}"
+            );
         }
     }
 
@@ -751,11 +803,48 @@ mod tests {
     }
 
     #[test]
+    fn nothing_older_than_the_registration_floor_is_accepted_even_with_nothing_held() {
+        let floored = Pinned {
+            serial_floor: Some(5),
+            ..pinned()
+        };
+        let refusal = assess(&signed(4), &floored, None, &[]).unwrap_err();
+        assert_eq!(refusal.kind, RefusalKind::Stale);
+        assert!(
+            refusal.message.contains("registered"),
+            "{}",
+            refusal.message
+        );
+        // The floor itself (the newest issued) and anything newer are fine.
+        for serial in [5, 6] {
+            assert!(matches!(
+                assess(&signed(serial), &floored, None, &[]),
+                Ok(Verdict::Accept(_))
+            ));
+        }
+        // A key rotation keeps the floor.
+        let next = SigningKey::from_bytes(&[8; 32]).verifying_key();
+        let announcing = Pinned {
+            next: Some(next),
+            ..floored.clone()
+        };
+        let mut doc = signed(6);
+        doc["next_key"] = json!(STANDARD.encode(next.to_bytes()));
+        let doc = resign(doc);
+        assert_eq!(
+            key_change(&doc, &floored).map(|p| p.serial_floor),
+            Some(Some(5))
+        );
+        assert_eq!(announcing.serial_floor, Some(5));
+    }
+
+    #[test]
     fn another_key_or_no_signature_is_forbidden() {
         let other = Pinned {
             key: SigningKey::from_bytes(&[8; 32]).verifying_key(),
             next: None,
             host_id: 7,
+            serial_floor: None,
         };
         assert_eq!(
             assess(&signed(5), &other, None, &[]).map_err(|r| r.kind),
@@ -824,6 +913,32 @@ mod tests {
     }
 
     #[test]
+    fn scripts_conf_says_which_scripts_restrict_their_arguments() {
+        let names: Vec<String> = ["any", "none", "some"].map(String::from).to_vec();
+        let sources: HashMap<String, ScriptSource> = HashMap::from([
+            ("any".to_owned(), script("/usr/bin/any", None)),
+            ("none".to_owned(), script("/usr/bin/none", Some(&[]))),
+            ("some".to_owned(), script("/usr/bin/some", Some(&["-v"]))),
+        ]);
+        let doc =
+            render(7, "web-01", &names, &sources).sign(5, "2024-01-01T00:00:00Z", &key(), None);
+        assert_eq!(doc["scripts"][1]["arguments"], json!([]));
+        assert_eq!(doc["scripts"][0]["arguments"], Value::Null);
+        let conf = scripts_conf(&accepted(&doc));
+        let lines: Vec<&str> = conf.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                "any = /usr/bin/any",
+                "# none takes no arguments (steward-agent check refuses any)",
+                "none = /usr/bin/none",
+                "# some takes only its listed arguments (steward-agent check)",
+                "some = /usr/bin/some",
+            ]
+        );
+    }
+
+    #[test]
     fn store_then_load_gives_back_what_was_held() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(ALLOWLIST_FILE);
@@ -854,10 +969,12 @@ mod tests {
             agent_port: 7446,
             registered_at: String::new(),
             next_server_key: None,
+            serial_floor: Some(12),
         };
         let pinned = Pinned::from_state(&state).unwrap();
         assert_eq!(pinned.key, key().verifying_key());
         assert_eq!(pinned.host_id, 7);
+        assert_eq!(pinned.serial_floor, Some(12));
         for bad in ["not base64!", "AAAA"] {
             let state = State {
                 server_public_key: bad.into(),

@@ -154,6 +154,7 @@ pub async fn register(options: &Options) -> Result<Registered, AgentError> {
     let dir = options.state_dir.as_path();
     let same_host = |host: &str| host.eq_ignore_ascii_case(&options.name);
     let previous = state::load(dir)?.filter(|s| s.server == server);
+    let previous_floor = previous.as_ref().map(|s| (s.host_id, s.serial_floor));
     let pinned = previous.as_ref().map(|s| s.server_fingerprint.clone());
     // The key a rotation announced is as good as the pinned one.
     let announced = previous
@@ -243,6 +244,12 @@ pub async fn register(options: &Options) -> Result<Registered, AgentError> {
             .signing_key
             .next
             .map(|n| n.public_key.trim().to_owned()),
+        // The floor never goes down for the same host: a server restored
+        // from an older backup cannot lower it.
+        serial_floor: match previous_floor {
+            Some((id, floor)) if id == config.host_id => floor.max(config.serial_floor),
+            _ => config.serial_floor,
+        },
     };
     let path = state::save(dir, &state)?;
     state::remove_pending(dir)?;
@@ -292,6 +299,7 @@ mod tests {
             host: "node1.example".into(),
             host_id: 1,
             agent_port: None,
+            serial_floor: None,
             signing_key: SigningKeyInfo {
                 algorithm: "ed25519".into(),
                 public_key,
@@ -397,6 +405,7 @@ mod tests {
                 agent_port: 5665,
                 registered_at: String::new(),
                 next_server_key: None,
+                serial_floor: None,
             },
             path: PathBuf::from("/var/lib/steward-agent/state.json"),
             renewed: false,

@@ -44,6 +44,11 @@ pub struct State {
     /// under way), base64; followed when an allowlist signed by it arrives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_server_key: Option<String>,
+    /// The serial the server had issued to this host when the node last
+    /// registered: an allowlist with a smaller serial is refused as stale,
+    /// even with nothing held (a reinstalled node, a copied state file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_floor: Option<i64>,
 }
 
 impl std::fmt::Debug for State {
@@ -56,6 +61,7 @@ impl std::fmt::Debug for State {
             .field("server_fingerprint", &self.server_fingerprint)
             .field("agent_port", &self.agent_port)
             .field("registered_at", &self.registered_at)
+            .field("serial_floor", &self.serial_floor)
             .finish_non_exhaustive()
     }
 }
@@ -227,6 +233,7 @@ mod tests {
             agent_port: 5665,
             registered_at: "2024-01-01T00:00:00Z".into(),
             next_server_key: None,
+            serial_floor: None,
         }
     }
 

@@ -262,6 +262,28 @@ mod tests {
         assert!(render(7, "web-01", &[], &sources()).scripts.is_empty());
     }
 
+    #[test]
+    fn an_empty_argument_list_renders_as_no_arguments_and_unset_as_null() {
+        let props = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let none = ScriptSource::from_props(&props(json!({"command": "/bin/a", "arguments": []})));
+        let any = ScriptSource::from_props(&props(json!({"command": "/bin/a"})));
+        assert_eq!(none.arguments, Some(Vec::new()));
+        assert_eq!(any.arguments, None);
+        let names = vec!["s".to_owned()];
+        let rendered = |source: ScriptSource| {
+            let list = render(1, "h", &names, &HashMap::from([("s".to_owned(), source)]));
+            (
+                list.scripts_value()[0]["arguments"].clone(),
+                list.checksum(),
+            )
+        };
+        let (none_args, none_sum) = rendered(none);
+        let (any_args, any_sum) = rendered(any);
+        assert_eq!(none_args, json!([]));
+        assert_eq!(any_args, Value::Null);
+        assert_ne!(none_sum, any_sum);
+    }
+
     /// A test vector an agent in another language can check: the canonical
     /// JSON, its SHA-256 and the Ed25519 signature with RFC 8032's test key
     /// 1 (seed 9d61b19d…, public key d75a9801…). The expected values were

@@ -1,5 +1,6 @@
 //! Normalising property values, so that equal meanings compare equal: `"y"` is
-//! `true`, `"5"` is `5`, `""` and empty lists are unset, lists drop duplicates.
+//! `true`, `"5"` is `5`, `""` and empty lists are unset (but for a script's
+//! `arguments`, whose `[]` means "no arguments"), lists drop duplicates.
 
 use serde_json::{Map, Number, Value};
 
@@ -61,7 +62,7 @@ pub fn normalise(key: &str, ty: PropType, value: &Value) -> Result<Option<Value>
 }
 
 /// Checks a script command: an absolute path without whitespace, control
-/// characters or `..` segments.
+/// characters, Unicode format characters, `#` or `..` segments.
 pub fn check_command(command: &str) -> Result<(), RuleError> {
     let fail = |why: &str| {
         Err(RuleError::invalid(format!(
@@ -75,6 +76,15 @@ pub fn check_command(command: &str) -> Result<(), RuleError> {
     if command.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return fail("it must not contain whitespace or control characters");
     }
+    // ctrl-exec may read `#` as the start of a comment, and a format
+    // character (a zero-width space, a bidirectional override) makes the
+    // path display as another one: neither belongs in an allowlisted path.
+    if command.contains('#') {
+        return fail("it must not contain '#'");
+    }
+    if command.chars().any(is_format_char) {
+        return fail("it must not contain invisible format characters (zero-width, bidirectional)");
+    }
     if command.split('/').any(|segment| segment == "..") {
         return fail("it must not contain '..' segments");
     }
@@ -82,6 +92,13 @@ pub fn check_command(command: &str) -> Result<(), RuleError> {
         return fail("it must name a file, not a directory");
     }
     Ok(())
+}
+
+/// Whether `c` is a Unicode format character (general category Cf): it
+/// changes how text displays without showing itself.
+pub fn is_format_char(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    c.general_category() == GeneralCategory::Format
 }
 
 fn wrong_type(key: &str, expected: &str) -> RuleError {
@@ -144,7 +161,9 @@ fn parse_interval(s: &str) -> Option<i64> {
 }
 
 /// A list of strings keeps its order and drops duplicates; a single string is
-/// a list of one. Name lists also ignore empty strings. Empty means unset.
+/// a list of one. Name lists also ignore empty strings, and an empty name
+/// list is unset. An empty argument list is kept: `arguments: []` allows no
+/// arguments at all, where unset allows any, so the two must never merge.
 fn normalise_list(key: &str, value: &Value, names: bool) -> Result<Option<Value>, RuleError> {
     let items: Vec<&Value> = match value {
         Value::Array(items) => items.iter().collect(),
@@ -163,7 +182,7 @@ fn normalise_list(key: &str, value: &Value, names: bool) -> Result<Option<Value>
             out.push(item.clone());
         }
     }
-    Ok((!out.is_empty()).then_some(Value::Array(out)))
+    Ok((!names || !out.is_empty()).then_some(Value::Array(out)))
 }
 
 /// Variables are an object; a variable set to `null` is removed. An empty
@@ -258,8 +277,23 @@ mod tests {
             norm(PropType::Arguments, json!(["-x", "", "-x"])),
             Ok(Some(json!(["-x", ""])))
         );
+        assert_eq!(norm(PropType::Arguments, json!(null)), Ok(None));
+        assert_eq!(norm(PropType::Arguments, json!("")), Ok(None));
         assert!(norm(PropType::Names, json!([1])).is_err());
         assert!(norm(PropType::Names, json!({"a": 1})).is_err());
+    }
+
+    #[test]
+    fn an_empty_argument_list_means_no_arguments_and_is_kept() {
+        assert_eq!(norm(PropType::Arguments, json!([])), Ok(Some(json!([]))));
+        assert_ne!(
+            norm(PropType::Arguments, json!([])),
+            norm(PropType::Arguments, json!(null))
+        );
+        assert_eq!(
+            norm(PropType::Arguments, json!("-v")),
+            Ok(Some(json!(["-v"])))
+        );
     }
 
     #[test]
@@ -284,9 +318,18 @@ mod tests {
             "/usr/bin/a\u{1}",
             "/..",
             "/usr/bin/",
+            "/usr/bin/check#x",
+            "/usr/bin/\u{202e}hs",
+            "/usr/bin/a\u{200b}b",
+            "/usr/bin/a\u{2066}b",
+            "/usr/bin/\u{feff}a",
+            "/usr/bin/a\u{ad}b",
+            "/usr/bin/a\u{e0041}",
         ] {
             assert!(check_command(bad).is_err(), "{bad:?}");
         }
         assert!(check_command("/usr/bin/a..b").is_ok());
+        // Other non-ASCII letters are not format characters.
+        assert!(check_command("/opt/réseau/check").is_ok());
     }
 }

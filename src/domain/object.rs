@@ -8,7 +8,8 @@ use super::kind::PropType;
 use super::{Kind, ObjectName, ObjectType};
 
 /// Normalised properties (everything but `object_name` and `object_type`):
-/// no nulls, no empty lists or objects, values in one canonical form. Only
+/// no nulls, no empty lists (but a script's `arguments: []`, "no
+/// arguments") or objects, values in one canonical form. Only
 /// the write rules in [`super::write`] and the store's loader construct them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Props(Map<String, Value>);
@@ -79,7 +80,8 @@ impl Draft {
 /// Which view of an object to show.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ViewOptions {
-    /// Show every known property, unset ones as `null` (lists as `[]`, vars as `{}`).
+    /// Show every known property, unset ones as `null` (name lists as `[]`,
+    /// vars as `{}`; `arguments` as `null`, since `[]` is a value there).
     pub with_null: bool,
     /// Only these top-level keys.
     pub properties: Option<Vec<String>>,
@@ -127,10 +129,11 @@ pub fn render_owned(
     Value::Object(map)
 }
 
-/// How `withNull` shows an unset property.
+/// How `withNull` shows an unset property. Unset `arguments` (any) is
+/// `null`: `[]` would read, and re-post, as "no arguments".
 fn empty_value(ty: PropType) -> Value {
     match ty {
-        PropType::Names | PropType::Arguments => Value::Array(Vec::new()),
+        PropType::Names => Value::Array(Vec::new()),
         PropType::Vars => Value::Object(Map::new()),
         _ => Value::Null,
     }
@@ -185,6 +188,42 @@ mod tests {
         assert_eq!(
             view.as_object().map(|m| m.len()),
             Some(Kind::Host.properties().len() + 2)
+        );
+    }
+
+    #[test]
+    fn with_null_shows_unset_arguments_as_null_and_an_empty_list_as_itself() {
+        let script = |props: Value| {
+            let Value::Object(map) = props else {
+                panic!("props must be an object")
+            };
+            Props::from_stored(map)
+        };
+        let name = ObjectName::from_stored("s".into());
+        let options = ViewOptions {
+            with_null: true,
+            properties: None,
+        };
+        let show = |props: &Props, options: &ViewOptions| {
+            render(
+                Kind::Script,
+                &name,
+                ObjectType::Object,
+                props,
+                options,
+                false,
+            )
+        };
+        let unset = script(json!({"command": "/bin/true"}));
+        assert_eq!(show(&unset, &options)["arguments"], Value::Null);
+        assert_eq!(show(&unset, &options)["imports"], json!([]));
+        let none = script(json!({"command": "/bin/true", "arguments": []}));
+        assert_eq!(show(&none, &options)["arguments"], json!([]));
+        assert_eq!(show(&none, &ViewOptions::default())["arguments"], json!([]));
+        assert!(
+            show(&unset, &ViewOptions::default())
+                .get("arguments")
+                .is_none()
         );
     }
 

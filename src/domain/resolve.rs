@@ -275,6 +275,33 @@ mod tests {
     }
 
     #[test]
+    fn an_own_empty_argument_list_overrides_inherited_arguments() {
+        let script = |name: &str, object_type, props| Draft {
+            kind: Kind::Script,
+            ..draft(name, object_type, props)
+        };
+        let resolver = Resolver::new([script(
+            "t",
+            ObjectType::Template,
+            json!({"command": "/bin/t", "arguments": ["-v"]}),
+        )]);
+        let none = script(
+            "none",
+            ObjectType::Object,
+            json!({"imports": ["t"], "arguments": []}),
+        );
+        assert_eq!(
+            resolver.resolve(&none).props.get("arguments"),
+            Some(&json!([]))
+        );
+        let inherits = script("inherits", ObjectType::Object, json!({"imports": ["t"]}));
+        assert_eq!(
+            resolver.resolve(&inherits).props.get("arguments"),
+            Some(&json!(["-v"]))
+        );
+    }
+
+    #[test]
     fn the_resolved_checksum_covers_the_ancestors() {
         let before = Resolver::new([template("t", json!({"address": "a"}))]);
         let after = Resolver::new([template("t", json!({"address": "b"}))]);

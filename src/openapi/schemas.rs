@@ -499,6 +499,9 @@ pub struct AgentConfig {
     pub host_id: i64,
     pub agent_port: i64,
     pub signing_key: SigningKey,
+    /// The newest allowlist serial issued to the host (absent before any):
+    /// the agent refuses every allowlist with a smaller serial.
+    pub serial_floor: Option<i64>,
 }
 
 /// One script of an allowlist.
@@ -506,7 +509,7 @@ pub struct AgentConfig {
 pub struct AllowedScript {
     pub name: String,
     pub command: String,
-    /// `null`: any arguments.
+    /// `null`: any arguments; a list: only those; `[]`: none at all.
     pub arguments: Option<Vec<String>>,
     pub timeout: Option<i64>,
 }

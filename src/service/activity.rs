@@ -18,6 +18,9 @@ use crate::store::activity::{self as rows, Query, StoredEntry};
 
 const BATCH: u64 = 500;
 
+/// The `object_type` of the entries about users.
+const USER_ENTRIES: &str = "user";
+
 /// A checked request for the log.
 #[derive(Debug, Clone)]
 pub struct ActivityRequest {
@@ -93,10 +96,14 @@ fn render(stored: &StoredEntry) -> Value {
     Value::Object(map)
 }
 
-/// Whether the caller may see an entry: entries about host objects outside
-/// their restrictions are left out.
+/// Whether the caller may see an entry: entries about users (names, roles,
+/// restrictions) only with the `users` permission, and entries about host
+/// objects outside the caller's restrictions never.
 fn visible(caller: &Caller, stored: &StoredEntry) -> bool {
     let e = &stored.entry;
+    if e.object_type == USER_ENTRIES {
+        return caller.permissions.contains(&Permission::Users);
+    }
     if e.object_type != "host" || caller.restrictions.is_unrestricted() {
         return true;
     }

@@ -325,6 +325,7 @@ pub async fn agent_config(
     let (host, _) = host_of_key(store.db(), key).await?;
     let resolver = resolver(store, Kind::Host).await?;
     let (_, port) = resolved_agent(&resolver, &host.draft);
+    let floor = serial_floor(store, host.id).await?;
     let mut config = json!({
         "host": host.draft.name.as_str(),
         "host_id": host.id,
@@ -335,6 +336,9 @@ pub async fn agent_config(
             "fingerprint": server_key.fingerprint(),
         },
     });
+    if let Some(floor) = floor {
+        config["serial_floor"] = json!(floor);
+    }
     // During a key rotation, the key that will replace it.
     if let Some(public_key) = server_key.next_public_key_base64() {
         config["signing_key"]["next"] = json!({
@@ -343,6 +347,21 @@ pub async fn agent_config(
         });
     }
     Ok(config)
+}
+
+/// The serial below which an agent of this host must refuse any allowlist:
+/// the newest serial issued to the host, or that its agent confirmed when
+/// the deployment details were pruned since (`None` before any). A node
+/// registering afresh (reinstalled, or with a copied state) learns it, so
+/// an older, validly signed allowlist cannot be replayed to it.
+async fn serial_floor(store: &Store, host_id: i64) -> Result<Option<i64>, ApiError> {
+    let issued = crate::store::deployments::latest_for_host(store.db(), host_id)
+        .await?
+        .map(|h| h.serial);
+    let confirmed = crate::store::agents::of_host(store.db(), host_id)
+        .await?
+        .and_then(|a| a.confirmed_serial);
+    Ok(issued.max(confirmed))
 }
 
 async fn ticket_of(store: &Store, host: &StoredObject, salt: &str) -> Result<String, ApiError> {

@@ -236,3 +236,42 @@ db_test!(
         assert_eq!(names, ["web-1"]);
     }
 );
+
+db_test!(
+    entries_about_users_are_shown_only_to_callers_with_the_users_permission,
+    async |app: &TestApp| {
+        let reader = app.user("rita", "reader", json!({})).await;
+        let operator = app.user("otto", "operator", json!({})).await;
+        app.create("host", json!({"object_name": "h"})).await;
+        let ask = async |auth: &str, uri: &str| {
+            let r = app.as_user(auth, "GET", uri, None).await;
+            assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text);
+            entries(&r.json())
+        };
+        for uri in [
+            "/director/activity",
+            "/director/activity?limit=1000",
+            "/director/activity?object_type=user",
+            "/director/activity?object_type=user&limit=10",
+            "/director/activity?name=rita",
+            "/director/activity?action=create&limit=5",
+        ] {
+            for auth in [&reader, &operator] {
+                let seen = ask(auth, uri).await;
+                assert!(
+                    seen.iter().all(|e| e["object_type"] != json!("user")),
+                    "{uri}: {seen:?}"
+                );
+            }
+        }
+        // The host entry stays visible, and `users` still sees user entries.
+        let all = ask(&reader, "/director/activity").await;
+        assert!(all.iter().any(|e| e["object_type"] == json!("host")));
+        let admin = entries(&app.get("/director/activity?object_type=user").await.json());
+        let names: Vec<&str> = admin
+            .iter()
+            .map(|e| e["object_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names[..2], ["otto", "rita"], "newest first");
+    }
+);

@@ -224,6 +224,27 @@ fn cases() -> Vec<Case> {
             422,
         ),
         case(
+            "a command with '#'",
+            "POST",
+            "/director/script?name=s",
+            b"{\"command\": \"/usr/bin/check#x\"}",
+            422,
+        ),
+        case(
+            "a command with a bidirectional override",
+            "POST",
+            "/director/script",
+            "{\"object_name\": \"rtl\", \"command\": \"/usr/bin/\u{202e}hs\"}".as_bytes(),
+            422,
+        ),
+        case(
+            "a command with a zero-width space (escaped)",
+            "PUT",
+            "/director/script?name=s",
+            b"{\"command\": \"/usr/bin/up\\u200btime\"}",
+            422,
+        ),
+        case(
             "a PUT body name that differs on create",
             "PUT",
             "/director/host?name=newname",

@@ -639,3 +639,105 @@ db_test!(names_are_case_sensitive, async |app: &TestApp| {
         json!("Web")
     );
 });
+
+db_test!(
+    an_empty_argument_list_means_no_arguments_and_is_kept_apart_from_unset,
+    async |app: &TestApp| {
+        // Unset: withNull shows null, and re-posting that view changes nothing.
+        app.create(
+            "script",
+            json!({"object_name": "any", "command": "/bin/any"}),
+        )
+        .await;
+        let view = app.get("/director/script?name=any&withNull=1").await.json();
+        assert_eq!(view["arguments"], json!(null));
+        assert_eq!(view["imports"], json!([]));
+        for method in ["POST", "PUT"] {
+            let r = app
+                .request(
+                    method,
+                    "/director/script?name=any",
+                    &[],
+                    Some(view.to_string().into_bytes()),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{method}: {}", r.text);
+        }
+
+        // `[]` is a value: stored, shown, changed to and from.
+        let none = app
+            .post(
+                "/director/script",
+                &json!({"object_name": "none", "command": "/bin/none", "arguments": []}),
+            )
+            .await;
+        assert_eq!(none.status, StatusCode::CREATED, "{}", none.text);
+        assert_eq!(none.json()["arguments"], json!([]));
+        assert_eq!(
+            app.get("/director/script?name=none").await.json()["arguments"],
+            json!([])
+        );
+        let view = app
+            .get("/director/script?name=none&withNull=1")
+            .await
+            .json();
+        assert_eq!(view["arguments"], json!([]));
+        let again = app.post("/director/script?name=none", &view).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{}", again.text);
+
+        let r = app
+            .post("/director/script?name=any", &json!({"arguments": []}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "[] is not unset: {}", r.text);
+        assert_eq!(r.json()["arguments"], json!([]));
+        let r = app
+            .post("/director/script?name=any", &json!({"arguments": []}))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+        let r = app
+            .post("/director/script?name=any", &json!({"arguments": null}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.json().get("arguments").is_none());
+
+        // An own `[]` overrides a template's list.
+        app.create(
+            "script",
+            json!({"object_name": "verbose", "object_type": "template", "arguments": ["-v"]}),
+        )
+        .await;
+        app.create(
+            "script",
+            json!({"object_name": "quiet", "command": "/bin/quiet", "imports": ["verbose"], "arguments": []}),
+        )
+        .await;
+        let resolved = app
+            .get("/director/script?name=quiet&resolved=1")
+            .await
+            .json();
+        assert_eq!(resolved["arguments"], json!([]));
+
+        // The signed allowlist tells `[]` from null.
+        app.create(
+            "host",
+            json!({"object_name": "h", "has_agent": true, "scripts": ["none", "any", "quiet"]}),
+        )
+        .await;
+        let preview = app.get("/director/host/allowlist?name=h").await.json();
+        let arguments: Vec<(serde_json::Value, serde_json::Value)> =
+            preview["allowlist"]["scripts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| (s["name"].clone(), s["arguments"].clone()))
+                .collect();
+        assert_eq!(
+            arguments,
+            [
+                (json!("any"), json!(null)),
+                (json!("none"), json!([])),
+                (json!("quiet"), json!([]))
+            ]
+        );
+    }
+);

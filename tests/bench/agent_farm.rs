@@ -180,6 +180,7 @@ async fn main() -> Result<(), String> {
             agent_port: port,
             registered_at: String::new(),
             next_server_key: None,
+            serial_floor: None,
         };
         let node = Arc::new(Node {
             pinned: Pinned::from_state(&state)?,
