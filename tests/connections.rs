@@ -32,8 +32,13 @@ impl Server {
 
     fn start_in_shell(before: &str, header_timeout: u64, idle_timeout: u64, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port("127.0.0.1");
-        let addr = format!("127.0.0.1:{port}");
+        // An address of this test process's own (nextest runs each test
+        // in a process), so that no other test's server can take the port
+        // between `free_port` and the bind.
+        let pid = std::process::id();
+        let ip = format!("127.{}.{}.1", 1 + pid % 200, 1 + (pid / 200) % 200);
+        let port = free_port(&ip);
+        let addr = format!("{ip}:{port}");
         let script = format!(
             "{before} exec \"$0\" serve --listen {addr} --data-dir \"$1\" --header-timeout {header_timeout} --idle-timeout {idle_timeout} --body-timeout 2 {extra}"
         );
