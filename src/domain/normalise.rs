@@ -82,7 +82,7 @@ pub fn check_command(command: &str) -> Result<(), RuleError> {
     if command.contains('#') {
         return fail("it must not contain '#'");
     }
-    if command.chars().any(is_format_char) {
+    if command.chars().any(super::text::is_format) {
         return fail("it must not contain invisible format characters (zero-width, bidirectional)");
     }
     if command.split('/').any(|segment| segment == "..") {
@@ -92,13 +92,6 @@ pub fn check_command(command: &str) -> Result<(), RuleError> {
         return fail("it must name a file, not a directory");
     }
     Ok(())
-}
-
-/// Whether `c` is a Unicode format character (general category Cf): it
-/// changes how text displays without showing itself.
-pub fn is_format_char(c: char) -> bool {
-    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-    c.general_category() == GeneralCategory::Format
 }
 
 fn wrong_type(key: &str, expected: &str) -> RuleError {

@@ -128,7 +128,9 @@ fn shown(ty: PropType) -> Schema {
         PropType::Bool | PropType::Disabled => nullable(Type::Boolean).into(),
         PropType::Int { .. } | PropType::Interval => nullable(Type::Integer).into(),
         PropType::Number => nullable(Type::Number).into(),
-        PropType::Names | PropType::Arguments => strings().into(),
+        PropType::Names => strings().into(),
+        // An unset `arguments` (any) shows as `null`, apart from `[]` (none).
+        PropType::Arguments => any_of([strings().into(), null()]),
         PropType::Vars => typed(Type::Object).into(),
     }
 }
