@@ -9,7 +9,7 @@
 //! process's own changes call [`Authenticator::reload`] at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,8 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 use sha2::Sha256;
-use tokio::sync::Semaphore;
 
+use super::hashing::Hashing;
 use super::password;
 use crate::store::users::{self, StoredUser};
 use crate::store::watch::DataWatch;
@@ -27,10 +27,6 @@ use crate::store::watch::DataWatch;
 pub const REMEMBER_FOR: Duration = Duration::from_secs(120);
 /// How often, at most, PostgreSQL replicas re-read the users epoch.
 pub const PG_POLL: Duration = Duration::from_secs(2);
-/// Password hashes computed at once (each argon2id takes about 19 MiB).
-pub const CONCURRENT_HASHES: usize = 2;
-/// Requests allowed to queue for a hash; more are answered 503 at once.
-pub const MAX_WAITING_HASHES: usize = 64;
 /// Remembered credentials kept at most.
 const MAX_REMEMBERED: usize = 10_000;
 
@@ -73,9 +69,10 @@ pub struct Authenticator {
     users: RwLock<Users>,
     remembered: Mutex<HashMap<[u8; 32], Remembered>>,
     key: [u8; 64],
-    hashing: Semaphore,
-    waiting: AtomicUsize,
-    dummy_hash: String,
+    hashing: Hashing,
+    /// About how long a hash takes, in microseconds: an unknown user's
+    /// answer waits as long, so that timing does not tell names apart.
+    typical_hash_micros: AtomicU64,
     /// Password hashes computed so far (for tests and benchmarks).
     hashes_computed: AtomicUsize,
 }
@@ -98,16 +95,17 @@ impl Authenticator {
         };
         let mut key = [0u8; 64];
         rand::rngs::OsRng.fill_bytes(&mut key);
-        let dummy_hash = password::hash(&password::random_secret(16)).map_err(DbErr::Custom)?;
+        let started = Instant::now();
+        password::hash(&password::random_secret(16)).map_err(DbErr::Custom)?;
+        let typical_hash_micros = AtomicU64::new(micros(started.elapsed()));
         let auth = Self {
             db,
             watcher,
             users: RwLock::new(Users::default()),
             remembered: Mutex::new(HashMap::new()),
             key,
-            hashing: Semaphore::new(CONCURRENT_HASHES),
-            waiting: AtomicUsize::new(0),
-            dummy_hash,
+            hashing: Hashing::default(),
+            typical_hash_micros,
             hashes_computed: AtomicUsize::new(0),
         };
         auth.refresh().await?;
@@ -169,26 +167,28 @@ impl Authenticator {
     }
 
     /// The user these credentials belong to. A remembered credential costs
-    /// a keyed hash and a map lookup; a new one runs argon2 once, at most
-    /// [`CONCURRENT_HASHES`] at a time.
+    /// a keyed hash and a map lookup; a new one runs argon2 once, in one of
+    /// the hashing slots ([`super::hashing`]).
     pub async fn authenticate(
         &self,
         name: &str,
         password: &str,
     ) -> Result<Arc<StoredUser>, AuthError> {
-        self.authenticate_guarded(name, password, || Ok(())).await
+        self.authenticate_guarded(name, password, || Ok(0)).await
     }
 
     /// As [`Self::authenticate`], calling `before_hash` when (and only
-    /// when) the credential is not remembered and must be hashed: its error
-    /// ends the check there. The login throttle reserves an attempt in it,
-    /// so that concurrent wrong guesses cannot all pass its check before
-    /// any of them is counted, while remembered credentials never touch it.
+    /// when) the credential is not remembered and must be checked: its
+    /// error ends the check there, and its answer is the client address's
+    /// failures so far (fewer go first in the hashing line). The login
+    /// throttle reserves an attempt in it, so that concurrent wrong guesses
+    /// cannot all pass its check before any of them is counted, while
+    /// remembered credentials never touch it.
     pub async fn authenticate_guarded(
         &self,
         name: &str,
         password: &str,
-        before_hash: impl FnOnce() -> Result<(), AuthError>,
+        before_hash: impl FnOnce() -> Result<u32, AuthError>,
     ) -> Result<Arc<StoredUser>, AuthError> {
         self.refresh().await?;
         let user = self
@@ -217,31 +217,45 @@ impl Authenticator {
                 return Ok(user.clone());
             }
         }
-        before_hash()?;
-        // Unknown users cost a hash too, so timing does not reveal names.
-        let phc = user
-            .as_ref()
-            .map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.clone());
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_HASHES {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(AuthError::Busy);
-        }
-        let permit = self.hashing.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let _permit = permit.map_err(|_| AuthError::Busy)?;
-        let candidate = password.to_owned();
-        self.hashes_computed.fetch_add(1, Ordering::Relaxed);
-        let ok = tokio::task::spawn_blocking(move || password::verify(&candidate, &phc))
+        let failures = before_hash()?;
+        let Some(user) = user else {
+            // Nothing to hash, so nothing to wait for behind the checks that
+            // must be hashed; answered after about as long as a hash takes,
+            // so that timing does not tell which names exist.
+            let typical = self.typical_hash_micros.load(Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_micros(typical)).await;
+            return Err(AuthError::Invalid);
+        };
+        let mut slot = self
+            .hashing
+            .acquire(user.id, failures)
             .await
-            .unwrap_or(false);
-        match user {
-            Some(user) if ok && !user.draft.disabled => {
-                if let Some(key) = key {
-                    self.remember(key, &user);
-                }
-                Ok(user)
+            .map_err(|_| AuthError::Busy)?;
+        let (candidate, phc) = (password.to_owned(), user.password_hash.clone());
+        self.hashes_computed.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        // The slot moves into the computation: it is passed on when the hash
+        // ends, even if this request went away meanwhile.
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = password::verify_in(&candidate, &phc, slot.memory());
+            drop(slot);
+            ok
+        })
+        .await
+        .unwrap_or(false);
+        let took = micros(started.elapsed());
+        let _ = self
+            .typical_hash_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some((t.saturating_mul(7).saturating_add(took)) / 8)
+            });
+        if ok && !user.draft.disabled {
+            if let Some(key) = key {
+                self.remember(key, &user);
             }
-            _ => Err(AuthError::Invalid),
+            Ok(user)
+        } else {
+            Err(AuthError::Invalid)
         }
     }
 
@@ -264,8 +278,17 @@ impl Authenticator {
         );
     }
 
+    /// Checks waiting for a hashing slot now.
+    pub fn waiting_hashes(&self) -> usize {
+        self.hashing.waiting()
+    }
+
     /// How many password hashes were computed since start.
     pub fn hashes_computed(&self) -> usize {
         self.hashes_computed.load(Ordering::Relaxed)
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

@@ -117,12 +117,12 @@ pub async fn require_user(State(state): State<AppState>, mut req: Request, next:
         .authenticate_guarded(&name, &password, || {
             // Counted before the hash, so concurrent guesses cannot all
             // pass the check above before any of them is counted.
-            state
+            let failures = state
                 .throttle
                 .reserve(address, &name, now)
                 .map_err(AuthError::Throttled)?;
             reserved = true;
-            Ok(())
+            Ok(failures)
         })
         .await;
     let user = match checked {

@@ -2,6 +2,7 @@
 //! ones, and the layer that turns an `Authorization` header into a caller.
 
 pub mod authenticator;
+pub mod hashing;
 pub mod layer;
 pub mod password;
 pub mod throttle;

@@ -1,8 +1,10 @@
 //! argon2id password hashes (default parameters), as PHC strings.
 
-use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use super::hashing::Memory;
 
 /// Hashes a password with a fresh random salt.
 pub fn hash(password: &str) -> Result<String, String> {
@@ -22,6 +24,40 @@ pub fn verify(password: &str, phc: &str) -> bool {
                 .is_ok()
         })
         .unwrap_or(false)
+}
+
+/// As [`verify`], computing the hash in `memory` instead of allocating
+/// its blocks. A hash asking for more memory than `memory` reserves (over
+/// 32 MiB) never matches.
+pub fn verify_in(password: &str, phc: &str, memory: &mut Memory) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(expected), Some(salt)) = (parsed.hash, parsed.salt) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(version), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        parsed
+            .version
+            .map_or(Ok(Version::default()), Version::try_from),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let Some(blocks) = memory.blocks(params.block_count()) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, blocks)
+        .is_ok()
+        // Output's comparison takes the same time wherever the bytes differ.
+        && Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
 /// A random secret of `bytes` bytes, URL-safe base64 without padding.
@@ -45,6 +81,35 @@ mod tests {
         assert!(!verify("wrong horse", &phc));
         assert!(!verify("correct horse", "not a hash"));
         assert_ne!(hash("correct horse").expect("hash"), phc, "salted");
+    }
+
+    #[test]
+    fn a_hash_verified_in_kept_memory_agrees_with_the_plain_check() {
+        let mut memory = crate::auth::hashing::Memory::for_tests();
+        let phc = hash("correct horse").expect("hash");
+        assert!(verify_in("correct horse", &phc, &mut memory));
+        assert!(!verify_in("wrong horse", &phc, &mut memory));
+        assert!(
+            verify_in("correct horse", &phc, &mut memory),
+            "memory reused"
+        );
+        // Other parameters (argon2i, less memory, two lanes) are read from the hash.
+        let params = Params::new(4096, 3, 2, None).expect("params");
+        let other = Argon2::new(Algorithm::Argon2i, Version::V0x13, params)
+            .hash_password(b"battery staple", &SaltString::generate(&mut OsRng))
+            .expect("hash")
+            .to_string();
+        assert!(verify_in("battery staple", &other, &mut memory));
+        assert!(!verify_in("battery stapler", &other, &mut memory));
+        assert!(!verify_in("correct horse", "not a hash", &mut memory));
+        // More memory than a slot reserves (64 MiB) never matches.
+        let big = Params::new(65536, 1, 1, None).expect("params");
+        let greedy = Argon2::new(Algorithm::Argon2id, Version::V0x13, big)
+            .hash_password(b"pw", &SaltString::generate(&mut OsRng))
+            .expect("hash")
+            .to_string();
+        assert!(verify("pw", &greedy));
+        assert!(!verify_in("pw", &greedy, &mut memory));
     }
 
     #[test]

@@ -125,12 +125,18 @@ impl Throttle {
     /// concurrent guesses from a key with `free` failures left get at most
     /// `free` hashes, the rest `Err(wait)`. An attempt that proves right is
     /// given back with [`Throttle::refund`]; one that proves wrong, or that
-    /// could not be hashed (the server was busy), stays counted.
-    pub fn reserve(&self, address: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
+    /// could not be hashed (the server was busy), stays counted. Answers
+    /// the address's failures before this attempt: the hashing line serves
+    /// cleaner addresses first.
+    pub fn reserve(&self, address: IpAddr, user: &str, now: Instant) -> Result<u32, Duration> {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         self.wait(&keys, address, user, now)?;
+        let before = keys
+            .get(&Key::Address(address))
+            .filter(|f| now.duration_since(f.last) < FORGET_AFTER)
+            .map_or(0, |f| f.count);
         count(&mut keys, address, user, now);
-        Ok(())
+        Ok(before)
     }
 
     /// A reserved attempt whose credential was right: its pair is cleared
@@ -218,6 +224,20 @@ mod tests {
         assert!(
             t.check(ip(1), "alice", now).is_ok(),
             "alice's own address is not"
+        );
+    }
+
+    #[test]
+    fn a_reservation_answers_the_failures_of_its_address_before_it() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        assert_eq!(t.reserve(ip(3), "alice", now), Ok(0));
+        assert_eq!(t.reserve(ip(3), "bob", now), Ok(1));
+        assert_eq!(t.reserve(ip(4), "alice", now), Ok(0), "per address");
+        assert_eq!(
+            t.reserve(ip(3), "carol", now + FORGET_AFTER),
+            Ok(0),
+            "forgotten failures do not count"
         );
     }
 

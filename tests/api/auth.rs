@@ -600,7 +600,7 @@ async fn a_flood_of_wrong_passwords_is_bounded_and_does_not_starve_remembered_us
         let router = app.router.clone();
         flood.push(tokio::spawn(async move {
             let request = axum::http::Request::get("/director/hosts")
-                .header("authorization", basic(&format!("nobody{i}"), "guess"))
+                .header("authorization", basic("admin", "guess"))
                 .header(
                     "x-forwarded-for",
                     format!("127.0.{}.{}", 1 + i / 200, 1 + i % 200),
@@ -831,4 +831,89 @@ async fn a_right_password_gives_its_reserved_attempt_back() {
         send(basic("n100", "x")).await,
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+/// During a flood of wrong passwords from 1,400 addresses (half at a real
+/// user, half at names that do not exist, about 1,200 a second as the
+/// attack this was measured with), nine of ten first logins of other users
+/// succeed within 5 s: the flood fills only its own user's place in the
+/// hashing line, and guesses at unknown names take no place in it at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_logins_get_through_a_flood_of_wrong_passwords_from_many_addresses() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+    use tower::ServiceExt;
+
+    let app = throttled_app().await;
+    let mut users = Vec::new();
+    for i in 0..10 {
+        users.push(app.user(&format!("ops{i}"), "operator", json!({})).await);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let busy = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..100 {
+        let (router, stop, sent, busy) =
+            (app.router.clone(), stop.clone(), sent.clone(), busy.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = sent.fetch_add(1, Ordering::Relaxed);
+                let address = n % 1400;
+                let name = if n % 2 == 0 {
+                    "admin".to_owned()
+                } else {
+                    format!("nobody{n}")
+                };
+                let request = axum::http::Request::get("/director/hosts")
+                    .header("authorization", basic(&name, "guess"))
+                    .header(
+                        "x-forwarded-for",
+                        format!("127.1.{}.{}", address / 200, 1 + address % 200),
+                    )
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                if let Ok(r) = router.clone().oneshot(request).await
+                    && r.status() == StatusCode::SERVICE_UNAVAILABLE
+                {
+                    busy.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(80)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut in_time = Vec::new();
+    for (i, auth) in users.iter().enumerate() {
+        let started = Instant::now();
+        let r = app
+            .request(
+                "GET",
+                "/director/hosts",
+                &[
+                    ("authorization", auth),
+                    ("x-forwarded-for", &format!("127.0.2.{}", 1 + i)),
+                ],
+                None,
+            )
+            .await;
+        in_time.push((r.status, started.elapsed()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(
+        busy.load(Ordering::Relaxed) > 0,
+        "the flood ({sent} requests) kept the hashing line full"
+    );
+    let ok = in_time
+        .iter()
+        .filter(|(status, took)| *status == StatusCode::OK && *took <= Duration::from_secs(5))
+        .count();
+    assert!(ok >= 9, "{ok} of 10 in time: {in_time:?}");
+    app.cleanup().await;
 }
