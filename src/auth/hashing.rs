@@ -34,17 +34,14 @@ pub struct Memory(Vec<Block>);
 /// Blocks (1 KiB each) reserved per slot: just over 32 MiB, see [`Memory`].
 const RESERVED_BLOCKS: usize = 33 * 1024;
 
-impl Memory {
-    fn new() -> Self {
+impl Default for Memory {
+    /// Reserved, not yet touched.
+    fn default() -> Self {
         Self(Vec::with_capacity(RESERVED_BLOCKS))
     }
+}
 
-    /// Memory for a test of the hash itself.
-    #[cfg(test)]
-    pub(crate) fn for_tests() -> Self {
-        Self::new()
-    }
-
+impl Memory {
     /// At least `blocks` blocks, or `None` past the reserved capacity.
     pub fn blocks(&mut self, blocks: usize) -> Option<&mut [Block]> {
         if blocks > self.0.capacity() {
@@ -200,7 +197,7 @@ impl Hashing {
                 state.free -= 1;
                 return Ok(Slot {
                     hashing: self.clone(),
-                    memory: Some(Memory::new()),
+                    memory: Some(Memory::default()),
                 });
             }
             let (tx, rx) = oneshot::channel();
@@ -265,7 +262,7 @@ pub struct Slot {
 impl Slot {
     /// The slot's memory.
     pub fn memory(&mut self) -> &mut Memory {
-        self.memory.get_or_insert_with(Memory::new)
+        self.memory.get_or_insert_with(Memory::default)
     }
 }
 
@@ -383,7 +380,7 @@ mod tests {
 
     #[test]
     fn memory_beyond_the_reserve_is_not_given() {
-        let mut memory = Memory::new();
+        let mut memory = Memory::default();
         assert!(memory.blocks(RESERVED_BLOCKS + 1).is_none());
         assert_eq!(memory.blocks(19 * 1024).map(|b| b.len()), Some(19 * 1024));
     }

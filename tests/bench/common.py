@@ -68,10 +68,13 @@ def sqlite_url(data_dir):
 class Server:
     """`steward serve` on a free loopback port, started on entry and stopped
     (SIGTERM) on exit. `database` None means SQLite in `data_dir`; `steward`
-    a binary to run instead of the release build in `target_dir`."""
+    a binary to run instead of the release build in `target_dir`.
+    `allocator_settings` False starts it as shipped, without the glibc
+    malloc variables the other benches set."""
 
-    def __init__(self, target_dir, data_dir, database=None, steward=None):
+    def __init__(self, target_dir, data_dir, database=None, steward=None, allocator_settings=True):
         self.steward = steward or binary(target_dir, "steward")
+        self.allocator_settings = allocator_settings
         self.data_dir = data_dir
         self.database = database
         self.port = free_port()
@@ -81,8 +84,12 @@ class Server:
         self.preexec = None
 
     def spawn(self):
-        env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn", MALLOC_ARENA_MAX="2",
-                   MALLOC_MMAP_THRESHOLD_="1048576")
+        env = dict(os.environ, STEWARD_ADMIN_PASSWORD=PASSWORD, STEWARD_LOG="warn")
+        if self.allocator_settings:
+            env.update(MALLOC_ARENA_MAX="2", MALLOC_MMAP_THRESHOLD_="1048576")
+        else:
+            for name in [n for n in env if n.startswith("MALLOC_")]:
+                del env[name]
         env.pop("STEWARD_DATABASE_URL", None)
         cmd = [self.steward, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
         if self.database:
