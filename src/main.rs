@@ -168,12 +168,9 @@ fn init_logging(config: &Config) {
 
 async fn open_store(config: &Config) -> Result<Store, String> {
     if config.database_url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            format!(
-                "cannot create the data directory {}: {e}",
-                config.data_dir.display()
-            )
-        })?;
+        if steward::files::private_dir(&config.data_dir)? {
+            tracing::warn!(dir = %config.data_dir.display(), "the data directory was open to others: now its owner's only");
+        }
     }
     Store::open(&config.database_url)
         .await

@@ -201,6 +201,59 @@ fn a_bad_configuration_exits_2_with_a_message() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("invalid listen address"));
 }
 
+/// The permission bits of each of `paths` that exists.
+fn modes(paths: &[std::path::PathBuf]) -> Vec<(String, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    paths
+        .iter()
+        .filter_map(|p| {
+            let mode = std::fs::metadata(p).ok()?.permissions().mode() & 0o7777;
+            Some((p.file_name()?.to_string_lossy().into_owned(), mode))
+        })
+        .collect()
+}
+
+#[test]
+fn the_data_directory_and_database_files_are_the_owners_alone_even_if_they_were_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let cwd = tempfile::tempdir().unwrap();
+    let data = cwd.path().join("steward-data");
+    let files: Vec<_> = ["steward.sqlite", "steward.sqlite-wal", "steward.sqlite-shm"]
+        .iter()
+        .map(|f| data.join(f))
+        .collect();
+    let serve = || {
+        let port = free_port("127.0.0.1");
+        let mut child = Command::new(STEWARD)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(cwd.path())
+            .env_remove("STEWARD_DATABASE_URL")
+            .env_remove("STEWARD_DATA_DIR")
+            .env_remove("STEWARD_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start steward");
+        wait_ready(&mut child, port);
+        let held = (modes(std::slice::from_ref(&data)), modes(&files));
+        assert!(terminate(&mut child).success());
+        held
+    };
+    let (dir, db) = serve();
+    assert_eq!(dir, [("steward-data".to_owned(), 0o700)]);
+    assert!(db.len() >= 2, "the database and its WAL files: {db:?}");
+    assert!(db.iter().all(|(_, mode)| *mode == 0o600), "{db:?}");
+
+    // An older server left them open to others.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for file in files.iter().filter(|f| f.exists()) {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let (dir, db) = serve();
+    assert_eq!(dir, [("steward-data".to_owned(), 0o700)]);
+    assert!(db.iter().all(|(_, mode)| *mode == 0o600), "{db:?}");
+}
+
 /// A running `steward serve` on a temporary data directory.
 struct Server {
     child: Child,

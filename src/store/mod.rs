@@ -89,6 +89,12 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, DbErr> {
         let mut options = ConnectOptions::new(url.to_owned());
         options.sqlx_logging(false);
+        if let Some(path) = sqlite_path(url) {
+            // It holds password and key hashes: the owner's alone.
+            for narrowed in crate::files::private_sqlite(&path).map_err(DbErr::Custom)? {
+                tracing::warn!(file = %narrowed.display(), "the database file was readable by others: now by its owner only");
+            }
+        }
         if url.starts_with("sqlite:") {
             // Durable answered writes: WAL with synchronous=FULL survives a
             // power cut; the busy timeout covers the CLI writing meanwhile.
