@@ -176,6 +176,29 @@ pub fn script_names(doc: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What an agent holds, as far as its recorded state goes: the checksum
+/// and serial of an allowlist, and whether it lists any script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holding<'a> {
+    pub checksum: &'a str,
+    pub serial: i64,
+    pub has_scripts: bool,
+}
+
+/// Whether a pulling agent's fetch of `issued` can go unrecorded: the
+/// agent's recorded state already holds exactly it, its pulling was
+/// recorded before, and its deployment already counts it as deployed.
+/// Recording such a fetch would change nothing but timestamps, and an agent
+/// fetching without `If-None-Match` would cost a write transaction each time.
+pub fn fetch_changes_nothing(
+    recorded: Option<Holding<'_>>,
+    pulled_before: bool,
+    issued: Holding<'_>,
+    issued_deployed: bool,
+) -> bool {
+    pulled_before && issued_deployed && recorded == Some(issued)
+}
+
 /// Checks a signed allowlist's signature with `public_key`.
 pub fn verify_signature(doc: &Value, public_key: &VerifyingKey) -> Result<(), String> {
     let mut unsigned = doc
@@ -199,6 +222,39 @@ pub fn verify_signature(doc: &Value, public_key: &VerifyingKey) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fetch_changes_nothing_only_when_all_of_it_is_recorded_already() {
+        let issued = Holding {
+            checksum: "abc",
+            serial: 7,
+            has_scripts: true,
+        };
+        assert!(fetch_changes_nothing(Some(issued), true, issued, true));
+        let older = Holding {
+            serial: 6,
+            ..issued
+        };
+        let other = Holding {
+            checksum: "abd",
+            ..issued
+        };
+        let left_the_set = Holding {
+            has_scripts: false,
+            ..issued
+        };
+        for recorded in [None, Some(older), Some(other), Some(left_the_set)] {
+            assert!(!fetch_changes_nothing(recorded, true, issued, true));
+        }
+        assert!(
+            !fetch_changes_nothing(Some(issued), false, issued, true),
+            "first pull"
+        );
+        assert!(
+            !fetch_changes_nothing(Some(issued), true, issued, false),
+            "not counted"
+        );
+    }
 
     fn rfc8032_key() -> SigningKey {
         // RFC 8032, section 7.1, test 1.

@@ -430,7 +430,36 @@ pub async fn held_allowlist(
 /// Records that a pulling agent fetched its newest allowlist: it counts as
 /// confirmed, and as deployed in its deployment.
 pub async fn fetched(store: &Store, host_id: i64) -> Result<(), ApiError> {
-    use crate::store::deployments;
+    use crate::domain::allowlist::{Holding, fetch_changes_nothing};
+    use crate::store::{agents, deployments};
+    // An agent fetching what it already holds (without If-None-Match) is
+    // answered from reads alone: no write transaction per fetch.
+    if let Some(h) = deployments::latest_for_host(store.db(), host_id).await?
+        && let Some(state) = agents::of_host(store.db(), host_id).await?
+    {
+        let doc: Value = serde_json::from_str(&h.allowlist).unwrap_or_default();
+        let issued = Holding {
+            checksum: &h.checksum,
+            serial: h.serial,
+            has_scripts: !crate::domain::allowlist::script_names(&doc).is_empty(),
+        };
+        let recorded = match (&state.confirmed_checksum, state.confirmed_serial) {
+            (Some(checksum), Some(serial)) => Some(Holding {
+                checksum,
+                serial,
+                has_scripts: state.in_deploy_set,
+            }),
+            _ => None,
+        };
+        if fetch_changes_nothing(
+            recorded,
+            state.pulled_at.is_some(),
+            issued,
+            h.result == "deployed",
+        ) {
+            return Ok(());
+        }
+    }
     let tx = store.begin_write().await?;
     if let Some(h) = deployments::latest_for_host(&tx.tx, host_id).await? {
         deployments::confirm_issued(&tx.tx, &h).await?;

@@ -519,3 +519,43 @@ async fn only_the_newest_deployments_keep_their_details_postgres() {
         only_the_newest_deployments_keep_their_details(crate::helpers::Backend::Postgres).await;
     }
 }
+
+/// Every row a fetch could record: the agents' states and the deployments'
+/// per-host results and counts.
+async fn fetch_records(app: &TestApp) -> Vec<String> {
+    let mut rows = app
+        .rows("SELECT * FROM agent_states ORDER BY host_id")
+        .await;
+    rows.extend(
+        app.rows("SELECT deployment_id, host_id, result, attempts FROM deployment_hosts ORDER BY deployment_id, host_id")
+            .await,
+    );
+    rows.extend(
+        app.rows("SELECT id, status, counts FROM deployments ORDER BY id")
+            .await,
+    );
+    rows
+}
+
+db_test!(
+    a_pulling_agent_fetching_what_it_holds_again_writes_nothing,
+    async |app: &TestApp| {
+        let bearer = format!("Bearer {}", register_puller(app, "repeater").await.1);
+        let auth = || vec![("authorization", bearer.clone())];
+        app.post("/director/config/deploy?wait=30", &json!([]))
+            .await;
+        let before = fetch_records(app).await;
+        let (status, _, _) = pull(app, auth(), "").await;
+        assert_eq!(status, StatusCode::OK);
+        let first = fetch_records(app).await;
+        assert_ne!(before, first, "the first fetch is recorded");
+        for _ in 0..3 {
+            // Past the millisecond the first fetch was stamped with.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let (status, _, doc) = pull(app, auth(), "").await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(doc["scripts"][0]["name"], json!("uptime"));
+            assert_eq!(fetch_records(app).await, first, "nothing written again");
+        }
+    }
+);
