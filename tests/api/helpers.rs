@@ -321,27 +321,57 @@ impl TestApp {
         self.ticket_salt.clone()
     }
 
+    /// The rows `sql` selects, each as its columns' values in text, on
+    /// either database (a row's own `Debug` shows none of its values).
+    pub async fn rows(&self, sql: &str) -> Vec<String> {
+        let db = self.store.db();
+        let found = db
+            .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        found
+            .iter()
+            .map(|row| {
+                let values: Vec<String> = (0..row.column_names().len())
+                    .map(|i| {
+                        if let Ok(v) = row.try_get_by_index::<Option<String>>(i) {
+                            format!("{v:?}")
+                        } else if let Ok(v) = row.try_get_by_index::<Option<i64>>(i) {
+                            format!("{v:?}")
+                        } else if let Ok(v) = row.try_get_by_index::<Option<i32>>(i) {
+                            format!("{v:?}")
+                        } else if let Ok(v) = row.try_get_by_index::<Option<bool>>(i) {
+                            format!("{v:?}")
+                        } else if let Ok(v) = row.try_get_by_index::<Option<f64>>(i) {
+                            format!("{v:?}")
+                        } else if let Ok(v) = row.try_get_by_index::<Option<Value>>(i) {
+                            format!("{v:?}")
+                        } else if let Ok(v) = row.try_get_by_index::<Option<Vec<u8>>>(i) {
+                            format!("{v:?}")
+                        } else {
+                            panic!("{sql}: column {i} has a type the snapshot cannot read")
+                        }
+                    })
+                    .collect();
+                values.join(" | ")
+            })
+            .collect()
+    }
+
     /// Every stored row and reference, to prove that a refused request changed nothing.
     pub async fn snapshot(&self) -> Vec<String> {
-        let db = self.store.db();
-        let rows = db
-            .query_all_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT id, kind, object_name, object_type, properties, checksum, updated_at FROM objects ORDER BY id",
-            ))
-            .await
-            .expect("snapshot objects");
-        let refs = db
-            .query_all_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT from_id, relation, to_id FROM object_refs ORDER BY from_id, relation, to_id",
-            ))
-            .await
-            .expect("snapshot refs");
-        rows.iter()
-            .chain(refs.iter())
-            .map(|row| format!("{row:?}"))
-            .collect()
+        let mut rows = self
+            .rows("SELECT id, kind, object_name, object_type, properties, checksum, updated_at FROM objects ORDER BY id")
+            .await;
+        rows.extend(
+            self.rows("SELECT from_id, relation, to_id FROM object_refs ORDER BY from_id, relation, to_id")
+                .await,
+        );
+        assert!(
+            rows.iter().all(|r| !r.contains("cannot be inspected")),
+            "the snapshot shows values"
+        );
+        rows
     }
 
     /// Drops the PostgreSQL test database.
