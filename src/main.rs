@@ -167,10 +167,9 @@ fn init_logging(config: &Config) {
 }
 
 async fn open_store(config: &Config) -> Result<Store, String> {
-    if config.database_url.starts_with("sqlite:") {
-        if steward::files::private_dir(&config.data_dir)? {
-            tracing::warn!(dir = %config.data_dir.display(), "the data directory was open to others: now its owner's only");
-        }
+    if config.database_url.starts_with("sqlite:") && steward::files::private_dir(&config.data_dir)?
+    {
+        tracing::warn!(dir = %config.data_dir.display(), "the data directory was open to others: now its owner's only");
     }
     Store::open(&config.database_url)
         .await
