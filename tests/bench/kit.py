@@ -147,7 +147,7 @@ def run_bench(name, args, target_dir, postgres):
 
 
 def number(value, unit):
-    text = f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    text = f"{value:,.2f}" if abs(value) < 100 and not unit.startswith("of ") else f"{value:,.0f}"
     return text if unit in ("x", "pushes") else f"{text} {unit}"
 
 

@@ -128,7 +128,8 @@ def main():
                         allocator_settings=False) as server:
                 call("GET", server.base + "/director/hosts?limit=1")
                 before = rss_kib(server.pid, "VmRSS") / 1024
-                users = [f"ops{i}" for i in range(USERS)]
+                # Names of their own in each run: a PostgreSQL database outlives a run.
+                users = [f"ops{run}x{i}" for i in range(USERS)]
                 for user in users:
                     status, body = call("POST", server.base + "/director/user",
                                         {"object_name": user, "password": f"{user}-password", "role": "operator"})
