@@ -278,11 +278,6 @@ impl Authenticator {
         );
     }
 
-    /// Checks waiting for a hashing slot now.
-    pub fn waiting_hashes(&self) -> usize {
-        self.hashing.waiting()
-    }
-
     /// How many password hashes were computed since start.
     pub fn hashes_computed(&self) -> usize {
         self.hashes_computed.load(Ordering::Relaxed)

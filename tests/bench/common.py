@@ -201,6 +201,12 @@ def figure(runs, unit):
     return {"median": statistics.median(runs), "runs": runs, "unit": unit}
 
 
+def print_figures(figures):
+    """One line per figure: its median and its runs."""
+    for name, f in figures.items():
+        print(f"{name}: median {f['median']:.2f} (runs {', '.join(f'{r:.2f}' for r in f['runs'])})")
+
+
 def write_json(path, bench, database, settings, figures):
     """Writes a bench's figures for tests/bench/kit.py (and anyone else)."""
     if path:

@@ -29,7 +29,7 @@ import statistics
 import tempfile
 import time
 
-from common import Server, database_label, figure, target_dir_default, write_json
+from common import Server, database_label, figure, print_figures, target_dir_default, write_json
 
 SOFT = 1024
 
@@ -208,8 +208,7 @@ def main():
         "slow_header_held_s": figure(runs["slow_header_held_s"], "s"),
         "slow_body_held_s": figure(runs["slow_body_held_s"], "s"),
     }
-    for name, f in figures.items():
-        print(f"{name}: median {f['median']:.2f} (runs {', '.join(f'{r:.2f}' for r in f['runs'])})")
+    print_figures(figures)
     if args.json:
         write_json(args.json, "connections", database_label(args.database),
                    {"soft_open_files": SOFT, "hard_open_files": args.hard or "as is", "limit_s": args.limit},

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from common import Server, call, database_label, figure, rss_kib, target_dir_default, write_json
+from common import Server, call, database_label, figure, print_figures, rss_kib, target_dir_default, write_json
 
 WORKERS = 100
 ADDRESSES = 1400
@@ -147,16 +147,10 @@ def main():
               f"peak {peak:.1f} MB, {after:.1f} MB 3 s after; paced flood of {paced.sent} ({paced.statuses}): "
               f"{in_time} of {USERS} first logins within 5 s, median {median:.2f} s "
               f"({', '.join(f'{s}:{t:.2f}' for s, t in taken)})", flush=True)
-    figures = {
-        "rss_before_mb": figure(runs["rss_before_mb"], "MB"),
-        "peak_rss_mb": figure(runs["peak_rss_mb"], "MB"),
-        "rss_growth_mb": figure(runs["rss_growth_mb"], "MB"),
-        "rss_after_mb": figure(runs["rss_after_mb"], "MB"),
-        "first_logins_in_time": figure(runs["first_logins_in_time"], "of 10"),
-        "first_login_median_s": figure(runs["first_login_median_s"], "s"),
-    }
-    for name, f in figures.items():
-        print(f"{name}: median {f['median']:.2f} (runs {', '.join(f'{r:.2f}' for r in f['runs'])})")
+    units = {"rss_before_mb": "MB", "peak_rss_mb": "MB", "rss_growth_mb": "MB", "rss_after_mb": "MB",
+             "first_logins_in_time": "of 10", "first_login_median_s": "s"}
+    figures = {name: figure(runs[name], unit) for name, unit in units.items()}
+    print_figures(figures)
     if args.json:
         write_json(args.json, "login_flood", database_label(args.database),
                    {"workers": WORKERS, "addresses": ADDRESSES, "seconds": args.seconds, "allocator": "as shipped"},
