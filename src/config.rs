@@ -23,6 +23,8 @@ pub const DEFAULT_HEADER_TIMEOUT: u64 = 10;
 pub const DEFAULT_IDLE_TIMEOUT: u64 = 60;
 /// Seconds for a whole request body to arrive, by default.
 pub const DEFAULT_BODY_TIMEOUT: u64 = 30;
+/// Seconds between looks for others' commits without a notification, by default.
+pub const DEFAULT_CATCH_UP_EVERY: u64 = 30;
 
 /// The running configuration.
 #[derive(Debug, Clone)]
@@ -55,6 +57,10 @@ pub struct Config {
     pub body_timeout: Duration,
     /// Connections open at once; `None`: what the open files limit allows.
     pub max_connections: Option<usize>,
+    /// How often the server looks for what others committed (replicas,
+    /// the CLI) without being notified: the bound on how late a lost
+    /// notification is made up for.
+    pub catch_up_every: Duration,
 }
 
 impl Config {
@@ -78,6 +84,7 @@ impl Config {
             header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT),
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT),
             body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT),
+            catch_up_every: Duration::from_secs(DEFAULT_CATCH_UP_EVERY),
             max_connections: None,
         }
     }
@@ -141,6 +148,10 @@ pub struct ConfigArgs {
     /// Connections open at once [default: the open files limit less 256].
     #[arg(long, env = "STEWARD_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Seconds between looks for what replicas and the CLI committed, in
+    /// case a notification was lost [default: 30].
+    #[arg(long, value_name = "SECONDS", env = "STEWARD_CATCH_UP_EVERY")]
+    pub catch_up_every: Option<u64>,
 }
 
 /// The keys a configuration file may set.
@@ -163,6 +174,7 @@ struct FileConfig {
     idle_timeout: Option<u64>,
     body_timeout: Option<u64>,
     max_connections: Option<usize>,
+    catch_up_every: Option<u64>,
 }
 
 impl ConfigArgs {
@@ -267,11 +279,18 @@ impl ConfigArgs {
             DEFAULT_BODY_TIMEOUT,
             "body_timeout",
         )?;
+        let catch_up_every = seconds(
+            self.catch_up_every,
+            file.catch_up_every,
+            DEFAULT_CATCH_UP_EVERY,
+            "catch_up_every",
+        )?;
         let max_connections = self.max_connections.or(file.max_connections);
         if max_connections == Some(0) {
             return Err("max_connections must be at least 1".into());
         }
         Ok(Config {
+            catch_up_every,
             header_timeout,
             idle_timeout,
             body_timeout,

@@ -3,6 +3,7 @@
 //! call the use cases in `service/`; the rules live in `domain/` and every
 //! query in `store/`.
 
+pub mod admission;
 pub mod agent;
 pub mod auth;
 pub mod cli;

@@ -204,6 +204,7 @@ async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot load users: {e}"))?;
     tokio::spawn(state.deployer.clone().watch());
     tokio::spawn(state.store.clone().sweep_open_groups());
+    tokio::spawn(state.store.clone().follow_changes(config.catch_up_every));
     let deployer = state.deployer.clone();
     let stop = state.shutdown.clone();
     let scheme = if tls.is_some() { "https" } else { "http" };

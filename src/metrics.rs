@@ -25,6 +25,8 @@ pub struct Metrics {
     registrations: IntCounterVec,
     deployments: IntGaugeVec,
     agents: IntGaugeVec,
+    pulls: IntCounterVec,
+    pull_waiting: prometheus::IntGauge,
 }
 
 impl Default for Metrics {
@@ -91,6 +93,19 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric");
+        let pulls = IntCounterVec::new(
+            Opts::new(
+                "steward_pulls_total",
+                "Pulling agents' fetches: recorded (fetches written), record_transactions (the transactions they were written in), busy (answered 503 with Retry-After).",
+            ),
+            &["what"],
+        )
+        .expect("valid metric");
+        let pull_waiting = prometheus::IntGauge::new(
+            "steward_pull_waiting",
+            "Long polls of pulling agents waiting now.",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -98,6 +113,8 @@ impl Metrics {
             Box::new(registrations.clone()),
             Box::new(deployments.clone()),
             Box::new(agents.clone()),
+            Box::new(pulls.clone()),
+            Box::new(pull_waiting.clone()),
         ] {
             registry.register(metric).expect("registered once");
         }
@@ -107,6 +124,9 @@ impl Metrics {
         for outcome in ["registered", "refused"] {
             registrations.with_label_values(&[outcome]);
         }
+        for what in ["recorded", "record_transactions", "busy"] {
+            pulls.with_label_values(&[what]);
+        }
         Self {
             registry,
             requests,
@@ -115,7 +135,25 @@ impl Metrics {
             registrations,
             deployments,
             agents,
+            pulls,
+            pull_waiting,
         }
+    }
+
+    /// Counts `n` fetches recorded in one transaction.
+    pub fn fetches_recorded(&self, n: u64) {
+        self.pulls.with_label_values(&["recorded"]).inc_by(n);
+        self.pulls.with_label_values(&["record_transactions"]).inc();
+    }
+
+    /// Counts one request of a pulling agent answered 503 (too busy).
+    pub fn pull_busy(&self) {
+        self.pulls.with_label_values(&["busy"]).inc();
+    }
+
+    /// Sets how many pulling agents' long polls wait now.
+    pub fn set_pull_waiting(&self, n: usize) {
+        self.pull_waiting.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Counts one answered request.

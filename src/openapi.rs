@@ -106,6 +106,7 @@ use crate::handlers;
         schemas::DeploymentStatus,
         schemas::DeployWait,
         schemas::PullWait,
+        schemas::BlockingWait,
     )),
     modifiers(&Conventions),
     tags(

@@ -163,8 +163,6 @@ async fn connection<S>(
         .max_concurrent_streams(64);
     let served = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(served);
-    let check_every =
-        (limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut closing = false;
     loop {
         tokio::select! {
@@ -174,7 +172,11 @@ async fn connection<S>(
                 }
                 return;
             }
-            () = tokio::time::sleep(check_every) => {
+            () = tokio::time::sleep(next_check(
+                activity.idle_for(),
+                (activity.requests() == 0).then(|| activity.age()),
+                &limits,
+            )) => {
                 if activity.idle_for() >= limits.idle_timeout {
                     // Nothing in progress, nothing moving: an idle keep-alive
                     // connection, or a client that stopped reading.
@@ -193,6 +195,19 @@ async fn connection<S>(
             }
         }
     }
+}
+
+/// How long until a connection's timers are looked at again: when it
+/// would have been idle for the idle timeout, or (`unasked_for`: open this
+/// long without a request) reach the header timeout. Not periodic: ten
+/// thousand waiting long polls cost a wake each per idle timeout, not
+/// several a second.
+fn next_check(idle_for: Duration, unasked_for: Option<Duration>, limits: &Limits) -> Duration {
+    let idle = limits.idle_timeout.saturating_sub(idle_for);
+    let header = unasked_for.map_or(Duration::MAX, |age| {
+        limits.header_timeout.saturating_sub(age)
+    });
+    idle.min(header).max(Duration::from_millis(50))
 }
 
 /// When a connection last moved bytes, and how many of its requests are
@@ -371,6 +386,26 @@ mod tests {
         assert_eq!(connection_cap(None, None), 768);
         assert_eq!(connection_cap(Some(5), Some(65_536)), 5);
         assert_eq!(connection_cap(Some(0), None), 1);
+    }
+
+    #[test]
+    fn a_connection_is_looked_at_when_a_timer_would_end_not_periodically() {
+        let limits = Limits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1,
+        };
+        let secs = Duration::from_secs;
+        // A long poll in progress (idle for zero): once per idle timeout.
+        assert_eq!(next_check(Duration::ZERO, None, &limits), secs(60));
+        assert_eq!(next_check(secs(45), None, &limits), secs(15));
+        // No request yet: the header timeout comes first.
+        assert_eq!(next_check(secs(3), Some(secs(3)), &limits), secs(7));
+        // Past a timer: soon, never in a spin.
+        assert_eq!(
+            next_check(secs(61), None, &limits),
+            Duration::from_millis(50)
+        );
     }
 
     #[test]

@@ -43,7 +43,18 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Set when the server begins to stop.
     pub shutdown: crate::shutdown::Shutdown,
+    /// Records pulling agents' fetches in batches.
+    pub fetches: crate::deploy::Fetches,
+    /// Bounds the database work of pulling agents' requests.
+    pub pulls: crate::admission::Admission,
 }
+
+/// Pulling agents' requests reading the database at once.
+const PULLS_AT_ONCE: usize = 32;
+/// New pulling agents' requests waiting for their turn at most; more are
+/// answered `503` with a `Retry-After` of 1 to [`PULLS_RETRY_SPREAD`] s.
+const PULLS_WAITING: usize = 1024;
+const PULLS_RETRY_SPREAD: u64 = 5;
 
 impl AppState {
     /// The signing key as the data directory holds it now: a rotation
@@ -79,6 +90,12 @@ impl AppState {
             shutdown.clone(),
         );
         Ok(Self(Arc::new(Shared {
+            fetches: crate::deploy::Fetches::start(store.clone(), metrics.clone()),
+            pulls: crate::admission::Admission::new(
+                PULLS_AT_ONCE,
+                PULLS_WAITING,
+                PULLS_RETRY_SPREAD,
+            ),
             shutdown,
             deployer,
             metrics,

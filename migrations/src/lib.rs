@@ -9,6 +9,7 @@ mod m20261122_000004_create_deployments;
 mod m20261123_000005_deployment_counts;
 mod m20261123_000006_template_revisions;
 mod m20261202_000007_retired_keys;
+mod m20261203_000008_delivery_and_notifications;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_deployment_counts::Migration),
             Box::new(m20261123_000006_template_revisions::Migration),
             Box::new(m20261202_000007_retired_keys::Migration),
+            Box::new(m20261203_000008_delivery_and_notifications::Migration),
         ]
     }
 }

@@ -102,6 +102,10 @@ pub struct Registration {
     /// The port the agent listens on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_port: Option<u16>,
+    /// `pull` for an agent that fetches its allowlist itself (the server
+    /// then never pushes to it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
 }
 
 /// The answer of `GET /director/self-service/agent-config`.
@@ -114,6 +118,10 @@ pub struct AgentConfig {
     /// The port the agent should listen on.
     #[serde(default)]
     pub agent_port: Option<u16>,
+    /// How the host gets its allowlist: `push` or `pull` (absent from
+    /// older servers).
+    #[serde(default)]
+    pub delivery: Option<String>,
     /// The server's allowlist signing key.
     pub signing_key: SigningKeyInfo,
     /// The newest allowlist serial issued to the host: nothing older is
@@ -165,6 +173,29 @@ pub enum Pulled {
     NotModified,
     /// Nothing was deployed to this host yet.
     NoneYet,
+    /// The server is busy or failing (429, 5xx): ask again later, after
+    /// its `Retry-After` when it gave one.
+    Later {
+        retry_after: Option<Duration>,
+        reason: String,
+    },
+}
+
+/// How long a pulling agent waits before asking again after a `Later`
+/// answer or an error: at least the server's `Retry-After`, spread by up to
+/// half again (so that agents told the same do not come back together),
+/// otherwise the jittered backoff for `failures`. `unit` in `[0, 1]` is
+/// random in use.
+pub fn pull_delay(retry_after: Option<Duration>, failures: u32, unit: f64) -> Duration {
+    let unit = if unit.is_finite() {
+        unit.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    match retry_after {
+        Some(after) if !after.is_zero() => after.min(BACKOFF_CAP).mul_f64(1.0 + 0.5 * unit),
+        _ => jittered(backoff_base(failures), unit),
+    }
 }
 
 /// A client of one Steward server with one retry budget for all its calls.
@@ -290,6 +321,12 @@ impl Client {
             .await
             .map_err(|e| AgentError::Unreachable(redact(&error_chain(&e), host_key)))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let etag = response
             .headers()
             .get(ETAG)
@@ -309,9 +346,10 @@ impl Client {
                 &server_message(status, &body),
                 host_key,
             ))),
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => Err(
-                AgentError::Unreachable(redact(&server_message(status, &body), host_key)),
-            ),
+            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => Ok(Pulled::Later {
+                retry_after,
+                reason: redact(&server_message(status, &body), host_key),
+            }),
             _ => Err(AgentError::Protocol(redact(
                 &server_message(status, &body),
                 host_key,
@@ -608,16 +646,39 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_servers_retry_after_is_honoured_and_spread() {
+        let after = Some(secs(4.0));
+        assert!(close(pull_delay(after, 0, 0.0), secs(4.0)));
+        assert!(close(pull_delay(after, 5, 1.0), secs(6.0)));
+        // Never sooner than asked, whatever the draw.
+        for unit in [0.0, 0.3, 0.99, f64::NAN] {
+            assert!(pull_delay(after, 0, unit) >= secs(4.0));
+        }
+        // Without one: the backoff.
+        assert!(close(pull_delay(None, 0, 0.5), secs(1.0)));
+        assert!(close(pull_delay(Some(Duration::ZERO), 3, 0.5), secs(8.0)));
+    }
+
+    #[test]
     fn registration_bodies_leave_out_what_is_absent() {
         let body = serde_json::to_value(Registration {
-            address: Some("192.0.2.5".into()),
+            address: Some("127.0.0.5".into()),
             address6: None,
             agent_port: Some(5665),
+            delivery: None,
         })
         .unwrap();
         assert_eq!(
             body,
-            serde_json::json!({"address": "192.0.2.5", "agent_port": 5665})
+            serde_json::json!({"address": "127.0.0.5", "agent_port": 5665})
+        );
+        let pull = Registration {
+            delivery: Some("pull".into()),
+            ..Registration::default()
+        };
+        assert_eq!(
+            serde_json::to_value(pull).unwrap(),
+            serde_json::json!({"delivery": "pull"})
         );
         assert_eq!(
             serde_json::to_value(Registration::default()).unwrap(),

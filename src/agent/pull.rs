@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::AgentError;
-use super::client::{Client, Pulled, backoff_base, jittered};
+use super::client::{Client, Pulled, pull_delay};
 use super::serve::{Agent, Received, ServeOptions};
 use super::state;
 
@@ -55,6 +55,17 @@ pub async fn pull(options: PullOptions) -> Result<(), AgentError> {
     let shutdown = super::serve::shutdown_signal();
     tokio::pin!(shutdown);
     tracing::info!(server = %client.base(), wait, "pulling the allowlist");
+    // The server pushes to a host registered for push (and waits for each
+    // push to time out before it counts the fetch): say how to switch.
+    if let Ok(config) = client.agent_config(&state.host_key).await
+        && config.delivery.as_deref() == Some("push")
+    {
+        tracing::warn!(
+            host = %config.host,
+            "this host is registered for push delivery: the server tries to push to it before it counts a fetch; \
+             register again with `steward-agent register --pull`, or set the host's delivery to pull"
+        );
+    }
     loop {
         let polled = tokio::select! {
             polled = client.pull_allowlist(&state.host_key, etag.as_deref(), wait) => polled,
@@ -95,9 +106,21 @@ pub async fn pull(options: PullOptions) -> Result<(), AgentError> {
                 // The server waited already; without a wait, do not spin.
                 (wait == 0).then(|| Duration::from_secs(5))
             }
+            Ok(Pulled::Later { reason, .. }) if options.once => {
+                return Err(AgentError::Unreachable(reason));
+            }
+            Ok(Pulled::Later {
+                retry_after,
+                reason,
+            }) => {
+                let delay = pull_delay(retry_after, failures, rand::random::<f64>());
+                failures = failures.saturating_add(1);
+                tracing::warn!("{reason}; asking again in {:.1} s", delay.as_secs_f64());
+                Some(delay)
+            }
             Err(e) if options.once => return Err(e),
             Err(e) => {
-                let delay = jittered(backoff_base(failures), rand::random::<f64>());
+                let delay = pull_delay(None, failures, rand::random::<f64>());
                 failures = failures.saturating_add(1);
                 tracing::warn!("{e}; asking again in {:.1} s", delay.as_secs_f64());
                 Some(delay)

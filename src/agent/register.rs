@@ -299,6 +299,7 @@ mod tests {
             host: "node1.example".into(),
             host_id: 1,
             agent_port: None,
+            delivery: None,
             serial_floor: None,
             signing_key: SigningKeyInfo {
                 algorithm: "ed25519".into(),

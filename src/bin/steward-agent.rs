@@ -144,6 +144,10 @@ struct RegisterArgs {
     /// The port the agent listens on.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     agent_port: Option<u16>,
+    /// Register for pull delivery: this agent fetches its allowlist
+    /// (`steward-agent pull`) and the server never pushes to it.
+    #[arg(long)]
+    pull: bool,
     /// Where the agent keeps its state.
     #[arg(long, env = "STEWARD_AGENT_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
@@ -214,6 +218,7 @@ async fn run_register(args: RegisterArgs) -> Result<(), AgentError> {
             address: args.address,
             address6: args.address6,
             agent_port: args.agent_port,
+            delivery: args.pull.then(|| "pull".to_owned()),
         },
         state_dir: args.state_dir,
         server_key: args.server_key,

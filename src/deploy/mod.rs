@@ -14,6 +14,9 @@ use rand::Rng;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+mod fetches;
+pub use fetches::Fetches;
+
 use crate::domain::activity::Entry;
 use crate::store::deployments::{self, DeploymentHost};
 use crate::store::{Store, activity, agents, now_millis};
@@ -205,6 +208,8 @@ pub struct Deployer {
     keep: u64,
     /// Deployments this process is running.
     running: Arc<Mutex<HashSet<i64>>>,
+    /// Told when a run ends.
+    ended: Arc<tokio::sync::Notify>,
     client: reqwest::Client,
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: crate::shutdown::Shutdown,
@@ -228,6 +233,7 @@ impl Deployer {
             owner: owner.into(),
             keep: keep.max(1),
             running: Arc::default(),
+            ended: Arc::default(),
             client: client(),
             metrics,
             shutdown,
@@ -255,6 +261,7 @@ impl Deployer {
                 tracing::error!(deployment = id, error = %e, "deployment runner failed");
             }
             this.running().remove(&id);
+            this.ended.notify_waiters();
         });
     }
 
@@ -288,8 +295,18 @@ impl Deployer {
     /// hosts still pending.
     pub async fn checkpoint(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        while !self.running().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            // Registered before the look: a run ending after it wakes it.
+            ended.as_mut().enable();
+            if self.running().is_empty() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::select! {
+                () = ended => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
         }
         self.release().await;
     }
@@ -352,9 +369,8 @@ impl Deployer {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    let confirmed = states
-                        .get(&host.host_id)
-                        .and_then(|s| s.confirmed_checksum.as_deref());
+                    let state = states.get(&host.host_id);
+                    let confirmed = state.and_then(|s| s.confirmed_checksum.as_deref());
                     let outcome = if !deployment.force && confirmed == Some(host.checksum.as_str())
                     {
                         Outcome {
@@ -362,13 +378,18 @@ impl Deployer {
                             error: None,
                             attempts: 0,
                         }
+                    } else if host.delivery == "pull" {
+                        // Never pushed to: pending until its agent fetches.
+                        return;
                     } else {
                         let pushed = push(client, &host).await;
-                        if pushed.result == "unreachable" {
-                            fetched_instead(store, &host, stop).await.unwrap_or(pushed)
-                        } else {
-                            pushed
+                        let pulls = state.is_some_and(|s| s.pulled_at.is_some());
+                        if pushed.result == "unreachable" && pulls && can_fetch(store, &host).await
+                        {
+                            // An agent that pulled before may still fetch it.
+                            return;
                         }
+                        pushed
                     };
                     let _ = results.send((host, outcome)).await;
                 }
@@ -376,17 +397,67 @@ impl Deployer {
             .await;
         drop(results);
         let written = writer.await;
-        keeper.abort();
-        stopper.abort();
         if let Ok(Err(e)) = written {
+            keeper.abort();
+            stopper.abort();
             return Err(e);
         }
+        let fetched = self.await_fetches(&deployment, &stop).await;
+        keeper.abort();
+        stopper.abort();
+        fetched?;
         if self.shutdown.is_stopping() {
             // Checkpointed: the results so far are written; the next
             // holder of the lease pushes the hosts still pending.
             return Ok(());
         }
         self.finish(id).await
+    }
+
+    /// Waits until no host of the deployment is pending (its pulling
+    /// agents fetched: their results are written as the fetches are
+    /// recorded), the pull grace ended (the hosts still pending become
+    /// `unreachable`), or the run stops. Woken by commits, not by polling;
+    /// a look every [`RENEW_EVERY`] notices a lost lease.
+    async fn await_fetches(
+        &self,
+        deployment: &deployments::Deployment,
+        stop: &AtomicBool,
+    ) -> Result<(), sea_orm::DbErr> {
+        let grace = i64::try_from(PULL_GRACE.as_millis()).unwrap_or(i64::MAX);
+        let ends = deployment.started_at.saturating_add(grace);
+        loop {
+            let mut committed = self.store.changes().watch_committed();
+            if deployments::pending_count(self.store.db(), deployment.id).await? == 0
+                || stop.load(Ordering::Relaxed)
+                || self.shutdown.is_stopping()
+            {
+                return Ok(());
+            }
+            let left = u64::try_from(ends - now_millis()).unwrap_or(0);
+            if left == 0 {
+                break;
+            }
+            tokio::select! {
+                () = committed.changed() => {}
+                () = tokio::time::sleep(Duration::from_millis(left).min(RENEW_EVERY)) => {}
+                () = self.shutdown.stopping() => {}
+            }
+        }
+        let tx = self.store.begin_write().await?;
+        let settled = deployments::settle_pending(
+            &tx.tx,
+            deployment.id,
+            "unreachable",
+            &format!(
+                "the agent did not fetch its allowlist within {} s",
+                PULL_GRACE.as_secs()
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        self.metrics.host_result("unreachable", settled);
+        Ok(())
     }
 
     /// Gives a deployment its final status, counts and `deploy-end` entry,
@@ -439,44 +510,27 @@ impl Deployer {
     }
 }
 
-/// How long a deployment waits for a pulling agent (one the server cannot
-/// reach, that fetched its allowlist before) to fetch its new allowlist.
+/// How long a deployment waits for its pulling agents (pull hosts, and
+/// push hosts the server could not reach whose agent pulled before) to
+/// fetch their new allowlists, from its start.
 pub const PULL_GRACE: Duration = Duration::from_secs(90);
 
-/// For a host the server could not reach: `deployed` when its agent
-/// fetched this deployment's allowlist itself (`steward-agent pull`), also
-/// while the pushes were failing; for an agent that pulled before, after
-/// waiting up to [`PULL_GRACE`] for the fetch. `None` otherwise.
-async fn fetched_instead(
-    store: &Store,
-    host: &DeploymentHost,
-    stop: &AtomicBool,
-) -> Option<Outcome> {
-    let deadline = tokio::time::Instant::now() + PULL_GRACE;
-    // A host whose key was revoked cannot pull; a deleted one's agent
-    // still can, for the empty allowlist (`keys::retire`).
-    let has_key = matches!(
+/// Whether the host's agent can fetch its allowlist: a host whose key was
+/// revoked cannot; a deleted one's agent still can, for the empty
+/// allowlist (`keys::retire`).
+async fn can_fetch(store: &Store, host: &DeploymentHost) -> bool {
+    matches!(
         crate::store::keys::can_fetch(store.db(), host.host_id).await,
         Ok(true)
-    );
-    loop {
-        let state = agents::of_host(store.db(), host.host_id).await.ok()??;
-        if state.confirmed_serial == Some(host.serial)
-            && state.confirmed_checksum.as_deref() == Some(host.checksum.as_str())
-        {
-            return Some(Outcome {
-                result: "deployed",
-                error: None,
-                attempts: 0,
-            });
-        }
-        // Only an agent that pulled before, and can still pull, is waited for.
-        let can_pull = has_key && state.pulled_at.is_some();
-        if !can_pull || tokio::time::Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    )
+}
+
+/// The version of a deployment's results (its status and counts) that a
+/// blocking query names in `since`: it changes whenever they move.
+pub fn results_version(status: &str, counts: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{status}\n{counts}").as_bytes());
+    hex::encode(&digest[..8])
 }
 
 /// Hosts per result.
@@ -562,6 +616,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_results_version_moves_with_the_status_and_the_counts() {
+        let running = counts(&["pending", "deployed"]);
+        let moved = counts(&["deployed", "deployed"]);
+        let version = results_version("running", &running);
+        assert_eq!(version, results_version("running", &running));
+        assert_eq!(version.len(), 16);
+        assert_ne!(version, results_version("running", &moved));
+        assert_ne!(
+            results_version("running", &moved),
+            results_version("succeeded", &moved)
+        );
+    }
+
+    #[test]
     fn the_final_status_follows_the_results() {
         assert_eq!(final_status(&["deployed", "skipped"]), "succeeded");
         assert_eq!(final_status(&[]), "succeeded");
@@ -625,6 +693,7 @@ mod tests {
             error: None,
             attempts: 0,
             updated_at: 0,
+            delivery: "push".into(),
         }
     }
 

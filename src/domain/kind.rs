@@ -99,6 +99,8 @@ pub enum PropType {
     Vars,
     /// An absolute path without whitespace, control characters or `..`.
     Command,
+    /// One of a few words.
+    Choice(&'static [&'static str]),
 }
 
 const fn int(min: i64, max: i64) -> PropType {
@@ -107,6 +109,10 @@ const fn int(min: i64, max: i64) -> PropType {
 
 /// Default agent port when `agent_port` is unset anywhere in the chain.
 pub const DEFAULT_AGENT_PORT: i64 = 7446;
+
+/// How a host's agent gets its allowlist (`delivery`): pushed to it by the
+/// server (the default), or pulled by the agent with a long poll.
+pub const DELIVERIES: &[&str] = &["push", "pull"];
 
 const HOST_PROPERTIES: &[(&str, PropType)] = &[
     ("accept_config", PropType::Bool),
@@ -118,6 +124,7 @@ const HOST_PROPERTIES: &[(&str, PropType)] = &[
     ("check_period", PropType::Text),
     ("check_timeout", PropType::Interval),
     ("command_endpoint", PropType::Text),
+    ("delivery", PropType::Choice(DELIVERIES)),
     ("disabled", PropType::Disabled),
     ("display_name", PropType::Text),
     ("enable_active_checks", PropType::Bool),

@@ -58,6 +58,17 @@ pub fn normalise(key: &str, ty: PropType, value: &Value) -> Result<Option<Value>
             Value::String(s) => check_command(s).map(|()| Some(Value::String(s.clone()))),
             _ => Err(wrong_type(key, "an absolute path")),
         },
+        PropType::Choice(words) => match value.as_str() {
+            Some(word) if words.contains(&word) => Ok(Some(Value::String(word.to_owned()))),
+            _ => Err(RuleError::invalid(format!(
+                "Invalid value for \"{key}\": use one of {}",
+                words
+                    .iter()
+                    .map(|w| format!("\"{w}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
     }
 }
 
@@ -211,6 +222,27 @@ mod tests {
         assert_eq!(norm(PropType::Bool, json!(false)), Ok(Some(json!(false))));
         assert!(norm(PropType::Bool, json!("yes")).is_err());
         assert!(norm(PropType::Bool, json!(1)).is_err());
+    }
+
+    #[test]
+    fn a_choice_takes_one_of_its_words_exactly() {
+        let delivery = PropType::Choice(&["push", "pull"]);
+        assert_eq!(norm(delivery, json!("pull")), Ok(Some(json!("pull"))));
+        assert_eq!(norm(delivery, json!("")), Ok(None));
+        assert_eq!(norm(delivery, json!(null)), Ok(None));
+        for wrong in [
+            json!("PULL"),
+            json!(" pull"),
+            json!("poll"),
+            json!(true),
+            json!(["pull"]),
+        ] {
+            let error = norm(delivery, wrong.clone()).expect_err("refused");
+            assert!(
+                error.to_string().contains("\"push\", \"pull\""),
+                "{wrong}: {error}"
+            );
+        }
     }
 
     #[test]

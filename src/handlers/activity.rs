@@ -36,10 +36,15 @@ fn text(query: &QueryParams, name: &str) -> Option<String> {
             description = "At most this many entries, and `next` when more follow"),
         ("cursor" = Option<String>, Query,
             description = "The `next` value of the previous page (needs `limit`)"),
+        ("after" = Option<i64>, Query,
+            description = "Only entries newer than this `id` (at most `limit`, 1,000 by default, the newest)"),
+        ("wait" = Option<crate::openapi::schemas::BlockingWait>, Query,
+            description = "With `after`: hold the request up to this many seconds until such an entry exists \
+                (an empty list at the end)"),
     ),
     responses(
         (status = 200, description = "The entries", body = ActivityList),
-        (status = 400, description = "A bad `since`, `limit` or `cursor`", body = ErrorBody),
+        (status = 400, description = "A bad `since`, `limit`, `cursor`, `after` or `wait`", body = ErrorBody),
     ),
 )]
 pub async fn list_activity(
@@ -49,6 +54,21 @@ pub async fn list_activity(
 ) -> Result<Response, ApiError> {
     let (limit, cursor) = query.paging(MAX_LIMIT)?;
     let before_id = cursor.map(decode_cursor).transpose()?;
+    let after_id = match query.get("after").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(v.parse::<i64>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "Invalid after \"{}\": use an entry's id",
+                v.escape_debug()
+            ))
+        })?),
+    };
+    let wait = query.wait(300)?;
+    if wait > 0 && after_id.is_none() {
+        return Err(ApiError::BadRequest(
+            "wait needs after: the id of the newest entry seen".into(),
+        ));
+    }
     let request = ActivityRequest {
         query: Query {
             object_type: text(&query, "object_type"),
@@ -61,10 +81,29 @@ pub async fn list_activity(
                 .map(parse_since)
                 .transpose()?,
             before_id,
+            after_id,
         },
         limit,
         caller,
     };
+    if after_id.is_some() {
+        let limit = limit.unwrap_or(MAX_LIMIT);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+        loop {
+            // Taken before the read: a commit after it wakes the wait.
+            let mut committed = state.store.changes().watch_committed();
+            let page = service::page(&state.store, &request, limit).await?;
+            let found = page["objects"].as_array().is_some_and(|o| !o.is_empty());
+            if found || tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping() {
+                return Ok(json_response(StatusCode::OK, &page));
+            }
+            tokio::select! {
+                () = committed.changed() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                () = state.shutdown.stopping() => {}
+            }
+        }
+    }
     if let Some(limit) = limit {
         return Ok(json_response(
             StatusCode::OK,

@@ -86,15 +86,7 @@ pub async fn start_deploy(
 ) -> Result<Response, ApiError> {
     query.check_flags()?;
     let force = query.is_set("force")?;
-    let wait = match query.get("wait") {
-        None | Some("") => 0,
-        Some(v) => v.parse::<u64>().ok().filter(|w| *w <= 600).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "Invalid wait \"{}\": use 0 to 600 seconds",
-                v.escape_debug()
-            ))
-        })?,
-    };
+    let wait = query.wait(600)?;
     let server_key = state.signing_key()?;
     let started = service::start(
         &state.store,
@@ -133,7 +125,9 @@ pub async fn start_deploy(
     state.deployer.spawn(id);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
     // Until the deadline, or at once when the server stops: then 202.
+    // Woken by commits (the results, the end), not by polling.
     while tokio::time::Instant::now() < deadline && !state.shutdown.is_stopping() {
+        let mut committed = state.store.changes().watch_committed();
         let current = crate::store::deployments::get(state.store.db(), id).await?;
         if current.as_ref().is_some_and(|d| d.status != "running") {
             return Ok(json_response(
@@ -142,7 +136,8 @@ pub async fn start_deploy(
             ));
         }
         tokio::select! {
-            () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+            () = committed.changed() => {}
+            () = tokio::time::sleep_until(deadline) => {}
             () = state.shutdown.stopping() => {}
         }
     }
@@ -166,10 +161,18 @@ pub async fn start_deploy(
     path = "/director/config/deployment",
     tag = "deploy",
     summary = "One deployment and every host's result",
-    params(("id" = i64, Query, description = "The deployment's number")),
+    description = "A blocking query with `wait` and `since`: the answer comes as soon as the \
+        deployment's `version` (its status and counts) differs from `since`, or at the end of `wait` \
+        (unchanged). Without `since` it comes at once.",
+    params(
+        ("id" = i64, Query, description = "The deployment's number"),
+        ("wait" = Option<crate::openapi::schemas::BlockingWait>, Query,
+            description = "Hold the request up to this many seconds until the results move past `since`"),
+        ("since" = Option<String>, Query, description = "The `version` of the previous answer"),
+    ),
     responses(
         (status = 200, description = "The deployment", body = crate::openapi::schemas::Deployment),
-        (status = 400, description = "No `id`, or not a number", body = crate::openapi::schemas::ErrorBody),
+        (status = 400, description = "No `id`, or not a number, or a bad `wait`", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "No such deployment", body = crate::openapi::schemas::ErrorBody),
     ),
 )]
@@ -178,8 +181,24 @@ pub async fn show_deployment(
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let body = service::details(&state.store, &caller, deployment_id(&query)?).await?;
-    Ok(json_response(StatusCode::OK, &body))
+    let id = deployment_id(&query)?;
+    let wait = query.wait(300)?;
+    let since = query.get("since").filter(|s| !s.is_empty());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        // Taken before the read: a commit after it wakes the wait.
+        let mut committed = state.store.changes().watch_committed();
+        let body = service::details(&state.store, &caller, id).await?;
+        let moved = since.is_none_or(|since| body["version"].as_str() != Some(since));
+        if moved || tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping() {
+            return Ok(json_response(StatusCode::OK, &body));
+        }
+        tokio::select! {
+            () = committed.changed() => {}
+            () = tokio::time::sleep_until(deadline) => {}
+            () = state.shutdown.stopping() => {}
+        }
+    }
 }
 
 /// `DELETE /director/config/deployment?id=N`: cancels it.

@@ -402,14 +402,39 @@ pub async fn pull_allowlist(
     let key = presented_key(&query, &headers, None);
     let known = crate::http::conditions::Conditions::from_headers(&headers).if_none_match;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    // Taken before the first look: a deployment published after it wakes it.
+    let mut issued = state.store.changes().watch_issued();
+    let mut admitted = false;
     loop {
+        // New requests wait in a bounded room (or get 503 with
+        // Retry-After); a woken one waits its turn.
+        let permit = if admitted {
+            state.pulls.turn().await
+        } else {
+            state.pulls.enter().await
+        };
+        let permit = match permit {
+            Ok(permit) => permit,
+            Err(e) => {
+                state.metrics.pull_busy();
+                return e.into_response();
+            }
+        };
+        admitted = true;
         let (host_id, held) = match service::held_allowlist(&state.store, key.as_deref()).await {
             Ok(found) => found,
             Err(e) => return refuse(&state, address, e, false),
         };
         match held {
             Some((etag, doc)) if !known.as_ref().is_some_and(|k| k.matches(&etag)) => {
-                if let Err(e) = service::fetched(&state.store, host_id).await {
+                let record = service::fetch_needs_recording(&state.store, host_id).await;
+                drop(permit);
+                let recorded = match record {
+                    Ok(true) => state.fetches.record(host_id).await,
+                    Ok(false) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = recorded {
                     return e.into_response();
                 }
                 let value: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
@@ -427,10 +452,16 @@ pub async fn pull_allowlist(
                         .into_response(),
                 };
             }
-            _ => tokio::select! {
-                () = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
-                () = state.shutdown.stopping() => {}
-            },
+            // Sleeps until a deployment issues this host an allowlist: no
+            // reads meanwhile.
+            _ => {
+                drop(permit);
+                tokio::select! {
+                    () = issued.issued(host_id) => {}
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = state.shutdown.stopping() => {}
+                }
+            }
         }
     }
 }

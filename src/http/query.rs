@@ -71,6 +71,19 @@ impl QueryParams {
     }
 
     /// `?name=`, or 400 when it is missing or empty.
+    /// Seconds to wait (`wait`, `0` to `max`; `0` when absent or empty).
+    pub fn wait(&self, max: u64) -> Result<u64, ApiError> {
+        match self.get("wait") {
+            None | Some("") => Ok(0),
+            Some(v) => v.parse::<u64>().ok().filter(|w| *w <= max).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "Invalid wait \"{}\": use 0 to {max} seconds",
+                    v.escape_debug()
+                ))
+            }),
+        }
+    }
+
     pub fn required_name(&self) -> Result<&str, ApiError> {
         self.name()
             .ok_or_else(|| ApiError::BadRequest("The parameter name is required".into()))

@@ -93,6 +93,12 @@ fn accepted(ty: PropType) -> Schema {
             ))
             .into(),
         PropType::Bool | PropType::Disabled => accepted_bool(),
+        PropType::Choice(words) => any_of([
+            typed(Type::String)
+                .enum_values(Some(words.iter().copied().chain([""])))
+                .into(),
+            null(),
+        ]),
         PropType::Int { min, max } => any_of([
             typed(Type::Integer)
                 .minimum(Some(min))
@@ -125,6 +131,12 @@ fn accepted(ty: PropType) -> Schema {
 fn shown(ty: PropType) -> Schema {
     match ty {
         PropType::Text | PropType::Command => nullable(Type::String).into(),
+        PropType::Choice(words) => any_of([
+            typed(Type::String)
+                .enum_values(Some(words.iter().copied()))
+                .into(),
+            null(),
+        ]),
         PropType::Bool | PropType::Disabled => nullable(Type::Boolean).into(),
         PropType::Int { .. } | PropType::Interval => nullable(Type::Integer).into(),
         PropType::Number => nullable(Type::Number).into(),
@@ -315,6 +327,10 @@ built_schema!(
     /// `wait` of an allowlist pull: 0 to 300 seconds.
     PullWait => seconds_up_to(300)
 );
+built_schema!(
+    /// `wait` of a blocking query (the activity log, a deployment): 0 to 300 seconds.
+    BlockingWait => seconds_up_to(300)
+);
 
 /// `{"error": "..."}`: every error answer. Some carry more fields (a
 /// deployment conflict names the running `deployment_id` and its `checksum`).
@@ -500,6 +516,8 @@ pub struct AgentConfig {
     pub host: String,
     pub host_id: i64,
     pub agent_port: i64,
+    /// `push` or `pull`: how the host gets its allowlist.
+    pub delivery: String,
     pub signing_key: SigningKey,
     /// The newest allowlist serial issued to the host (absent before any):
     /// the agent refuses every allowlist with a smaller serial.
@@ -548,6 +566,8 @@ pub struct AllowlistPreview {
     pub in_deploy_set: bool,
     pub address: Option<String>,
     pub agent_port: Option<i64>,
+    /// `push` (the server pushes the allowlist) or `pull` (the agent fetches it).
+    pub delivery: String,
     pub checksum: String,
     pub allowlist: Allowlist,
     /// What the agent last confirmed (`checksum`, `serial`, `confirmed_at`,
@@ -600,6 +620,8 @@ built_schema!(
 pub struct DeploymentHost {
     pub host: String,
     pub host_id: Option<i64>,
+    /// `push` (the server pushes) or `pull` (the agent fetches).
+    pub delivery: Option<String>,
     pub checksum: Option<String>,
     pub serial: Option<i64>,
     /// `pending`, `deployed`, `skipped`, `failed`, `unreachable`.
@@ -619,6 +641,8 @@ pub struct Deployment {
     pub force: bool,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Changes whenever the status or the counts move: `since` of a blocking query.
+    pub version: Option<String>,
     /// Hosts per result.
     #[schema(value_type = Object)]
     pub counts: Value,

@@ -25,6 +25,8 @@ pub struct Desired {
     pub host: String,
     pub address: Option<String>,
     pub agent_port: i64,
+    /// Resolved `delivery`: `push` or `pull`.
+    pub delivery: &'static str,
     /// Resolved `has_agent`, not disabled.
     pub in_deploy_set: bool,
     pub allowlist: Allowlist,
@@ -86,9 +88,18 @@ fn desired(
             .get("agent_port")
             .and_then(Value::as_i64)
             .unwrap_or(DEFAULT_AGENT_PORT),
+        delivery: delivery(props.get("delivery")),
         in_deploy_set,
         checksum: allowlist.checksum(),
         allowlist,
+    }
+}
+
+/// A host's resolved `delivery`: `pull`, or `push` when unset.
+pub fn delivery(value: Option<&Value>) -> &'static str {
+    match value.and_then(Value::as_str) {
+        Some("pull") => "pull",
+        _ => "push",
     }
 }
 
@@ -120,6 +131,12 @@ pub async fn render_all(db: &impl ConnectionTrait) -> Result<Rendering, ApiError
             host: state.host_name.clone(),
             address: state.address.clone(),
             agent_port: i64::from(state.agent_port),
+            // A deleted host's agent was pushed to before, unless it pulled.
+            delivery: if state.pulled_at.is_some() {
+                "pull"
+            } else {
+                "push"
+            },
             in_deploy_set: false,
             checksum: allowlist.checksum(),
             allowlist,
@@ -177,6 +194,7 @@ pub async fn preview(store: &Store, caller: &Caller, name: &str) -> Result<Value
         "in_deploy_set": d.in_deploy_set,
         "address": d.address,
         "agent_port": d.agent_port,
+        "delivery": d.delivery,
         "checksum": d.checksum,
         "allowlist": allowlist_json(&d.allowlist),
         "confirmed": confirmed(state.as_ref()),
@@ -339,10 +357,16 @@ pub async fn start(
                 error: None,
                 attempts: 0,
                 updated_at: now,
+                delivery: h.delivery.to_owned(),
             }
         })
         .collect();
     let skipped = rows.iter().filter(|r| r.result == "skipped").count();
+    let issued: std::collections::HashSet<i64> = rows
+        .iter()
+        .filter(|r| !r.allowlist.is_empty())
+        .map(|r| r.host_id)
+        .collect();
     deployments::add_hosts(&tx.tx, rows).await?;
     for h in &rendering.hosts {
         let state = states.get(&h.host_id);
@@ -374,6 +398,11 @@ pub async fn start(
     };
     crate::store::activity::append(&tx.tx, &entry).await?;
     tx.commit().await?;
+    // Wakes the pulling agents of these hosts.
+    store.changes().issued(
+        deployment.id,
+        crate::store::changes::Issued::Hosts(std::sync::Arc::new(issued)),
+    );
     metrics.host_result("skipped", skipped as u64);
     Ok(Started::Running {
         checksum: rendering.checksum,
@@ -407,13 +436,14 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Value, A
         .iter()
         .filter(|h| caller.restrictions.allows(&h.host_name))
         .map(|h| {
-            json!({"host": h.host_name, "host_id": h.host_id, "checksum": h.checksum, "serial": h.serial,
-                   "result": h.result, "error": h.error, "attempts": h.attempts})
+            json!({"host": h.host_name, "host_id": h.host_id, "delivery": h.delivery, "checksum": h.checksum,
+                   "serial": h.serial, "result": h.result, "error": h.error, "attempts": h.attempts})
         })
         .collect();
     Ok(json!({
         "id": d.id, "checksum": d.checksum, "author": d.author, "status": d.status, "force": d.force,
         "started_at": time(d.started_at), "finished_at": d.finished_at.and_then(time),
+        "version": crate::deploy::results_version(&d.status, &counts),
         "counts": counts, "hosts": visible,
     }))
 }

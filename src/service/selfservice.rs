@@ -167,7 +167,7 @@ fn registration_props(body: &Map<String, Value>) -> Map<String, Value> {
         .filter(|(k, v)| {
             matches!(
                 k.as_str(),
-                "display_name" | "address" | "address6" | "agent_port"
+                "display_name" | "address" | "address6" | "agent_port" | "delivery"
             ) && !v.is_null()
                 && v.as_str() != Some("")
         })
@@ -302,7 +302,11 @@ pub async fn register(
     Ok(new_key.secret)
 }
 
-fn resolved_agent(resolver: &crate::domain::resolve::Resolver, host: &Draft) -> (bool, i64) {
+/// A host's resolved `has_agent`, `agent_port` and `delivery`.
+fn resolved_agent(
+    resolver: &crate::domain::resolve::Resolver,
+    host: &Draft,
+) -> (bool, i64, &'static str) {
     let resolved = resolver.resolve(host);
     let has_agent = resolved.props.get("has_agent").and_then(parse_bool) == Some(true);
     let port = resolved
@@ -310,7 +314,8 @@ fn resolved_agent(resolver: &crate::domain::resolve::Resolver, host: &Draft) -> 
         .get("agent_port")
         .and_then(Value::as_i64)
         .unwrap_or(DEFAULT_AGENT_PORT);
-    (has_agent, port)
+    let delivery = super::deploy::delivery(resolved.props.get("delivery"));
+    (has_agent, port, delivery)
 }
 
 /// `GET /director/self-service/agent-config`: what an agent needs.
@@ -324,12 +329,13 @@ pub async fn agent_config(
         .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
     let (host, _) = host_of_key(store.db(), key).await?;
     let resolver = resolver(store, Kind::Host).await?;
-    let (_, port) = resolved_agent(&resolver, &host.draft);
+    let (_, port, delivery) = resolved_agent(&resolver, &host.draft);
     let floor = serial_floor(store, host.id).await?;
     let mut config = json!({
         "host": host.draft.name.as_str(),
         "host_id": host.id,
         "agent_port": port,
+        "delivery": delivery,
         "signing_key": {
             "algorithm": "ed25519",
             "public_key": server_key.public_key_base64(),
@@ -427,41 +433,52 @@ pub async fn held_allowlist(
     ))
 }
 
-/// Records that a pulling agent fetched its newest allowlist: it counts as
-/// confirmed, and as deployed in its deployment.
-pub async fn fetched(store: &Store, host_id: i64) -> Result<(), ApiError> {
+/// Whether a pulling agent's fetch of its newest allowlist needs recording
+/// ([`record_fetches`]): not when the agent already counts as holding it
+/// (it fetched again without If-None-Match). Reads only.
+pub async fn fetch_needs_recording(store: &Store, host_id: i64) -> Result<bool, ApiError> {
     use crate::domain::allowlist::{Holding, fetch_changes_nothing};
     use crate::store::{agents, deployments};
-    // An agent fetching what it already holds (without If-None-Match) is
-    // answered from reads alone: no write transaction per fetch.
-    if let Some(h) = deployments::latest_for_host(store.db(), host_id).await?
-        && let Some(state) = agents::of_host(store.db(), host_id).await?
-    {
-        let doc: Value = serde_json::from_str(&h.allowlist).unwrap_or_default();
-        let issued = Holding {
-            checksum: &h.checksum,
-            serial: h.serial,
-            has_scripts: !crate::domain::allowlist::script_names(&doc).is_empty(),
-        };
-        let recorded = match (&state.confirmed_checksum, state.confirmed_serial) {
-            (Some(checksum), Some(serial)) => Some(Holding {
-                checksum,
-                serial,
-                has_scripts: state.in_deploy_set,
-            }),
-            _ => None,
-        };
-        if fetch_changes_nothing(
-            recorded,
-            state.pulled_at.is_some(),
-            issued,
-            h.result == "deployed",
-        ) {
-            return Ok(());
-        }
-    }
+    let (Some(h), Some(state)) = (
+        deployments::latest_for_host(store.db(), host_id).await?,
+        agents::of_host(store.db(), host_id).await?,
+    ) else {
+        return Ok(true);
+    };
+    let doc: Value = serde_json::from_str(&h.allowlist).unwrap_or_default();
+    let issued = Holding {
+        checksum: &h.checksum,
+        serial: h.serial,
+        has_scripts: !crate::domain::allowlist::script_names(&doc).is_empty(),
+    };
+    let recorded = match (&state.confirmed_checksum, state.confirmed_serial) {
+        (Some(checksum), Some(serial)) => Some(Holding {
+            checksum,
+            serial,
+            has_scripts: state.in_deploy_set,
+        }),
+        _ => None,
+    };
+    Ok(!fetch_changes_nothing(
+        recorded,
+        state.pulled_at.is_some(),
+        issued,
+        h.result == "deployed",
+    ))
+}
+
+/// Records, in one write transaction, that the pulling agents of `hosts`
+/// fetched their newest allowlists: each counts as confirmed, and as
+/// deployed in its deployment; a deployment that ended before the fetch
+/// gets its status and counts again.
+pub async fn record_fetches(store: &Store, hosts: &[i64]) -> Result<(), sea_orm::DbErr> {
+    use crate::store::deployments;
     let tx = store.begin_write().await?;
-    if let Some(h) = deployments::latest_for_host(&tx.tx, host_id).await? {
+    let mut ended = std::collections::BTreeSet::new();
+    for &host_id in hosts {
+        let Some(h) = deployments::latest_for_host(&tx.tx, host_id).await? else {
+            continue;
+        };
         deployments::confirm_issued(&tx.tx, &h).await?;
         deployments::pulled(&tx.tx, host_id).await?;
         if h.result != "deployed" {
@@ -474,18 +491,19 @@ pub async fn fetched(store: &Store, host_id: i64) -> Result<(), ApiError> {
                 h.attempts,
             )
             .await?;
-            // A deployment that ended before this fetch says so now.
-            if let Some(d) = deployments::get(&tx.tx, h.deployment_id).await?
-                && matches!(d.status.as_str(), "partial" | "failed")
-            {
-                let hosts = deployments::hosts(&tx.tx, d.id).await?;
-                let results: Vec<&str> = hosts.iter().map(|h| h.result.as_str()).collect();
-                let status = crate::deploy::final_status(&results);
-                deployments::restate(&tx.tx, d.id, status, &crate::deploy::counts(&results))
-                    .await?;
-            }
+            ended.insert(h.deployment_id);
         }
     }
-    tx.commit().await?;
-    Ok(())
+    for id in ended {
+        // A deployment that ended before these fetches says so now.
+        if let Some(d) = deployments::get(&tx.tx, id).await?
+            && matches!(d.status.as_str(), "partial" | "failed")
+        {
+            let hosts = deployments::hosts(&tx.tx, d.id).await?;
+            let results: Vec<&str> = hosts.iter().map(|h| h.result.as_str()).collect();
+            let status = crate::deploy::final_status(&results);
+            deployments::restate(&tx.tx, d.id, status, &crate::deploy::counts(&results)).await?;
+        }
+    }
+    tx.commit().await
 }

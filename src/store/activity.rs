@@ -29,6 +29,8 @@ pub struct Query {
     pub since: Option<i64>,
     /// Only entries with a smaller id (newest first paging).
     pub before_id: Option<i64>,
+    /// Only entries with a greater id (a blocking query's `after`).
+    pub after_id: Option<i64>,
 }
 
 fn parse_json(text: Option<String>) -> Option<Value> {
@@ -106,6 +108,9 @@ pub async fn find(
     }
     if let Some(v) = query.before_id {
         select = select.filter(activity::Column::Id.lt(v));
+    }
+    if let Some(v) = query.after_id {
+        select = select.filter(activity::Column::Id.gt(v));
     }
     Ok(select
         .order_by_desc(activity::Column::Id)

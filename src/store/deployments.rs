@@ -213,6 +213,7 @@ pub async fn add_hosts(db: &impl ConnectionTrait, hosts: Vec<DeploymentHost>) ->
             error: Set(h.error),
             attempts: Set(h.attempts),
             updated_at: Set(h.updated_at),
+            delivery: Set(h.delivery),
         });
         deployment_host::Entity::insert_many(rows).exec(db).await?;
     }
@@ -449,4 +450,70 @@ pub async fn restate(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// The deployments newer than `after`, oldest first, at most `limit`.
+pub async fn ids_after(
+    db: &impl ConnectionTrait,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<i64>, DbErr> {
+    deployment::Entity::find()
+        .select_only()
+        .column(deployment::Column::Id)
+        .filter(deployment::Column::Id.gt(after))
+        .order_by_asc(deployment::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// The newest deployment's number (0 when there is none).
+pub async fn newest_id(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    Ok(latest(db).await?.map_or(0, |d| d.id))
+}
+
+/// The hosts a deployment issued an allowlist to (not the skipped ones).
+pub async fn issued_hosts(db: &impl ConnectionTrait, id: i64) -> Result<Vec<i64>, DbErr> {
+    deployment_host::Entity::find()
+        .select_only()
+        .column(deployment_host::Column::HostId)
+        .filter(deployment_host::Column::DeploymentId.eq(id))
+        .filter(deployment_host::Column::Allowlist.ne(""))
+        .into_tuple()
+        .all(db)
+        .await
+}
+
+/// How many hosts of a deployment have no result yet.
+pub async fn pending_count(db: &impl ConnectionTrait, id: i64) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    deployment_host::Entity::find()
+        .filter(deployment_host::Column::DeploymentId.eq(id))
+        .filter(deployment_host::Column::Result.eq("pending"))
+        .count(db)
+        .await
+}
+
+/// Ends the wait for the agents of a deployment that did not fetch: every
+/// host still pending gets `result` with `error`.
+pub async fn settle_pending(
+    db: &impl ConnectionTrait,
+    id: i64,
+    result: &str,
+    error: &str,
+) -> Result<u64, DbErr> {
+    let done = deployment_host::Entity::update_many()
+        .col_expr(deployment_host::Column::Result, Expr::value(result))
+        .col_expr(deployment_host::Column::Error, Expr::value(error))
+        .col_expr(
+            deployment_host::Column::UpdatedAt,
+            Expr::value(now_millis()),
+        )
+        .filter(deployment_host::Column::DeploymentId.eq(id))
+        .filter(deployment_host::Column::Result.eq("pending"))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected)
 }

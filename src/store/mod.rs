@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod agents;
+pub mod changes;
 pub mod deployments;
 pub mod entities;
 pub mod keys;
@@ -27,6 +28,7 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, MutexGuard};
 
+use changes::{Changes, Issued};
 pub use object_tx::{ObjectTx, ObjectWrites};
 pub use objects::StoredObject;
 use reads::Reads;
@@ -36,6 +38,14 @@ use writer::SqliteWriter;
 
 use crate::domain::Kind;
 use crate::domain::resolve::Resolver;
+
+/// The PostgreSQL channel commits are announced on (see the migration
+/// `delivery_and_notifications`).
+const CHANGES_CHANNEL: &str = "steward_changes";
+/// How often the SQLite WAL-index mark is looked at for others' commits.
+const MARK_EVERY: Duration = Duration::from_millis(250);
+/// At most this many new deployments are published one by one at a catch-up.
+const CATCH_UP_DEPLOYMENTS: u64 = 16;
 
 /// How long SQLite waits for another connection's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +64,8 @@ pub struct Store {
     /// On a SQLite file, its WAL-index (see [`wal_index`]).
     wal_index: Option<Arc<WalIndex>>,
     reads: Reads,
+    /// Wakes what waits for commits (see [`changes`]).
+    changes: Arc<Changes>,
 }
 
 /// A write transaction: holds the writer lock until committed or dropped
@@ -62,12 +74,15 @@ pub struct WriteTx<'a> {
     pub tx: DatabaseTransaction,
     _guard: MutexGuard<'a, ()>,
     reads: &'a Reads,
+    changes: &'a Changes,
 }
 
 impl WriteTx<'_> {
     /// Commits the transaction and releases the writer lock.
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        self.changes.committed();
+        Ok(())
     }
 
     /// The resolver over `kind`'s templates as this transaction sees them.
@@ -122,7 +137,13 @@ impl Store {
             reads: Reads::new(db.clone(), path.zip(wal_index.clone())),
             wal_index,
             db,
+            changes: Arc::new(Changes::new()),
         })
+    }
+
+    /// What wakes waiters when something was committed.
+    pub fn changes(&self) -> &Arc<Changes> {
+        &self.changes
     }
 
     /// On SQLite, the watch that tells whether anyone committed (see
@@ -198,6 +219,7 @@ impl Store {
             tx: writer.begin(SQLITE_BUSY_TIMEOUT).await?,
             guard,
             reads: &self.reads,
+            changes: &self.changes,
         })
     }
 
@@ -215,6 +237,122 @@ impl Store {
         }
         let _guard = self.write_lock.lock().await;
         writer.flush()
+    }
+
+    /// Follows what other processes commit, for as long as the process
+    /// runs, and gives [`Self::changes`] their signals: on PostgreSQL the
+    /// notifications of the channel `steward_changes` (other replicas,
+    /// the CLI), on SQLite the WAL-index mark (the CLI). Every
+    /// `catch_up_every`, and whenever notifications may have been lost (the
+    /// listening connection was lost), it looks in the database itself.
+    pub async fn follow_changes(self: Arc<Self>, catch_up_every: Duration) {
+        match deployments::newest_id(&self.db).await {
+            // What was issued before has no waiters yet.
+            Ok(newest) => self.changes.know(newest),
+            Err(e) => tracing::warn!(error = %e, "cannot read the newest deployment"),
+        }
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            self.follow_postgres(catch_up_every).await;
+        } else {
+            self.follow_sqlite(catch_up_every).await;
+        }
+    }
+
+    /// On SQLite: a look at the WAL-index mark four times a second (one
+    /// `pread`); when it moved, a catch-up.
+    async fn follow_sqlite(&self, catch_up_every: Duration) {
+        let mark = || self.wal_index.as_ref().and_then(|index| index.mark());
+        let mut seen = mark();
+        let mut caught_up = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(MARK_EVERY).await;
+            let now = mark();
+            if now != seen || caught_up.elapsed() >= catch_up_every {
+                seen = now;
+                caught_up = tokio::time::Instant::now();
+                self.catch_up().await;
+            }
+        }
+    }
+
+    /// On PostgreSQL: one connection listening to `steward_changes`,
+    /// reconnected when lost.
+    async fn follow_postgres(&self, catch_up_every: Duration) {
+        use sea_orm::sqlx::postgres::PgListener;
+        let mut every = tokio::time::interval(catch_up_every);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut listener = match PgListener::connect(&self.url).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for changes: retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(CHANGES_CHANNEL).await {
+                tracing::warn!(error = %e, "cannot listen for changes: retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            // What was committed while nobody listened.
+            self.catch_up().await;
+            loop {
+                tokio::select! {
+                    received = listener.try_recv() => match received {
+                        Ok(Some(first)) => {
+                            let mut issued = first.payload() == "i";
+                            while let Some(next) = listener.next_buffered() {
+                                issued |= next.payload() == "i";
+                            }
+                            self.changes.committed();
+                            if issued {
+                                self.catch_up_issued().await;
+                            }
+                        }
+                        // Reconnected: notifications may have been lost.
+                        Ok(None) => self.catch_up().await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lost the connection listening for changes");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            break;
+                        }
+                    },
+                    _ = every.tick() => self.catch_up().await,
+                }
+            }
+        }
+    }
+
+    /// Signals whatever may have been committed by others: wakes the
+    /// commit waiters, and publishes the deployments not published yet.
+    async fn catch_up(&self) {
+        self.changes.committed();
+        self.catch_up_issued().await;
+    }
+
+    /// Publishes the deployments newer than the newest published.
+    async fn catch_up_issued(&self) {
+        let known = self.changes.newest_issued();
+        let found = async {
+            let newer = deployments::ids_after(&self.db, known, CATCH_UP_DEPLOYMENTS).await?;
+            if newer.len() as u64 >= CATCH_UP_DEPLOYMENTS {
+                // Too many to look at one by one: every waiter looks.
+                if let Some(newest) = newer.last() {
+                    self.changes.issued(*newest, Issued::Everyone);
+                }
+                return Ok(());
+            }
+            for id in newer {
+                let hosts = deployments::issued_hosts(&self.db, id).await?;
+                self.changes
+                    .issued(id, Issued::Hosts(Arc::new(hosts.into_iter().collect())));
+            }
+            Ok::<(), DbErr>(())
+        };
+        if let Err(e) = found.await {
+            tracing::warn!(error = %e, "cannot look for new deployments");
+        }
     }
 
     /// Runs [`Store::commit_open_group`] every second, for as long as the
@@ -259,6 +397,7 @@ impl Store {
             }
         };
         Ok(WriteTx {
+            changes: &self.changes,
             tx,
             _guard: guard,
             reads: &self.reads,

@@ -102,6 +102,7 @@ pub enum ObjectTx<'a> {
         tx: LiteTx<'a>,
         guard: MutexGuard<'a, ()>,
         reads: &'a Reads,
+        changes: &'a super::Changes,
     },
     /// A transaction of the pool.
     Pool(WriteTx<'a>),
@@ -111,7 +112,13 @@ impl ObjectTx<'_> {
     /// Commits the transaction and releases the writer lock.
     pub async fn commit(self) -> Result<(), DbErr> {
         match self {
-            ObjectTx::Inline { tx, guard, .. } => tx.commit(guard).await,
+            ObjectTx::Inline {
+                tx, guard, changes, ..
+            } => {
+                tx.commit(guard).await?;
+                changes.committed();
+                Ok(())
+            }
             ObjectTx::Pool(tx) => tx.commit().await,
         }
     }

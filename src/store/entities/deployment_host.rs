@@ -23,6 +23,8 @@ pub struct Model {
     pub error: Option<String>,
     pub attempts: i32,
     pub updated_at: i64,
+    /// `push` or `pull` (the host's `delivery`).
+    pub delivery: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

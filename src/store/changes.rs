@@ -1,0 +1,270 @@
+//! Change notifications: what waits for the database to change (a pulling
+//! agent's long poll, a blocking query on the activity log or a deployment,
+//! a deployment waiting for pulling agents) sleeps here and is woken when
+//! what it waits for may have changed. No waiter reads the database while
+//! nothing happens.
+//!
+//! Two signals:
+//!
+//! - **committed**, a counter bumped after every commit that may have
+//!   changed the activity log or a deployment's results. Its waiters are
+//!   few (operators' blocking queries, a deployment waiting for its pulling
+//!   agents), so each re-reads what it waits for at every bump.
+//! - **issued**, the log of deployments that issued allowlists, each with
+//!   the hosts it issued one to. Its waiters are many (one per pulling
+//!   agent), so each wakes, looks in this log in memory whether its host
+//!   got anything, and reads the database only then.
+//!
+//! The signals are given here by this process's own commits, and by
+//! others' through [`super::Store::follow_changes`]: PostgreSQL's
+//! notifications, or, on SQLite, the WAL-index mark (the CLI is another
+//! process), and a rare catch-up that survives a lost notification.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+/// Deployments remembered in the issued log. A waiter that slept through
+/// more than this many (it cannot: each wakes at every one, but a slow one
+/// might) counts as concerned and reads the database once.
+const ISSUED_KEPT: usize = 64;
+
+/// Which hosts a deployment issued allowlists to.
+#[derive(Debug, Clone)]
+pub enum Issued {
+    /// These hosts.
+    Hosts(Arc<HashSet<i64>>),
+    /// Unknown (a catch-up could not tell): every waiter looks.
+    Everyone,
+}
+
+impl Issued {
+    fn concerns(&self, host: i64) -> bool {
+        match self {
+            Issued::Hosts(hosts) => hosts.contains(&host),
+            Issued::Everyone => true,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct IssuedLog {
+    /// `(revision, deployment, hosts)`, oldest first.
+    entries: VecDeque<(u64, i64, Issued)>,
+    /// The newest deployment published.
+    newest: i64,
+}
+
+/// The notification hub of one store.
+#[derive(Debug)]
+pub struct Changes {
+    committed: watch::Sender<u64>,
+    issued_revision: watch::Sender<u64>,
+    issued: Mutex<IssuedLog>,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Changes {
+    pub fn new() -> Self {
+        Self {
+            committed: watch::Sender::new(0),
+            issued_revision: watch::Sender::new(0),
+            issued: Mutex::new(IssuedLog::default()),
+        }
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, IssuedLog> {
+        self.issued.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Something was committed that may have changed the activity log or a
+    /// deployment: wakes every [`Committed`] waiter.
+    pub fn committed(&self) {
+        self.committed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A waiter for commits, to be taken before reading what it waits for.
+    pub fn watch_committed(&self) -> Committed {
+        Committed(self.committed.subscribe())
+    }
+
+    /// Deployment `deployment` issued allowlists to `hosts`: wakes the
+    /// waiters of those hosts. Publishing a deployment again does nothing.
+    pub fn issued(&self, deployment: i64, hosts: Issued) {
+        let mut log = self.log();
+        if log.entries.iter().any(|(_, d, _)| *d == deployment) {
+            return;
+        }
+        let revision = *self.issued_revision.borrow() + 1;
+        log.entries.push_back((revision, deployment, hosts));
+        while log.entries.len() > ISSUED_KEPT {
+            log.entries.pop_front();
+        }
+        log.newest = log.newest.max(deployment);
+        // The revision moves while the log is locked: a waiter that sees it
+        // finds its entry.
+        self.issued_revision.send_replace(revision);
+    }
+
+    /// The newest deployment published (or taken as known by [`Self::know`]).
+    pub fn newest_issued(&self) -> i64 {
+        self.log().newest
+    }
+
+    /// Takes deployments up to `deployment` as published (at start: those
+    /// issued before have no waiters).
+    pub fn know(&self, deployment: i64) {
+        let mut log = self.log();
+        log.newest = log.newest.max(deployment);
+    }
+
+    /// A waiter for allowlists issued, to be taken before reading what a
+    /// host holds.
+    pub fn watch_issued(self: &Arc<Self>) -> IssuedTo {
+        let receiver = self.issued_revision.subscribe();
+        let seen = *receiver.borrow();
+        IssuedTo {
+            changes: Arc::clone(self),
+            receiver,
+            seen,
+        }
+    }
+
+    /// Whether a deployment published after revision `seen` (up to
+    /// `now`) concerns `host`.
+    fn concerns(&self, host: i64, seen: u64, now: u64) -> bool {
+        let log = self.log();
+        match log.entries.front() {
+            // Entries after `seen` were dropped: look to be sure.
+            Some((oldest, _, _)) if *oldest > seen + 1 => true,
+            _ => log
+                .entries
+                .iter()
+                .filter(|(revision, _, _)| *revision > seen && *revision <= now)
+                .any(|(_, _, hosts)| hosts.concerns(host)),
+        }
+    }
+
+    /// How many wait for allowlists now (the metrics show it).
+    pub fn pull_waiters(&self) -> usize {
+        self.issued_revision.receiver_count()
+    }
+}
+
+/// A waiter for commits.
+#[derive(Debug)]
+pub struct Committed(watch::Receiver<u64>);
+
+impl Committed {
+    /// Until the next commit after this waiter was taken or last woken.
+    pub async fn changed(&mut self) {
+        if self.0.changed().await.is_err() {
+            // The hub is gone (the store is closing): nothing will change.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// A waiter for allowlists issued.
+#[derive(Debug)]
+pub struct IssuedTo {
+    changes: Arc<Changes>,
+    receiver: watch::Receiver<u64>,
+    seen: u64,
+}
+
+impl IssuedTo {
+    /// Until a deployment published after this waiter was taken (or last
+    /// woken) issued an allowlist to `host`.
+    pub async fn issued(&mut self, host: i64) {
+        loop {
+            if self.receiver.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            let now = *self.receiver.borrow_and_update();
+            let concerned = self.changes.concerns(host, self.seen, now);
+            self.seen = now;
+            if concerned {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn hosts(ids: &[i64]) -> Issued {
+        Issued::Hosts(Arc::new(ids.iter().copied().collect()))
+    }
+
+    /// Whether `wait` finishes within a short while.
+    async fn wakes(wait: impl std::future::Future<Output = ()>) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), wait)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_deployment_wakes_only_the_hosts_it_issued_to() {
+        let changes = Arc::new(Changes::new());
+        let mut one = changes.watch_issued();
+        let mut two = changes.watch_issued();
+        changes.issued(10, hosts(&[2, 3]));
+        assert!(!wakes(one.issued(1)).await);
+        assert!(wakes(two.issued(2)).await);
+        // Woken once per deployment.
+        assert!(!wakes(two.issued(2)).await);
+        changes.issued(11, Issued::Everyone);
+        assert!(wakes(one.issued(1)).await);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_taken_before_a_deployment_is_woken_by_it_even_later() {
+        let changes = Arc::new(Changes::new());
+        let mut one = changes.watch_issued();
+        changes.issued(10, hosts(&[1]));
+        changes.issued(11, hosts(&[2]));
+        assert!(wakes(one.issued(1)).await);
+    }
+
+    #[tokio::test]
+    async fn a_deployment_published_twice_wakes_once() {
+        let changes = Arc::new(Changes::new());
+        let mut one = changes.watch_issued();
+        changes.issued(10, hosts(&[1]));
+        assert!(wakes(one.issued(1)).await);
+        changes.issued(10, hosts(&[1]));
+        assert!(!wakes(one.issued(1)).await);
+        assert_eq!(changes.newest_issued(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_missed_dropped_entries_looks() {
+        let changes = Arc::new(Changes::new());
+        let mut one = changes.watch_issued();
+        for deployment in 0..(ISSUED_KEPT as i64 + 5) {
+            changes.issued(deployment, hosts(&[2]));
+        }
+        assert!(wakes(one.issued(1)).await);
+    }
+
+    #[tokio::test]
+    async fn commits_wake_their_waiters() {
+        let changes = Changes::new();
+        let mut waiter = changes.watch_committed();
+        assert!(!wakes(waiter.changed()).await);
+        changes.committed();
+        assert!(wakes(waiter.changed()).await);
+        assert!(!wakes(waiter.changed()).await);
+    }
+}
