@@ -275,3 +275,68 @@ db_test!(
         assert_eq!(names[..2], ["otto", "rita"], "newest first");
     }
 );
+
+/// The newest entry's id.
+async fn newest_id(app: &TestApp) -> i64 {
+    entries(&app.get("/director/activity?limit=1").await.json())[0]["id"]
+        .as_i64()
+        .unwrap()
+}
+
+db_test!(
+    a_blocking_query_answers_with_the_new_entry_or_empty_at_the_deadline,
+    async |app: &TestApp| {
+        app.create("host", json!({"object_name": "first"})).await;
+        let after = newest_id(app).await;
+        // Nothing new: an empty list when the wait ends.
+        let r = app
+            .get(&format!("/director/activity?after={after}&wait=1"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json(), json!({"objects": []}));
+        // Something new during a 30 s wait: the answer is the new entry
+        // (at the deadline it would be empty).
+        let uri = format!("/director/activity?after={after}&wait=30");
+        let (r, ()) = tokio::join!(app.get(&uri), async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            app.create("host", json!({"object_name": "second"})).await;
+        });
+        let seen = entries(&r.json());
+        assert_eq!(seen.len(), 1, "{}", r.text);
+        assert_eq!(seen[0]["object_name"], json!("second"));
+        assert!(seen[0]["id"].as_i64().unwrap() > after);
+        // Entries already newer answer at once; `wait` needs `after`.
+        let r = app
+            .get(&format!("/director/activity?after={after}&wait=300"))
+            .await;
+        assert_eq!(entries(&r.json()).len(), 1);
+        for bad in ["wait=5", "after=x", "after=1&wait=301", "after=1&wait=-1"] {
+            let r = app.get(&format!("/director/activity?{bad}")).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+        }
+    }
+);
+
+db_test!(
+    a_blocking_query_shows_a_restricted_caller_only_what_it_may_see,
+    async |app: &TestApp| {
+        let reader = app.user("rita", "reader", json!({})).await;
+        let after = newest_id(app).await;
+        // An entry about a user does not answer the reader's wait...
+        let short = format!("/director/activity?after={after}&wait=2");
+        let (r, ()) = tokio::join!(app.as_user(&reader, "GET", &short, None), async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            app.user("ulla", "reader", json!({})).await;
+        });
+        assert_eq!(r.json(), json!({"objects": []}), "{}", r.text);
+        // ...a host's does, and alone.
+        let long = format!("/director/activity?after={after}&wait=30");
+        let (r, ()) = tokio::join!(app.as_user(&reader, "GET", &long, None), async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            app.create("host", json!({"object_name": "seen"})).await;
+        });
+        let seen = entries(&r.json());
+        let names: Vec<&Value> = seen.iter().map(|e| &e["object_name"]).collect();
+        assert_eq!(names, [&json!("seen")], "{}", r.text);
+    }
+);

@@ -559,3 +559,98 @@ db_test!(
         }
     }
 );
+
+db_test!(
+    a_pull_host_waits_for_its_fetch_and_a_blocking_query_answers_when_it_lands,
+    async |app: &TestApp| {
+        app.create(
+            "script",
+            json!({"object_name": "uptime", "command": "/usr/bin/uptime"}),
+        )
+        .await;
+        // Pull delivery from the template; nothing listens on port 9.
+        app.create(
+            "host",
+            json!({"object_name": "pullers", "object_type": "template", "has_agent": true,
+            "delivery": "pull", "agent_port": 9, "scripts": ["uptime"]}),
+        )
+        .await;
+        let key = app
+            .post("/director/host/api-key?name=pullers", &json!({}))
+            .await
+            .json()["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = app
+            .request(
+                "POST",
+                &format!("/director/self-service/register-host?name=nat-1&key={key}"),
+                &[("authorization", "")],
+                Some(json!({"address": "127.0.0.1"}).to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let host_key = r.json().as_str().unwrap().to_owned();
+        let preview = app.get("/director/host/allowlist?name=nat-1").await.json();
+        assert_eq!(preview["delivery"], json!("pull"), "{preview}");
+        let bad = app
+            .post(
+                "/director/host",
+                &json!({"object_name": "x", "delivery": "carrier-pigeon"}),
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+
+        let started = app.post("/director/config/deploy", &json!([])).await;
+        assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.text);
+        let id = started.json()["deployment_id"].as_i64().unwrap();
+        let uri = format!("/director/config/deployment?id={id}");
+        let before = app.get(&uri).await.json();
+        assert_eq!(before["status"], json!("running"), "{before}");
+        assert_eq!(before["hosts"][0]["delivery"], json!("pull"), "{before}");
+        assert_eq!(before["hosts"][0]["result"], json!("pending"), "{before}");
+        assert_eq!(
+            before["hosts"][0]["attempts"],
+            json!(0),
+            "never pushed: {before}"
+        );
+        let version = before["version"].as_str().unwrap().to_owned();
+        // Unchanged: the same version when the wait ends.
+        let same = app
+            .get(&format!("{uri}&wait=1&since={version}"))
+            .await
+            .json();
+        assert_eq!(same["version"], json!(version), "{same}");
+
+        // The agent fetches during a 30 s wait: the query answers then.
+        let blocking = format!("{uri}&wait=30&since={version}");
+        let (moved, (status, _, _)) = tokio::join!(app.get(&blocking), async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            pull(
+                app,
+                vec![("authorization", format!("Bearer {host_key}"))],
+                "",
+            )
+            .await
+        });
+        assert_eq!(status, StatusCode::OK);
+        let moved = moved.json();
+        assert_ne!(moved["version"], json!(version), "{moved}");
+        assert_eq!(moved["hosts"][0]["result"], json!("deployed"), "{moved}");
+        // The deployment ends with its last fetch, not at the pull grace.
+        let done = app
+            .post("/director/config/deploy?wait=30", &json!([]))
+            .await
+            .json();
+        assert_eq!(done["status"], json!("unchanged"), "{done}");
+        let ended = app
+            .get(&format!(
+                "{uri}&wait=30&since={}",
+                moved["version"].as_str().unwrap()
+            ))
+            .await
+            .json();
+        assert_eq!(ended["status"], json!("succeeded"), "{ended}");
+    }
+);
