@@ -23,6 +23,8 @@ struct Server {
     addr: String,
     data: PathBuf,
     database: Option<String>,
+    /// `--catch-up-every` (the server's default when unset).
+    catch_up_every: Option<u64>,
     process: Option<Killed>,
 }
 
@@ -39,6 +41,9 @@ impl Server {
             .env_remove("STEWARD_CONFIG");
         if let Some(url) = &self.database {
             command.args(["--database", url]);
+        }
+        if let Some(seconds) = self.catch_up_every {
+            command.args(["--catch-up-every", &seconds.to_string()]);
         }
         let child = command
             .stdout(Stdio::null())
@@ -142,6 +147,7 @@ fn build(setup: Setup) -> World {
             addr: String::new(),
             data,
             database: setup.database.clone(),
+            catch_up_every: None,
             process: None,
         };
         server.start();
@@ -628,21 +634,52 @@ fn two_replicas_on_postgresql_push_each_host_once_and_take_over_a_dead_one() {
 /// `name` and starts `steward-agent pull --wait 5` for it; answers its
 /// state directory and the running puller.
 fn start_puller(w: &World, ip: &str, name: &str) -> (PathBuf, Killed) {
+    let port = free_port(ip);
+    pull_agent(
+        w,
+        PullAgent {
+            server: 0,
+            ip,
+            port,
+            name,
+            pull: false,
+            wait: 5,
+        },
+    )
+}
+
+/// How [`pull_agent`] registers and starts a pulling agent.
+struct PullAgent<'a> {
+    /// The server it registers with and pulls from.
+    server: usize,
+    ip: &'a str,
+    port: u16,
+    name: &'a str,
+    /// `register --pull`: the server never pushes to it.
+    pull: bool,
+    wait: u64,
+}
+
+fn pull_agent(w: &World, a: PullAgent) -> (PathBuf, Killed) {
+    let (ip, name) = (a.ip, a.name);
     let state = w.dir.path().join(name);
     let (_, key) = w.call("POST", "/director/host/api-key?name=agents", json!({}));
-    let out = Command::new(AGENT)
+    let mut register = Command::new(AGENT);
+    register
         .args([
             "register",
             "--server",
-            &format!("http://{}", w.servers[0].addr),
+            &format!("http://{}", w.servers[a.server].addr),
         ])
         .args(["--key", key["api_key"].as_str().unwrap()])
         .args(["--name", name, "--address", ip])
-        .args(["--agent-port", &free_port(ip).to_string()])
+        .args(["--agent-port", &a.port.to_string()])
         .arg("--state-dir")
-        .arg(&state)
-        .output()
-        .unwrap();
+        .arg(&state);
+    if a.pull {
+        register.arg("--pull");
+    }
+    let out = register.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -651,7 +688,7 @@ fn start_puller(w: &World, ip: &str, name: &str) -> (PathBuf, Killed) {
     let log = std::fs::File::create(w.dir.path().join(format!("{name}.log"))).unwrap();
     let puller = Killed(
         Command::new(AGENT)
-            .args(["pull", "--wait", "5", "--state-dir"])
+            .args(["pull", "--wait", &a.wait.to_string(), "--state-dir"])
             .arg(&state)
             .stdout(Stdio::null())
             .stderr(log)
@@ -974,4 +1011,172 @@ fn a_node_registered_afresh_refuses_an_older_validly_signed_allowlist() {
     let (status, body) = http(&addr, "PUT", "/v1/allowlist", None, &current.to_string());
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["serial"], current["serial"]);
+}
+
+/// Counts the connections made to `ip:port` (and closes each at once).
+fn connection_counter(ip: &str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    (port, count)
+}
+
+/// Waits until the state directory holds an allowlist with `scripts` scripts.
+fn holds(state: &Path, scripts: usize, within: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if held(state)["scripts"].as_array().map(Vec::len) == Some(scripts) {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn a_pull_hosts_agent_is_woken_by_a_deploy_and_never_pushed_to() {
+    let w = world(0);
+    // Something listens at the agent's address, and counts: no connection
+    // may ever come.
+    let (port, connections) = connection_counter("127.0.0.62");
+    let (state, _puller) = pull_agent(
+        &w,
+        PullAgent {
+            server: 0,
+            ip: "127.0.0.62",
+            port,
+            name: "nat.example",
+            pull: true,
+            wait: 60,
+        },
+    );
+    let preview = w
+        .call(
+            "GET",
+            "/director/host/allowlist?name=nat.example",
+            json!({}),
+        )
+        .1;
+    assert_eq!(preview["delivery"], json!("pull"), "{preview}");
+    let (_, first) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(first["status"], json!("succeeded"), "{first}");
+    assert_eq!(first["hosts"][0]["delivery"], json!("pull"), "{first}");
+    assert!(holds(&state, 1, Duration::from_secs(10)).is_some());
+
+    // The agent waits in a 60 s long poll: the deploy wakes it, long
+    // before that wait would end (its own timeouts are not the measure:
+    // the kit's pull farm is).
+    std::thread::sleep(Duration::from_millis(500));
+    w.call(
+        "POST",
+        "/director/host?name=agents",
+        json!({"scripts": ["uptime", "df"]}),
+    );
+    let (status, _) = w.call("POST", "/director/config/deploy", json!([]));
+    assert_eq!(status, 202);
+    let took = holds(&state, 2, Duration::from_secs(30));
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(20)),
+        "woken after {took:?}, not by the deploy"
+    );
+    let (_, again) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(again["status"], json!("unchanged"), "{again}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the server connected to a pull host's agent"
+    );
+}
+
+/// Turns PostgreSQL's notification of new deployments off or on (as if
+/// they were lost).
+fn issued_notifications(database: &str, on: bool) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sea_orm::{ConnectionTrait, Database, Statement};
+        let conn = Database::connect(database).await.expect("PostgreSQL");
+        let verb = if on { "ENABLE" } else { "DISABLE" };
+        conn.execute_raw(Statement::from_string(
+            conn.get_database_backend(),
+            format!("ALTER TABLE deployments {verb} TRIGGER deployments_issued_notify"),
+        ))
+        .await
+        .expect("alter trigger");
+        conn.close().await.ok();
+    });
+}
+
+#[test]
+fn a_deploy_on_one_replica_wakes_an_agent_pulling_from_the_other() {
+    let Some(database) = fresh_postgres() else {
+        return;
+    };
+    let mut w = build(Setup {
+        agents: 0,
+        database: Some(database.clone()),
+        replicas: 2,
+        ..Setup::default()
+    });
+    // Replica 1 looks for lost notifications every 2 s.
+    w.servers[1].catch_up_every = Some(2);
+    w.servers[1].start();
+    let (state, _puller) = pull_agent(
+        &w,
+        PullAgent {
+            server: 1,
+            ip: "127.0.0.63",
+            port: 9,
+            name: "far.example",
+            pull: true,
+            wait: 60,
+        },
+    );
+    let (_, first) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(first["status"], json!("succeeded"), "{first}");
+    assert!(holds(&state, 1, Duration::from_secs(10)).is_some());
+
+    // Deployed on replica 0: replica 1 is notified and wakes its agent.
+    std::thread::sleep(Duration::from_millis(500));
+    w.call(
+        "POST",
+        "/director/host?name=agents",
+        json!({"scripts": ["uptime", "df"]}),
+    );
+    let (status, second) = w.call("POST", "/director/config/deploy", json!([]));
+    assert_eq!(status, 202, "{second}");
+    let took = holds(&state, 2, Duration::from_secs(30));
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(20)),
+        "woken after {took:?}"
+    );
+    let id = second["deployment_id"].as_i64().unwrap();
+    let done = w.finished(0, id, Duration::from_secs(30));
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+
+    // The notification is lost: replica 1's catch-up finds the deployment.
+    issued_notifications(&database, false);
+    w.call(
+        "POST",
+        "/director/host?name=agents",
+        json!({"scripts": ["df"]}),
+    );
+    let (status, third) = w.call("POST", "/director/config/deploy", json!([]));
+    assert_eq!(status, 202, "{third}");
+    let took = holds(&state, 1, Duration::from_secs(30));
+    issued_notifications(&database, true);
+    assert!(
+        took.is_some_and(|t| t < Duration::from_secs(20)),
+        "woken after {took:?}"
+    );
+    assert_eq!(held(&state)["scripts"][0]["name"], json!("df"));
 }
