@@ -18,11 +18,12 @@ const BATCH: usize = 1000;
 const QUEUE: usize = 4 * BATCH;
 
 type Reply = oneshot::Sender<Result<(), String>>;
+type Fetched = crate::service::selfservice::Fetched;
 
 /// The queue of fetches to record, and the task that writes them.
 #[derive(Debug, Clone)]
 pub struct Fetches {
-    queue: mpsc::Sender<(i64, Reply)>,
+    queue: mpsc::Sender<(Fetched, Reply)>,
 }
 
 impl Fetches {
@@ -33,13 +34,12 @@ impl Fetches {
         Self { queue }
     }
 
-    /// Records that host `host_id`'s agent fetched its newest allowlist;
-    /// returns once that is committed.
-    pub async fn record(&self, host_id: i64) -> Result<(), ApiError> {
+    /// Records what an agent fetched; returns once that is committed.
+    pub async fn record(&self, fetched: Fetched) -> Result<(), ApiError> {
         let (reply, written) = oneshot::channel();
         let gone = || ApiError::Internal("the fetch recorder stopped".into());
         self.queue
-            .send((host_id, reply))
+            .send((fetched, reply))
             .await
             .map_err(|_| gone())?;
         match written.await {
@@ -52,20 +52,20 @@ impl Fetches {
 
 async fn write(
     store: Arc<Store>,
-    mut received: mpsc::Receiver<(i64, Reply)>,
+    mut received: mpsc::Receiver<(Fetched, Reply)>,
     metrics: Arc<crate::metrics::Metrics>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while received.recv_many(&mut batch, BATCH).await > 0 {
-        let hosts: Vec<i64> = batch.iter().map(|(host, _)| *host).collect();
-        let outcome = crate::service::selfservice::record_fetches(&store, &hosts)
+        let fetches: Vec<Fetched> = batch.iter().map(|(f, _)| f.clone()).collect();
+        let outcome = crate::service::selfservice::record_fetches(&store, &fetches)
             .await
             .map_err(|e| {
-                tracing::error!(error = %e, fetches = hosts.len(), "cannot record fetches");
+                tracing::error!(error = %e, fetches = fetches.len(), "cannot record fetches");
                 "cannot record the fetch".to_owned()
             });
         if outcome.is_ok() {
-            metrics.fetches_recorded(hosts.len() as u64);
+            metrics.fetches_recorded(fetches.len() as u64);
         }
         for (_, reply) in batch.drain(..) {
             let _ = reply.send(outcome.clone());

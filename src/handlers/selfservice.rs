@@ -101,7 +101,7 @@ fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<IpAddr, B
         ("X-Director-Accept" = Option<String>, Header, nullable = false, description = "`text/plain`: answer bare text"),
     ),
     request_body(content = Option<crate::openapi::schemas::RegisterBody>, content_type = "application/json",
-        description = "Optional: `display_name`, `address`, `address6`, `agent_port`"),
+        description = "Optional: `display_name`, `address`, `address6`, `agent_port`, `delivery`"),
     responses(
         (status = 200, description = "The host key", content(
             (String = "application/json"),
@@ -425,29 +425,36 @@ pub async fn pull_allowlist(
             Ok(found) => found,
             Err(e) => return refuse(&state, address, e, false),
         };
-        match held {
-            Some((etag, doc)) if !known.as_ref().is_some_and(|k| k.matches(&etag)) => {
-                let record = service::fetch_needs_recording(&state.store, host_id).await;
+        let etag = held.as_ref().map(service::allowlist_etag);
+        match (held, etag) {
+            (Some(issued), Some(etag)) if !known.as_ref().is_some_and(|k| k.matches(&etag)) => {
+                let record = service::fetch_to_record(&state.store, &issued).await;
                 drop(permit);
                 let recorded = match record {
-                    Ok(true) => state.fetches.record(host_id).await,
-                    Ok(false) => Ok(()),
+                    Ok(Some(fetched)) => state.fetches.record(fetched).await,
+                    Ok(None) => Ok(()),
                     Err(e) => Err(e),
                 };
                 if let Err(e) = recorded {
                     return e.into_response();
                 }
-                let value: Value = serde_json::from_str(&doc).unwrap_or(Value::Null);
-                let mut response = json_response(StatusCode::OK, &value);
+                let mut response = Response::new(Body::from(issued.allowlist));
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 if let Ok(v) = HeaderValue::from_str(&etag) {
-                    response.headers_mut().insert(header::ETAG, v);
+                    headers.insert(header::ETAG, v);
                 }
                 return response;
             }
             // At the deadline, or at once when the server stops.
-            held if tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping() => {
-                return match held {
-                    Some((etag, _)) => crate::handlers::not_modified(&etag),
+            (_, etag)
+                if tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping() =>
+            {
+                return match etag {
+                    Some(etag) => crate::handlers::not_modified(&etag),
                     None => ApiError::NotFound("No allowlist was deployed to this host yet".into())
                         .into_response(),
                 };

@@ -485,11 +485,12 @@ built_schema!(
     /// ignored; `name` (or `object_name`) and `key` may come here instead of
     /// the query.
     RegisterBody => typed(Type::Object)
-        .examples([json!({"display_name": "Web 01", "address": "192.0.2.10"})])
+        .examples([json!({"display_name": "Web 01", "address": "127.0.0.10", "delivery": "pull"})])
         .property("display_name", ObjectBuilder::new().schema_type(SchemaType::AnyValue))
         .property("address", ObjectBuilder::new().schema_type(SchemaType::AnyValue))
         .property("address6", ObjectBuilder::new().schema_type(SchemaType::AnyValue))
         .property("agent_port", ObjectBuilder::new().schema_type(SchemaType::AnyValue))
+        .property("delivery", ObjectBuilder::new().schema_type(SchemaType::AnyValue))
         .property("name", ObjectBuilder::new().schema_type(SchemaType::AnyValue))
         .property("object_name", ObjectBuilder::new().schema_type(SchemaType::AnyValue))
         .property("key", ObjectBuilder::new().schema_type(SchemaType::AnyValue))

@@ -408,13 +408,12 @@ pub async fn self_ticket(store: &Store, key: Option<&str>, salt: &str) -> Result
     let (host, _) = host_of_key(store.db(), key).await?;
     Ok(ticket_of(store, &host, salt).await?)
 }
-
-/// The newest signed allowlist issued to the host of `key`, with its ETag
-/// (`None` when none was issued yet).
+/// The host a pulling agent's key belongs to, and the newest allowlist
+/// issued to it (none before the first deployment).
 pub async fn held_allowlist(
     store: &Store,
     key: Option<&str>,
-) -> Result<(i64, Option<(String, String)>), KeyError> {
+) -> Result<(i64, Option<crate::store::deployments::DeploymentHost>), KeyError> {
     let key = key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
@@ -427,29 +426,47 @@ pub async fn held_allowlist(
             .ok_or(refused)?,
     };
     let latest = crate::store::deployments::latest_for_host(store.db(), host_id).await?;
-    Ok((
-        host_id,
-        latest.map(|h| (format!("\"{}-{}\"", h.checksum, h.serial), h.allowlist)),
-    ))
+    Ok((host_id, latest))
 }
 
-/// Whether a pulling agent's fetch of its newest allowlist needs recording
-/// ([`record_fetches`]): not when the agent already counts as holding it
-/// (it fetched again without If-None-Match). Reads only.
-pub async fn fetch_needs_recording(store: &Store, host_id: i64) -> Result<bool, ApiError> {
-    use crate::domain::allowlist::{Holding, fetch_changes_nothing};
-    use crate::store::{agents, deployments};
-    let (Some(h), Some(state)) = (
-        deployments::latest_for_host(store.db(), host_id).await?,
-        agents::of_host(store.db(), host_id).await?,
-    ) else {
-        return Ok(true);
+/// The ETag of an issued allowlist.
+pub fn allowlist_etag(issued: &crate::store::deployments::DeploymentHost) -> String {
+    format!("\"{}-{}\"", issued.checksum, issued.serial)
+}
+
+/// What a pulling agent fetched, to be recorded ([`record_fetches`]).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub host_id: i64,
+    pub deployment_id: i64,
+    pub checksum: String,
+    pub serial: i64,
+    /// The scripts of the allowlist fetched.
+    pub scripts: Vec<String>,
+    /// Whether its deployment counts it as deployed already.
+    pub deployed: bool,
+}
+
+/// What recording the fetch of `issued` would record, or `None` when the
+/// agent already counts as holding it (it fetched again without
+/// If-None-Match). Reads only.
+pub async fn fetch_to_record(
+    store: &Store,
+    issued: &crate::store::deployments::DeploymentHost,
+) -> Result<Option<Fetched>, ApiError> {
+    use crate::domain::allowlist::{Holding, fetch_changes_nothing, script_names};
+    let doc: Value = serde_json::from_str(&issued.allowlist).unwrap_or_default();
+    let scripts = script_names(&doc);
+    let fetched = Fetched {
+        host_id: issued.host_id,
+        deployment_id: issued.deployment_id,
+        checksum: issued.checksum.clone(),
+        serial: issued.serial,
+        deployed: issued.result == "deployed",
+        scripts,
     };
-    let doc: Value = serde_json::from_str(&h.allowlist).unwrap_or_default();
-    let issued = Holding {
-        checksum: &h.checksum,
-        serial: h.serial,
-        has_scripts: !crate::domain::allowlist::script_names(&doc).is_empty(),
+    let Some(state) = crate::store::agents::of_host(store.db(), issued.host_id).await? else {
+        return Ok(Some(fetched));
     };
     let recorded = match (&state.confirmed_checksum, state.confirmed_serial) {
         (Some(checksum), Some(serial)) => Some(Holding {
@@ -459,42 +476,41 @@ pub async fn fetch_needs_recording(store: &Store, host_id: i64) -> Result<bool, 
         }),
         _ => None,
     };
-    Ok(!fetch_changes_nothing(
+    let issued = Holding {
+        checksum: &fetched.checksum,
+        serial: fetched.serial,
+        has_scripts: !fetched.scripts.is_empty(),
+    };
+    let unchanged = fetch_changes_nothing(
         recorded,
         state.pulled_at.is_some(),
         issued,
-        h.result == "deployed",
-    ))
+        fetched.deployed,
+    );
+    Ok((!unchanged).then_some(fetched))
 }
 
-/// Records, in one write transaction, that the pulling agents of `hosts`
-/// fetched their newest allowlists: each counts as confirmed, and as
+/// Records, in one write transaction, that pulling agents fetched their
+/// newest allowlists: each counts as confirmed (and as pulling), and as
 /// deployed in its deployment; a deployment that ended before the fetch
 /// gets its status and counts again.
-pub async fn record_fetches(store: &Store, hosts: &[i64]) -> Result<(), sea_orm::DbErr> {
+pub async fn record_fetches(store: &Store, fetches: &[Fetched]) -> Result<(), sea_orm::DbErr> {
     use crate::store::deployments;
+    use std::collections::BTreeMap;
     let tx = store.begin_write().await?;
-    let mut ended = std::collections::BTreeSet::new();
-    for &host_id in hosts {
-        let Some(h) = deployments::latest_for_host(&tx.tx, host_id).await? else {
-            continue;
-        };
-        deployments::confirm_issued(&tx.tx, &h).await?;
-        deployments::pulled(&tx.tx, host_id).await?;
-        if h.result != "deployed" {
-            deployments::set_result(
-                &tx.tx,
-                h.deployment_id,
-                host_id,
-                "deployed",
-                None,
-                h.attempts,
-            )
-            .await?;
-            ended.insert(h.deployment_id);
+    let mut newly: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for f in fetches {
+        deployments::confirm_fetched(&tx.tx, f.host_id, &f.checksum, f.serial, &f.scripts).await?;
+        if f.scripts.is_empty() {
+            // A deleted host's agent that holds nothing needs its key no more.
+            keys::forget_retired(&tx.tx, f.host_id).await?;
+        }
+        if !f.deployed {
+            newly.entry(f.deployment_id).or_default().push(f.host_id);
         }
     }
-    for id in ended {
+    for (id, hosts) in newly {
+        deployments::set_deployed(&tx.tx, id, &hosts).await?;
         // A deployment that ended before these fetches says so now.
         if let Some(d) = deployments::get(&tx.tx, id).await?
             && matches!(d.status.as_str(), "partial" | "failed")

@@ -517,3 +517,58 @@ pub async fn settle_pending(
         .await?;
     Ok(done.rows_affected)
 }
+
+/// Records that a host's agent fetched and holds an allowlist itself
+/// ([`confirm`] and [`pulled`] in one statement).
+pub async fn confirm_fetched(
+    db: &impl ConnectionTrait,
+    host_id: i64,
+    checksum: &str,
+    serial: i64,
+    scripts: &[String],
+) -> Result<(), DbErr> {
+    let now = now_millis();
+    agent_state::Entity::update_many()
+        .col_expr(
+            agent_state::Column::InDeploySet,
+            Expr::value(!scripts.is_empty()),
+        )
+        .col_expr(
+            agent_state::Column::ConfirmedChecksum,
+            Expr::value(checksum),
+        )
+        .col_expr(agent_state::Column::ConfirmedSerial, Expr::value(serial))
+        .col_expr(agent_state::Column::ConfirmedAt, Expr::value(now))
+        .col_expr(
+            agent_state::Column::ConfirmedScripts,
+            Expr::value(serde_json::to_string(scripts).unwrap_or_else(|_| "[]".into())),
+        )
+        .col_expr(agent_state::Column::PulledAt, Expr::value(now))
+        .filter(agent_state::Column::HostId.eq(host_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Marks hosts of a deployment `deployed` (their agents fetched), in
+/// statements of at most 500 hosts.
+pub async fn set_deployed(db: &impl ConnectionTrait, id: i64, hosts: &[i64]) -> Result<(), DbErr> {
+    for chunk in hosts.chunks(500) {
+        deployment_host::Entity::update_many()
+            .col_expr(deployment_host::Column::Result, Expr::value("deployed"))
+            .col_expr(
+                deployment_host::Column::Error,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                deployment_host::Column::UpdatedAt,
+                Expr::value(now_millis()),
+            )
+            .filter(deployment_host::Column::DeploymentId.eq(id))
+            .filter(deployment_host::Column::HostId.is_in(chunk.iter().copied()))
+            .filter(deployment_host::Column::Result.ne("deployed"))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}

@@ -15,7 +15,7 @@ every figure (the median of `--runs` runs, and the runs) next to its target.
                database whose role may create databases; each bench gets a
                fresh database next to it, dropped afterwards (needs psql)
   --only       a comma-separated subset of: reads, writes, lists, chain,
-               deploy, storm, startup, connections, logins
+               deploy, storm, startup, connections, logins, pulls
 
 Needs wrk and curl (and psql with --postgres); when one is missing and the
 kit runs as root where apt-get is, it installs them (`apt-get install wrk
@@ -45,8 +45,9 @@ BENCHES = {
     "startup": ("startup.py", ["--hosts", "10000", "--templates", "20", "--idle", "1"]),
     "connections": ("connections.py", ["--limit", "40"]),
     "logins": ("login_flood.py", ["--seconds", "10"]),
+    "pulls": ("pull_farm.py", ["--agents", "500", "--idle-seconds", "10"]),
 }
-POSTGRES_BENCHES = ("reads", "writes", "lists", "chain", "startup", "connections", "logins")
+POSTGRES_BENCHES = ("reads", "writes", "lists", "chain", "startup", "connections", "logins", "pulls")
 
 # Above this spread of the raw commit rate between a run's slices, the
 # writes ratio is flagged: the disk was busy with other work.
@@ -93,6 +94,18 @@ ROWS = [
      "from 1,400 addresses, no MALLOC_* settings", "≤ 50 MB", lambda v: v <= 50, "max"),
     ("logins", "first_logins_in_time", "first logins of 10 users within 5 s during a flood from 1,400 addresses",
      "≥ 9 of 10", lambda v: v >= 9, "min"),
+    ("pulls", "idle_cpu_percent", "server CPU while 10,000 pulling agents wait (wait=60) and nothing changes, "
+     "over 65 s", "≤ 5 %", lambda v: v <= 5, "median"),
+    ("pulls", "all_updated_s", "after one script change and deploy: every pulling agent holds the new allowlist",
+     "≤ 2 s", lambda v: v <= 2, "median"),
+    ("pulls", "deploy_succeeded_s", "the same: until the deployment answered succeeded", "≤ 5 s",
+     lambda v: v <= 5, "median"),
+    ("pulls", "peak_rss_mb", "server peak RSS with 10,000 waiting agents", "≤ 250 MB", lambda v: v <= 250, "max"),
+    ("pulls", "mixed_wall_s", "mixed deployment, 5,000 pushed + 5,000 pulling agents, wall", "≤ 5 s",
+     lambda v: v <= 5, "median"),
+    ("pulls", "reconnect_s", "restart: 10,000 pulling agents hold a change deployed right after it",
+     "≤ 30 s", lambda v: v <= 30, "median"),
+    ("pulls", "bad_5xx", "the same: 5xx answers other than 503 with Retry-After", "0", lambda v: v == 0, "max"),
     ("connections", "slow_body_held_s", "200 bodies sent at 1 byte/s: held (median; 408 at 30 s)",
      "≤ 32 s", lambda v: v <= 32, "max"),
 ]
@@ -100,7 +113,7 @@ ROWS = [
 
 def build(target_dir):
     cmd = ["cargo", "build", "--release", "--bin", "steward", "--bin", "steward-agent",
-           "--example", "agent_farm", "--example", "seed"]
+           "--example", "agent_farm", "--example", "pull_farm", "--example", "seed"]
     print("building:", " ".join(cmd), f"(target dir {target_dir})", flush=True)
     subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, CARGO_TARGET_DIR=target_dir), check=True)
 
