@@ -405,7 +405,17 @@ pub async fn pull_allowlist(
     // Taken before the first look: a deployment published after it wakes it.
     let mut issued = state.store.changes().watch_issued();
     let mut admitted = false;
+    // The host, once its key was checked.
+    let mut host: Option<i64> = None;
     loop {
+        // Woken by a deployment this server made: answered from memory.
+        if let Some(issued) = host.and_then(|h| state.store.changes().issued_document(h)) {
+            let etag = service::allowlist_etag(&issued);
+            if !known.as_ref().is_some_and(|k| k.matches(&etag)) {
+                return fetched_answer(&state, &issued, Some(service::fetch_of(&issued)), etag)
+                    .await;
+            }
+        }
         // New requests wait in a bounded room (or get 503 with
         // Retry-After); a woken one waits its turn.
         let permit = if admitted {
@@ -425,29 +435,16 @@ pub async fn pull_allowlist(
             Ok(found) => found,
             Err(e) => return refuse(&state, address, e, false),
         };
+        host = Some(host_id);
         let etag = held.as_ref().map(service::allowlist_etag);
         match (held, etag) {
             (Some(issued), Some(etag)) if !known.as_ref().is_some_and(|k| k.matches(&etag)) => {
                 let record = service::fetch_to_record(&state.store, &issued).await;
                 drop(permit);
-                let recorded = match record {
-                    Ok(Some(fetched)) => state.fetches.record(fetched).await,
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
+                return match record {
+                    Ok(fetched) => fetched_answer(&state, &issued, fetched, etag).await,
+                    Err(e) => e.into_response(),
                 };
-                if let Err(e) = recorded {
-                    return e.into_response();
-                }
-                let mut response = Response::new(Body::from(issued.allowlist));
-                let headers = response.headers_mut();
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                if let Ok(v) = HeaderValue::from_str(&etag) {
-                    headers.insert(header::ETAG, v);
-                }
-                return response;
             }
             // At the deadline, or at once when the server stops.
             (_, etag)
@@ -471,4 +468,29 @@ pub async fn pull_allowlist(
             }
         }
     }
+}
+
+/// The answer to a fetch of `issued`: recorded first (when `fetched` says
+/// what to record), then the signed allowlist as stored, with its ETag.
+async fn fetched_answer(
+    state: &AppState,
+    issued: &crate::store::deployments::DeploymentHost,
+    fetched: Option<service::Fetched>,
+    etag: String,
+) -> Response {
+    if let Some(fetched) = fetched
+        && let Err(e) = state.fetches.record(fetched).await
+    {
+        return e.into_response();
+    }
+    let mut response = Response::new(Body::from(issued.allowlist.clone()));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, v);
+    }
+    response
 }

@@ -362,10 +362,10 @@ pub async fn start(
         })
         .collect();
     let skipped = rows.iter().filter(|r| r.result == "skipped").count();
-    let issued: std::collections::HashSet<i64> = rows
+    let issued: Vec<deployments::DeploymentHost> = rows
         .iter()
         .filter(|r| !r.allowlist.is_empty())
-        .map(|r| r.host_id)
+        .cloned()
         .collect();
     deployments::add_hosts(&tx.tx, rows).await?;
     for h in &rendering.hosts {
@@ -398,11 +398,8 @@ pub async fn start(
     };
     crate::store::activity::append(&tx.tx, &entry).await?;
     tx.commit().await?;
-    // Wakes the pulling agents of these hosts.
-    store.changes().issued(
-        deployment.id,
-        crate::store::changes::Issued::Hosts(std::sync::Arc::new(issued)),
-    );
+    // Wakes the pulling agents of these hosts, and answers them.
+    store.changes().issued_documents(deployment.id, issued);
     metrics.host_result("skipped", skipped as u64);
     Ok(Started::Running {
         checksum: rendering.checksum,

@@ -447,6 +447,19 @@ pub struct Fetched {
     pub deployed: bool,
 }
 
+/// What a fetch of `issued` records.
+pub fn fetch_of(issued: &crate::store::deployments::DeploymentHost) -> Fetched {
+    let doc: Value = serde_json::from_str(&issued.allowlist).unwrap_or_default();
+    Fetched {
+        host_id: issued.host_id,
+        deployment_id: issued.deployment_id,
+        checksum: issued.checksum.clone(),
+        serial: issued.serial,
+        deployed: issued.result == "deployed",
+        scripts: crate::domain::allowlist::script_names(&doc),
+    }
+}
+
 /// What recording the fetch of `issued` would record, or `None` when the
 /// agent already counts as holding it (it fetched again without
 /// If-None-Match). Reads only.
@@ -454,17 +467,8 @@ pub async fn fetch_to_record(
     store: &Store,
     issued: &crate::store::deployments::DeploymentHost,
 ) -> Result<Option<Fetched>, ApiError> {
-    use crate::domain::allowlist::{Holding, fetch_changes_nothing, script_names};
-    let doc: Value = serde_json::from_str(&issued.allowlist).unwrap_or_default();
-    let scripts = script_names(&doc);
-    let fetched = Fetched {
-        host_id: issued.host_id,
-        deployment_id: issued.deployment_id,
-        checksum: issued.checksum.clone(),
-        serial: issued.serial,
-        deployed: issued.result == "deployed",
-        scripts,
-    };
+    use crate::domain::allowlist::{Holding, fetch_changes_nothing};
+    let fetched = fetch_of(issued);
     let Some(state) = crate::store::agents::of_host(store.db(), issued.host_id).await? else {
         return Ok(Some(fetched));
     };

@@ -20,10 +20,12 @@
 //! notifications, or, on SQLite, the WAL-index mark (the CLI is another
 //! process), and a rare catch-up that survives a lost notification.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
+
+use super::deployments::DeploymentHost;
 
 /// Deployments remembered in the issued log. A waiter that slept through
 /// more than this many (it cannot: each wakes at every one, but a slow one
@@ -54,6 +56,10 @@ struct IssuedLog {
     entries: VecDeque<(u64, i64, Issued)>,
     /// The newest deployment published.
     newest: i64,
+    /// The allowlists the newest deployment issued, when this process made
+    /// it: a woken agent is answered from here, without reading the
+    /// database. Only the newest deployment's are kept.
+    documents: Option<(i64, Arc<HashMap<i64, Arc<DeploymentHost>>>)>,
 }
 
 /// The notification hub of one store.
@@ -106,10 +112,42 @@ impl Changes {
         while log.entries.len() > ISSUED_KEPT {
             log.entries.pop_front();
         }
+        if deployment > log.newest {
+            // Another's deployment: its documents are in the database only.
+            log.documents = None;
+        }
         log.newest = log.newest.max(deployment);
         // The revision moves while the log is locked: a waiter that sees it
         // finds its entry.
         self.issued_revision.send_replace(revision);
+    }
+
+    /// Deployment `deployment`, made by this process, issued these
+    /// allowlists (signed, as stored): wakes their hosts' waiters, and
+    /// keeps the documents to answer them from memory.
+    pub fn issued_documents(&self, deployment: i64, documents: Vec<DeploymentHost>) {
+        let hosts: HashSet<i64> = documents.iter().map(|d| d.host_id).collect();
+        let documents: HashMap<i64, Arc<DeploymentHost>> = documents
+            .into_iter()
+            .map(|d| (d.host_id, Arc::new(d)))
+            .collect();
+        {
+            let mut log = self.log();
+            if deployment >= log.newest {
+                log.documents = Some((deployment, Arc::new(documents)));
+            }
+        }
+        self.issued(deployment, Issued::Hosts(Arc::new(hosts)));
+    }
+
+    /// The allowlist the newest deployment issued to `host`, when it was
+    /// made by this process and issued the host one.
+    pub fn issued_document(&self, host: i64) -> Option<Arc<DeploymentHost>> {
+        let log = self.log();
+        let (deployment, documents) = log.documents.as_ref()?;
+        (*deployment == log.newest)
+            .then(|| documents.get(&host).cloned())
+            .flatten()
     }
 
     /// The newest deployment published (or taken as known by [`Self::know`]).
@@ -256,6 +294,40 @@ mod tests {
             changes.issued(deployment, hosts(&[2]));
         }
         assert!(wakes(one.issued(1)).await);
+    }
+
+    fn document(deployment: i64, host: i64) -> DeploymentHost {
+        DeploymentHost {
+            deployment_id: deployment,
+            host_id: host,
+            host_name: format!("h{host}"),
+            address: None,
+            agent_port: 7446,
+            checksum: "c".into(),
+            serial: deployment,
+            allowlist: "{}".into(),
+            result: "pending".into(),
+            error: None,
+            attempts: 0,
+            updated_at: 0,
+            delivery: "pull".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_newest_deployments_documents_answer_from_memory() {
+        let changes = Arc::new(Changes::new());
+        let mut one = changes.watch_issued();
+        changes.issued_documents(10, vec![document(10, 1), document(10, 2)]);
+        assert!(wakes(one.issued(1)).await);
+        assert_eq!(changes.issued_document(1).map(|d| d.serial), Some(10));
+        assert!(changes.issued_document(3).is_none());
+        // A newer deployment known only from the database: none from memory.
+        changes.issued(11, hosts(&[1]));
+        assert!(changes.issued_document(1).is_none());
+        changes.issued_documents(12, vec![document(12, 1)]);
+        assert_eq!(changes.issued_document(1).map(|d| d.serial), Some(12));
+        assert!(changes.issued_document(2).is_none());
     }
 
     #[tokio::test]

@@ -99,6 +99,20 @@ def until(predicate, timeout, every=0.02):
     return None
 
 
+def pull_counters(base):
+    """steward_pulls_total by `what`, from /metrics."""
+    import urllib.request
+    req = urllib.request.Request(base + "/metrics", headers={"Authorization": ADMIN})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        text = r.read().decode()
+    counters = {}
+    for line in text.splitlines():
+        if line.startswith("steward_pulls_total{"):
+            what = line.split('what="', 1)[1].split('"', 1)[0]
+            counters[what] = float(line.rsplit(" ", 1)[1])
+    return counters
+
+
 def all_hold_one(control, count):
     """Whether every node holds the same allowlist (and not none)."""
     holding = stats(control)["holding"]
@@ -150,6 +164,7 @@ def pulls(args, steward, farm_bin, database):
         updated, succeeded = [], []
         for run in range(args.runs):
             call("POST", base + "/director/script?name=load", {"command": f"/usr/bin/load{run + 1}"})
+            counted = pull_counters(base)
             since = now_ms()
             t0 = time.monotonic()
             thread, result = deploy_in_background(base)
@@ -158,8 +173,13 @@ def pulls(args, steward, farm_bin, database):
             thread.join()
             all_updated = (s["last_accept_since_unix_ms"] - since) / 1000 if done else float("inf")
             body = result.get("body") or {}
-            print(f"run {run + 1}: every agent updated in {all_updated:.2f} s; deploy answered "
+            first = (s["first_accept_since_unix_ms"] or since) - since
+            print(f"run {run + 1}: the first agent updated after {first / 1000:.2f} s, every agent in {all_updated:.2f} s; deploy answered "
                   f"{body.get('status')} in {result.get('wall', 0):.2f} s, counts {body.get('counts')}")
+            now = pull_counters(base)
+            print(f"  fetches recorded {now['recorded'] - counted['recorded']:.0f} in "
+                  f"{now['record_transactions'] - counted['record_transactions']:.0f} transactions, "
+                  f"busy answers {now['busy'] - counted['busy']:.0f}")
             if body.get("status") != "succeeded":
                 print(f"  the deployment did not succeed: {body}")
             updated.append(all_updated)

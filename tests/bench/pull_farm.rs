@@ -287,6 +287,7 @@ async fn poll(
 fn stats_json(stats: &Stats, nodes: &[Arc<Node>], since: Option<u64>) -> Value {
     let mut holding: BTreeMap<i64, u64> = BTreeMap::new();
     let (mut answered, mut accepted, mut last_accept, mut last_accept_since) = (0, 0, 0, 0);
+    let mut first_accept_since = u64::MAX;
     for node in nodes {
         *holding
             .entry(node.serial.load(Ordering::Relaxed))
@@ -300,6 +301,7 @@ fn stats_json(stats: &Stats, nodes: &[Arc<Node>], since: Option<u64>) -> Value {
             if at >= since {
                 accepted += 1;
                 last_accept_since = last_accept_since.max(at);
+                first_accept_since = first_accept_since.min(at);
             }
         }
     }
@@ -322,6 +324,7 @@ fn stats_json(stats: &Stats, nodes: &[Arc<Node>], since: Option<u64>) -> Value {
         "answered_since": answered,
         "accepted_since": accepted,
         "last_accept_since_unix_ms": last_accept_since,
+        "first_accept_since_unix_ms": (accepted > 0).then_some(first_accept_since),
     })
 }
 
