@@ -59,8 +59,11 @@ struct IssuedLog {
     /// The allowlists the newest deployment issued, when this process made
     /// it: a woken agent is answered from here, without reading the
     /// database. Only the newest deployment's are kept.
-    documents: Option<(i64, Arc<HashMap<i64, Arc<DeploymentHost>>>)>,
+    documents: Option<(i64, Arc<Documents>)>,
 }
+
+/// A deployment's allowlists by host.
+type Documents = HashMap<i64, Arc<DeploymentHost>>;
 
 /// The notification hub of one store.
 #[derive(Debug)]
@@ -127,7 +130,7 @@ impl Changes {
     /// keeps the documents to answer them from memory.
     pub fn issued_documents(&self, deployment: i64, documents: Vec<DeploymentHost>) {
         let hosts: HashSet<i64> = documents.iter().map(|d| d.host_id).collect();
-        let documents: HashMap<i64, Arc<DeploymentHost>> = documents
+        let documents: Documents = documents
             .into_iter()
             .map(|d| (d.host_id, Arc::new(d)))
             .collect();
