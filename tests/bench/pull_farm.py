@@ -272,7 +272,8 @@ def main():
     ap.add_argument("--database", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    raise_open_files(2 * args.agents + 1024)
+    # Each process (the server, each farm) holds one descriptor per agent.
+    raise_open_files(args.agents + 1024)
     steward = binary(args.target_dir, "steward")
     farm_bin = binary(args.target_dir, "examples/pull_farm")
     push_bin = binary(args.target_dir, "examples/agent_farm")

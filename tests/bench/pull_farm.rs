@@ -328,6 +328,9 @@ fn stats_json(stats: &Stats, nodes: &[Arc<Node>], since: Option<u64>) -> Value {
     })
 }
 
+/// What the control endpoint reads.
+type Shared = (Arc<Stats>, Arc<Vec<Arc<Node>>>);
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let a = Arc::new(args()?);
@@ -384,12 +387,12 @@ async fn main() -> Result<(), String> {
     let control = tokio::net::TcpListener::bind(a.control)
         .await
         .map_err(|e| format!("{}: {e}", a.control))?;
-    let shared = (stats, Arc::new(nodes));
+    let shared: Shared = (stats, Arc::new(nodes));
     let app = Router::new()
         .route(
             "/stats",
             get(
-                |State((stats, nodes)): State<(Arc<Stats>, Arc<Vec<Arc<Node>>>)>,
+                |State((stats, nodes)): State<Shared>,
                  Query(q): Query<std::collections::HashMap<String, String>>| async move {
                     let since = q.get("since").and_then(|s| s.parse().ok());
                     Json(stats_json(&stats, &nodes, since))
