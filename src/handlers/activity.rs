@@ -54,15 +54,7 @@ pub async fn list_activity(
 ) -> Result<Response, ApiError> {
     let (limit, cursor) = query.paging(MAX_LIMIT)?;
     let before_id = cursor.map(decode_cursor).transpose()?;
-    let after_id = match query.get("after").filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => Some(v.parse::<i64>().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "Invalid after \"{}\": use an entry's id",
-                v.escape_debug()
-            ))
-        })?),
-    };
+    let after_id = query.integer("after", "use an entry's id")?;
     let wait = query.wait(300)?;
     if wait > 0 && after_id.is_none() {
         return Err(ApiError::BadRequest(

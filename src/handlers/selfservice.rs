@@ -387,17 +387,9 @@ pub async fn pull_allowlist(
         Ok(address) => address,
         Err(response) => return *response,
     };
-    let wait = match query
-        .get("wait")
-        .filter(|w| !w.is_empty())
-        .map(|w| w.parse::<u64>())
-    {
-        None => 0,
-        Some(Ok(w)) if w <= 300 => w,
-        Some(_) => {
-            return ApiError::BadRequest("Invalid wait: use 0 to 300 seconds".into())
-                .into_response();
-        }
+    let wait = match query.wait(300) {
+        Ok(wait) => wait,
+        Err(error) => return error.into_response(),
     };
     let key = presented_key(&query, &headers, None);
     let known = crate::http::conditions::Conditions::from_headers(&headers).if_none_match;

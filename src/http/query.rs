@@ -70,8 +70,8 @@ impl QueryParams {
         }
     }
 
-    /// `?name=`, or 400 when it is missing or empty.
-    /// Seconds to wait (`wait`, `0` to `max`; `0` when absent or empty).
+    /// Seconds to wait (`wait`, `0` to `max`; `0` when absent or empty, as
+    /// the schema says).
     pub fn wait(&self, max: u64) -> Result<u64, ApiError> {
         match self.get("wait") {
             None | Some("") => Ok(0),
@@ -84,6 +84,19 @@ impl QueryParams {
         }
     }
 
+    /// An integer parameter: `None` when absent, a 400 naming `hint` when
+    /// present but not an integer (an empty value included).
+    pub fn integer(&self, name: &str, hint: &str) -> Result<Option<i64>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    ApiError::BadRequest(format!("Invalid {name} \"{}\": {hint}", v.escape_debug()))
+                })
+            })
+            .transpose()
+    }
+
+    /// `?name=`, or 400 when it is missing or empty.
     pub fn required_name(&self) -> Result<&str, ApiError> {
         self.name()
             .ok_or_else(|| ApiError::BadRequest("The parameter name is required".into()))
@@ -142,5 +155,25 @@ mod tests {
         assert_eq!(q.flag("b").ok(), Some(Some(false)));
         assert!(q.flag("c").is_err());
         assert_eq!(q.flag("missing").ok(), Some(None));
+    }
+
+    #[test]
+    fn integers_and_waits_refuse_empty_and_non_numbers() {
+        let q = QueryParams(vec![
+            ("after".into(), "".into()),
+            ("id".into(), "12".into()),
+            ("n".into(), "x".into()),
+        ]);
+        assert!(q.integer("after", "an id").is_err());
+        assert!(q.integer("n", "an id").is_err());
+        assert_eq!(q.integer("id", "an id").ok(), Some(Some(12)));
+        assert_eq!(q.integer("missing", "an id").ok(), Some(None));
+
+        assert_eq!(QueryParams::default().wait(300).ok(), Some(0));
+        let wait = |v: &str| QueryParams(vec![("wait".into(), v.into())]).wait(300).ok();
+        assert_eq!(wait("300"), Some(300));
+        assert_eq!(wait("301"), None);
+        assert_eq!(wait(""), Some(0));
+        assert_eq!(wait("-1"), None);
     }
 }

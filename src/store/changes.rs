@@ -115,8 +115,13 @@ impl Changes {
         while log.entries.len() > ISSUED_KEPT {
             log.entries.pop_front();
         }
-        if deployment > log.newest {
-            // Another's deployment: its documents are in the database only.
+        if log
+            .documents
+            .as_ref()
+            .is_some_and(|(held, _)| *held < deployment)
+        {
+            // A newer deployment than the one whose documents are held
+            // (another's: its documents are in the database only).
             log.documents = None;
         }
         log.newest = log.newest.max(deployment);

@@ -310,7 +310,14 @@ db_test!(
             .get(&format!("/director/activity?after={after}&wait=300"))
             .await;
         assert_eq!(entries(&r.json()).len(), 1);
-        for bad in ["wait=5", "after=x", "after=1&wait=301", "after=1&wait=-1"] {
+        for bad in [
+            "wait=5",
+            "after=x",
+            "after=1&wait=301",
+            "after=1&wait=-1",
+            "after=",
+            "after=1&wait=",
+        ] {
             let r = app.get(&format!("/director/activity?{bad}")).await;
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
         }
