@@ -13,7 +13,7 @@ use crate::auth::layer::{Peer, require_user};
 use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
 use crate::handlers::{activity, deploy, health, lists, objects, openapi, selfservice, users};
-use crate::http::body::{JsonObject, OptionalJsonObject, PatchBody};
+use crate::http::body::{IgnoredBody, JsonObject, OptionalJsonObject, PatchBody};
 use crate::http::middleware;
 use crate::http::observe::observe;
 use crate::http::query::QueryParams;
@@ -115,9 +115,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/director/config/deploy",
-            post(|State(s): State<AppState>, c: Caller, q: QueryParams| {
-                deploy::start_deploy(s, c, q)
-            }),
+            post(
+                |State(s): State<AppState>, c: Caller, q: QueryParams, b: IgnoredBody| {
+                    deploy::start_deploy(s, c, q, b)
+                },
+            ),
         )
         .route(
             "/director/config/deployment",

@@ -62,7 +62,7 @@ fn deployment_id(query: &QueryParams) -> Result<i64, ApiError> {
     path = "/director/config/deploy",
     tag = "deploy",
     summary = "Deploy every agent's allowlist",
-    description = "Any request body is ignored. One deployment runs at a time.",
+    description = "Any request body is read (up to the body limit: 413 beyond) and ignored. One deployment runs at a time.",
     params(
         ("force" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
             description = "A flag: deploy even when nothing changed, and push to hosts that hold it already"),
@@ -77,12 +77,14 @@ fn deployment_id(query: &QueryParams) -> Result<i64, ApiError> {
         (status = 400, description = "A bad `force` or `wait`", body = crate::openapi::schemas::ErrorBody),
         (status = 409, description = "Another deployment is running: the body also names its `checksum` \
             and `deployment_id`", body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "A body over the limit", body = crate::openapi::schemas::ErrorBody),
     ),
 )]
 pub async fn start_deploy(
     state: AppState,
     caller: Caller,
     query: QueryParams,
+    _body: crate::http::body::IgnoredBody,
 ) -> Result<Response, ApiError> {
     query.check_flags()?;
     let force = query.is_set("force")?;

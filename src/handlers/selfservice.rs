@@ -486,3 +486,14 @@ async fn fetched_answer(
     }
     response
 }
+
+#[cfg(test)]
+mod size_probe {
+    fn future_size<A, B, C, D, F: std::future::Future>(_: fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    #[test]
+    fn probe() {
+        eprintln!("PULL FUTURE {}", future_size(super::pull_allowlist));
+    }
+}

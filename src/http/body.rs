@@ -68,6 +68,24 @@ fn too_large_by_header(req: &Request, limit: usize) -> Result<(), ApiError> {
     }
 }
 
+/// A request body that is read (bounded like any other) and ignored: a
+/// Director client sends `[]` with a deploy. Left unread, it would make the
+/// server close the connection with unread bytes, which resets it, and the
+/// client could lose the answer.
+#[derive(Debug)]
+pub struct IgnoredBody;
+
+impl FromRequest<AppState> for IgnoredBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.config.body_limit;
+        too_large_by_header(&req, limit)?;
+        read_limited(req.into_body(), limit, state.config.body_timeout).await?;
+        Ok(IgnoredBody)
+    }
+}
+
 /// A request body that is a JSON object.
 #[derive(Debug)]
 pub struct JsonObject(pub Map<String, Value>);

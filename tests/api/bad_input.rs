@@ -69,6 +69,13 @@ fn cases() -> Vec<Case> {
             413,
         ),
         case(
+            "a deploy's ignored body over the limit",
+            "POST",
+            "/director/config/deploy?force=1",
+            huge.as_bytes(),
+            413,
+        ),
+        case(
             "invalid UTF-8",
             "POST",
             "/director/host",
