@@ -397,16 +397,30 @@ pub async fn pull_allowlist(
     // Taken before the first look: a deployment published after it wakes it.
     let mut issued = state.store.changes().watch_issued();
     let mut admitted = false;
-    // The host, once its key was checked.
-    let mut host: Option<i64> = None;
+    // The host and the ETag of what was issued to it, at the last look.
+    let mut looked: Option<(i64, Option<String>)> = None;
+    // Whether the last sleep ended because something was issued to the host.
+    let mut woken = false;
     loop {
         // Woken by a deployment this server made: answered from memory.
-        if let Some(issued) = host.and_then(|h| state.store.changes().issued_document(h)) {
-            let etag = service::allowlist_etag(&issued);
+        if let Some(issued) = looked
+            .as_ref()
+            .and_then(|(host, _)| state.store.changes().issued_document(*host))
+        {
+            let etag = service::allowlist_etag(&issued.checksum, issued.serial);
             if !known.as_ref().is_some_and(|k| k.matches(&etag)) {
                 return fetched_answer(&state, &issued, Some(service::fetch_of(&issued)), etag)
                     .await;
             }
+        }
+        // At the deadline (or when the server stops) with nothing issued to
+        // the host since the last look: answered from that look, without
+        // reading again.
+        if let Some((_, etag)) = &looked
+            && !woken
+            && (tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping())
+        {
+            return unchanged(etag.as_deref());
         }
         // New requests wait in a bounded room (or get 503 with
         // Retry-After); a woken one waits its turn.
@@ -423,41 +437,61 @@ pub async fn pull_allowlist(
             }
         };
         admitted = true;
-        let (host_id, held) = match service::held_allowlist(&state.store, key.as_deref()).await {
+        let (host_id, version) = match service::pull_look(&state.store, key.as_deref()).await {
             Ok(found) => found,
             Err(e) => return refuse(&state, address, e, false),
         };
-        host = Some(host_id);
-        let etag = held.as_ref().map(service::allowlist_etag);
-        match (held, etag) {
-            (Some(issued), Some(etag)) if !known.as_ref().is_some_and(|k| k.matches(&etag)) => {
-                let record = service::fetch_to_record(&state.store, &issued).await;
-                drop(permit);
-                return match record {
-                    Ok(fetched) => fetched_answer(&state, &issued, fetched, etag).await,
-                    Err(e) => e.into_response(),
-                };
-            }
-            // At the deadline, or at once when the server stops.
-            (_, etag)
-                if tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping() =>
-            {
-                return match etag {
-                    Some(etag) => crate::handlers::not_modified(&etag),
-                    None => ApiError::NotFound("No allowlist was deployed to this host yet".into())
-                        .into_response(),
-                };
-            }
-            // Sleeps until a deployment issues this host an allowlist: no
-            // reads meanwhile.
-            _ => {
-                drop(permit);
-                tokio::select! {
-                    () = issued.issued(host_id) => {}
-                    () = tokio::time::sleep_until(deadline) => {}
-                    () = state.shutdown.stopping() => {}
+        let etag = version
+            .as_ref()
+            .map(|v| service::allowlist_etag(&v.checksum, v.serial));
+        if etag
+            .as_ref()
+            .is_some_and(|etag| !known.as_ref().is_some_and(|k| k.matches(etag)))
+        {
+            // The agent lacks it: the document is read now.
+            let answer = match service::issued_allowlist(&state.store, host_id).await {
+                Ok(Some(issued)) => {
+                    let etag = service::allowlist_etag(&issued.checksum, issued.serial);
+                    match service::fetch_to_record(&state.store, &issued).await {
+                        Ok(fetched) => Ok((issued, fetched, etag)),
+                        Err(e) => Err(e),
+                    }
                 }
-            }
+                // Gone between the two reads (the host's history was
+                // removed): nothing to hand out.
+                Ok(None) => Err(ApiError::NotFound(
+                    "No allowlist was deployed to this host yet".into(),
+                )),
+                Err(e) => Err(e),
+            };
+            drop(permit);
+            return match answer {
+                Ok((issued, fetched, etag)) => fetched_answer(&state, &issued, fetched, etag).await,
+                Err(e) => e.into_response(),
+            };
+        }
+        drop(permit);
+        if tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping() {
+            return unchanged(etag.as_deref());
+        }
+        looked = Some((host_id, etag));
+        // Sleeps until a deployment issues this host an allowlist: no reads
+        // meanwhile.
+        woken = tokio::select! {
+            () = issued.issued(host_id) => true,
+            () = tokio::time::sleep_until(deadline) => false,
+            () = state.shutdown.stopping() => false,
+        };
+    }
+}
+
+/// A pull's answer when the agent holds the newest: 304, or 404 before the
+/// host's first allowlist.
+fn unchanged(etag: Option<&str>) -> Response {
+    match etag {
+        Some(etag) => crate::handlers::not_modified(etag),
+        None => {
+            ApiError::NotFound("No allowlist was deployed to this host yet".into()).into_response()
         }
     }
 }
@@ -485,15 +519,4 @@ async fn fetched_answer(
         headers.insert(header::ETAG, v);
     }
     response
-}
-
-#[cfg(test)]
-mod size_probe {
-    fn future_size<A, B, C, D, F: std::future::Future>(_: fn(A, B, C, D) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-    #[test]
-    fn probe() {
-        eprintln!("PULL FUTURE {}", future_size(super::pull_allowlist));
-    }
 }

@@ -13,6 +13,7 @@ use crate::domain::normalise::parse_bool;
 use crate::domain::{Draft, Kind, ObjectName, ObjectType, ticket, write};
 use crate::error::ApiError;
 use crate::signing::ServerKey;
+use crate::store::deployments::{self, DeploymentHost, IssuedVersion};
 use crate::store::keys::{self, StoredKey};
 use crate::store::objects as rows;
 use crate::store::{Store, StoredObject, activity, now_millis};
@@ -408,30 +409,41 @@ pub async fn self_ticket(store: &Store, key: Option<&str>, salt: &str) -> Result
     let (host, _) = host_of_key(store.db(), key).await?;
     Ok(ticket_of(store, &host, salt).await?)
 }
-/// The host a pulling agent's key belongs to, and the newest allowlist
-/// issued to it (none before the first deployment).
-pub async fn held_allowlist(
+
+/// A pulling agent's look: its host (by the host's own key, or a deleted
+/// host's retired key) and which allowlist was issued to it last, in two
+/// light queries (the document is read only when the agent lacks it).
+pub async fn pull_look(
     store: &Store,
     key: Option<&str>,
-) -> Result<(i64, Option<crate::store::deployments::DeploymentHost>), KeyError> {
+) -> Result<(i64, Option<IssuedVersion>), KeyError> {
     let key = key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
-    let host_id = match host_of_key(store.db(), key).await {
-        Ok((host, _)) => host.id,
+    let hash = apikey::hash(key);
+    let host_id = match keys::host_by_hash(store.db(), &hash).await? {
+        Some(host) => host,
         // A deleted host's agent may still fetch the allowlist that
         // empties it, and nothing else.
-        Err(refused) => keys::retired_by_hash(store.db(), &apikey::hash(key))
+        None => keys::retired_by_hash(store.db(), &hash)
             .await?
-            .ok_or(refused)?,
+            .ok_or_else(|| KeyError::BadKey("Invalid API key".into()))?,
     };
-    let latest = crate::store::deployments::latest_for_host(store.db(), host_id).await?;
+    let latest = deployments::latest_version_for_host(store.db(), host_id).await?;
     Ok((host_id, latest))
 }
 
-/// The ETag of an issued allowlist.
-pub fn allowlist_etag(issued: &crate::store::deployments::DeploymentHost) -> String {
-    format!("\"{}-{}\"", issued.checksum, issued.serial)
+/// The newest allowlist issued to a host, document included.
+pub async fn issued_allowlist(
+    store: &Store,
+    host_id: i64,
+) -> Result<Option<DeploymentHost>, ApiError> {
+    Ok(deployments::latest_for_host(store.db(), host_id).await?)
+}
+
+/// The ETag of an issued allowlist: `"CHECKSUM-SERIAL"`.
+pub fn allowlist_etag(checksum: &str, serial: i64) -> String {
+    format!("\"{checksum}-{serial}\"")
 }
 
 /// What a pulling agent fetched, to be recorded ([`record_fetches`]).

@@ -410,6 +410,41 @@ pub async fn latest_for_host(
         .await
 }
 
+/// Which allowlist was issued to a host last, without the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedVersion {
+    pub deployment_id: i64,
+    pub checksum: String,
+    pub serial: i64,
+}
+
+/// The version of the newest allowlist issued to a host: what a pulling
+/// agent's look compares with what it holds ([`latest_for_host`] reads
+/// the document only when they differ).
+pub async fn latest_version_for_host(
+    db: &impl ConnectionTrait,
+    host_id: i64,
+) -> Result<Option<IssuedVersion>, DbErr> {
+    Ok(deployment_host::Entity::find()
+        .select_only()
+        .columns([
+            deployment_host::Column::DeploymentId,
+            deployment_host::Column::Checksum,
+            deployment_host::Column::Serial,
+        ])
+        .filter(deployment_host::Column::HostId.eq(host_id))
+        .filter(deployment_host::Column::Allowlist.ne(""))
+        .order_by_desc(deployment_host::Column::DeploymentId)
+        .into_tuple::<(i64, String, i64)>()
+        .one(db)
+        .await?
+        .map(|(deployment_id, checksum, serial)| IssuedVersion {
+            deployment_id,
+            checksum,
+            serial,
+        }))
+}
+
 /// Records that a host's agent holds the allowlist `issued` to it.
 pub async fn confirm_issued(
     db: &impl ConnectionTrait,

@@ -1,13 +1,15 @@
 //! Queries on self-service keys.
 
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    Set,
 };
 
-use super::entities::{agent_state, api_key, retired_key};
+use super::entities::{agent_state, api_key, object, retired_key};
 use super::now_millis;
 use crate::domain::apikey::Limits;
+use crate::domain::{Kind, ObjectType};
 
 /// A stored key's metadata (never the key).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,31 @@ pub async fn by_hash(db: &impl ConnectionTrait, hash: &str) -> Result<Option<Sto
         .one(db)
         .await?
         .map(decode))
+}
+
+/// The host whose own key has this hash (not a template's key), in one
+/// query: what a pulling agent's every look checks.
+pub async fn host_by_hash(db: &impl ConnectionTrait, hash: &str) -> Result<Option<i64>, DbErr> {
+    let is_host = Query::select()
+        .expr(Expr::val(1))
+        .from(object::Entity)
+        .and_where(
+            Expr::col((object::Entity, object::Column::Id))
+                .equals((api_key::Entity, api_key::Column::ObjectId)),
+        )
+        .and_where(Expr::col((object::Entity, object::Column::Kind)).eq(Kind::Host.as_str()))
+        .and_where(
+            Expr::col((object::Entity, object::Column::ObjectType)).eq(ObjectType::Object.as_str()),
+        )
+        .to_owned();
+    api_key::Entity::find()
+        .select_only()
+        .column(api_key::Column::ObjectId)
+        .filter(api_key::Column::KeyHash.eq(hash))
+        .filter(Expr::exists(is_host))
+        .into_tuple::<i64>()
+        .one(db)
+        .await
 }
 
 /// Gives an object a new key, replacing its old one.

@@ -395,6 +395,12 @@ db_test!(
         let bearer = format!("Bearer {host_key}");
         let (status, _, _) = pull(app, vec![("authorization", bearer.clone())], "").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "nothing deployed yet");
+        let (status, _, _) = pull(app, vec![("authorization", bearer.clone())], "?wait=1").await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "nothing deployed at the deadline"
+        );
 
         let deployed = app
             .post("/director/config/deploy?wait=30", &json!([]))
@@ -461,8 +467,24 @@ db_test!(
         };
         let ((status, new_etag, doc), ()) = tokio::join!(waiting, change);
         assert_eq!(status, StatusCode::OK);
-        assert_ne!(new_etag.unwrap(), etag);
+        assert_ne!(new_etag.as_deref(), Some(etag.as_str()));
         assert_eq!(doc["scripts"].as_array().unwrap().len(), 2);
+        let new_etag = new_etag.unwrap();
+        let (status, at_deadline, _) = pull(
+            app,
+            vec![
+                ("authorization", bearer.clone()),
+                ("if-none-match", new_etag.clone()),
+            ],
+            "?wait=1",
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_MODIFIED,
+            "nothing new at the deadline"
+        );
+        assert_eq!(at_deadline, Some(new_etag));
         let (status, _, _) = pull(app, vec![("authorization", format!("Bearer {key}"))], "").await;
         assert_eq!(
             status,
