@@ -393,6 +393,10 @@ pub async fn pull_allowlist(
     };
     let key = presented_key(&query, &headers, None);
     let known = crate::http::conditions::Conditions::from_headers(&headers).if_none_match;
+    // The request's headers share hyper's read buffer: kept through a long
+    // wait, they would make the connection hold two (8 KB more per
+    // waiting agent). What is needed of them was copied above.
+    drop((headers, query));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
     // Taken before the first look: a deployment published after it wakes it.
     let mut issued = state.store.changes().watch_issued();
@@ -409,8 +413,8 @@ pub async fn pull_allowlist(
         {
             let etag = service::allowlist_etag(&issued.checksum, issued.serial);
             if !known.as_ref().is_some_and(|k| k.matches(&etag)) {
-                return fetched_answer(&state, &issued, Some(service::fetch_of(&issued)), etag)
-                    .await;
+                let fetched = Some(service::fetch_of(&issued));
+                return Box::pin(fetched_answer(&state, &issued, fetched, etag)).await;
             }
         }
         // At the deadline (or when the server stops) with nothing issued to
@@ -437,10 +441,13 @@ pub async fn pull_allowlist(
             }
         };
         admitted = true;
-        let (host_id, version) = match service::pull_look(&state.store, key.as_deref()).await {
-            Ok(found) => found,
-            Err(e) => return refuse(&state, address, e, false),
-        };
+        // Boxed, here and below: a waiting poll's future stays small
+        // (it would otherwise be as large as the largest query's).
+        let (host_id, version) =
+            match Box::pin(service::pull_look(&state.store, key.as_deref())).await {
+                Ok(found) => found,
+                Err(e) => return refuse(&state, address, e, false),
+            };
         let etag = version
             .as_ref()
             .map(|v| service::allowlist_etag(&v.checksum, v.serial));
@@ -449,10 +456,10 @@ pub async fn pull_allowlist(
             .is_some_and(|etag| !known.as_ref().is_some_and(|k| k.matches(etag)))
         {
             // The agent lacks it: the document is read now.
-            let answer = match service::issued_allowlist(&state.store, host_id).await {
+            let answer = match Box::pin(service::issued_allowlist(&state.store, host_id)).await {
                 Ok(Some(issued)) => {
                     let etag = service::allowlist_etag(&issued.checksum, issued.serial);
-                    match service::fetch_to_record(&state.store, &issued).await {
+                    match Box::pin(service::fetch_to_record(&state.store, &issued)).await {
                         Ok(fetched) => Ok((issued, fetched, etag)),
                         Err(e) => Err(e),
                     }
@@ -466,7 +473,9 @@ pub async fn pull_allowlist(
             };
             drop(permit);
             return match answer {
-                Ok((issued, fetched, etag)) => fetched_answer(&state, &issued, fetched, etag).await,
+                Ok((issued, fetched, etag)) => {
+                    Box::pin(fetched_answer(&state, &issued, fetched, etag)).await
+                }
                 Err(e) => e.into_response(),
             };
         }

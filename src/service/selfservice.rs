@@ -515,8 +515,23 @@ pub async fn record_fetches(store: &Store, fetches: &[Fetched]) -> Result<(), se
     use std::collections::BTreeMap;
     let tx = store.begin_write().await?;
     let mut newly: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for f in fetches {
-        deployments::confirm_fetched(&tx.tx, f.host_id, &f.checksum, f.serial, &f.scripts).await?;
+    // Agents that fetched the same allowlist are recorded together: in a
+    // fleet, most fetch one of a few.
+    let mut holding: BTreeMap<(&str, i64, &[String]), Vec<i64>> = BTreeMap::new();
+    // A host fetched twice in one batch (two requests with its key) holds
+    // what it fetched last.
+    let last: std::collections::HashMap<i64, usize> = fetches
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.host_id, i))
+        .collect();
+    for (i, f) in fetches.iter().enumerate() {
+        if last.get(&f.host_id) == Some(&i) {
+            holding
+                .entry((&f.checksum, f.serial, &f.scripts))
+                .or_default()
+                .push(f.host_id);
+        }
         if f.scripts.is_empty() {
             // A deleted host's agent that holds nothing needs its key no more.
             keys::forget_retired(&tx.tx, f.host_id).await?;
@@ -524,6 +539,9 @@ pub async fn record_fetches(store: &Store, fetches: &[Fetched]) -> Result<(), se
         if !f.deployed {
             newly.entry(f.deployment_id).or_default().push(f.host_id);
         }
+    }
+    for ((checksum, serial, scripts), hosts) in holding {
+        deployments::confirm_fetched(&tx.tx, &hosts, checksum, serial, scripts).await?;
     }
     for (id, hosts) in newly {
         deployments::set_deployed(&tx.tx, id, &hosts).await?;

@@ -553,35 +553,38 @@ pub async fn settle_pending(
     Ok(done.rows_affected)
 }
 
-/// Records that a host's agent fetched and holds an allowlist itself
-/// ([`confirm`] and [`pulled`] in one statement).
+/// Records that hosts' agents fetched and hold the same allowlist
+/// themselves ([`confirm`] and [`pulled`] in one statement per 500 hosts).
 pub async fn confirm_fetched(
     db: &impl ConnectionTrait,
-    host_id: i64,
+    hosts: &[i64],
     checksum: &str,
     serial: i64,
     scripts: &[String],
 ) -> Result<(), DbErr> {
     let now = now_millis();
-    agent_state::Entity::update_many()
-        .col_expr(
-            agent_state::Column::InDeploySet,
-            Expr::value(!scripts.is_empty()),
-        )
-        .col_expr(
-            agent_state::Column::ConfirmedChecksum,
-            Expr::value(checksum),
-        )
-        .col_expr(agent_state::Column::ConfirmedSerial, Expr::value(serial))
-        .col_expr(agent_state::Column::ConfirmedAt, Expr::value(now))
-        .col_expr(
-            agent_state::Column::ConfirmedScripts,
-            Expr::value(serde_json::to_string(scripts).unwrap_or_else(|_| "[]".into())),
-        )
-        .col_expr(agent_state::Column::PulledAt, Expr::value(now))
-        .filter(agent_state::Column::HostId.eq(host_id))
-        .exec(db)
-        .await?;
+    let names = serde_json::to_string(scripts).unwrap_or_else(|_| "[]".into());
+    for chunk in hosts.chunks(500) {
+        agent_state::Entity::update_many()
+            .col_expr(
+                agent_state::Column::InDeploySet,
+                Expr::value(!scripts.is_empty()),
+            )
+            .col_expr(
+                agent_state::Column::ConfirmedChecksum,
+                Expr::value(checksum),
+            )
+            .col_expr(agent_state::Column::ConfirmedSerial, Expr::value(serial))
+            .col_expr(agent_state::Column::ConfirmedAt, Expr::value(now))
+            .col_expr(
+                agent_state::Column::ConfirmedScripts,
+                Expr::value(names.as_str()),
+            )
+            .col_expr(agent_state::Column::PulledAt, Expr::value(now))
+            .filter(agent_state::Column::HostId.is_in(chunk.iter().copied()))
+            .exec(db)
+            .await?;
+    }
     Ok(())
 }
 
