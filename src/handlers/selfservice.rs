@@ -445,7 +445,7 @@ pub async fn pull_allowlist(
         // (it would otherwise be as large as the largest query's).
         let (host_id, version) =
             match Box::pin(service::pull_look(&state.store, key.as_deref())).await {
-                Ok(found) => found,
+                Ok(look) => (look.host_id, look.version),
                 Err(e) => return refuse(&state, address, e, false),
             };
         let etag = version

@@ -13,7 +13,8 @@ use crate::domain::normalise::parse_bool;
 use crate::domain::{Draft, Kind, ObjectName, ObjectType, ticket, write};
 use crate::error::ApiError;
 use crate::signing::ServerKey;
-use crate::store::deployments::{self, DeploymentHost, IssuedVersion};
+use crate::store::changes::Look;
+use crate::store::deployments::{self, DeploymentHost};
 use crate::store::keys::{self, StoredKey};
 use crate::store::objects as rows;
 use crate::store::{Store, StoredObject, activity, now_millis};
@@ -411,26 +412,37 @@ pub async fn self_ticket(store: &Store, key: Option<&str>, salt: &str) -> Result
 }
 
 /// A pulling agent's look: its host (by the host's own key, or a deleted
-/// host's retired key) and which allowlist was issued to it last, in two
-/// light queries (the document is read only when the agent lacks it).
-pub async fn pull_look(
-    store: &Store,
-    key: Option<&str>,
-) -> Result<(i64, Option<IssuedVersion>), KeyError> {
+/// host's retired key) and which allowlist was issued to it last. Two
+/// light queries (the document is read only when the agent lacks it), or
+/// none when the same key looked since the last change: a waiting poll's
+/// renewal then reads nothing.
+pub async fn pull_look(store: &Store, key: Option<&str>) -> Result<Look, KeyError> {
     let key = key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
     let hash = apikey::hash(key);
-    let host_id = match keys::host_by_hash(store.db(), &hash).await? {
-        Some(host) => host,
+    let changes = store.changes();
+    if let Some(look) = changes.remembered_look(&hash, std::time::Instant::now()) {
+        return Ok(look);
+    }
+    // Taken before the reads: a change committed meanwhile keeps what
+    // they found from being remembered.
+    let stamp = changes.look_stamp();
+    let (host_id, remember) = match keys::host_by_hash(store.db(), &hash).await? {
+        Some(host) => (host, true),
         // A deleted host's agent may still fetch the allowlist that
         // empties it, and nothing else.
-        None => keys::retired_by_hash(store.db(), &hash)
-            .await?
-            .ok_or_else(|| KeyError::BadKey("Invalid API key".into()))?,
+        None => match keys::retired_by_hash(store.db(), &hash).await? {
+            Some(host) => (host, false),
+            None => return Err(KeyError::BadKey("Invalid API key".into())),
+        },
     };
-    let latest = deployments::latest_version_for_host(store.db(), host_id).await?;
-    Ok((host_id, latest))
+    let version = deployments::latest_version_for_host(store.db(), host_id).await?;
+    let look = Look { host_id, version };
+    if remember {
+        changes.remember_look(stamp, &hash, look.clone(), std::time::Instant::now());
+    }
+    Ok(look)
 }
 
 /// The newest allowlist issued to a host, document included.

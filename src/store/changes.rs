@@ -22,10 +22,11 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::deployments::DeploymentHost;
+use super::deployments::{DeploymentHost, IssuedVersion};
 
 /// Deployments remembered in the issued log. A waiter that slept through
 /// more than this many (it cannot: each wakes at every one, but a slow one
@@ -65,12 +66,38 @@ struct IssuedLog {
 /// A deployment's allowlists by host.
 type Documents = HashMap<i64, Arc<DeploymentHost>>;
 
+/// How long a remembered look is trusted at most, even when nothing was
+/// signalled: the bound on what a lost notification can leave stale.
+pub const LOOK_KEPT: Duration = Duration::from_secs(300);
+
+/// Looks remembered at most (one per host key that pulls): beyond, all
+/// are forgotten and remembered again as agents come.
+const LOOKS_KEPT: usize = 200_000;
+
+/// What a pulling agent's look read: the host its key belongs to and the
+/// newest allowlist issued to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Look {
+    pub host_id: i64,
+    pub version: Option<IssuedVersion>,
+}
+
+/// Pulling agents' looks by key hash, trusted while nothing is committed
+/// or issued: a renewal of a waiting poll then reads nothing.
+#[derive(Debug, Default)]
+struct Looks {
+    /// Moves at every change: a look read before it is not remembered.
+    stamp: u64,
+    entries: HashMap<String, (Instant, Look)>,
+}
+
 /// The notification hub of one store.
 #[derive(Debug)]
 pub struct Changes {
     committed: watch::Sender<u64>,
     issued_revision: watch::Sender<u64>,
     issued: Mutex<IssuedLog>,
+    looks: Mutex<Looks>,
 }
 
 impl Default for Changes {
@@ -85,6 +112,7 @@ impl Changes {
             committed: watch::Sender::new(0),
             issued_revision: watch::Sender::new(0),
             issued: Mutex::new(IssuedLog::default()),
+            looks: Mutex::new(Looks::default()),
         }
     }
 
@@ -95,6 +123,14 @@ impl Changes {
     /// Something was committed that may have changed the activity log or a
     /// deployment: wakes every [`Committed`] waiter.
     pub fn committed(&self) {
+        self.forget_looks();
+        self.caught_up();
+    }
+
+    /// Wakes every [`Committed`] waiter without forgetting remembered
+    /// looks: the periodic catch-up, which signals nothing that was seen
+    /// to change.
+    pub fn caught_up(&self) {
         self.committed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -128,6 +164,8 @@ impl Changes {
         // The revision moves while the log is locked: a waiter that sees it
         // finds its entry.
         self.issued_revision.send_replace(revision);
+        drop(log);
+        self.forget_looks();
     }
 
     /// Deployment `deployment`, made by this process, issued these
@@ -195,6 +233,48 @@ impl Changes {
                 .filter(|(revision, _, _)| *revision > seen && *revision <= now)
                 .any(|(_, _, hosts)| hosts.concerns(host)),
         }
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, Looks> {
+        self.looks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The stamp to take before reading what a pulling agent's look
+    /// remembers ([`Self::remember_look`]).
+    pub fn look_stamp(&self) -> u64 {
+        self.remembered().stamp
+    }
+
+    /// What a pulling agent's look found for key `hash`, when nothing was
+    /// committed or issued since and it is younger than [`LOOK_KEPT`].
+    pub fn remembered_look(&self, hash: &str, now: Instant) -> Option<Look> {
+        let looks = self.remembered();
+        looks
+            .entries
+            .get(hash)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < LOOK_KEPT)
+            .map(|(_, look)| look.clone())
+    }
+
+    /// Remembers what a look read, unless something changed since `stamp`
+    /// was taken (the read may predate it).
+    pub fn remember_look(&self, stamp: u64, hash: &str, look: Look, now: Instant) {
+        let mut looks = self.remembered();
+        if looks.stamp != stamp {
+            return;
+        }
+        if looks.entries.len() >= LOOKS_KEPT {
+            looks.entries.clear();
+        }
+        looks.entries.insert(hash.to_owned(), (now, look));
+    }
+
+    /// Forgets every remembered look: something was committed (a key may
+    /// have been revoked) or issued.
+    pub fn forget_looks(&self) {
+        let mut looks = self.remembered();
+        looks.stamp = looks.stamp.wrapping_add(1);
+        looks.entries.clear();
     }
 
     /// How many wait for allowlists now (the metrics show it).
@@ -346,5 +426,53 @@ mod tests {
         changes.committed();
         assert!(wakes(waiter.changed()).await);
         assert!(!wakes(waiter.changed()).await);
+    }
+
+    fn look(host: i64) -> Look {
+        Look {
+            host_id: host,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn a_look_is_remembered_until_something_is_committed_or_issued() {
+        let changes = Changes::new();
+        let now = Instant::now();
+        changes.remember_look(changes.look_stamp(), "k1", look(1), now);
+        assert_eq!(changes.remembered_look("k1", now), Some(look(1)));
+        assert_eq!(changes.remembered_look("k2", now), None);
+        // The periodic catch-up keeps it.
+        changes.caught_up();
+        assert_eq!(changes.remembered_look("k1", now), Some(look(1)));
+        changes.committed();
+        assert_eq!(changes.remembered_look("k1", now), None);
+
+        changes.remember_look(changes.look_stamp(), "k1", look(1), now);
+        changes.issued(10, hosts(&[2]));
+        assert_eq!(changes.remembered_look("k1", now), None);
+    }
+
+    #[test]
+    fn a_look_read_before_a_change_is_not_remembered() {
+        let changes = Changes::new();
+        let now = Instant::now();
+        let stamp = changes.look_stamp();
+        // A revocation commits while the look reads.
+        changes.committed();
+        changes.remember_look(stamp, "k1", look(1), now);
+        assert_eq!(changes.remembered_look("k1", now), None);
+    }
+
+    #[test]
+    fn a_remembered_look_ages_out() {
+        let changes = Changes::new();
+        let then = Instant::now();
+        changes.remember_look(changes.look_stamp(), "k1", look(1), then);
+        assert_eq!(
+            changes.remembered_look("k1", then + LOOK_KEPT - Duration::from_secs(1)),
+            Some(look(1))
+        );
+        assert_eq!(changes.remembered_look("k1", then + LOOK_KEPT), None);
     }
 }

@@ -267,10 +267,13 @@ impl Store {
         loop {
             tokio::time::sleep(MARK_EVERY).await;
             let now = mark();
-            if now != seen || caught_up.elapsed() >= catch_up_every {
+            if now != seen {
                 seen = now;
                 caught_up = tokio::time::Instant::now();
                 self.catch_up().await;
+            } else if caught_up.elapsed() >= catch_up_every {
+                caught_up = tokio::time::Instant::now();
+                self.periodic_catch_up().await;
             }
         }
     }
@@ -318,7 +321,7 @@ impl Store {
                             break;
                         }
                     },
-                    _ = every.tick() => self.catch_up().await,
+                    _ = every.tick() => self.periodic_catch_up().await,
                 }
             }
         }
@@ -328,6 +331,15 @@ impl Store {
     /// commit waiters, and publishes the deployments not published yet.
     async fn catch_up(&self) {
         self.changes.committed();
+        self.catch_up_issued().await;
+    }
+
+    /// The rare safety catch-up: wakes the commit waiters and publishes
+    /// deployments not published yet, but keeps remembered looks (they
+    /// are forgotten by what is seen to change, and age out after
+    /// [`changes::LOOK_KEPT`]).
+    async fn periodic_catch_up(&self) {
+        self.changes.caught_up();
         self.catch_up_issued().await;
     }
 

@@ -376,6 +376,26 @@ db_test!(
 );
 
 db_test!(
+    a_remembered_look_does_not_outlive_the_keys_revocation,
+    async |app: &TestApp| {
+        let bearer = format!("Bearer {}", register_puller(app, "revoked").await.1);
+        // Twice: the second look is answered from what the first read.
+        for _ in 0..2 {
+            let (status, _, _) = pull(app, vec![("authorization", bearer.clone())], "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "nothing deployed yet");
+        }
+        assert_eq!(
+            app.delete("/director/host/api-key?name=revoked")
+                .await
+                .status,
+            StatusCode::OK
+        );
+        let (status, _, _) = pull(app, vec![("authorization", bearer)], "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "refused at once");
+    }
+);
+
+db_test!(
     a_deleted_host_that_never_got_an_allowlist_keeps_no_key,
     async |app: &TestApp| {
         let bearer = format!("Bearer {}", register_puller(app, "never").await.1);
