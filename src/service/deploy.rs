@@ -397,9 +397,11 @@ pub async fn start(
         request_id: caller.request_id.clone(),
     };
     crate::store::activity::append(&tx.tx, &entry).await?;
+    let publishing = store.changes().publishing();
     tx.commit().await?;
     // Wakes the pulling agents of these hosts, and answers them.
     store.changes().issued_documents(deployment.id, issued);
+    drop(publishing);
     metrics.host_result("skipped", skipped as u64);
     Ok(Started::Running {
         checksum: rendering.checksum,

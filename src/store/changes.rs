@@ -98,6 +98,8 @@ pub struct Changes {
     issued_revision: watch::Sender<u64>,
     issued: Mutex<IssuedLog>,
     looks: Mutex<Looks>,
+    /// Deployments of this process committing and not yet published.
+    publishing: watch::Sender<usize>,
 }
 
 impl Default for Changes {
@@ -113,7 +115,24 @@ impl Changes {
             issued_revision: watch::Sender::new(0),
             issued: Mutex::new(IssuedLog::default()),
             looks: Mutex::new(Looks::default()),
+            publishing: watch::Sender::new(0),
         }
+    }
+
+    /// Taken by a deployment of this process before it commits, dropped
+    /// once it published its documents: a catch-up that sees the commit
+    /// first waits for it ([`Self::own_published`]), so that the agents
+    /// are woken with the documents in memory, not told to read.
+    pub fn publishing(self: &Arc<Self>) -> Publishing {
+        self.publishing.send_modify(|n| *n += 1);
+        Publishing(Arc::clone(self))
+    }
+
+    /// Until no deployment of this process is between its commit and its
+    /// publication (at most `bound`).
+    pub async fn own_published(&self, bound: Duration) {
+        let mut receiver = self.publishing.subscribe();
+        let _ = tokio::time::timeout(bound, receiver.wait_for(|n| *n == 0)).await;
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, IssuedLog> {
@@ -280,6 +299,16 @@ impl Changes {
     /// How many wait for allowlists now (the metrics show it).
     pub fn pull_waiters(&self) -> usize {
         self.issued_revision.receiver_count()
+    }
+}
+
+/// A deployment of this process between its commit and its publication.
+#[derive(Debug)]
+pub struct Publishing(Arc<Changes>);
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        self.0.publishing.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -474,5 +503,16 @@ mod tests {
             Some(look(1))
         );
         assert_eq!(changes.remembered_look("k1", then + LOOK_KEPT), None);
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_waits_for_this_processs_deployment_to_publish() {
+        let changes = Arc::new(Changes::new());
+        // Nothing committing: at once.
+        assert!(wakes(changes.own_published(Duration::from_secs(60))).await);
+        let publishing = changes.publishing();
+        assert!(!wakes(changes.own_published(Duration::from_secs(60))).await);
+        drop(publishing);
+        assert!(wakes(changes.own_published(Duration::from_secs(60))).await);
     }
 }

@@ -345,6 +345,8 @@ impl Store {
 
     /// Publishes the deployments newer than the newest published.
     async fn catch_up_issued(&self) {
+        // A deployment of this process publishes itself, with its documents.
+        self.changes.own_published(Duration::from_secs(10)).await;
         let known = self.changes.newest_issued();
         let found = async {
             let newer = deployments::ids_after(&self.db, known, CATCH_UP_DEPLOYMENTS).await?;
