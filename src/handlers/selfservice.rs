@@ -426,28 +426,28 @@ pub async fn pull_allowlist(
         {
             return unchanged(etag.as_deref());
         }
-        // New requests wait in a bounded room (or get 503 with
-        // Retry-After); a woken one waits its turn.
-        let permit = if admitted {
-            state.pulls.turn().await
-        } else {
-            state.pulls.enter().await
-        };
-        let permit = match permit {
-            Ok(permit) => permit,
-            Err(e) => {
-                state.metrics.pull_busy();
-                return e.into_response();
+        // A look remembered since nothing changed needs no database and no
+        // place in the line: a renewal while all is quiet. Otherwise new
+        // requests wait in a bounded room (or get 503 with Retry-After),
+        // and a woken one waits its turn.
+        let mut permit = None;
+        let look = match service::remembered_look(&state.store, key.as_deref()) {
+            Some(look) => look,
+            None => {
+                permit = match admit(&state, &mut admitted).await {
+                    Ok(permit) => Some(permit),
+                    Err(busy) => return *busy,
+                };
+                // Boxed, here and below: a waiting poll's future stays
+                // small (it would otherwise be as large as the largest
+                // query's).
+                match Box::pin(service::pull_look(&state.store, key.as_deref())).await {
+                    Ok(look) => look,
+                    Err(e) => return refuse(&state, address, e, false),
+                }
             }
         };
-        admitted = true;
-        // Boxed, here and below: a waiting poll's future stays small
-        // (it would otherwise be as large as the largest query's).
-        let (host_id, version) =
-            match Box::pin(service::pull_look(&state.store, key.as_deref())).await {
-                Ok(look) => (look.host_id, look.version),
-                Err(e) => return refuse(&state, address, e, false),
-            };
+        let (host_id, version) = (look.host_id, look.version);
         let etag = version
             .as_ref()
             .map(|v| service::allowlist_etag(&v.checksum, v.serial));
@@ -456,6 +456,13 @@ pub async fn pull_allowlist(
             .is_some_and(|etag| !known.as_ref().is_some_and(|k| k.matches(etag)))
         {
             // The agent lacks it: the document is read now.
+            let _permit = match permit {
+                Some(permit) => permit,
+                None => match admit(&state, &mut admitted).await {
+                    Ok(permit) => permit,
+                    Err(busy) => return *busy,
+                },
+            };
             let answer = match Box::pin(service::issued_allowlist(&state.store, host_id)).await {
                 Ok(Some(issued)) => {
                     let etag = service::allowlist_etag(&issued.checksum, issued.serial);
@@ -471,7 +478,7 @@ pub async fn pull_allowlist(
                 )),
                 Err(e) => Err(e),
             };
-            drop(permit);
+            drop(_permit);
             return match answer {
                 Ok((issued, fetched, etag)) => {
                     Box::pin(fetched_answer(&state, &issued, fetched, etag)).await
@@ -491,6 +498,29 @@ pub async fn pull_allowlist(
             () = tokio::time::sleep_until(deadline) => false,
             () = state.shutdown.stopping() => false,
         };
+    }
+}
+
+/// A place among the pulls doing database work: the first time in the
+/// bounded room (or 503 with Retry-After), after a wake a turn.
+async fn admit<'a>(
+    state: &'a AppState,
+    admitted: &mut bool,
+) -> Result<tokio::sync::SemaphorePermit<'a>, Box<Response>> {
+    let permit = if *admitted {
+        state.pulls.turn().await
+    } else {
+        state.pulls.enter().await
+    };
+    match permit {
+        Ok(permit) => {
+            *admitted = true;
+            Ok(permit)
+        }
+        Err(e) => {
+            state.metrics.pull_busy();
+            Err(Box::new(e.into_response()))
+        }
     }
 }
 

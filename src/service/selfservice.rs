@@ -413,18 +413,14 @@ pub async fn self_ticket(store: &Store, key: Option<&str>, salt: &str) -> Result
 
 /// A pulling agent's look: its host (by the host's own key, or a deleted
 /// host's retired key) and which allowlist was issued to it last. Two
-/// light queries (the document is read only when the agent lacks it), or
-/// none when the same key looked since the last change: a waiting poll's
-/// renewal then reads nothing.
+/// light queries (the document is read only when the agent lacks it),
+/// remembered until something changes ([`remembered_look`]).
 pub async fn pull_look(store: &Store, key: Option<&str>) -> Result<Look, KeyError> {
     let key = key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
     let hash = apikey::hash(key);
     let changes = store.changes();
-    if let Some(look) = changes.remembered_look(&hash, std::time::Instant::now()) {
-        return Ok(look);
-    }
     // Taken before the reads: a change committed meanwhile keeps what
     // they found from being remembered.
     let stamp = changes.look_stamp();
@@ -443,6 +439,14 @@ pub async fn pull_look(store: &Store, key: Option<&str>) -> Result<Look, KeyErro
         changes.remember_look(stamp, &hash, look.clone(), std::time::Instant::now());
     }
     Ok(look)
+}
+
+/// What a look with `key` read, when nothing changed since (no database).
+pub fn remembered_look(store: &Store, key: Option<&str>) -> Option<Look> {
+    let key = key.filter(|k| !k.is_empty())?;
+    store
+        .changes()
+        .remembered_look(&apikey::hash(key), std::time::Instant::now())
 }
 
 /// The newest allowlist issued to a host, document included.
