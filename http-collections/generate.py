@@ -1593,7 +1593,7 @@ def selfservice(P):
         Req("three registrations, three uses", "GET", K(agents), status=200,
             checks=[uses(3), no_key("ssKey", "ssN1Key", "ssN2Key", "ssAdoptKey")]),
         Req("agent config of node1 (Bearer)", "GET", AGENT, auth=NOAUTH, headers=bearer("ssN1Key"), status=200,
-            checks=[keys_are(["agent_port", "host", "host_id", "signing_key"]), field("host", n1),
+            checks=[keys_are(["agent_port", "delivery", "host", "host_id", "signing_key"]), field("host", n1),
                     field("agent_port", 7446),
                     t("host_id is a number", "expect(B.host_id).to.be.a('number'); setv('ssHostId', String(B.host_id))"),
                     t("signing_key: ed25519, 32 bytes in base64, sha256 fingerprint",
@@ -1667,7 +1667,8 @@ def allowlists(P):
     H = lambda n: f"/director/host?name={n}"
     S = lambda n: f"/director/script?name={n}"
     A = lambda n: f"/director/host/allowlist?name={n}"
-    keys = ["address", "agent_port", "allowlist", "checksum", "confirmed", "host", "host_id", "in_deploy_set"]
+    keys = ["address", "agent_port", "allowlist", "checksum", "confirmed", "delivery", "host", "host_id",
+            "in_deploy_set"]
     web_body = {"object_name": web, "object_type": "object", "imports": [agents], "address": "127.0.0.11",
                 "scripts": [disk, off]}
     disk_entry = {"name": disk, "command": "/usr/lib/nagios/plugins/check_disk", "arguments": ["-w", "10%"],

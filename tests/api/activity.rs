@@ -316,7 +316,6 @@ db_test!(
             "after=1&wait=301",
             "after=1&wait=-1",
             "after=",
-            "after=1&wait=",
         ] {
             let r = app.get(&format!("/director/activity?{bad}")).await;
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
