@@ -48,6 +48,9 @@ pub async fn metrics(State(state): State<AppState>, parts: axum::http::request::
     {
         return axum::response::IntoResponse::into_response(e);
     }
+    state
+        .metrics
+        .set_pull_waiting(state.store.changes().pull_waiters());
     match state.metrics.render(state.store.db()).await {
         Ok(text) => Response::builder()
             .status(StatusCode::OK)

@@ -376,6 +376,35 @@ db_test!(
 );
 
 db_test!(
+    the_metrics_count_the_waiting_long_polls,
+    async |app: &TestApp| {
+        let bearer = format!("Bearer {}", register_puller(app, "waiter").await.1);
+        let waiting_now = || async {
+            let text = app.get("/metrics").await.text;
+            text.lines()
+                .find_map(|l| l.strip_prefix("steward_pull_waiting "))
+                .map(str::to_owned)
+        };
+        assert_eq!(waiting_now().await.as_deref(), Some("0"));
+        // Nothing deployed yet: the poll waits until its deadline.
+        let waiting = pull(app, vec![("authorization", bearer)], "?wait=3");
+        let watch = async {
+            for _ in 0..25 {
+                if waiting_now().await.as_deref() == Some("1") {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            false
+        };
+        let ((status, _, _), seen) = tokio::join!(waiting, watch);
+        assert!(seen, "steward_pull_waiting never showed the waiting poll");
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(waiting_now().await.as_deref(), Some("0"));
+    }
+);
+
+db_test!(
     a_remembered_look_does_not_outlive_the_keys_revocation,
     async |app: &TestApp| {
         let bearer = format!("Bearer {}", register_puller(app, "revoked").await.1);
