@@ -17,6 +17,7 @@ use crate::http::query::QueryParams;
 use crate::service::caller::Caller;
 use crate::service::selfservice::{self as service, KeyError};
 use crate::state::AppState;
+use crate::store::deployments::DeploymentHost;
 
 /// The key a node presents: `?key=`, `Authorization: Bearer KEY`, or the body's `key`.
 fn presented_key<'a>(
@@ -456,31 +457,18 @@ pub async fn pull_allowlist(
             .is_some_and(|etag| !known.as_ref().is_some_and(|k| k.matches(etag)))
         {
             // The agent lacks it: the document is read now.
-            let _permit = match permit {
+            let permit = match permit {
                 Some(permit) => permit,
                 None => match admit(&state, &mut admitted).await {
                     Ok(permit) => permit,
                     Err(busy) => return *busy,
                 },
             };
-            let answer = match Box::pin(service::issued_allowlist(&state.store, host_id)).await {
-                Ok(Some(issued)) => {
-                    let etag = service::allowlist_etag(&issued.checksum, issued.serial);
-                    match Box::pin(service::fetch_to_record(&state.store, &issued)).await {
-                        Ok(fetched) => Ok((issued, fetched, etag)),
-                        Err(e) => Err(e),
-                    }
-                }
-                // Gone between the two reads (the host's history was
-                // removed): nothing to hand out.
-                Ok(None) => Err(ApiError::NotFound(
-                    "No allowlist was deployed to this host yet".into(),
-                )),
-                Err(e) => Err(e),
-            };
-            drop(_permit);
+            let answer = Box::pin(newest_to_hand_out(&state, host_id)).await;
+            drop(permit);
             return match answer {
-                Ok((issued, fetched, etag)) => {
+                Ok((issued, fetched)) => {
+                    let etag = service::allowlist_etag(&issued.checksum, issued.serial);
                     Box::pin(fetched_answer(&state, &issued, fetched, etag)).await
                 }
                 Err(e) => e.into_response(),
@@ -529,17 +517,32 @@ async fn admit<'a>(
 fn unchanged(etag: Option<&str>) -> Response {
     match etag {
         Some(etag) => crate::handlers::not_modified(etag),
-        None => {
-            ApiError::NotFound("No allowlist was deployed to this host yet".into()).into_response()
-        }
+        None => not_deployed().into_response(),
     }
+}
+
+fn not_deployed() -> ApiError {
+    ApiError::NotFound("No allowlist was deployed to this host yet".into())
+}
+
+/// The newest allowlist issued to a host, and what fetching it records.
+async fn newest_to_hand_out(
+    state: &AppState,
+    host_id: i64,
+) -> Result<(DeploymentHost, Option<service::Fetched>), ApiError> {
+    // None: gone since the look (the host's history was removed).
+    let issued = service::issued_allowlist(&state.store, host_id)
+        .await?
+        .ok_or_else(not_deployed)?;
+    let fetched = service::fetch_to_record(&state.store, &issued).await?;
+    Ok((issued, fetched))
 }
 
 /// The answer to a fetch of `issued`: recorded first (when `fetched` says
 /// what to record), then the signed allowlist as stored, with its ETag.
 async fn fetched_answer(
     state: &AppState,
-    issued: &crate::store::deployments::DeploymentHost,
+    issued: &DeploymentHost,
     fetched: Option<service::Fetched>,
     etag: String,
 ) -> Response {

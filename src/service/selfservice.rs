@@ -476,7 +476,7 @@ pub struct Fetched {
 }
 
 /// What a fetch of `issued` records.
-pub fn fetch_of(issued: &crate::store::deployments::DeploymentHost) -> Fetched {
+pub fn fetch_of(issued: &DeploymentHost) -> Fetched {
     let doc: Value = serde_json::from_str(&issued.allowlist).unwrap_or_default();
     Fetched {
         host_id: issued.host_id,
@@ -493,7 +493,7 @@ pub fn fetch_of(issued: &crate::store::deployments::DeploymentHost) -> Fetched {
 /// If-None-Match). Reads only.
 pub async fn fetch_to_record(
     store: &Store,
-    issued: &crate::store::deployments::DeploymentHost,
+    issued: &DeploymentHost,
 ) -> Result<Option<Fetched>, ApiError> {
     use crate::domain::allowlist::{Holding, fetch_changes_nothing};
     let fetched = fetch_of(issued);
@@ -527,22 +527,17 @@ pub async fn fetch_to_record(
 /// deployed in its deployment; a deployment that ended before the fetch
 /// gets its status and counts again.
 pub async fn record_fetches(store: &Store, fetches: &[Fetched]) -> Result<(), sea_orm::DbErr> {
-    use crate::store::deployments;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, HashSet};
     let tx = store.begin_write().await?;
     let mut newly: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     // Agents that fetched the same allowlist are recorded together: in a
     // fleet, most fetch one of a few.
     let mut holding: BTreeMap<(&str, i64, &[String]), Vec<i64>> = BTreeMap::new();
     // A host fetched twice in one batch (two requests with its key) holds
-    // what it fetched last.
-    let last: std::collections::HashMap<i64, usize> = fetches
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.host_id, i))
-        .collect();
-    for (i, f) in fetches.iter().enumerate() {
-        if last.get(&f.host_id) == Some(&i) {
+    // what it fetched last: the batch is read from its end.
+    let mut seen = HashSet::new();
+    for f in fetches.iter().rev() {
+        if seen.insert(f.host_id) {
             holding
                 .entry((&f.checksum, f.serial, &f.scripts))
                 .or_default()

@@ -355,6 +355,21 @@ pub async fn confirm(
     serial: i64,
     scripts: &[String],
 ) -> Result<(), DbErr> {
+    confirmation(checksum, serial, scripts, now_millis())
+        .filter(agent_state::Column::HostId.eq(host_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The update recording that agents hold an allowlist ([`confirm`],
+/// [`confirm_fetched`]), to be given the hosts it is for.
+fn confirmation(
+    checksum: &str,
+    serial: i64,
+    scripts: &[String],
+    now: i64,
+) -> sea_orm::UpdateMany<agent_state::Entity> {
     agent_state::Entity::update_many()
         .col_expr(
             agent_state::Column::InDeploySet,
@@ -365,15 +380,11 @@ pub async fn confirm(
             Expr::value(checksum),
         )
         .col_expr(agent_state::Column::ConfirmedSerial, Expr::value(serial))
-        .col_expr(agent_state::Column::ConfirmedAt, Expr::value(now_millis()))
+        .col_expr(agent_state::Column::ConfirmedAt, Expr::value(now))
         .col_expr(
             agent_state::Column::ConfirmedScripts,
             Expr::value(serde_json::to_string(scripts).unwrap_or_else(|_| "[]".into())),
         )
-        .filter(agent_state::Column::HostId.eq(host_id))
-        .exec(db)
-        .await?;
-    Ok(())
 }
 
 /// The newest deployment that has not failed (a running one included).
@@ -457,16 +468,6 @@ pub async fn confirm_issued(
         // A deleted host's agent that holds nothing needs its key no more.
         super::keys::forget_retired(db, issued.host_id).await?;
     }
-    Ok(())
-}
-
-/// Records that a host's agent fetched its allowlist itself.
-pub async fn pulled(db: &impl ConnectionTrait, host_id: i64) -> Result<(), DbErr> {
-    agent_state::Entity::update_many()
-        .col_expr(agent_state::Column::PulledAt, Expr::value(now_millis()))
-        .filter(agent_state::Column::HostId.eq(host_id))
-        .exec(db)
-        .await?;
     Ok(())
 }
 
@@ -554,7 +555,7 @@ pub async fn settle_pending(
 }
 
 /// Records that hosts' agents fetched and hold the same allowlist
-/// themselves ([`confirm`] and [`pulled`] in one statement per 500 hosts).
+/// themselves: confirmed, and pulling, in one statement per 500 hosts.
 pub async fn confirm_fetched(
     db: &impl ConnectionTrait,
     hosts: &[i64],
@@ -563,23 +564,8 @@ pub async fn confirm_fetched(
     scripts: &[String],
 ) -> Result<(), DbErr> {
     let now = now_millis();
-    let names = serde_json::to_string(scripts).unwrap_or_else(|_| "[]".into());
     for chunk in hosts.chunks(500) {
-        agent_state::Entity::update_many()
-            .col_expr(
-                agent_state::Column::InDeploySet,
-                Expr::value(!scripts.is_empty()),
-            )
-            .col_expr(
-                agent_state::Column::ConfirmedChecksum,
-                Expr::value(checksum),
-            )
-            .col_expr(agent_state::Column::ConfirmedSerial, Expr::value(serial))
-            .col_expr(agent_state::Column::ConfirmedAt, Expr::value(now))
-            .col_expr(
-                agent_state::Column::ConfirmedScripts,
-                Expr::value(names.as_str()),
-            )
+        confirmation(checksum, serial, scripts, now)
             .col_expr(agent_state::Column::PulledAt, Expr::value(now))
             .filter(agent_state::Column::HostId.is_in(chunk.iter().copied()))
             .exec(db)

@@ -133,6 +133,12 @@ def deploy_in_background(base):
     return thread, result
 
 
+def create_scripts(base):
+    """The scripts every bench host is given."""
+    for name in SCRIPTS:
+        call("POST", base + "/director/script", {"object_name": name, "command": f"/usr/bin/{name}"})
+
+
 def pulls(args, steward, farm_bin, database):
     data = tempfile.mkdtemp(prefix="steward-pulls-")
     figures = {}
@@ -142,8 +148,7 @@ def pulls(args, steward, farm_bin, database):
         server.spawn()
         server.wait_ready()
         base = server.base
-        for name in SCRIPTS:
-            call("POST", base + "/director/script", {"object_name": name, "command": f"/usr/bin/{name}"})
+        create_scripts(base)
         key = template(base, "pullers", "pull")
         farm, control = start_farm(farm_bin, base, key, args.agents, "puller", ["--wait", str(args.wait)])
         _, first = call("POST", base + "/director/config/deploy?wait=300", [], timeout=400)
@@ -228,8 +233,7 @@ def mixed(args, steward, farm_bin, push_bin, database):
         server.spawn()
         server.wait_ready()
         base = server.base
-        for name in SCRIPTS:
-            call("POST", base + "/director/script", {"object_name": name, "command": f"/usr/bin/{name}"})
+        create_scripts(base)
         half = args.agents // 2
         farms.append(start_farm(farm_bin, base, template(base, "pullers", "pull"), half, "puller",
                                 ["--wait", str(args.wait)]))
