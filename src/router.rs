@@ -2,14 +2,14 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::layer::{Peer, require_user};
+use crate::auth::layer::Peer;
 use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
 use crate::handlers::{activity, deploy, health, lists, objects, openapi, selfservice, users};
@@ -196,15 +196,7 @@ pub fn app(state: AppState) -> Router {
     } else {
         operations.nest(&base, director)
     };
-    let routes = routes
-        .fallback(not_found)
-        .layer(
-            ServiceBuilder::new()
-                .layer(from_fn(middleware::json_errors))
-                .layer(from_fn(middleware::same_site))
-                .layer(from_fn(middleware::accept_json)),
-        )
-        .with_state(state);
+    let routes = routes.fallback(not_found).with_state(state);
 
     // Method rules must run before routing, so they wrap the routed app.
     let request_id = axum::http::HeaderName::from_static("x-request-id");
@@ -222,10 +214,9 @@ pub fn app(state: AppState) -> Router {
                 // The path only: query strings may carry keys.
                 tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
             }))
-            // Authentication comes before every other check that can
-            // answer 4xx, so a request without credentials always gets 401.
-            .layer(from_fn_with_state(outer_state, require_user))
-            .layer(from_fn(middleware::methods)),
+            // Method rules must run before routing, authentication before
+            // every other check: one layer (see `middleware::checks`).
+            .layer(from_fn_with_state(outer_state, middleware::checks)),
     )
 }
 

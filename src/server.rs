@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -81,21 +80,31 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (app, acceptor, stopping) = (app.clone(), acceptor.clone(), stopping.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            match acceptor {
-                None => connection(stream, peer, app, limits, stopping).await,
-                Some(acceptor) => {
-                    let handshake = acceptor.accept(stream);
-                    match tokio::time::timeout(limits.header_timeout, handshake).await {
-                        Ok(Ok(stream)) => connection(stream, peer, app, limits, stopping).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
+        let (app, stopping) = (app.clone(), stopping.clone());
+        // Two kinds of task, so that a plain connection's task is not sized
+        // for a TLS handshake and TLS stream it never holds (a long-polling
+        // fleet keeps ten thousand of them).
+        match acceptor.clone() {
+            None => tokio::spawn(async move {
+                let _permit = permit;
+                connection(stream, Protocol::Http1, peer, app, limits, stopping).await;
+            }),
+            Some(acceptor) => tokio::spawn(async move {
+                let _permit = permit;
+                let handshake = acceptor.accept(stream);
+                match tokio::time::timeout(limits.header_timeout, handshake).await {
+                    Ok(Ok(stream)) => {
+                        let protocol = match stream.get_ref().1.alpn_protocol() {
+                            Some(b"h2") => Protocol::Http2,
+                            _ => Protocol::Http1,
+                        };
+                        connection(stream, protocol, peer, app, limits, stopping).await;
                     }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
-            }
-        });
+            }),
+        };
     }
     // Stopped accepting: wait for the connections still open to finish
     // (each closes once idle, since it saw `stopping`).
@@ -123,14 +132,30 @@ async fn refuse(mut stream: TcpStream, tls: bool) {
     }
 }
 
+/// The HTTP version a connection speaks, chosen before hyper reads from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    /// Negotiated by ALPN on a TLS connection.
+    Http2,
+}
+
 /// Serves one connection until the client closes it, a timer closes it,
 /// or the server stops and it has nothing in progress.
+///
+/// The version is known before the first byte is read (plain connections
+/// speak HTTP/1.1, TLS ones what ALPN chose), so hyper reads straight into
+/// its own buffer. Sniffing the version from the first bytes instead
+/// (hyper-util's `auto`) hands hyper those bytes first and makes its read
+/// buffer grow to 16 KiB on every connection, which ten thousand waiting
+/// agents pay for.
 async fn connection<S>(
     stream: S,
+    protocol: Protocol,
     peer: SocketAddr,
     app: Router,
     limits: Limits,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -141,7 +166,8 @@ async fn connection<S>(
     });
     let service = hyper::service::service_fn({
         let activity = activity.clone();
-        move |mut request: hyper::Request<hyper::body::Incoming>| {
+        move |request: hyper::Request<hyper::body::Incoming>| {
+            let mut request = detach_head(request);
             request.extensions_mut().insert(ConnectInfo(peer));
             let busy = Busy::enter(&activity);
             let answer = app.clone().oneshot(request.map(axum::body::Body::new));
@@ -152,16 +178,49 @@ async fn connection<S>(
             }
         }
     });
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(64);
-    let served = builder.serve_connection_with_upgrades(io, service);
+    match protocol {
+        Protocol::Http1 => {
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(io, service);
+            drive(
+                served,
+                |c| c.graceful_shutdown(),
+                &activity,
+                limits,
+                stopping,
+            )
+            .await;
+        }
+        Protocol::Http2 => {
+            let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(64)
+                .serve_connection(io, service);
+            drive(
+                served,
+                |c| c.graceful_shutdown(),
+                &activity,
+                limits,
+                stopping,
+            )
+            .await;
+        }
+    }
+}
+
+/// Runs a connection's `served` future under the connection timers, and
+/// shuts it down gracefully (through `graceful`) once the server stops.
+async fn drive<F>(
+    served: F,
+    mut graceful: impl FnMut(Pin<&mut F>),
+    activity: &Activity,
+    limits: Limits,
+    mut stopping: watch::Receiver<bool>,
+) where
+    F: Future<Output = Result<(), hyper::Error>>,
+{
     tokio::pin!(served);
     let mut closing = false;
     loop {
@@ -185,16 +244,52 @@ async fn connection<S>(
                 if activity.requests() == 0 && activity.age() >= limits.header_timeout {
                     // No first request within the header timeout of the
                     // connection opening: hyper's own header timer starts
-                    // only once it knows the protocol, after the first bytes.
+                    // only once it has read the first bytes.
                     return;
                 }
             }
             _ = stopping.changed(), if !closing => {
                 closing = true;
-                served.as_mut().graceful_shutdown();
+                graceful(served.as_mut());
             }
         }
     }
+}
+
+/// The request with its target and header values copied out of hyper's
+/// read buffer into one small allocation of their own.
+///
+/// hyper hands them out as slices of the connection's read buffer, and
+/// while any of them lives the buffer cannot be reused: hyper allocates
+/// another (8 KiB) for its next read. A long poll holds its request for
+/// up to a minute, so ten thousand waiting agents would hold twenty
+/// thousand buffers. Copied here, before hyper reads again, the buffer is
+/// free at once. A part that cannot be copied (it always can) stays as it
+/// was.
+fn detach_head<B>(request: hyper::Request<B>) -> hyper::Request<B> {
+    use std::fmt::Write as _;
+    let (mut parts, body) = request.into_parts();
+    let values: usize = parts.headers.values().map(|v| v.len()).sum();
+    let mut copy = bytes::BytesMut::with_capacity(values + parts.uri.path().len() + 64);
+    let _ = write!(copy, "{}", parts.uri);
+    let target_len = copy.len();
+    for value in parts.headers.values() {
+        copy.extend_from_slice(value.as_bytes());
+    }
+    let copy = copy.freeze();
+    if let Ok(uri) = axum::http::Uri::from_maybe_shared(copy.slice(..target_len)) {
+        parts.uri = uri;
+    }
+    let mut at = target_len;
+    for value in parts.headers.values_mut() {
+        let end = at + value.len();
+        if let Ok(mut fresh) = axum::http::HeaderValue::from_maybe_shared(copy.slice(at..end)) {
+            fresh.set_sensitive(value.is_sensitive());
+            *value = fresh;
+        }
+        at = end;
+    }
+    hyper::Request::from_parts(parts, body)
 }
 
 /// How long until a connection's timers are looked at again: when it
@@ -377,6 +472,60 @@ pub fn connection_cap(configured: Option<usize>, open_files: Option<u64>) -> usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detached_head_keeps_the_request_as_it_was() {
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri("/director/host?name=a%20b&x=1")
+            .header("authorization", "Basic YWRtaW46cHc=")
+            .header("accept", "application/json")
+            .header("accept", "text/plain")
+            .header("x-custom", "")
+            .body(())
+            .unwrap();
+        let mut original = request.headers().clone();
+        original
+            .get_mut("authorization")
+            .unwrap()
+            .set_sensitive(true);
+        let (mut parts, body) = request.into_parts();
+        parts.headers = original.clone();
+        let detached = detach_head(hyper::Request::from_parts(parts, body));
+        assert_eq!(detached.method(), "POST");
+        assert_eq!(detached.uri(), "/director/host?name=a%20b&x=1");
+        assert_eq!(detached.headers(), &original);
+        assert!(detached.headers()["authorization"].is_sensitive());
+        let accepts: Vec<_> = detached.headers().get_all("accept").iter().collect();
+        assert_eq!(accepts, ["application/json", "text/plain"]);
+
+        // Built as hyper builds it: slices of one read buffer, which is
+        // free again (only this test's handle left) once the head is
+        // detached.
+        let buffer =
+            bytes::Bytes::from(b"/director/self-service/allowlist?wait=60 keyvalue".to_vec());
+        let mut request =
+            hyper::Request::get(axum::http::Uri::from_maybe_shared(buffer.slice(..40)).unwrap())
+                .body(())
+                .unwrap();
+        request.headers_mut().insert(
+            "x-key",
+            axum::http::HeaderValue::from_maybe_shared(buffer.slice(41..)).unwrap(),
+        );
+        assert!(!buffer.is_unique());
+        let detached = detach_head(request);
+        assert!(buffer.is_unique(), "the read buffer is still borrowed");
+        assert_eq!(detached.uri(), "/director/self-service/allowlist?wait=60");
+        assert_eq!(detached.headers()["x-key"], "keyvalue");
+
+        let absolute = hyper::Request::get("http://127.0.0.1:8080/health?x")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            detach_head(absolute).uri(),
+            "http://127.0.0.1:8080/health?x"
+        );
+    }
 
     #[test]
     fn the_cap_leaves_room_for_the_servers_own_files() {

@@ -300,6 +300,25 @@ fn https_serves_the_api_and_refuses_plain_http_and_clients_without_the_ca() {
 
     let (status, body) = server.get(&server.client, "/ready").unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
+    // HTTP/2 for a client that takes it by ALPN, HTTP/1.1 for one that
+    // does not: the version is chosen before the first request is read.
+    for (only_http1, version) in [
+        (false, reqwest::Version::HTTP_2),
+        (true, reqwest::Version::HTTP_11),
+    ] {
+        let mut client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap());
+        if only_http1 {
+            client = client.http1_only();
+        }
+        let client = client.build().unwrap();
+        let response = server
+            .runtime
+            .block_on(client.get(format!("{}/ready", server.url())).send())
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.version(), version);
+    }
     let (status, hosts) = server.admin(reqwest::Method::GET, "/director/hosts", Value::Null);
     assert_eq!(status, StatusCode::OK, "{hosts}");
     assert!(hosts.get("objects").is_some(), "{hosts}");

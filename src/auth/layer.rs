@@ -5,10 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -88,19 +87,22 @@ fn throttled(wait: std::time::Duration) -> Response {
     .into_response()
 }
 
-/// Authenticates requests to the Director routes and adds the [`Caller`].
-pub async fn require_user(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Whether `req` must carry a user (see [`authenticate`]).
+pub fn wants_user(state: &AppState, req: &Request) -> bool {
     let config = &state.config;
-    if !needs_user(req.uri().path(), &config.base_path, config.metrics_public) {
-        return next.run(req).await;
-    }
+    needs_user(req.uri().path(), &config.base_path, config.metrics_public)
+}
+
+/// Authenticates a request to the Director routes and adds the
+/// [`Caller`]; the answer to give instead when it cannot go on.
+pub async fn authenticate(state: &AppState, mut req: Request) -> Result<Request, Response> {
     let Some((name, password)) = basic_credentials(req.headers()) else {
         // Never counted as a failure: urllib sends every first request without credentials.
-        return unauthorized("Authentication required");
+        return Err(unauthorized("Authentication required"));
     };
     if !crate::domain::user::credentials_fit(&name, &password) {
         // Before the throttle and the log: an over-long name costs no memory there.
-        return unauthorized("Invalid credentials");
+        return Err(unauthorized("Invalid credentials"));
     }
     let peer = req
         .extensions()
@@ -109,7 +111,7 @@ pub async fn require_user(State(state): State<AppState>, mut req: Request, next:
     let address = client_address(req.headers(), peer, &state.config.trusted_proxies);
     let now = Instant::now();
     if let Err(wait) = state.throttle.check(address, &name, now) {
-        return throttled(wait);
+        return Err(throttled(wait));
     }
     let mut reserved = false;
     let checked = state
@@ -129,10 +131,10 @@ pub async fn require_user(State(state): State<AppState>, mut req: Request, next:
         Ok(user) => user,
         Err(AuthError::Invalid) => {
             tracing::info!(user = %name.escape_debug(), client = %address, "wrong credentials");
-            return unauthorized("Invalid credentials");
+            return Err(unauthorized("Invalid credentials"));
         }
         Err(AuthError::Throttled(wait)) => {
-            return throttled(wait);
+            return Err(throttled(wait));
         }
         Err(AuthError::Busy) => {
             // The reserved attempt stays counted: a flood from many
@@ -144,9 +146,9 @@ pub async fn require_user(State(state): State<AppState>, mut req: Request, next:
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
+            return Err(response);
         }
-        Err(AuthError::Db(e)) => return ApiError::from(e).into_response(),
+        Err(AuthError::Db(e)) => return Err(ApiError::from(e).into_response()),
     };
     if reserved {
         state.throttle.refund(address, &name);
@@ -164,10 +166,10 @@ pub async fn require_user(State(state): State<AppState>, mut req: Request, next:
             .map(str::to_owned),
     };
     if let Err(e) = caller.require(Permission::Api) {
-        return e.into_response();
+        return Err(e.into_response());
     }
     req.extensions_mut().insert(caller);
-    next.run(req).await
+    Ok(req)
 }
 
 /// The connecting peer's address, when the server knows it.

@@ -1,13 +1,20 @@
-//! Middleware every request passes: method rules, content negotiation,
-//! the cross-site guard, and JSON bodies for the router's own 404 and 405.
+//! The checks every request passes before it is routed: authentication,
+//! method rules, the cross-site guard, content negotiation; and JSON
+//! bodies for the router's own 404 and 405.
+//!
+//! They are one layer, [`checks`], not one each: every `from_fn` layer
+//! costs each request in progress two allocations, and a long-polling
+//! fleet keeps ten thousand requests in progress.
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::layer::{authenticate, wants_user};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 const OVERRIDE: &str = "x-http-method-override";
 
@@ -31,35 +38,66 @@ fn is_http_method(method: &str) -> bool {
     )
 }
 
+/// Runs the checks in their order, then the router, then gives the
+/// router's own 404 and 405 a JSON body. Authentication comes before every
+/// other check that can answer 4xx, so a request without credentials
+/// always gets 401; it is boxed, so a request that needs no user (a
+/// waiting long poll) does not carry its state.
+pub async fn checks(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut req = if wants_user(&state, &req) {
+        match Box::pin(authenticate(&state, req)).await {
+            Ok(req) => req,
+            Err(refused) => return refused,
+        }
+    } else {
+        req
+    };
+    if let Err(refused) = method_rules(&mut req) {
+        return refused;
+    }
+    if let Some(reason) = cross_site(req.headers()) {
+        return ApiError::Forbidden(reason.into()).into_response();
+    }
+    if !accepts_json(req.headers()) {
+        return ApiError::NotAcceptable("Only application/json is available".into())
+            .into_response();
+    }
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    with_json_error(&method, response)
+}
+
 /// Refuses unknown methods and applies `X-HTTP-Method-Override`, honoured
 /// when it names the request's own method or the request is a POST.
-pub async fn methods(mut req: Request, next: Next) -> Response {
+fn method_rules(req: &mut Request) -> Result<(), Response> {
     if !is_http_method(req.method().as_str()) {
-        return unsupported(req.method().as_str());
+        return Err(unsupported(req.method().as_str()));
     }
     if let Some(value) = req.headers().get(OVERRIDE) {
         let Ok(wanted) = value.to_str().map(|v| v.trim().to_ascii_uppercase()) else {
-            return ApiError::BadRequest("Invalid X-HTTP-Method-Override header".into())
-                .into_response();
+            return Err(
+                ApiError::BadRequest("Invalid X-HTTP-Method-Override header".into())
+                    .into_response(),
+            );
         };
         if wanted != req.method().as_str() {
             if req.method() != Method::POST {
-                return ApiError::BadRequest(format!(
+                return Err(ApiError::BadRequest(format!(
                     "X-HTTP-Method-Override is only honoured on POST, not on {}",
                     req.method()
                 ))
-                .into_response();
+                .into_response());
             }
             if !is_http_method(&wanted) {
-                return unsupported(&wanted);
+                return Err(unsupported(&wanted));
             }
             match Method::from_bytes(wanted.as_bytes()) {
                 Ok(method) => *req.method_mut() = method,
-                Err(_) => return unsupported(&wanted),
+                Err(_) => return Err(unsupported(&wanted)),
             }
         }
     }
-    next.run(req).await
+    Ok(())
 }
 
 fn unsupported(method: &str) -> Response {
@@ -67,15 +105,7 @@ fn unsupported(method: &str) -> Response {
     ApiError::BadRequest(format!("Unsupported method {shown}")).into_response()
 }
 
-/// `406` when `Accept` names only types other than JSON.
-pub async fn accept_json(req: Request, next: Next) -> Response {
-    if !accepts_json(req.headers()) {
-        return ApiError::NotAcceptable("Only application/json is available".into())
-            .into_response();
-    }
-    next.run(req).await
-}
-
+/// Whether `Accept` lets the answer be JSON (`406` otherwise).
 fn accepts_json(headers: &HeaderMap) -> bool {
     let values: Vec<&str> = headers
         .get_all(header::ACCEPT)
@@ -101,15 +131,8 @@ fn accepts_json(headers: &HeaderMap) -> bool {
     })
 }
 
-/// Refuses requests a browser makes from another site, which would carry
-/// cached Basic credentials.
-pub async fn same_site(req: Request, next: Next) -> Response {
-    if let Some(reason) = cross_site(req.headers()) {
-        return ApiError::Forbidden(reason.into()).into_response();
-    }
-    next.run(req).await
-}
-
+/// Why a request is one a browser makes from another site, which would
+/// carry cached Basic credentials (`403`).
 fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
     if headers
         .get("sec-fetch-site")
@@ -131,9 +154,7 @@ fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
 }
 
 /// Gives the router's own empty 404 and 405 answers a JSON error body.
-pub async fn json_errors(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let response = next.run(req).await;
+fn with_json_error(method: &Method, response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
