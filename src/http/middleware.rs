@@ -53,7 +53,7 @@ pub async fn checks(State(state): State<AppState>, req: Request, next: Next) -> 
         req
     };
     if let Err(refused) = method_rules(&mut req) {
-        return refused;
+        return refused.into_response();
     }
     if let Some(reason) = cross_site(req.headers()) {
         return ApiError::Forbidden(reason.into()).into_response();
@@ -69,24 +69,22 @@ pub async fn checks(State(state): State<AppState>, req: Request, next: Next) -> 
 
 /// Refuses unknown methods and applies `X-HTTP-Method-Override`, honoured
 /// when it names the request's own method or the request is a POST.
-fn method_rules(req: &mut Request) -> Result<(), Response> {
+fn method_rules(req: &mut Request) -> Result<(), ApiError> {
     if !is_http_method(req.method().as_str()) {
         return Err(unsupported(req.method().as_str()));
     }
     if let Some(value) = req.headers().get(OVERRIDE) {
         let Ok(wanted) = value.to_str().map(|v| v.trim().to_ascii_uppercase()) else {
-            return Err(
-                ApiError::BadRequest("Invalid X-HTTP-Method-Override header".into())
-                    .into_response(),
-            );
+            return Err(ApiError::BadRequest(
+                "Invalid X-HTTP-Method-Override header".into(),
+            ));
         };
         if wanted != req.method().as_str() {
             if req.method() != Method::POST {
                 return Err(ApiError::BadRequest(format!(
                     "X-HTTP-Method-Override is only honoured on POST, not on {}",
                     req.method()
-                ))
-                .into_response());
+                )));
             }
             if !is_http_method(&wanted) {
                 return Err(unsupported(&wanted));
@@ -100,9 +98,9 @@ fn method_rules(req: &mut Request) -> Result<(), Response> {
     Ok(())
 }
 
-fn unsupported(method: &str) -> Response {
+fn unsupported(method: &str) -> ApiError {
     let shown: String = method.chars().take(32).collect();
-    ApiError::BadRequest(format!("Unsupported method {shown}")).into_response()
+    ApiError::BadRequest(format!("Unsupported method {shown}"))
 }
 
 /// Whether `Accept` lets the answer be JSON (`406` otherwise).
