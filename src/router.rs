@@ -2,7 +2,6 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::middleware::from_fn_with_state;
 use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
@@ -15,7 +14,7 @@ use crate::error::ApiError;
 use crate::handlers::{activity, deploy, health, lists, objects, openapi, selfservice, users};
 use crate::http::body::{IgnoredBody, JsonObject, OptionalJsonObject, PatchBody};
 use crate::http::middleware;
-use crate::http::observe::observe;
+use crate::http::observe::ObserveLayer;
 use crate::http::query::QueryParams;
 use crate::service::caller::Caller;
 use crate::state::AppState;
@@ -204,7 +203,7 @@ pub fn app(state: AppState) -> Router {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(from_fn_with_state(outer_state.clone(), observe))
+            .layer(ObserveLayer(outer_state.clone()))
             .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 let id = req
                     .headers()
@@ -216,7 +215,7 @@ pub fn app(state: AppState) -> Router {
             }))
             // Method rules must run before routing, authentication before
             // every other check: one layer (see `middleware::checks`).
-            .layer(from_fn_with_state(outer_state, middleware::checks)),
+            .layer(middleware::ChecksLayer(outer_state)),
     )
 }
 

@@ -194,17 +194,22 @@ async fn connection<S>(
             .await;
         }
         Protocol::Http2 => {
-            let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(64)
-                .serve_connection(io, service);
-            drive(
-                served,
-                |c| c.graceful_shutdown(),
-                &activity,
-                limits,
-                stopping,
-            )
+            // Boxed, so that a plain connection's task is not sized for
+            // HTTP/2's state.
+            Box::pin(async move {
+                let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(64)
+                    .serve_connection(io, service);
+                drive(
+                    served,
+                    |c| c.graceful_shutdown(),
+                    &activity,
+                    limits,
+                    stopping,
+                )
+                .await;
+            })
             .await;
         }
     }

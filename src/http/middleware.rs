@@ -2,15 +2,20 @@
 //! method rules, the cross-site guard, content negotiation; and JSON
 //! bodies for the router's own 404 and 405.
 //!
-//! They are one layer, [`checks`], not one each: every `from_fn` layer
-//! costs each request in progress two allocations, and a long-polling
-//! fleet keeps ten thousand requests in progress.
+//! They are one layer, [`ChecksLayer`], not one each: every `from_fn`
+//! layer costs each request in progress two allocations, and a
+//! long-polling fleet keeps ten thousand requests in progress.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use pin_project_lite::pin_project;
 
 use crate::auth::layer::{authenticate, wants_user};
 use crate::error::ApiError;
@@ -38,33 +43,141 @@ fn is_http_method(method: &str) -> bool {
     )
 }
 
-/// Runs the checks in their order, then the router, then gives the
-/// router's own 404 and 405 a JSON body. Authentication comes before every
-/// other check that can answer 4xx, so a request without credentials
-/// always gets 401; it is boxed, so a request that needs no user (a
-/// waiting long poll) does not carry its state.
-pub async fn checks(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let mut req = if wants_user(&state, &req) {
-        match Box::pin(authenticate(&state, req)).await {
-            Ok(req) => req,
-            Err(refused) => return refused,
+/// The layer that runs the checks in their order, then the router, then
+/// gives the router's own 404 and 405 a JSON body. Authentication comes
+/// before every other check that can answer 4xx, so a request without
+/// credentials always gets 401.
+///
+/// Hand-written rather than `from_fn`: a request that needs no user (a
+/// waiting long poll) carries only the router's future and its method,
+/// with no allocation of the layer's own; authentication, which can wait
+/// for a password hash, is boxed on the requests that need it.
+#[derive(Clone)]
+pub struct ChecksLayer(pub AppState);
+
+impl<S> tower::Layer<S> for ChecksLayer {
+    type Service = Checks<S>;
+
+    fn layer(&self, inner: S) -> Checks<S> {
+        Checks {
+            inner,
+            state: self.0.clone(),
         }
-    } else {
-        req
-    };
-    if let Err(refused) = method_rules(&mut req) {
-        return refused.into_response();
     }
+}
+
+/// See [`ChecksLayer`].
+#[derive(Clone)]
+pub struct Checks<S> {
+    inner: S,
+    state: AppState,
+}
+
+type Authenticating = Pin<Box<dyn Future<Output = Result<Request, Response>> + Send>>;
+
+impl<S> tower::Service<Request> for Checks<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Checked<S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Checked<S> {
+        // The service made ready is the one called; a clone waits for the
+        // next request (tower's rule for services called later).
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        if wants_user(&self.state, &req) {
+            let state = self.state.clone();
+            return Checked::Authenticating {
+                auth: Box::pin(async move { authenticate(&state, req).await }),
+                inner: Some(inner),
+            };
+        }
+        Checked::route(inner, req)
+    }
+}
+
+pin_project! {
+    /// A request going through [`Checks`].
+    #[project = CheckedProj]
+    pub enum Checked<S: tower::Service<Request>> {
+        Authenticating { auth: Authenticating, inner: Option<S> },
+        Routed { #[pin] future: S::Future, method: Method },
+        Answered { response: Option<Response> },
+    }
+}
+
+impl<S: tower::Service<Request, Response = Response>> Checked<S> {
+    /// The checks after authentication; the router when they pass.
+    fn route(mut inner: S, mut req: Request) -> Self {
+        match checks_before_routing(&mut req) {
+            Ok(()) => Checked::Routed {
+                method: req.method().clone(),
+                future: inner.call(req),
+            },
+            Err(refused) => Checked::Answered {
+                response: Some(refused.into_response()),
+            },
+        }
+    }
+}
+
+impl<S> Future for Checked<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project() {
+                CheckedProj::Authenticating { auth, inner } => match ready!(auth.as_mut().poll(cx))
+                {
+                    Ok(req) => {
+                        let Some(inner) = inner.take() else {
+                            panic!("`Checked` polled after it called the router");
+                        };
+                        Checked::route(inner, req)
+                    }
+                    Err(refused) => Checked::Answered {
+                        response: Some(refused),
+                    },
+                },
+                CheckedProj::Routed { future, method } => {
+                    let Ok(response) = ready!(future.poll(cx));
+                    return Poll::Ready(Ok(with_json_error(method, response)));
+                }
+                CheckedProj::Answered { response } => {
+                    let Some(response) = response.take() else {
+                        panic!("`Checked` polled after it answered");
+                    };
+                    return Poll::Ready(Ok(response));
+                }
+            };
+            self.set(next);
+        }
+    }
+}
+
+/// The checks between authentication and routing: method rules, the
+/// cross-site guard, content negotiation.
+fn checks_before_routing(req: &mut Request) -> Result<(), ApiError> {
+    method_rules(req)?;
     if let Some(reason) = cross_site(req.headers()) {
-        return ApiError::Forbidden(reason.into()).into_response();
+        return Err(ApiError::Forbidden(reason.into()));
     }
     if !accepts_json(req.headers()) {
-        return ApiError::NotAcceptable("Only application/json is available".into())
-            .into_response();
+        return Err(ApiError::NotAcceptable(
+            "Only application/json is available".into(),
+        ));
     }
-    let method = req.method().clone();
-    let response = next.run(req).await;
-    with_json_error(&method, response)
+    Ok(())
 }
 
 /// Refuses unknown methods and applies `X-HTTP-Method-Override`, honoured
