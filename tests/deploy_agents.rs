@@ -346,8 +346,18 @@ fn a_deploy_reaches_every_agent_and_only_the_changed_or_missed_ones_again() {
     let (_, revoked) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
     assert_eq!(revoked["status"], json!("succeeded"), "{revoked}");
     assert_eq!(w.agents[4].held()["scripts"], json!([]));
-    let (_, settled) = w.call("POST", "/director/config/deploy", json!([]));
-    assert_eq!(settled["status"], json!("unchanged"), "{settled}");
+    // The configuration without that host (its agent confirmed the empty
+    // list) is new: it is recorded once, with nothing pushed, then unchanged.
+    let pushed: Vec<usize> = w.agents.iter().map(Agent::pushes).collect();
+    let (_, settled) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(settled["status"], json!("succeeded"), "{settled}");
+    assert_eq!(settled["counts"]["skipped"], json!(19), "{settled}");
+    assert_eq!(
+        w.agents.iter().map(Agent::pushes).collect::<Vec<_>>(),
+        pushed
+    );
+    let (_, again) = w.call("POST", "/director/config/deploy", json!([]));
+    assert_eq!(again["status"], json!("unchanged"), "{again}");
 
     // Serials only grow; every deployment is listed, newest first.
     let list = w.call("GET", "/director/config/deployments", json!({})).1;
@@ -357,7 +367,7 @@ fn a_deploy_reaches_every_agent_and_only_the_changed_or_missed_ones_again() {
         .iter()
         .map(|d| d["id"].as_i64().unwrap())
         .collect();
-    assert_eq!(ids, [4, 3, 2, 1]);
+    assert_eq!(ids, [5, 4, 3, 2, 1]);
     let log = w
         .call(
             "GET",
@@ -367,7 +377,7 @@ fn a_deploy_reaches_every_agent_and_only_the_changed_or_missed_ones_again() {
         .1;
     assert_eq!(
         log["objects"].as_array().unwrap().len(),
-        8,
+        10,
         "a start and an end entry per deployment"
     );
 }
@@ -837,8 +847,13 @@ fn a_deleted_hosts_pulling_agent_gets_its_empty_allowlist_and_then_its_key_is_re
         "",
     );
     assert_eq!(status, 403);
-    let (_, settled) = w.call("POST", "/director/config/deploy", json!([]));
-    assert_eq!(settled["status"], json!("unchanged"), "{settled}");
+    // The configuration without that host (its agent confirmed the empty
+    // list) is new: it is recorded once, with nothing pushed, then unchanged.
+    let (_, settled) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(settled["status"], json!("succeeded"), "{settled}");
+    assert_eq!(settled["counts"]["deployed"], json!(0), "{settled}");
+    let (_, again) = w.call("POST", "/director/config/deploy", json!([]));
+    assert_eq!(again["status"], json!("unchanged"), "{again}");
 }
 
 fn steward_key(w: &World, action: &str) -> String {
