@@ -151,10 +151,13 @@ pub async fn register_host(
                 .map(str::to_owned)
         });
     let key = presented_key(&query, &headers, Some(&body));
-    let author = format!("self-service ({})", address);
+    let caller = Caller {
+        request_id: crate::http::request_id(&headers),
+        ..Caller::system(&format!("self-service ({address})"))
+    };
     match service::register(
         &state.store,
-        &author,
+        &caller,
         name.as_deref(),
         key.as_deref(),
         &body,

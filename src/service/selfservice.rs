@@ -200,7 +200,7 @@ async fn host_of_key(
 /// Answers the host's key.
 pub async fn register(
     store: &Store,
-    author: &str,
+    caller: &Caller,
     name: Option<&str>,
     key: Option<&str>,
     body: &Map<String, Value>,
@@ -210,10 +210,6 @@ pub async fn register(
         key.filter(|k| !k.is_empty()),
     ) else {
         return Err(ApiError::BadRequest("name and key are required".into()).into());
-    };
-    let caller = Caller {
-        author: author.to_owned(),
-        ..Caller::system(author)
     };
     let props = registration_props(body);
     let tx = store.begin_write().await?;
@@ -231,7 +227,7 @@ pub async fn register(
         }
         let next = write::merge(&owner.draft, &props).map_err(ApiError::from)?;
         if next != owner.draft {
-            apply_change(&tx, &caller, &owner, &next, Some("register")).await?;
+            apply_change(&tx, caller, &owner, &next, Some("register")).await?;
             tx.commit().await?;
         }
         return Ok(key.trim().to_owned());
@@ -287,7 +283,7 @@ pub async fn register(
                 .into());
             }
             let next = write::merge(&host.draft, &props).map_err(ApiError::from)?;
-            apply_change(&tx, &caller, &host, &next, Some("register")).await?
+            apply_change(&tx, caller, &host, &next, Some("register")).await?
         }
         // 8. A new host importing the template.
         None => {
@@ -295,7 +291,7 @@ pub async fn register(
             body.insert("object_name".into(), host_name.as_str().into());
             body.insert("imports".into(), json!([owner.draft.name.as_str()]));
             let draft = write::create(Kind::Host, None, &body).map_err(ApiError::from)?;
-            insert_as(&tx, &caller, &draft, "register").await?
+            insert_as(&tx, caller, &draft, "register").await?
         }
     };
     keys::replace(&tx.tx, host.id, &new_key.hash, Limits::default()).await?;
