@@ -85,19 +85,14 @@ fn accepts_json(headers: &HeaderMap) -> bool {
     if values.is_empty() {
         return true;
     }
+    // Parameters, `q` values included, are ignored: Director clients send
+    // `application/json` with whatever parameters their library adds, and
+    // Director answers JSON to any of them.
     values.iter().flat_map(|v| v.split(',')).any(|item| {
-        let mut parts = item.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        // `q=0` means "not acceptable".
-        let refused = parts.any(|p| {
-            let p = p.trim().to_ascii_lowercase();
-            p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0)
-        });
-        !refused
-            && matches!(
-                media.as_str(),
-                "" | "*/*" | "application/*" | "application/json"
-            )
+        let media = item.split(';').next().unwrap_or("").trim();
+        ["", "*/*", "application/*", "application/json"]
+            .iter()
+            .any(|json| media.eq_ignore_ascii_case(json))
     })
 }
 
@@ -191,12 +186,16 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_quality_refuses_json() {
-        assert!(!accepts_json(&with(header::ACCEPT, "application/json;q=0")));
-        assert!(accepts_json(&with(
-            header::ACCEPT,
-            "application/json;q=0.5"
-        )));
+    fn parameters_and_q_values_never_refuse_json() {
+        for ok in [
+            "application/json;q=0",
+            "application/json; q=0.0",
+            "application/json;q=0.5",
+            "application/json; charset=utf-8; q=0",
+            "text/html, */*;q=0",
+        ] {
+            assert!(accepts_json(&with(header::ACCEPT, ok)), "{ok}");
+        }
     }
 
     #[test]
