@@ -11,6 +11,9 @@ use crate::error::ApiError;
 
 const OVERRIDE: &str = "x-http-method-override";
 
+/// The one route whose answer is not JSON but Prometheus' text format.
+const METRICS: &str = "/metrics";
+
 /// Methods HTTP defines (RFC 9110, PATCH in RFC 5789, QUERY in RFC
 /// 10008). Anything else gets Director's
 /// `400 {"error": "Unsupported method KILL"}`; these get `405` where a
@@ -67,16 +70,21 @@ fn unsupported(method: &str) -> Response {
     ApiError::BadRequest(format!("Unsupported method {shown}")).into_response()
 }
 
-/// `406` when `Accept` names only types other than JSON.
+/// `406` when `Accept` names only types other than JSON (or, on
+/// `/metrics`, other than its text format).
 pub async fn accept_json(req: Request, next: Next) -> Response {
-    if !accepts_json(req.headers()) {
+    if !accepts_json(req.uri().path(), req.headers()) {
         return ApiError::NotAcceptable("Only application/json is available".into())
             .into_response();
     }
     next.run(req).await
 }
 
-fn accepts_json(headers: &HeaderMap) -> bool {
+/// Whether the answer at `path` suits the request's `Accept`: JSON always
+/// does; at `/metrics` (served at the root whatever the base path), so does
+/// Prometheus' text format, which scrapers ask for as `text/plain` or
+/// OpenMetrics, often without a wildcard.
+fn accepts_json(path: &str, headers: &HeaderMap) -> bool {
     let values: Vec<&str> = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -90,9 +98,10 @@ fn accepts_json(headers: &HeaderMap) -> bool {
     // Director answers JSON to any of them.
     values.iter().flat_map(|v| v.split(',')).any(|item| {
         let media = item.split(';').next().unwrap_or("").trim();
-        ["", "*/*", "application/*", "application/json"]
-            .iter()
-            .any(|json| media.eq_ignore_ascii_case(json))
+        let acceptable = |types: &[&str]| types.iter().any(|t| media.eq_ignore_ascii_case(t));
+        acceptable(&["", "*/*", "application/*", "application/json"])
+            || (path == METRICS
+                && acceptable(&["text/plain", "text/*", "application/openmetrics-text"]))
     })
 }
 
@@ -170,19 +179,39 @@ mod tests {
 
     #[test]
     fn accept_lists_containing_json_are_served() {
-        assert!(accepts_json(&HeaderMap::new()));
+        assert!(accepts_json("/director/hosts", &HeaderMap::new()));
         for ok in [
             "application/json",
             "application/json; charset=utf-8",
             "*/*",
             "text/html, application/*;q=0.1",
         ] {
-            assert!(accepts_json(&with(header::ACCEPT, ok)), "{ok}");
+            assert!(
+                accepts_json("/director/hosts", &with(header::ACCEPT, ok)),
+                "{ok}"
+            );
         }
-        assert!(!accepts_json(&with(
-            header::ACCEPT,
-            "text/html, text/plain"
-        )));
+        assert!(!accepts_json(
+            "/director/hosts",
+            &with(header::ACCEPT, "text/html, text/plain")
+        ));
+    }
+
+    #[test]
+    fn metrics_also_accept_the_text_formats_scrapers_ask_for() {
+        for ok in [
+            "text/plain",
+            "text/plain;version=0.0.4;q=0.3",
+            "application/openmetrics-text; version=1.0.0",
+            "application/vnd.google.protobuf;q=0.7,text/plain;version=0.0.4;q=0.3",
+        ] {
+            assert!(accepts_json("/metrics", &with(header::ACCEPT, ok)), "{ok}");
+            assert!(!accepts_json("/health", &with(header::ACCEPT, ok)), "{ok}");
+        }
+        assert!(!accepts_json(
+            "/metrics",
+            &with(header::ACCEPT, "text/html")
+        ));
     }
 
     #[test]
@@ -194,7 +223,10 @@ mod tests {
             "application/json; charset=utf-8; q=0",
             "text/html, */*;q=0",
         ] {
-            assert!(accepts_json(&with(header::ACCEPT, ok)), "{ok}");
+            assert!(
+                accepts_json("/director/hosts", &with(header::ACCEPT, ok)),
+                "{ok}"
+            );
         }
     }
 
