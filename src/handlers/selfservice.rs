@@ -19,6 +19,10 @@ use crate::service::selfservice::{self as service, KeyError};
 use crate::state::AppState;
 use crate::store::deployments::DeploymentHost;
 
+/// The header of a registration's answer that names the host as the server
+/// knows it now.
+const HOST_HEADER: &str = "x-steward-host";
+
 /// The key a node presents: `?key=`, `Authorization: Bearer KEY`, or the body's `key`.
 fn presented_key<'a>(
     query: &'a QueryParams,
@@ -95,7 +99,8 @@ fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<IpAddr, B
     tag = "self-service",
     summary = "A node registers itself with a host template's key (or re-registers with its own)",
     description = "Answers the host's own key. With `X-Director-Accept: text/plain` the key comes as bare \
-        text, and errors of the registration as `ERROR: message`.",
+        text, and errors of the registration as `ERROR: message`. A host's own key re-registers it under \
+        its current name or a former one (a name no object holds now).",
     security(("key" = []), ("bearer" = [])),
     params(
         ("name" = Option<String>, Query, description = "The node's host name (or `name` in the body)"),
@@ -107,7 +112,8 @@ fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<IpAddr, B
         (status = 200, description = "The host key", content(
             (String = "application/json"),
             (String = "text/plain"),
-        )),
+        ), headers(("X-Steward-Host" = String,
+            description = "The host's name as the server knows it now (renamed since the node registered)"))),
         (status = 400, description = "No name or no key, or invalid JSON", content(
             (crate::openapi::schemas::ErrorBody = "application/json"),
             (String = "text/plain"),
@@ -164,13 +170,18 @@ pub async fn register_host(
     )
     .await
     {
-        Ok(host_key) if as_text => {
+        Ok(registered) => {
             state.metrics.registration("registered");
-            text(StatusCode::OK, host_key)
-        }
-        Ok(host_key) => {
-            state.metrics.registration("registered");
-            json_response(StatusCode::OK, &Value::String(host_key))
+            let mut response = if as_text {
+                text(StatusCode::OK, registered.key)
+            } else {
+                json_response(StatusCode::OK, &Value::String(registered.key))
+            };
+            // The host's current name: a node whose host was renamed learns it.
+            if let Ok(host) = HeaderValue::from_str(&registered.host) {
+                response.headers_mut().insert(HOST_HEADER, host);
+            }
+            response
         }
         Err(e) => {
             state.metrics.registration("refused");

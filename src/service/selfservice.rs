@@ -195,16 +195,24 @@ async fn host_of_key(
     Ok((object, stored))
 }
 
+/// What a registration answers: the host's key, and the host's current
+/// name (another than the node asked for when the host was renamed since).
+#[derive(Debug)]
+pub struct Registered {
+    pub key: String,
+    pub host: String,
+}
+
 /// `POST /director/self-service/register-host`: checks in the contract's
 /// order, in one write transaction, so racing nodes never both win.
-/// Answers the host's key.
+/// Answers the host's key and current name.
 pub async fn register(
     store: &Store,
     caller: &Caller,
     name: Option<&str>,
     key: Option<&str>,
     body: &Map<String, Value>,
-) -> Result<String, KeyError> {
+) -> Result<Registered, KeyError> {
     let (Some(name), Some(key)) = (
         name.filter(|n| !n.is_empty()),
         key.filter(|k| !k.is_empty()),
@@ -220,9 +228,12 @@ pub async fn register(
     let Some(owner) = rows::find_by_id(&tx.tx, stored_key.object_id).await? else {
         return Err(KeyError::BadKey("Invalid API key".into()));
     };
-    // 2. A host's own key: re-registration applies the given properties.
+    // 2. A host's own key: re-registration applies the given properties,
+    // under the host's name or a former one (see `own_key_registers`).
     if owner.draft.object_type == ObjectType::Object {
-        if owner.draft.name.as_str() != name {
+        let current = owner.draft.name.as_str();
+        let taken = current != name && rows::find(&tx.tx, Kind::Host, name).await?.is_some();
+        if !apikey::own_key_registers(current, name, taken) {
             return Err(KeyError::BadKey("Invalid API key".into()));
         }
         let next = write::merge(&owner.draft, &props).map_err(ApiError::from)?;
@@ -230,7 +241,10 @@ pub async fn register(
             apply_change(&tx, caller, &owner, &next, Some("register")).await?;
             tx.commit().await?;
         }
-        return Ok(key.trim().to_owned());
+        return Ok(Registered {
+            key: key.trim().to_owned(),
+            host: current.to_owned(),
+        });
     }
     // 3. A template key must still be usable.
     match apikey::usable(stored_key.limits, stored_key.uses, now_millis()) {
@@ -297,7 +311,10 @@ pub async fn register(
     keys::replace(&tx.tx, host.id, &new_key.hash, Limits::default()).await?;
     keys::use_once(&tx.tx, owner.id).await?;
     tx.commit().await?;
-    Ok(new_key.secret)
+    Ok(Registered {
+        key: new_key.secret,
+        host: host_name.as_str().to_owned(),
+    })
 }
 
 /// A host's resolved `has_agent`, `agent_port` and `delivery`.
