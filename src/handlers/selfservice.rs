@@ -62,13 +62,30 @@ fn text(status: StatusCode, text: String) -> Response {
     response
 }
 
-/// Renders a self-service error, counting bad keys for throttling.
+/// Renders a self-service error, counting bad keys for throttling. A bad
+/// key from an address with too many of them gets `429` instead of `403`.
+/// Only refusals are throttled: a valid key always passes (one stale node
+/// behind a NAT must not hold up the boot of every other node behind it),
+/// and guessing a 256-bit key gains nothing from that.
 fn refuse(state: &AppState, address: IpAddr, error: KeyError, as_text: bool) -> Response {
     let error = match error {
         KeyError::BadKey(message) => {
-            state.key_throttle.failed(address, "", Instant::now());
+            let now = Instant::now();
+            let throttled = state.key_throttle.check(address, "", now);
+            state.key_throttle.failed(address, "", now);
             tracing::info!(client = %address, "refused self-service key");
-            ApiError::Forbidden(message)
+            match throttled {
+                Ok(()) => ApiError::Forbidden(message),
+                Err(wait) => {
+                    let seconds = wait.as_secs().max(1);
+                    // In JSON whatever the client asked for: `Retry-After` goes with it.
+                    return ApiError::TooManyRequests {
+                        message: format!("Too many invalid keys: retry in {seconds} seconds"),
+                        retry_after: seconds,
+                    }
+                    .into_response();
+                }
+            }
         }
         KeyError::Api(e) => e,
     };
@@ -78,18 +95,9 @@ fn refuse(state: &AppState, address: IpAddr, error: KeyError, as_text: bool) -> 
     error.into_response()
 }
 
-/// The client's address, or the answer for a throttled one.
-fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<IpAddr, Box<Response>> {
-    let address = client_address(headers, peer.0, &state.config.trusted_proxies);
-    if let Err(wait) = state.key_throttle.check(address, "", Instant::now()) {
-        let seconds = wait.as_secs().max(1);
-        let error = ApiError::TooManyRequests {
-            message: format!("Too many invalid keys: retry in {seconds} seconds"),
-            retry_after: seconds,
-        };
-        return Err(Box::new(error.into_response()));
-    }
-    Ok(address)
+/// The client's address, the one bad keys are counted for.
+fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> IpAddr {
+    client_address(headers, peer.0, &state.config.trusted_proxies)
 }
 
 /// `POST /director/self-service/register-host?name=FQDN&key=KEY`.
@@ -141,10 +149,7 @@ pub async fn register_host(
     body: OptionalJsonObject,
 ) -> Response {
     let as_text = wants_text(&headers);
-    let address = match client(&state, &headers, peer) {
-        Ok(address) => address,
-        Err(response) => return *response,
-    };
+    let address = client(&state, &headers, peer);
     let body = body.0;
     let name = query
         .get("name")
@@ -209,10 +214,7 @@ pub async fn agent_config(
     query: QueryParams,
     headers: HeaderMap,
 ) -> Response {
-    let address = match client(&state, &headers, peer) {
-        Ok(address) => address,
-        Err(response) => return *response,
-    };
+    let address = client(&state, &headers, peer);
     let key = presented_key(&query, &headers, None);
     let server_key = match state.signing_key() {
         Ok(server_key) => server_key,
@@ -258,10 +260,7 @@ pub async fn self_ticket(
     headers: HeaderMap,
 ) -> Response {
     let as_text = wants_text(&headers);
-    let address = match client(&state, &headers, peer) {
-        Ok(address) => address,
-        Err(response) => return *response,
-    };
+    let address = client(&state, &headers, peer);
     let key = presented_key(&query, &headers, None);
     match service::self_ticket(&state.store, key.as_deref(), &state.ticket_salt).await {
         Ok(ticket) if as_text => text(StatusCode::OK, ticket),
@@ -398,10 +397,7 @@ pub async fn pull_allowlist(
     query: QueryParams,
     headers: HeaderMap,
 ) -> Response {
-    let address = match client(&state, &headers, peer) {
-        Ok(address) => address,
-        Err(response) => return *response,
-    };
+    let address = client(&state, &headers, peer);
     let wait = match query.wait(300) {
         Ok(wait) => wait,
         Err(error) => return error.into_response(),

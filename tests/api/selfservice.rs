@@ -579,7 +579,7 @@ pub fn python_ticket(cn: &str, salt: &str) -> String {
 }
 
 #[tokio::test]
-async fn invalid_keys_are_throttled_per_address_without_slowing_valid_ones() {
+async fn invalid_keys_are_throttled_per_address_and_valid_keys_always_pass() {
     let app = spawn_app_with(Backend::Sqlite, |c| {
         c.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])]
     })
@@ -615,9 +615,34 @@ async fn invalid_keys_are_throttled_per_address_without_slowing_valid_ones() {
             StatusCode::FORBIDDEN
         );
     }
-    let r = from("127.0.0.66", key.clone(), "late".into()).await;
+    // Bad keys from that address are throttled now...
+    let r = from("127.0.0.66", "f".repeat(64), "x-late".into()).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.header("retry-after").is_some());
+    // ...but a valid key from behind the same address is let through (one
+    // stale node behind a NAT must not hold up the others' boot storm),
+    // and does not wipe the address's failures.
+    let r = from("127.0.0.66", key.clone(), "late".into()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let host_key = r.json().as_str().unwrap_or_default().to_owned();
+    let r = app
+        .request(
+            "GET",
+            "/director/self-service/agent-config",
+            &[
+                ("authorization", &format!("Bearer {host_key}")),
+                ("x-forwarded-for", "127.0.0.66"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        from("127.0.0.66", "f".repeat(64), "x-later".into())
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     assert_eq!(
         from("127.0.0.20", key.clone(), "still-fine".into())
             .await
