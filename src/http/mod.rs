@@ -5,6 +5,7 @@ pub mod body;
 pub mod conditions;
 pub mod json;
 pub mod middleware;
+pub mod numbers;
 pub mod observe;
 pub mod query;
 

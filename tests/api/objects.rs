@@ -853,3 +853,55 @@ db_test!(
         assert_eq!(before, after);
     }
 );
+
+db_test!(
+    numbers_are_kept_exactly_or_refused_never_changed,
+    async |app: &TestApp| {
+        // Kept: integers within 64 bits, and decimals a double holds (the
+        // value, not always the spelling: 1.5e300 comes back as 1.5e+300).
+        let body = br#"{"object_name": "n1", "vars": {"u": 12345678901234567890, "i": -9223372036854775808, "d": 0.1, "e": 1.5e300}}"#;
+        let r = app
+            .request("POST", "/director/host", &[], Some(body.to_vec()))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let shown = app.get("/director/host?name=n1").await;
+        for kept in [
+            "12345678901234567890",
+            "-9223372036854775808",
+            "0.1",
+            "1.5e+300",
+        ] {
+            assert!(shown.text.contains(kept), "{kept}: {}", shown.text);
+        }
+
+        // Refused with 422, and nothing changes: what a double cannot hold.
+        let before = app.snapshot().await;
+        for (uri, value) in [
+            (
+                "/director/host",
+                r#"{"object_name": "n2", "vars": {"big": 123456789012345678901234567890}}"#,
+            ),
+            (
+                "/director/host?name=n1",
+                r#"{"vars.big": 123456789012345678901234567890}"#,
+            ),
+            (
+                "/director/host?name=n1",
+                r#"{"vars": {"x": [1, {"y": 1.00000000000000000001}]}}"#,
+            ),
+            ("/director/host?name=n1", r#"{"vars.tiny": 1e-400}"#),
+        ] {
+            let r = app
+                .request("POST", uri, &[], Some(value.as_bytes().to_vec()))
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{value}: {}",
+                r.text
+            );
+            assert!(r.error().contains("cannot be kept exactly"), "{}", r.text);
+        }
+        assert_eq!(app.snapshot().await, before, "changed nothing");
+    }
+);
