@@ -589,10 +589,12 @@ async fn only_the_newest_deployments_keep_their_details_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(steward_postgres_tests),
+    ignore = "STEWARD_TEST_DATABASE_URL was not set when the tests were built"
+)]
 async fn only_the_newest_deployments_keep_their_details_postgres() {
-    if crate::helpers::postgres_url().is_some() {
-        only_the_newest_deployments_keep_their_details(crate::helpers::Backend::Postgres).await;
-    }
+    only_the_newest_deployments_keep_their_details(crate::helpers::Backend::Postgres).await;
 }
 
 /// Every row a fetch could record: the agents' states and the deployments'
