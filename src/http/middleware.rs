@@ -95,7 +95,8 @@ fn accepts_json(path: &str, headers: &HeaderMap) -> bool {
     }
     // Parameters, `q` values included, are ignored: Director clients send
     // `application/json` with whatever parameters their library adds, and
-    // Director answers JSON to any of them.
+    // expect JSON whatever they are (Director itself matched only the bare
+    // string, and sent anything else to its login page).
     values.iter().flat_map(|v| v.split(',')).any(|item| {
         let media = item.split(';').next().unwrap_or("").trim();
         let acceptable = |types: &[&str]| types.iter().any(|t| media.eq_ignore_ascii_case(t));
