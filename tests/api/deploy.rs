@@ -715,12 +715,9 @@ db_test!(
         let moved = moved.json();
         assert_ne!(moved["version"], json!(version), "{moved}");
         assert_eq!(moved["hosts"][0]["result"], json!("deployed"), "{moved}");
-        // The deployment ends with its last fetch, not at the pull grace.
-        let done = app
-            .post("/director/config/deploy?wait=30", &json!([]))
-            .await
-            .json();
-        assert_eq!(done["status"], json!("unchanged"), "{done}");
+        // The deployment ends with its last fetch, not at the pull grace
+        // (its end is committed just after the fetch is answered: waited
+        // for here, since a deploy meanwhile would join the running one).
         let ended = app
             .get(&format!(
                 "{uri}&wait=30&since={}",
@@ -729,6 +726,11 @@ db_test!(
             .await
             .json();
         assert_eq!(ended["status"], json!("succeeded"), "{ended}");
+        let done = app
+            .post("/director/config/deploy?wait=30", &json!([]))
+            .await
+            .json();
+        assert_eq!(done["status"], json!("unchanged"), "{done}");
     }
 );
 
