@@ -608,7 +608,8 @@ pub struct DeployAnswer {
     pub checksum: String,
     /// `unchanged`, `running`, or a final status after `wait`.
     pub status: String,
-    /// The deployment started or running; with `unchanged` the newest, or `null`.
+    /// The deployment started or running; with `unchanged` the newest (one
+    /// is always on record then: the first deploy of a configuration is).
     pub deployment_id: Option<i64>,
     /// How many hosts a started deployment renders.
     pub hosts: Option<u64>,
