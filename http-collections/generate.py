@@ -597,7 +597,8 @@ def lists(P):
         Req("limit=abc gives 400", "GET", hl + "&limit=abc", status=400, checks=[has_error()]),
         Req("cursor=garbage with limit gives 400", "GET", hl + "&limit=2&cursor=garbage", status=400,
             checks=[has_error()]),
-        Req("cursor without limit gives 400", "GET", hl + "&cursor={{next}}", status=400, checks=[has_error()]),
+        Req("cursor without limit gives the rest of the list", "GET", hl + "&cursor={{next}}", status=200,
+            checks=[names([b, c]), t("no next without limit", "expect(B).to.not.have.property('next')")]),
         Req("count=maybe gives 400", "GET", hl + "&count=maybe", status=400, checks=[has_error()]),
         Req("has_agent=maybe gives 400", "GET", hl + "&has_agent=maybe", status=400, checks=[has_error()]),
         Req("POST on a list gives 405 with Allow", "POST", "/director/hosts", body={"object_name": f"{P}list-x"},
@@ -651,6 +652,26 @@ def errors(P):
             checks=[field("check_command", "hostalive"), field("zone", "master"), field("max_check_attempts", 3)]),
         Req("Director extras unchanged give 304", "POST", f"/director/host?name={nul}",
             body={"check_command": "hostalive", "max_check_attempts": 3}, status=304, checks=[empty_body()]),
+        Req("Director's other host properties are stored, intervals as parseInterval reads them", "POST",
+            f"/director/host?name={nul}",
+            body={"action_url": "http://127.0.0.1/act", "custom_endpoint_name": f"{nul}-endpoint",
+                  "template_choice": "linux", "uuid": "2a1c2b94-4d51-4c3a-9d40-2f1fcd1b7a11",
+                  "check_interval": "1m 30s", "retry_interval": "1h 5m"}, status=200,
+            checks=[field("action_url", "http://127.0.0.1/act"), field("custom_endpoint_name", f"{nul}-endpoint"),
+                    field("template_choice", "linux"), field("check_interval", 90), field("retry_interval", 3900)]),
+        Req("the interval in seconds is the same value: 304", "POST", f"/director/host?name={nul}",
+            body={"check_interval": 90, "action_url": "http://127.0.0.1/act"}, status=304, checks=[empty_body()]),
+        Req("an interval Director refuses gives 422", "POST", f"/director/host?name={nul}",
+            body={"check_interval": "1m30s"}, status=422, checks=[has_error()]),
+        Req("api_key gives 422 naming the key endpoint", "POST", f"/director/host?name={nul}",
+            body={"api_key": "0123456789abcdef"}, status=422,
+            checks=[error_contains("/director/host/api-key"),
+                    t("the value is not echoed", "expect(JSON.stringify(B)).to.not.include('0123456789abcdef')")]),
+        Req("a number no 64-bit integer holds gives 422", "POST", f"/director/host?name={nul}",
+            text='{"vars.big": 123456789012345678901234567890}', status=422,
+            checks=[error_contains("cannot be kept exactly")]),
+        Req("a 64-bit integer is accepted", "POST", f"/director/host?name={nul}",
+            text='{"vars.big": 12345678901234567890}', status=200, checks=[field("object_name", nul)]),
         Req("DELETE null fixture", "DELETE", f"/director/host?name={nul}", status=200,
             checks=[field("object_name", nul)]),
         Req("agent_port 70000 gives 422", "POST", "/director/host", body={"object_name": x, "agent_port": 70000},
@@ -690,6 +711,8 @@ def errors(P):
             status=200, checks=[field("object_name", ok)]),
         Req("Accept application/json with parameters", "GET", f"/director/host?name={ok}",
             headers={"Accept": "application/json; charset=utf-8"}, status=200, checks=[field("object_name", ok)]),
+        Req("Accept application/json;q=0 still gets JSON", "GET", f"/director/host?name={ok}",
+            headers={"Accept": "application/json;q=0"}, status=200, checks=[field("object_name", ok), json_ct()]),
         Req("bad flag value on one object gives 400", "GET", f"/director/host?name={ok}&resolved=maybe",
             status=400, checks=[has_error()]),
         Req("cross-site request gives 403", "GET", f"/director/host?name={ok}",
@@ -723,6 +746,14 @@ def health(P):
             checks=[t("X-Request-Id present", "expect(H('x-request-id')).to.be.a('string').and.not.empty")]),
         Req("X-Request-Id on an error", "GET", f"/director/host?name={P}health-missing", status=404,
             checks=[has_error(), t("X-Request-Id present", "expect(H('x-request-id')).to.be.a('string').and.not.empty")]),
+        Req("/metrics answers a scraper asking for text/plain", "GET", "/metrics",
+            headers={"Accept": "text/plain;version=0.0.4"}, status=200,
+            checks=[text_ct(), t("Prometheus text", "expect(B).to.be.a('string').and.include('steward_http_requests_total')")]),
+        Req("/metrics answers an OpenMetrics scraper", "GET", "/metrics",
+            headers={"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"},
+            status=200, checks=[text_ct()]),
+        Req("/metrics with Accept text/html gives 406", "GET", "/metrics", headers={"Accept": "text/html"},
+            status=406, checks=[has_error()]),
     ]
 
 
@@ -1279,7 +1310,9 @@ def activity(P):
         Req("limit=0 gives 400", "GET", A + "?limit=0", status=400, checks=[has_error()]),
         Req("limit=1001 gives 400", "GET", A + "?limit=1001", status=400, checks=[has_error()]),
         Req("limit=abc gives 400", "GET", A + "?limit=abc", status=400, checks=[has_error()]),
-        Req("cursor without limit gives 400", "GET", since + "&cursor={{actNext}}", status=400, checks=[has_error()]),
+        Req("cursor without limit gives every older entry", "GET", since + "&cursor={{actNext}}", status=200,
+            checks=[t("the last two", f"expect({page_ids}).to.deep.equal({ids(8, 10)})"),
+                    t("no next without limit", "expect(B).to.not.have.property('next')")]),
         Req("cursor=garbage gives 400", "GET", A + "?limit=2&cursor=garbage", status=400, checks=[has_error()]),
     ]
 
@@ -1502,6 +1535,7 @@ def keys(P):
 def selfservice(P):
     agents, noagent, child = f"{P}ss-agents", f"{P}ss-noagent", f"{P}ss-child"
     n1, n2, adopt, ind = f"{P}ss-node1", f"{P}ss-node2.example.com", f"{P}ss-adopt", f"{P}ss-indirect"
+    n1r = f"{P}ss-node1-renamed"
     H = lambda n: f"/director/host?name={n}"
     since = "/director/activity?since={{ssSince}}"
     txt = {"X-Director-Accept": "text/plain"}
@@ -1514,7 +1548,7 @@ def selfservice(P):
                "address": "192.0.2.101"}
     uses = lambda n: t(f"uses is {n}, max_uses 5", f"expect(B.uses).to.equal({n}); expect(B.max_uses).to.equal(5)")
     return [
-        cleanup("host", n1), cleanup("host", n2), cleanup("host", adopt), cleanup("host", ind),
+        cleanup("host", n1), cleanup("host", n1r), cleanup("host", n2), cleanup("host", adopt), cleanup("host", ind),
         cleanup("host", child), cleanup("host", agents), cleanup("host", noagent),
         Req("template for agents", "POST", "/director/host", body=agents_body, status=201,
             checks=[body_is(agents_body)]),
@@ -1647,6 +1681,17 @@ def selfservice(P):
             checks=[keys_are(META_LIMITS), uses(3), no_key("ssKey")]),
         Req("node1 re-registers after the template key was revoked", "POST", REG + f"?name={n1}", auth=NOAUTH,
             headers=bearer("ssN1Key"), status=200, checks=[same_key("ssN1Key")]),
+        Req("rename node1", "POST", H(n1), body={"object_name": n1r}, status=200,
+            checks=[field("object_name", n1r)]),
+        Req("node1 re-registers under its old name and learns the new one", "POST", REG + f"?name={n1}",
+            auth=NOAUTH, headers=bearer("ssN1Key"), status=200,
+            checks=[same_key("ssN1Key"), t("X-Steward-Host is the current name",
+                                            f"expect(H('x-steward-host')).to.equal({js(n1r)})")]),
+        Req("and under its new name", "POST", REG + f"?name={n1r}", auth=NOAUTH, headers=bearer("ssN1Key"),
+            status=200, checks=[same_key("ssN1Key")]),
+        Req("no second host under the old name", "GET", H(n1), status=404, checks=[has_error()]),
+        Req("rename node1 back", "POST", H(n1r), body={"object_name": n1}, status=200,
+            checks=[field("object_name", n1)]),
         Req("revoke the other template key", "DELETE", K(noagent), status=200,
             checks=[keys_are(META), field("object_name", noagent)]),
         Req("DELETE node1", "DELETE", H(n1), status=200, checks=[field("object_name", n1)]),

@@ -176,6 +176,23 @@ async fn open_store(config: &Config) -> Result<Store, String> {
         .map_err(|e| format!("cannot open the database: {e}"))
 }
 
+/// `STEWARD_ADMIN_PASSWORD`, the first admin's password, checked before
+/// anything is opened or migrated: a password the user rules refuse (fewer
+/// than 8 characters) stops the start with a message naming the variable,
+/// instead of a bare password rule after the migrations ran.
+fn admin_password_from_env() -> Result<Option<String>, String> {
+    let Some(password) = std::env::var("STEWARD_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+    else {
+        return Ok(None);
+    };
+    steward::domain::user::check_password(&password).map_err(|e| {
+        format!("STEWARD_ADMIN_PASSWORD (the first admin's password) is refused: {e}")
+    })?;
+    Ok(Some(password))
+}
+
 /// Below this open files limit (after raising the soft limit to the hard
 /// one), a server warns: a fleet of long-polling agents needs one each.
 const LOW_OPEN_FILES: u64 = 8192;
@@ -190,8 +207,8 @@ async fn serve(config: Config) -> Result<(), String> {
             "the open files limit is low: each connection (a waiting agent, a client) takes one; raise LimitNOFILE (docs/OPERATIONS.md)"
         );
     }
+    let admin_password = admin_password_from_env()?;
     let store = Arc::new(open_store(&config).await?);
-    let admin_password = std::env::var("STEWARD_ADMIN_PASSWORD").ok();
     if let Some(path) = users::bootstrap_admin(&store, admin_password, &config.data_dir).await? {
         tracing::warn!(file = %path.display(), "created the user admin; its password is in this file");
     }

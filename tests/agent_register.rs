@@ -907,3 +907,54 @@ fn registers_with_the_real_server_again_and_again_and_is_refused_when_it_should_
     .assert_silent_about(&[&key, &host_key, &wrong]);
     assert!(!state3.path().join("state.json").exists());
 }
+
+#[test]
+fn a_node_whose_host_was_renamed_re_registers_and_learns_the_new_name() {
+    // Arrange: node1.example registered, then renamed on the server.
+    let server = Server::start();
+    let key = server.agents_template_key();
+    let state = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let register = || {
+        agent(&[
+            "register",
+            "--server",
+            &url,
+            "--key",
+            &key,
+            "--name",
+            "node1.example",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ])
+    };
+    register().assert_code(0);
+    let host_key = read_state(state.path())["host_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = server.admin(
+        "POST",
+        "/director/host?name=node1.example",
+        Some(json!({"object_name": "renamed.example"})),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Act and assert: the next boots (the machine keeps its name) re-register
+    // with the host key, and the state follows the rename.
+    for boot in 0..2 {
+        let run = register();
+        run.assert_code(0).assert_silent_about(&[&key, &host_key]);
+        assert!(
+            run.stdout
+                .starts_with("registered renamed.example (host id "),
+            "boot {boot}: {}",
+            run.stdout
+        );
+        let now = read_state(state.path());
+        assert_eq!(now["host"], "renamed.example", "boot {boot}: {now}");
+        assert_eq!(now["host_key"], json!(host_key), "boot {boot}");
+    }
+    let (status, _) = server.admin("GET", "/director/host?name=node1.example", None);
+    assert_eq!(status, 404, "no duplicate host under the old name");
+}

@@ -45,6 +45,7 @@ fn write_state(dir: &Path) {
             registered_at: "2024-01-01T00:00:00Z".into(),
             next_server_key: None,
             serial_floor: None,
+            registered_as: None,
         },
     )
     .unwrap();

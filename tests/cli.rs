@@ -679,3 +679,37 @@ fn keys_and_passwords_never_reach_the_log_even_at_debug_level() {
         .expect("the refused request's line");
     assert_eq!(refused["status"], 401);
 }
+
+#[test]
+fn a_short_admin_password_stops_serve_before_migrating_and_names_the_variable() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port("127.0.0.1");
+
+    // Act
+    let output = Command::new(STEWARD)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("STEWARD_DATABASE_URL")
+        .env_remove("STEWARD_CONFIG")
+        .env("STEWARD_ADMIN_PASSWORD", "short")
+        .output()
+        .expect("run");
+
+    // Assert
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("STEWARD_ADMIN_PASSWORD") && stderr.contains("at least 8 characters"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("steward.sqlite").exists(),
+        "nothing was migrated"
+    );
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test Steward has:
 #   1. unit, API and CLI tests (cargo nextest, or cargo test without it); the
-#      API tests also run on PostgreSQL when STEWARD_TEST_DATABASE_URL is set;
+#      API tests also run on PostgreSQL when STEWARD_TEST_DATABASE_URL is set
+#      (without it they are built as ignored and reported as skipped, see
+#      build.rs);
 #   2. the Bruno and Postman collections, with the real bru and newman CLIs
 #      (installed from npm when missing), against a live `steward serve`;
 #   3. schemathesis over GET /openapi.json, every check (installed with pip

@@ -970,6 +970,7 @@ mod tests {
             registered_at: String::new(),
             next_server_key: None,
             serial_floor: Some(12),
+            registered_as: None,
         };
         let pinned = Pinned::from_state(&state).unwrap();
         assert_eq!(pinned.key, key().verifying_key());

@@ -166,15 +166,22 @@ pub async fn register(options: &Options) -> Result<Registered, AgentError> {
                 .ok()
         })
         .map(|raw| fingerprint(&raw));
-    let reusable = match previous.as_ref().filter(|s| same_host(&s.host)) {
-        Some(state) => Some((state.host_key.clone(), state::state_path(dir))),
+    // A host key of this node's: registered under the host's name as the
+    // server last told it (the server also takes a name the host had
+    // before a rename, and answers its own key either way).
+    let reusable = match previous.as_ref().filter(|s| s.is_for(&options.name)) {
+        Some(state) => Some((
+            state.host_key.clone(),
+            state.host.clone(),
+            state::state_path(dir),
+        )),
         None => state::load_pending(dir)?
             .filter(|p| p.server == server && same_host(&p.host))
-            .map(|p| (p.host_key, state::pending_path(dir))),
+            .map(|p| (p.host_key, p.host, state::pending_path(dir))),
     };
     let renewed = reusable.is_some();
-    let (key, key_file) = match reusable {
-        Some((host_key, file)) => (host_key, Some(file)),
+    let (key, name, key_file) = match reusable {
+        Some((host_key, host, file)) => (host_key, host, Some(file)),
         None => {
             let key = options
                 .key
@@ -187,13 +194,13 @@ pub async fn register(options: &Options) -> Result<Registered, AgentError> {
                         options.name
                     ))
                 })?;
-            (key, None)
+            (key, options.name.clone(), None)
         }
     };
 
     let client = Client::with_ca(&server, options.retry_for, options.ca.as_deref())?;
     let host_key = client
-        .register_host(&options.name, &key, &options.registration)
+        .register_host(&name, &key, &options.registration)
         .await
         .map_err(|e| match (e, &key_file) {
             (AgentError::Refused(message), Some(file)) => AgentError::Refused(format!(
@@ -228,8 +235,17 @@ pub async fn register(options: &Options) -> Result<Registered, AgentError> {
         );
     }
 
+    if !config.host.eq_ignore_ascii_case(&name) {
+        eprintln!(
+            "steward-agent: the server knows this host as {} now (it was {name})",
+            config.host
+        );
+    }
+    let registered_as =
+        (!config.host.eq_ignore_ascii_case(&options.name)).then(|| options.name.clone());
     let state = State {
         server,
+        registered_as,
         host: config.host,
         host_id: config.host_id,
         host_key,
@@ -407,6 +423,7 @@ mod tests {
                 registered_at: String::new(),
                 next_server_key: None,
                 serial_floor: None,
+                registered_as: None,
             },
             path: PathBuf::from("/var/lib/steward-agent/state.json"),
             renewed: false,

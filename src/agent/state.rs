@@ -49,6 +49,24 @@ pub struct State {
     /// even with nothing held (a reinstalled node, a copied state file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_floor: Option<i64>,
+    /// The name the node registers as (`--name`), when the server knows its
+    /// host by another one (`host`: renamed since): so the next boot still
+    /// recognises its own registration and re-registers with its host key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_as: Option<String>,
+}
+
+impl State {
+    /// Whether this state is the registration of the node named `name`:
+    /// under the host's current name, or under the name the node used
+    /// before the server renamed its host.
+    pub fn is_for(&self, name: &str) -> bool {
+        self.host.eq_ignore_ascii_case(name)
+            || self
+                .registered_as
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    }
 }
 
 impl std::fmt::Debug for State {
@@ -62,6 +80,7 @@ impl std::fmt::Debug for State {
             .field("agent_port", &self.agent_port)
             .field("registered_at", &self.registered_at)
             .field("serial_floor", &self.serial_floor)
+            .field("registered_as", &self.registered_as)
             .finish_non_exhaustive()
     }
 }
@@ -234,6 +253,7 @@ mod tests {
             registered_at: "2024-01-01T00:00:00Z".into(),
             next_server_key: None,
             serial_floor: None,
+            registered_as: None,
         }
     }
 

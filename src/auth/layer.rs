@@ -159,11 +159,7 @@ pub async fn authenticate(state: &AppState, mut req: Request) -> Result<Request,
         author: user.draft.name.clone(),
         permissions: user.draft.effective_permissions(),
         restrictions: user.draft.restrictions.clone(),
-        request_id: req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        request_id: crate::http::request_id(req.headers()),
     };
     if let Err(e) = caller.require(Permission::Api) {
         return Err(e.into_response());

@@ -199,6 +199,21 @@ pub fn fetch_changes_nothing(
     pulled_before && issued_deployed && recorded == Some(issued)
 }
 
+/// Whether a deploy without `force` has nothing to do: every agent holds
+/// its rendered allowlist already, and a deployment of this very config
+/// checksum is on record as the active one. The first deploy of a config,
+/// an empty one included, is always recorded (Director records every
+/// deployment): clients such as Ansible's `icinga_deploy` compare the
+/// active checksum before and after, and would call a deploy that records
+/// nothing a failure.
+pub fn nothing_to_deploy(
+    agents_hold_it: bool,
+    active_checksum: Option<&str>,
+    rendered_checksum: &str,
+) -> bool {
+    agents_hold_it && active_checksum == Some(rendered_checksum)
+}
+
 /// Checks a signed allowlist's signature with `public_key`.
 pub fn verify_signature(doc: &Value, public_key: &VerifyingKey) -> Result<(), String> {
     let mut unsigned = doc
@@ -222,6 +237,20 @@ pub fn verify_signature(doc: &Value, public_key: &VerifyingKey) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_config_on_record_that_every_agent_holds_is_nothing_to_deploy() {
+        assert!(nothing_to_deploy(true, Some("abc"), "abc"));
+        assert!(
+            !nothing_to_deploy(true, None, "abc"),
+            "the first deploy, even with no agent, is recorded"
+        );
+        assert!(
+            !nothing_to_deploy(true, Some("abd"), "abc"),
+            "another config is on record"
+        );
+        assert!(!nothing_to_deploy(false, Some("abc"), "abc"));
+    }
 
     #[test]
     fn a_fetch_changes_nothing_only_when_all_of_it_is_recorded_already() {

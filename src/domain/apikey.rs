@@ -27,6 +27,15 @@ pub fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.trim().as_bytes()))
 }
 
+/// Whether a host's own key re-registers the host when the node names it
+/// `asked`. The key belongs to the host's stable id, not to its name: a
+/// node whose host was renamed since it registered still boots with the
+/// old name, and must neither be refused nor make a second host. Only a
+/// name another object holds now is refused (that is another host's key).
+pub fn own_key_registers(current: &str, asked: &str, asked_is_taken: bool) -> bool {
+    asked == current || !asked_is_taken
+}
+
 /// What a template key may do: how long and how often.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Limits {
@@ -102,6 +111,16 @@ pub fn usable(limits: Limits, uses: i64, now_ms: i64) -> Result<(), Unusable> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_hosts_own_key_registers_under_its_name_or_a_free_former_one() {
+        assert!(own_key_registers("ag1r", "ag1r", true));
+        assert!(own_key_registers("ag1r", "ag1", false), "renamed since");
+        assert!(
+            !own_key_registers("ag1r", "other", true),
+            "another host's name"
+        );
+    }
 
     #[test]
     fn keys_are_256_bit_random_and_stored_as_their_hash() {

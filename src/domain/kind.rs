@@ -97,6 +97,9 @@ pub enum PropType {
     Arguments,
     /// Custom variables: an object whose values are kept as they are.
     Vars,
+    /// Any JSON, kept as sent (an empty list or object is unset): Director's
+    /// data `fields`, which Steward stores and returns but never reads.
+    Json,
     /// An absolute path without whitespace, control characters or `..`.
     Command,
     /// One of a few words.
@@ -116,6 +119,7 @@ pub const DELIVERIES: &[&str] = &["push", "pull"];
 
 const HOST_PROPERTIES: &[(&str, PropType)] = &[
     ("accept_config", PropType::Bool),
+    ("action_url", PropType::Text),
     ("address", PropType::Text),
     ("address6", PropType::Text),
     ("agent_port", int(1, 65535)),
@@ -124,6 +128,7 @@ const HOST_PROPERTIES: &[(&str, PropType)] = &[
     ("check_period", PropType::Text),
     ("check_timeout", PropType::Interval),
     ("command_endpoint", PropType::Text),
+    ("custom_endpoint_name", PropType::Text),
     ("delivery", PropType::Choice(DELIVERIES)),
     ("disabled", PropType::Disabled),
     ("display_name", PropType::Text),
@@ -134,6 +139,7 @@ const HOST_PROPERTIES: &[(&str, PropType)] = &[
     ("enable_passive_checks", PropType::Bool),
     ("enable_perfdata", PropType::Bool),
     ("event_command", PropType::Text),
+    ("fields", PropType::Json),
     ("flapping_threshold_high", PropType::Number),
     ("flapping_threshold_low", PropType::Number),
     ("groups", PropType::Names),
@@ -147,6 +153,8 @@ const HOST_PROPERTIES: &[(&str, PropType)] = &[
     ("notes_url", PropType::Text),
     ("retry_interval", PropType::Interval),
     ("scripts", PropType::Names),
+    ("template_choice", PropType::Text),
+    ("uuid", PropType::Text),
     ("vars", PropType::Vars),
     ("volatile", PropType::Bool),
     ("zone", PropType::Text),
@@ -162,5 +170,7 @@ const SCRIPT_PROPERTIES: &[(&str, PropType)] = &[
     ("vars", PropType::Vars),
 ];
 
-/// Properties that a template never passes on to what imports it.
-pub const NOT_INHERITED: &[&str] = &["imports", "disabled"];
+/// Properties that a template never passes on to what imports it:
+/// Director's `uuid` names the one object it was given to, and its
+/// `template_choice` and `fields` describe the template itself.
+pub const NOT_INHERITED: &[&str] = &["imports", "disabled", "uuid", "template_choice", "fields"];

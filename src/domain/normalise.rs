@@ -54,6 +54,11 @@ pub fn normalise(key: &str, ty: PropType, value: &Value) -> Result<Option<Value>
         PropType::Names => normalise_list(key, value, true),
         PropType::Arguments => normalise_list(key, value, false),
         PropType::Vars => normalise_vars(key, value),
+        PropType::Json => Ok(match value {
+            Value::Array(items) if items.is_empty() => None,
+            Value::Object(map) if map.is_empty() => None,
+            other => Some(other.clone()),
+        }),
         PropType::Command => match value {
             Value::String(s) => check_command(s).map(|()| Some(Value::String(s.clone()))),
             _ => Err(wrong_type(key, "an absolute path")),
@@ -152,16 +157,32 @@ fn parse_number(value: &Value) -> Option<Number> {
 }
 
 /// Director's interval notation: a number followed by `s`, `m`, `h` or `d`.
+/// An interval as Director's `parseInterval` reads it: parts separated by
+/// whitespace, each digits with an optional unit `s`, `m`, `h` or `d`,
+/// added up: `"1m 30s"` is 90, `"1h 5"` is 3605. A part with a sign, a
+/// fraction or another unit (`"1m30s"`, `"-5m"`, `"1.5m"`), and a string of
+/// whitespace only, are refused.
 fn parse_interval(s: &str) -> Option<i64> {
-    let unit = s.chars().last()?;
-    let factor = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86400,
-        _ => return None,
-    };
-    s[..s.len() - 1].parse::<i64>().ok()?.checked_mul(factor)
+    let mut total: i64 = 0;
+    let mut parts = 0;
+    for part in s
+        .split([' ', '\t', '\n', '\r', '\x0b', '\x0c'])
+        .filter(|p| !p.is_empty())
+    {
+        let (digits, factor) = match part.as_bytes().last()? {
+            b's' => (&part[..part.len() - 1], 1),
+            b'm' => (&part[..part.len() - 1], 60),
+            b'h' => (&part[..part.len() - 1], 3600),
+            b'd' => (&part[..part.len() - 1], 86400),
+            _ => (part, 1),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        total = total.checked_add(digits.parse::<i64>().ok()?.checked_mul(factor)?)?;
+        parts += 1;
+    }
+    (parts > 0).then_some(total)
 }
 
 /// A list of strings keeps its order and drops duplicates; a single string is
@@ -271,6 +292,34 @@ mod tests {
         assert_eq!(norm(PropType::Interval, json!("2h")), Ok(Some(json!(7200))));
         assert!(norm(PropType::Interval, json!("5x")).is_err());
         assert!(norm(PropType::Interval, json!(-1)).is_err());
+    }
+
+    #[test]
+    fn intervals_add_up_their_parts_as_directors_parse_interval_does() {
+        for (text, seconds) in [
+            ("1m 30s", 90),
+            ("1h 5", 3605),
+            (" 2d\t1h ", 176_400),
+            ("0s", 0),
+            ("15", 15),
+        ] {
+            assert_eq!(
+                norm(PropType::Interval, json!(text)),
+                Ok(Some(json!(seconds))),
+                "{text}"
+            );
+        }
+        for bad in ["1m30s", "-5m", "+5m", "1.5m", "   ", "m", "5 x", "1M"] {
+            assert!(norm(PropType::Interval, json!(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_properties_are_kept_as_sent_and_empty_is_unset() {
+        let fields = json!([{"datafield_id": 1, "is_required": "n", "var_filter": null}]);
+        assert_eq!(norm(PropType::Json, fields.clone()), Ok(Some(fields)));
+        assert_eq!(norm(PropType::Json, json!([])), Ok(None));
+        assert_eq!(norm(PropType::Json, json!({})), Ok(None));
     }
 
     #[test]

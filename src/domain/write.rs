@@ -185,6 +185,14 @@ fn set(kind: Kind, props: &mut Props, key: &str, value: &Value) -> Result<(), Ru
         if value.is_null() {
             return Ok(()); // clients such as the Ansible modules send every option
         }
+        if kind == Kind::Host && key == "api_key" {
+            // Director shows a host's key as a property; here a key is a
+            // secret with its own endpoint, never set or shown with the object.
+            return Err(RuleError::invalid(
+                "Trying to set invalid key \"api_key\": a self-service key is made with \
+                 POST /director/host/api-key?name=NAME, never set through the object",
+            ));
+        }
         return Err(RuleError::invalid(format!(
             "Trying to set invalid key \"{}\"",
             key.escape_debug()
@@ -404,6 +412,21 @@ mod tests {
             Err(RuleError::invalid("Trying to set invalid key \"foo\""))
         );
         assert_eq!(merge(&apitest(), &obj(json!({"foo": null}))), Ok(apitest()));
+    }
+
+    #[test]
+    fn a_hosts_api_key_is_refused_pointing_to_its_endpoint_without_the_value() {
+        let Err(RuleError::Invalid(message)) =
+            merge(&apitest(), &obj(json!({"api_key": "s3cret-key"})))
+        else {
+            panic!("api_key must be refused");
+        };
+        assert!(message.contains("/director/host/api-key"), "{message}");
+        assert!(!message.contains("s3cret-key"), "{message}");
+        assert_eq!(
+            merge(&apitest(), &obj(json!({"api_key": null}))),
+            Ok(apitest())
+        );
     }
 
     #[test]

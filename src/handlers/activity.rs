@@ -35,7 +35,7 @@ fn text(query: &QueryParams, name: &str) -> Option<String> {
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
             description = "At most this many entries, and `next` when more follow"),
         ("cursor" = Option<String>, Query,
-            description = "The `next` value of the previous page (needs `limit`)"),
+            description = "The `next` value of the previous page; without `limit`, every older entry"),
         ("after" = Option<i64>, Query,
             description = "Only entries newer than this `id` (at most `limit`, 1,000 by default, the newest)"),
         ("wait" = Option<crate::openapi::schemas::BlockingWait>, Query,

@@ -236,7 +236,7 @@ pub async fn cancel_deployment(
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
             description = "At most this many (default 100), and `next` when more follow"),
         ("cursor" = Option<String>, Query,
-            description = "The `next` value of the previous page (needs `limit`)"),
+            description = "The `next` value of the previous page; without `limit`, the next 100"),
     ),
     responses(
         (status = 200, description = "The deployments", body = crate::openapi::schemas::DeploymentList),

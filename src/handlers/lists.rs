@@ -118,13 +118,13 @@ macro_rules! list_operation {
                 ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000,
                     description = "At most this many objects, and `next` when more follow"),
                 ("cursor" = Option<String>, Query,
-                    description = "The `next` value of the previous page (needs `limit`)"),
+                    description = "The `next` value of the previous page; without `limit`, the rest of the list after it"),
                 ("count" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
                     description = "A flag: add `total`, the number of matches"),
             ),
             responses(
                 (status = 200, description = "The objects", body = $list),
-                (status = 400, description = "A bad flag, `limit` or `cursor`, or `cursor` without `limit`",
+                (status = 400, description = "A bad flag, `limit` or `cursor`",
                     body = crate::openapi::schemas::ErrorBody),
             ),
         )]

@@ -19,6 +19,10 @@ use crate::service::selfservice::{self as service, KeyError};
 use crate::state::AppState;
 use crate::store::deployments::DeploymentHost;
 
+/// The header of a registration's answer that names the host as the server
+/// knows it now.
+const HOST_HEADER: &str = "x-steward-host";
+
 /// The key a node presents: `?key=`, `Authorization: Bearer KEY`, or the body's `key`.
 fn presented_key<'a>(
     query: &'a QueryParams,
@@ -58,13 +62,30 @@ fn text(status: StatusCode, text: String) -> Response {
     response
 }
 
-/// Renders a self-service error, counting bad keys for throttling.
+/// Renders a self-service error, counting bad keys for throttling. A bad
+/// key from an address with too many of them gets `429` instead of `403`.
+/// Only refusals are throttled: a valid key always passes (one stale node
+/// behind a NAT must not hold up the boot of every other node behind it),
+/// and guessing a 256-bit key gains nothing from that.
 fn refuse(state: &AppState, address: IpAddr, error: KeyError, as_text: bool) -> Response {
     let error = match error {
         KeyError::BadKey(message) => {
-            state.key_throttle.failed(address, "", Instant::now());
+            let now = Instant::now();
+            let throttled = state.key_throttle.check(address, "", now);
+            state.key_throttle.failed(address, "", now);
             tracing::info!(client = %address, "refused self-service key");
-            ApiError::Forbidden(message)
+            match throttled {
+                Ok(()) => ApiError::Forbidden(message),
+                Err(wait) => {
+                    let seconds = wait.as_secs().max(1);
+                    // In JSON whatever the client asked for: `Retry-After` goes with it.
+                    return ApiError::TooManyRequests {
+                        message: format!("Too many invalid keys: retry in {seconds} seconds"),
+                        retry_after: seconds,
+                    }
+                    .into_response();
+                }
+            }
         }
         KeyError::Api(e) => e,
     };
@@ -74,18 +95,9 @@ fn refuse(state: &AppState, address: IpAddr, error: KeyError, as_text: bool) -> 
     error.into_response()
 }
 
-/// The client's address, or the answer for a throttled one.
-fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<IpAddr, Box<Response>> {
-    let address = client_address(headers, peer.0, &state.config.trusted_proxies);
-    if let Err(wait) = state.key_throttle.check(address, "", Instant::now()) {
-        let seconds = wait.as_secs().max(1);
-        let error = ApiError::TooManyRequests {
-            message: format!("Too many invalid keys: retry in {seconds} seconds"),
-            retry_after: seconds,
-        };
-        return Err(Box::new(error.into_response()));
-    }
-    Ok(address)
+/// The client's address, the one bad keys are counted for.
+fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> IpAddr {
+    client_address(headers, peer.0, &state.config.trusted_proxies)
 }
 
 /// `POST /director/self-service/register-host?name=FQDN&key=KEY`.
@@ -95,7 +107,8 @@ fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<IpAddr, B
     tag = "self-service",
     summary = "A node registers itself with a host template's key (or re-registers with its own)",
     description = "Answers the host's own key. With `X-Director-Accept: text/plain` the key comes as bare \
-        text, and errors of the registration as `ERROR: message`.",
+        text, and errors of the registration as `ERROR: message`. A host's own key re-registers it under \
+        its current name or a former one (a name no object holds now).",
     security(("key" = []), ("bearer" = [])),
     params(
         ("name" = Option<String>, Query, description = "The node's host name (or `name` in the body)"),
@@ -107,7 +120,8 @@ fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> Result<IpAddr, B
         (status = 200, description = "The host key", content(
             (String = "application/json"),
             (String = "text/plain"),
-        )),
+        ), headers(("X-Steward-Host" = String,
+            description = "The host's name as the server knows it now (renamed since the node registered)"))),
         (status = 400, description = "No name or no key, or invalid JSON", content(
             (crate::openapi::schemas::ErrorBody = "application/json"),
             (String = "text/plain"),
@@ -135,10 +149,7 @@ pub async fn register_host(
     body: OptionalJsonObject,
 ) -> Response {
     let as_text = wants_text(&headers);
-    let address = match client(&state, &headers, peer) {
-        Ok(address) => address,
-        Err(response) => return *response,
-    };
+    let address = client(&state, &headers, peer);
     let body = body.0;
     let name = query
         .get("name")
@@ -151,23 +162,31 @@ pub async fn register_host(
                 .map(str::to_owned)
         });
     let key = presented_key(&query, &headers, Some(&body));
-    let author = format!("self-service ({})", address);
+    let caller = Caller {
+        request_id: crate::http::request_id(&headers),
+        ..Caller::system(&format!("self-service ({address})"))
+    };
     match service::register(
         &state.store,
-        &author,
+        &caller,
         name.as_deref(),
         key.as_deref(),
         &body,
     )
     .await
     {
-        Ok(host_key) if as_text => {
+        Ok(registered) => {
             state.metrics.registration("registered");
-            text(StatusCode::OK, host_key)
-        }
-        Ok(host_key) => {
-            state.metrics.registration("registered");
-            json_response(StatusCode::OK, &Value::String(host_key))
+            let mut response = if as_text {
+                text(StatusCode::OK, registered.key)
+            } else {
+                json_response(StatusCode::OK, &Value::String(registered.key))
+            };
+            // The host's current name: a node whose host was renamed learns it.
+            if let Ok(host) = HeaderValue::from_str(&registered.host) {
+                response.headers_mut().insert(HOST_HEADER, host);
+            }
+            response
         }
         Err(e) => {
             state.metrics.registration("refused");
@@ -195,10 +214,7 @@ pub async fn agent_config(
     query: QueryParams,
     headers: HeaderMap,
 ) -> Response {
-    let address = match client(&state, &headers, peer) {
-        Ok(address) => address,
-        Err(response) => return *response,
-    };
+    let address = client(&state, &headers, peer);
     let key = presented_key(&query, &headers, None);
     let server_key = match state.signing_key() {
         Ok(server_key) => server_key,
@@ -244,10 +260,7 @@ pub async fn self_ticket(
     headers: HeaderMap,
 ) -> Response {
     let as_text = wants_text(&headers);
-    let address = match client(&state, &headers, peer) {
-        Ok(address) => address,
-        Err(response) => return *response,
-    };
+    let address = client(&state, &headers, peer);
     let key = presented_key(&query, &headers, None);
     match service::self_ticket(&state.store, key.as_deref(), &state.ticket_salt).await {
         Ok(ticket) if as_text => text(StatusCode::OK, ticket),
@@ -384,10 +397,7 @@ pub async fn pull_allowlist(
     query: QueryParams,
     headers: HeaderMap,
 ) -> Response {
-    let address = match client(&state, &headers, peer) {
-        Ok(address) => address,
-        Err(response) => return *response,
-    };
+    let address = client(&state, &headers, peer);
     let wait = match query.wait(300) {
         Ok(wait) => wait,
         Err(error) => return error.into_response(),

@@ -13,16 +13,31 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Parses JSON, refusing duplicate keys (serde_json would keep the last).
-/// Nesting is bounded by serde_json's recursion limit (128).
+/// Nesting is bounded by serde_json's recursion limit (128). A number the
+/// parsed value cannot hold exactly is refused with `422`
+/// ([`super::numbers`]): it would otherwise be stored as another value.
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest(
             "Invalid JSON: the body is empty".into(),
         ));
     }
-    serde_json::from_slice::<Strict>(bytes)
+    let value = serde_json::from_slice::<Strict>(bytes)
         .map(|s| s.0)
-        .map_err(|e| ApiError::BadRequest(format!("Invalid JSON: {e}")))
+        .map_err(|e| ApiError::BadRequest(format!("Invalid JSON: {e}")))?;
+    if let Some(number) = super::numbers::first_inexact(bytes) {
+        let shown: String = number.chars().take(48).collect();
+        let more = if shown.len() < number.len() {
+            "…"
+        } else {
+            ""
+        };
+        return Err(ApiError::Unprocessable(format!(
+            "The number {shown}{more} cannot be kept exactly: integers must fit in 64 bits and \
+             decimals in a double (about 15 significant digits); send it as a string"
+        )));
+    }
+    Ok(value)
 }
 
 /// Reads a whole body, answering 413 past `limit` bytes and 408 when it

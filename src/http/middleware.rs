@@ -23,6 +23,9 @@ use crate::state::AppState;
 
 const OVERRIDE: &str = "x-http-method-override";
 
+/// The one route whose answer is not JSON but Prometheus' text format.
+const METRICS: &str = "/metrics";
+
 /// Methods HTTP defines (RFC 9110, PATCH in RFC 5789, QUERY in RFC
 /// 10008). Anything else gets Director's
 /// `400 {"error": "Unsupported method KILL"}`; these get `405` where a
@@ -172,7 +175,7 @@ fn checks_before_routing(req: &mut Request) -> Result<(), ApiError> {
     if let Some(reason) = cross_site(req.headers()) {
         return Err(ApiError::Forbidden(reason.into()));
     }
-    if !accepts_json(req.headers()) {
+    if !accepts_json(req.uri().path(), req.headers()) {
         return Err(ApiError::NotAcceptable(
             "Only application/json is available".into(),
         ));
@@ -216,8 +219,11 @@ fn unsupported(method: &str) -> ApiError {
     ApiError::BadRequest(format!("Unsupported method {shown}"))
 }
 
-/// Whether `Accept` lets the answer be JSON (`406` otherwise).
-fn accepts_json(headers: &HeaderMap) -> bool {
+/// Whether the answer at `path` suits the request's `Accept`: JSON always
+/// does; at `/metrics` (served at the root whatever the base path), so does
+/// Prometheus' text format, which scrapers ask for as `text/plain` or
+/// OpenMetrics, often without a wildcard.
+fn accepts_json(path: &str, headers: &HeaderMap) -> bool {
     let values: Vec<&str> = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -226,19 +232,16 @@ fn accepts_json(headers: &HeaderMap) -> bool {
     if values.is_empty() {
         return true;
     }
+    // Parameters, `q` values included, are ignored: Director clients send
+    // `application/json` with whatever parameters their library adds, and
+    // expect JSON whatever they are (Director itself matched only the bare
+    // string, and sent anything else to its login page).
     values.iter().flat_map(|v| v.split(',')).any(|item| {
-        let mut parts = item.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        // `q=0` means "not acceptable".
-        let refused = parts.any(|p| {
-            let p = p.trim().to_ascii_lowercase();
-            p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0)
-        });
-        !refused
-            && matches!(
-                media.as_str(),
-                "" | "*/*" | "application/*" | "application/json"
-            )
+        let media = item.split(';').next().unwrap_or("").trim();
+        let acceptable = |types: &[&str]| types.iter().any(|t| media.eq_ignore_ascii_case(t));
+        acceptable(&["", "*/*", "application/*", "application/json"])
+            || (path == METRICS
+                && acceptable(&["text/plain", "text/*", "application/openmetrics-text"]))
     })
 }
 
@@ -307,28 +310,55 @@ mod tests {
 
     #[test]
     fn accept_lists_containing_json_are_served() {
-        assert!(accepts_json(&HeaderMap::new()));
+        assert!(accepts_json("/director/hosts", &HeaderMap::new()));
         for ok in [
             "application/json",
             "application/json; charset=utf-8",
             "*/*",
             "text/html, application/*;q=0.1",
         ] {
-            assert!(accepts_json(&with(header::ACCEPT, ok)), "{ok}");
+            assert!(
+                accepts_json("/director/hosts", &with(header::ACCEPT, ok)),
+                "{ok}"
+            );
         }
-        assert!(!accepts_json(&with(
-            header::ACCEPT,
-            "text/html, text/plain"
-        )));
+        assert!(!accepts_json(
+            "/director/hosts",
+            &with(header::ACCEPT, "text/html, text/plain")
+        ));
     }
 
     #[test]
-    fn a_zero_quality_refuses_json() {
-        assert!(!accepts_json(&with(header::ACCEPT, "application/json;q=0")));
-        assert!(accepts_json(&with(
-            header::ACCEPT,
-            "application/json;q=0.5"
-        )));
+    fn metrics_also_accept_the_text_formats_scrapers_ask_for() {
+        for ok in [
+            "text/plain",
+            "text/plain;version=0.0.4;q=0.3",
+            "application/openmetrics-text; version=1.0.0",
+            "application/vnd.google.protobuf;q=0.7,text/plain;version=0.0.4;q=0.3",
+        ] {
+            assert!(accepts_json("/metrics", &with(header::ACCEPT, ok)), "{ok}");
+            assert!(!accepts_json("/health", &with(header::ACCEPT, ok)), "{ok}");
+        }
+        assert!(!accepts_json(
+            "/metrics",
+            &with(header::ACCEPT, "text/html")
+        ));
+    }
+
+    #[test]
+    fn parameters_and_q_values_never_refuse_json() {
+        for ok in [
+            "application/json;q=0",
+            "application/json; q=0.0",
+            "application/json;q=0.5",
+            "application/json; charset=utf-8; q=0",
+            "text/html, */*;q=0",
+        ] {
+            assert!(
+                accepts_json("/director/hosts", &with(header::ACCEPT, ok)),
+                "{ok}"
+            );
+        }
     }
 
     #[test]

@@ -52,7 +52,10 @@ impl QueryParams {
         Ok(())
     }
 
-    /// `limit` (1 to `max`) and `cursor`, which needs a limit.
+    /// `limit` (1 to `max`) and `cursor`. A cursor alone is fine: clients
+    /// follow `next` without repeating `limit`, and each list then answers
+    /// what it answers without `limit` (the rest of it, or its default
+    /// page size), starting after the cursor.
     pub fn paging(&self, max: u64) -> Result<(Option<u64>, Option<&str>), ApiError> {
         let limit = self
             .get("limit")
@@ -64,10 +67,7 @@ impl QueryParams {
                 ))),
             })
             .transpose()?;
-        match (self.get("cursor"), limit) {
-            (Some(_), None) => Err(ApiError::BadRequest("cursor needs limit".into())),
-            (cursor, _) => Ok((limit, cursor)),
-        }
+        Ok((limit, self.get("cursor")))
     }
 
     /// Seconds to wait (`wait`, `0` to `max`; `0` when absent or empty, as

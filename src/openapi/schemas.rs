@@ -30,7 +30,7 @@ const SCRIPT_NAME: &str = "^[A-Za-z0-9_-]{1,64}$";
 /// What Rust's `i64::from_str` reads, or `""` (unset).
 const INTEGER_TEXT: &str = "^([+-]?[0-9]+)?$";
 /// An integer or Director's interval notation (`"5m"`), or `""` (unset).
-const INTERVAL_TEXT: &str = "^([+-]?[0-9]+[smhd]?)?$";
+const INTERVAL_TEXT: &str = "^([+-]?[0-9]+|\\s*[0-9]+[smhd]?(\\s+[0-9]+[smhd]?)*\\s*)?$";
 
 fn typed(ty: Type) -> ObjectBuilder {
     ObjectBuilder::new().schema_type(ty)
@@ -123,6 +123,9 @@ fn accepted(ty: PropType) -> Schema {
             ArrayBuilder::new().max_items(Some(0)).into(),
             null(),
         ]),
+        PropType::Json => ObjectBuilder::new()
+            .schema_type(SchemaType::AnyValue)
+            .into(),
     }
 }
 
@@ -144,6 +147,9 @@ fn shown(ty: PropType) -> Schema {
         // An unset `arguments` (any) shows as `null`, apart from `[]` (none).
         PropType::Arguments => any_of([strings().into(), null()]),
         PropType::Vars => typed(Type::Object).into(),
+        PropType::Json => ObjectBuilder::new()
+            .schema_type(SchemaType::AnyValue)
+            .into(),
     }
 }
 
@@ -602,7 +608,8 @@ pub struct DeployAnswer {
     pub checksum: String,
     /// `unchanged`, `running`, or a final status after `wait`.
     pub status: String,
-    /// The deployment started or running; with `unchanged` the newest, or `null`.
+    /// The deployment started or running; with `unchanged` the newest (one
+    /// is always on record then: the first deploy of a configuration is).
     pub deployment_id: Option<i64>,
     /// How many hosts a started deployment renders.
     pub hosts: Option<u64>,

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::caller::Caller;
-use crate::domain::allowlist::{Allowlist, ScriptSource, config_checksum, render};
+use crate::domain::allowlist::{
+    Allowlist, ScriptSource, config_checksum, nothing_to_deploy, render,
+};
 use crate::domain::auth::Permission;
 use crate::domain::kind::DEFAULT_AGENT_PORT;
 use crate::domain::normalise::parse_bool;
@@ -292,13 +294,15 @@ pub async fn start(
         });
     }
     let states = agents::all(&tx.tx).await?;
-    let unchanged = rendering.hosts.iter().all(|h| {
+    let agents_hold_it = rendering.hosts.iter().all(|h| {
         states
             .get(&h.host_id)
             .and_then(|s| s.confirmed_checksum.as_deref())
             == Some(h.checksum.as_str())
     });
-    if unchanged && !force {
+    let active = deployments::active(&tx.tx).await?;
+    let active_checksum = active.as_ref().map(|d| d.checksum.as_str());
+    if !force && nothing_to_deploy(agents_hold_it, active_checksum, &rendering.checksum) {
         let latest = deployments::latest(&tx.tx).await?.map(|d| d.id);
         return Ok(Started::Unchanged {
             checksum: rendering.checksum,

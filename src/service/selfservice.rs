@@ -195,25 +195,29 @@ async fn host_of_key(
     Ok((object, stored))
 }
 
+/// What a registration answers: the host's key, and the host's current
+/// name (another than the node asked for when the host was renamed since).
+#[derive(Debug)]
+pub struct Registered {
+    pub key: String,
+    pub host: String,
+}
+
 /// `POST /director/self-service/register-host`: checks in the contract's
 /// order, in one write transaction, so racing nodes never both win.
-/// Answers the host's key.
+/// Answers the host's key and current name.
 pub async fn register(
     store: &Store,
-    author: &str,
+    caller: &Caller,
     name: Option<&str>,
     key: Option<&str>,
     body: &Map<String, Value>,
-) -> Result<String, KeyError> {
+) -> Result<Registered, KeyError> {
     let (Some(name), Some(key)) = (
         name.filter(|n| !n.is_empty()),
         key.filter(|k| !k.is_empty()),
     ) else {
         return Err(ApiError::BadRequest("name and key are required".into()).into());
-    };
-    let caller = Caller {
-        author: author.to_owned(),
-        ..Caller::system(author)
     };
     let props = registration_props(body);
     let tx = store.begin_write().await?;
@@ -224,17 +228,23 @@ pub async fn register(
     let Some(owner) = rows::find_by_id(&tx.tx, stored_key.object_id).await? else {
         return Err(KeyError::BadKey("Invalid API key".into()));
     };
-    // 2. A host's own key: re-registration applies the given properties.
+    // 2. A host's own key: re-registration applies the given properties,
+    // under the host's name or a former one (see `own_key_registers`).
     if owner.draft.object_type == ObjectType::Object {
-        if owner.draft.name.as_str() != name {
+        let current = owner.draft.name.as_str();
+        let taken = current != name && rows::find(&tx.tx, Kind::Host, name).await?.is_some();
+        if !apikey::own_key_registers(current, name, taken) {
             return Err(KeyError::BadKey("Invalid API key".into()));
         }
         let next = write::merge(&owner.draft, &props).map_err(ApiError::from)?;
         if next != owner.draft {
-            apply_change(&tx, &caller, &owner, &next, Some("register")).await?;
+            apply_change(&tx, caller, &owner, &next, Some("register")).await?;
             tx.commit().await?;
         }
-        return Ok(key.trim().to_owned());
+        return Ok(Registered {
+            key: key.trim().to_owned(),
+            host: current.to_owned(),
+        });
     }
     // 3. A template key must still be usable.
     match apikey::usable(stored_key.limits, stored_key.uses, now_millis()) {
@@ -287,7 +297,7 @@ pub async fn register(
                 .into());
             }
             let next = write::merge(&host.draft, &props).map_err(ApiError::from)?;
-            apply_change(&tx, &caller, &host, &next, Some("register")).await?
+            apply_change(&tx, caller, &host, &next, Some("register")).await?
         }
         // 8. A new host importing the template.
         None => {
@@ -295,13 +305,16 @@ pub async fn register(
             body.insert("object_name".into(), host_name.as_str().into());
             body.insert("imports".into(), json!([owner.draft.name.as_str()]));
             let draft = write::create(Kind::Host, None, &body).map_err(ApiError::from)?;
-            insert_as(&tx, &caller, &draft, "register").await?
+            insert_as(&tx, caller, &draft, "register").await?
         }
     };
     keys::replace(&tx.tx, host.id, &new_key.hash, Limits::default()).await?;
     keys::use_once(&tx.tx, owner.id).await?;
     tx.commit().await?;
-    Ok(new_key.secret)
+    Ok(Registered {
+        key: new_key.secret,
+        host: host_name.as_str().to_owned(),
+    })
 }
 
 /// A host's resolved `has_agent`, `agent_port` and `delivery`.

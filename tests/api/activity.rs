@@ -346,3 +346,47 @@ db_test!(
         assert_eq!(names, [&json!("seen")], "{}", r.text);
     }
 );
+
+db_test!(
+    registrations_write_entries_with_the_request_id,
+    async |app: &TestApp| {
+        // Arrange: an agent template and its key.
+        app.create(
+            "host",
+            json!({"object_name": "agents", "object_type": "template", "has_agent": true}),
+        )
+        .await;
+        let key = app
+            .post("/director/host/api-key?name=agents", &json!({}))
+            .await
+            .json()["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let register = async |key: &str, address: &str, request_id: &str| {
+            app.request(
+                "POST",
+                &format!("/director/self-service/register-host?name=node-1&key={key}"),
+                &[("authorization", ""), ("x-request-id", request_id)],
+                Some(json!({"address": address}).to_string().into_bytes()),
+            )
+            .await
+        };
+
+        // Act: a registration, then a re-registration that changes the address.
+        let first = register(&key, "127.0.0.1", "req-register-1").await;
+        assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+        let host_key = first.json().as_str().unwrap().to_owned();
+        let again = register(&host_key, "127.0.0.2", "req-register-2").await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+
+        // Assert
+        let log = entries(&app.get("/director/activity?action=register").await.json());
+        let ids: Vec<&Value> = log.iter().map(|e| &e["request_id"]).collect();
+        assert_eq!(
+            ids,
+            [&json!("req-register-2"), &json!("req-register-1")],
+            "{log:?}"
+        );
+    }
+);

@@ -189,12 +189,16 @@ db_test!(
             json!({"active_configuration": {"config": null, "stage_name": null, "activity": null}, "configs": {}, "activities": {}})
         );
         app.create("host", json!({"object_name": "h"})).await;
-        let unchanged = app.post("/director/config/deploy", &json!([])).await;
+        let first = app
+            .post("/director/config/deploy?wait=30", &json!([]))
+            .await;
         assert_eq!(
-            unchanged.json()["status"],
-            json!("unchanged"),
-            "no agent host: nothing to deploy"
+            first.json()["status"],
+            json!("succeeded"),
+            "no agent host: the first deploy is recorded all the same"
         );
+        let unchanged = app.post("/director/config/deploy", &json!([])).await;
+        assert_eq!(unchanged.json()["status"], json!("unchanged"));
         let forced = app
             .post("/director/config/deploy?force=1&wait=30", &json!([]))
             .await;
@@ -585,10 +589,12 @@ async fn only_the_newest_deployments_keep_their_details_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(steward_postgres_tests),
+    ignore = "STEWARD_TEST_DATABASE_URL was not set when the tests were built"
+)]
 async fn only_the_newest_deployments_keep_their_details_postgres() {
-    if crate::helpers::postgres_url().is_some() {
-        only_the_newest_deployments_keep_their_details(crate::helpers::Backend::Postgres).await;
-    }
+    only_the_newest_deployments_keep_their_details(crate::helpers::Backend::Postgres).await;
 }
 
 /// Every row a fetch could record: the agents' states and the deployments'
@@ -732,5 +738,49 @@ db_test!(
             .await
             .json();
         assert_eq!(done["status"], json!("unchanged"), "{done}");
+    }
+);
+
+db_test!(
+    the_first_deploy_of_an_empty_configuration_is_recorded_as_succeeded,
+    async |app: &TestApp| {
+        // Arrange: no agent host at all, as on a new server. The Ansible
+        // module reads the active checksum, deploys with the body `[]`,
+        // and reads it again: it must have moved to the deployed checksum.
+        let before = app.get("/director/config/deployment-status").await.json();
+        assert_eq!(before["active_configuration"]["config"], json!(null));
+
+        // Act
+        let first = app.post("/director/config/deploy", &json!([])).await;
+
+        // Assert
+        assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+        let checksum = first.json()["checksum"].as_str().unwrap().to_owned();
+        use sha2::Digest;
+        let empty = hex::encode(sha2::Sha256::digest(b"{}"));
+        assert_eq!(checksum, empty, "the checksum of the empty map");
+        let id = first.json()["deployment_id"].as_i64().unwrap();
+        let after = app.get("/director/config/deployment-status").await.json();
+        assert_eq!(after["active_configuration"]["config"], json!(checksum));
+        let uri = format!("/director/config/deployment?id={id}");
+        let mut done = app.get(&uri).await.json();
+        if done["status"] == json!("running") {
+            let since = done["version"].as_str().unwrap_or_default().to_owned();
+            done = app
+                .get(&format!("{uri}&wait=30&since={since}"))
+                .await
+                .json();
+        }
+        assert_eq!(done["status"], json!("succeeded"), "{done}");
+
+        // The same configuration again: unchanged, naming that deployment.
+        let again = app.post("/director/config/deploy", &json!([])).await;
+        assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+        assert_eq!(
+            again.json(),
+            json!({"checksum": checksum, "status": "unchanged", "deployment_id": id})
+        );
+        let listed = app.get("/director/config/deployments").await.json();
+        assert_eq!(listed["objects"].as_array().map(Vec::len), Some(1));
     }
 );

@@ -231,3 +231,42 @@ db_test!(
         assert_eq!(whole["objects"], Value::Array(paged));
     }
 );
+
+db_test!(
+    a_cursor_alone_continues_every_paged_list,
+    async |app: &TestApp| {
+        // Arrange: three hosts (three activity entries) and three deployments.
+        for name in ["a", "b", "c"] {
+            app.create("host", json!({"object_name": name})).await;
+        }
+        for _ in 0..3 {
+            let r = app
+                .post("/director/config/deploy?force=1&wait=30", &json!([]))
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        }
+        for (list, first_page, more) in [
+            ("/director/hosts", "limit=1", 2),
+            ("/director/activity", "limit=1&object_type=host", 2),
+            ("/director/config/deployments", "limit=1", 2),
+        ] {
+            let page = app.get(&format!("{list}?{first_page}")).await.json();
+            let next = page["next"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{list}: {page}"));
+
+            // Act: the cursor alone (`limit` left at its default).
+            let filters = first_page
+                .trim_start_matches("limit=1")
+                .trim_start_matches('&');
+            let uri = format!("{list}?cursor={next}&{filters}");
+            let r = app.get(&uri).await;
+
+            // Assert: the rest of the list.
+            assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text);
+            let rest = r.json()["objects"].as_array().cloned().unwrap_or_default();
+            assert_eq!(rest.len(), more, "{uri}: {}", r.text);
+            assert_ne!(rest[0], page["objects"][0], "{uri}");
+        }
+    }
+);

@@ -196,3 +196,37 @@ async fn metrics_can_be_made_public() {
     );
     app.cleanup().await;
 }
+
+db_test!(
+    metrics_answer_scrapers_that_ask_for_the_text_format,
+    async |app: &TestApp| {
+        for accept in [
+            "text/plain",
+            "text/plain; version=0.0.4",
+            // Prometheus 3.
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
+             application/openmetrics-text;version=0.0.1;q=0.5,\
+             text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
+             text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            // Telegraf, and scrapers that name no wildcard.
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+             encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3",
+            "application/openmetrics-text; version=0.0.1",
+        ] {
+            let r = app
+                .request("GET", "/metrics", &[("accept", accept)], None)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{accept}: {}", r.text);
+            assert!(
+                r.header("content-type")
+                    .is_some_and(|c| c.starts_with("text/plain; version=0.0.4")),
+                "{accept}"
+            );
+        }
+        // Elsewhere, and for types no scraper asks for, still 406.
+        for (uri, accept) in [("/metrics", "text/html"), ("/director/hosts", "text/plain")] {
+            let r = app.request("GET", uri, &[("accept", accept)], None).await;
+            assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE, "{uri} {accept}");
+        }
+    }
+);

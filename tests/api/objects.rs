@@ -741,3 +741,167 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    directors_other_host_properties_are_stored_returned_and_compared,
+    async |app: &TestApp| {
+        // Arrange: what a Director export or curl script sends for a host.
+        let body = json!({
+            "object_name": "d1",
+            "address": "127.0.0.1",
+            "action_url": "http://127.0.0.1/act?h=$host.name$",
+            "custom_endpoint_name": "d1-endpoint",
+            "template_choice": "linux-choices",
+            "uuid": "2a1c2b94-4d51-4c3a-9d40-2f1fcd1b7a11",
+            "check_interval": "1m 30s",
+            "retry_interval": "1h 5m",
+            "check_timeout": "45",
+        });
+
+        // Act
+        let created = app.post("/director/host", &body).await;
+
+        // Assert: stored and returned, intervals normalised to seconds.
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        let shown = app.get("/director/host?name=d1").await.json();
+        for key in [
+            "action_url",
+            "custom_endpoint_name",
+            "template_choice",
+            "uuid",
+        ] {
+            assert_eq!(shown[key], body[key], "{key}: {shown}");
+        }
+        assert_eq!(shown["check_interval"], json!(90));
+        assert_eq!(shown["retry_interval"], json!(3900));
+        assert_eq!(shown["check_timeout"], json!(45));
+        // Compared like the others: the same body again changes nothing,
+        // and the interval as seconds is the same value.
+        let again = app.post("/director/host?name=d1", &body).await;
+        assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{}", again.text);
+        let seconds = app
+            .post("/director/host?name=d1", &json!({"check_interval": 90}))
+            .await;
+        assert_eq!(seconds.status, StatusCode::NOT_MODIFIED, "{}", seconds.text);
+        let changed = app
+            .post(
+                "/director/host?name=d1",
+                &json!({"action_url": "http://127.0.0.1/other"}),
+            )
+            .await;
+        assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+
+        // Refused: intervals Director refuses too, and the key (a secret).
+        let before = app.snapshot().await;
+        for bad in [
+            json!({"check_interval": "1m30s"}),
+            json!({"check_interval": "5x"}),
+            json!({"check_interval": "-5m"}),
+            json!({"check_interval": "1.5m"}),
+            json!({"retry_interval": "   "}),
+            json!({"api_key": "0123456789abcdef"}),
+        ] {
+            let r = app.post("/director/host?name=d1", &bad).await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{bad}: {}",
+                r.text
+            );
+        }
+        let key = app
+            .post(
+                "/director/host?name=d1",
+                &json!({"api_key": "0123456789abcdef"}),
+            )
+            .await;
+        assert!(
+            key.error().contains("/director/host/api-key"),
+            "{}",
+            key.text
+        );
+        assert!(
+            !key.text.contains("0123456789abcdef"),
+            "the value is not echoed"
+        );
+        assert_eq!(app.snapshot().await, before, "changed nothing");
+    }
+);
+
+db_test!(
+    inert_director_properties_do_not_change_what_is_deployed,
+    async |app: &TestApp| {
+        app.create(
+            "script",
+            json!({"object_name": "uptime", "command": "/usr/bin/uptime"}),
+        )
+        .await;
+        app.create(
+            "host",
+            json!({"object_name": "a1", "has_agent": true, "address": "127.0.0.1", "scripts": ["uptime"]}),
+        )
+        .await;
+        let before = app.get("/director/host/allowlist?name=a1").await.json()["checksum"].clone();
+        let r = app
+            .post(
+                "/director/host?name=a1",
+                &json!({"action_url": "http://127.0.0.1/a", "custom_endpoint_name": "e1"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let after = app.get("/director/host/allowlist?name=a1").await.json()["checksum"].clone();
+        assert_eq!(before, after);
+    }
+);
+
+db_test!(
+    numbers_are_kept_exactly_or_refused_never_changed,
+    async |app: &TestApp| {
+        // Kept: integers within 64 bits, and decimals a double holds (the
+        // value, not always the spelling: 1.5e300 comes back as 1.5e+300).
+        let body = br#"{"object_name": "n1", "vars": {"u": 12345678901234567890, "i": -9223372036854775808, "d": 0.1, "e": 1.5e300}}"#;
+        let r = app
+            .request("POST", "/director/host", &[], Some(body.to_vec()))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let shown = app.get("/director/host?name=n1").await;
+        for kept in [
+            "12345678901234567890",
+            "-9223372036854775808",
+            "0.1",
+            "1.5e+300",
+        ] {
+            assert!(shown.text.contains(kept), "{kept}: {}", shown.text);
+        }
+
+        // Refused with 422, and nothing changes: what a double cannot hold.
+        let before = app.snapshot().await;
+        for (uri, value) in [
+            (
+                "/director/host",
+                r#"{"object_name": "n2", "vars": {"big": 123456789012345678901234567890}}"#,
+            ),
+            (
+                "/director/host?name=n1",
+                r#"{"vars.big": 123456789012345678901234567890}"#,
+            ),
+            (
+                "/director/host?name=n1",
+                r#"{"vars": {"x": [1, {"y": 1.00000000000000000001}]}}"#,
+            ),
+            ("/director/host?name=n1", r#"{"vars.tiny": 1e-400}"#),
+        ] {
+            let r = app
+                .request("POST", uri, &[], Some(value.as_bytes().to_vec()))
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{value}: {}",
+                r.text
+            );
+            assert!(r.error().contains("cannot be kept exactly"), "{}", r.text);
+        }
+        assert_eq!(app.snapshot().await, before, "changed nothing");
+    }
+);

@@ -296,6 +296,8 @@ db_test!(
                 .status,
             StatusCode::FORBIDDEN
         );
+        app.create("host", json!({"object_name": "other.example"}))
+            .await;
         assert_eq!(
             register(app, "other.example", &host_key, json!({}))
                 .await
@@ -577,7 +579,7 @@ pub fn python_ticket(cn: &str, salt: &str) -> String {
 }
 
 #[tokio::test]
-async fn invalid_keys_are_throttled_per_address_without_slowing_valid_ones() {
+async fn invalid_keys_are_throttled_per_address_and_valid_keys_always_pass() {
     let app = spawn_app_with(Backend::Sqlite, |c| {
         c.trusted_proxies = vec![std::net::IpAddr::from([127, 0, 0, 1])]
     })
@@ -613,9 +615,34 @@ async fn invalid_keys_are_throttled_per_address_without_slowing_valid_ones() {
             StatusCode::FORBIDDEN
         );
     }
-    let r = from("127.0.0.66", key.clone(), "late".into()).await;
+    // Bad keys from that address are throttled now...
+    let r = from("127.0.0.66", "f".repeat(64), "x-late".into()).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.header("retry-after").is_some());
+    // ...but a valid key from behind the same address is let through (one
+    // stale node behind a NAT must not hold up the others' boot storm),
+    // and does not wipe the address's failures.
+    let r = from("127.0.0.66", key.clone(), "late".into()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let host_key = r.json().as_str().unwrap_or_default().to_owned();
+    let r = app
+        .request(
+            "GET",
+            "/director/self-service/agent-config",
+            &[
+                ("authorization", &format!("Bearer {host_key}")),
+                ("x-forwarded-for", "127.0.0.66"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        from("127.0.0.66", "f".repeat(64), "x-later".into())
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     assert_eq!(
         from("127.0.0.20", key.clone(), "still-fine".into())
             .await
@@ -624,3 +651,43 @@ async fn invalid_keys_are_throttled_per_address_without_slowing_valid_ones() {
     );
     app.cleanup().await;
 }
+
+db_test!(
+    a_renamed_hosts_own_key_re_registers_under_the_old_or_the_new_name,
+    async |app: &TestApp| {
+        // Arrange: ag1 registered, then renamed to ag1r.
+        let key = agent_template(app, "agents", json!({})).await;
+        let r = register(app, "ag1", &key, json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let host_key = r.json().as_str().unwrap().to_owned();
+        let renamed = app
+            .post("/director/host?name=ag1", &json!({"object_name": "ag1r"}))
+            .await;
+        assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
+
+        // Act: the node's next boot, under the name it knows.
+        let old = register(app, "ag1", &host_key, json!({"address": "127.0.0.9"})).await;
+
+        // Assert: its own key still, the current name, the change applied
+        // to the renamed host, and no second host.
+        assert_eq!(old.status, StatusCode::OK, "{}", old.text);
+        assert_eq!(old.json(), json!(host_key));
+        assert_eq!(old.header("x-steward-host"), Some("ag1r"));
+        let host = app.get("/director/host?name=ag1r").await.json();
+        assert_eq!(host["address"], json!("127.0.0.9"), "{host}");
+        assert_eq!(
+            app.get("/director/host?name=ag1").await.status,
+            StatusCode::NOT_FOUND
+        );
+        let new = register(app, "ag1r", &host_key, json!({})).await;
+        assert_eq!(new.status, StatusCode::OK, "{}", new.text);
+        assert_eq!(new.header("x-steward-host"), Some("ag1r"));
+
+        // Another host's name with this key is still refused.
+        app.create("host", json!({"object_name": "other"})).await;
+        let before = app.snapshot().await;
+        let r = register(app, "other", &host_key, json!({"address": "127.0.0.10"})).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        assert_eq!(app.snapshot().await, before, "changed nothing");
+    }
+);

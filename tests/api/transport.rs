@@ -57,6 +57,9 @@ db_test!(
             "*/*",
             "application/*",
             "text/html, application/json;q=0.5",
+            // Parameters, `q` values included, never refuse JSON.
+            "application/json;q=0",
+            "application/json; charset=utf-8; q=0",
         ] {
             let r = app
                 .request("GET", "/director/hosts", &[("accept", accept)], None)

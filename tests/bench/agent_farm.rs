@@ -181,6 +181,7 @@ async fn main() -> Result<(), String> {
             registered_at: String::new(),
             next_server_key: None,
             serial_floor: None,
+            registered_as: None,
         };
         let node = Arc::new(Node {
             pinned: Pinned::from_state(&state)?,

@@ -173,6 +173,7 @@ async fn register(http: &reqwest::Client, a: &Args, i: usize) -> Result<Node, St
         registered_at: String::new(),
         next_server_key: None,
         serial_floor: None,
+        registered_as: None,
     };
     Ok(Node {
         host_key,
