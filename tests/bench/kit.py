@@ -95,7 +95,9 @@ ROWS = [
     ("logins", "first_logins_in_time", "first logins of 10 users within 5 s during a flood from 1,400 addresses",
      "≥ 9 of 10", lambda v: v >= 9, "min"),
     ("pulls", "idle_cpu_percent", "server CPU while 10,000 pulling agents wait (wait=60) and nothing changes, "
-     "over 65 s", "≤ 5 %", lambda v: v <= 5, "median"),
+     "over 65 s (the second wait after a deployment)", "≤ 5 %", lambda v: v <= 5, "median"),
+    ("pulls", "idle_after_deploy_cpu_percent", "the same over the first wait after a deployment (each agent's "
+     "renewal reads its state once)", "none", None, "median"),
     ("pulls", "all_updated_s", "after one script change and deploy: every pulling agent holds the new allowlist",
      "≤ 2 s", lambda v: v <= 2, "median"),
     ("pulls", "deploy_succeeded_s", "the same: until the deployment answered succeeded", "≤ 5 s",
@@ -180,7 +182,7 @@ def table(results, quick):
             runs = ", ".join(number(r, f["unit"]) for r in f["runs"])
             which = {"max": " largest", "min": " smallest"}.get(judged, "")
             measured = f"**{number(value, f['unit'])}**{which} ({runs})"
-            met = "quick run" if quick else ("yes" if test(value) else "no")
+            met = "quick run" if quick else ("-" if test is None else ("yes" if test(value) else "no"))
             lines.append(f"| {label} | {target} | {measured} | {met} |")
     return "\n".join(lines)
 
