@@ -2,8 +2,9 @@
 //! waiting for their turn; whoever comes when the waiting room is full is
 //! turned away at once (and answered `503` with `Retry-After`), instead of
 //! queueing without limit. After a restart, ten thousand pulling agents
-//! reconnect within a second: the first few hundred are served in turn,
-//! the others come back later, spread by a random `Retry-After`.
+//! reconnect within a second: they wait their turn in a room sized for a
+//! fleet, a few dozen doing database work at once; whoever comes beyond
+//! the room comes back later, spread by a random `Retry-After`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -53,7 +53,12 @@ pub struct Shared {
 const PULLS_AT_ONCE: usize = 32;
 /// New pulling agents' requests waiting for their turn at most; more are
 /// answered `503` with a `Retry-After` of 1 to [`PULLS_RETRY_SPREAD`] s.
-const PULLS_WAITING: usize = 1024;
+/// Room for a whole fleet's polls at once: after a deployment every agent
+/// polls again, after a restart every agent reconnects, and a waiting
+/// request costs no more than the long poll it was. With room for only
+/// 1,024, thousands of agents were sent away for 1-5 s after each update,
+/// missed the next one, and took 10 s to hold it (PERFORMANCE.md).
+const PULLS_WAITING: usize = 16_384;
 const PULLS_RETRY_SPREAD: u64 = 5;
 
 impl AppState {
