@@ -96,7 +96,7 @@ impl Metrics {
         let pulls = IntCounterVec::new(
             Opts::new(
                 "steward_pulls_total",
-                "Pulling agents' fetches: recorded (fetches written), record_transactions (the transactions they were written in), busy (answered 503 with Retry-After).",
+                "Pulling agents' requests: recorded (fetches written), record_transactions (the transactions they were written in), busy (answered 503 with Retry-After), looks_remembered and looks_read (what a key's host and newest allowlist were found from: memory, or the database).",
             ),
             &["what"],
         )
@@ -124,7 +124,13 @@ impl Metrics {
         for outcome in ["registered", "refused"] {
             registrations.with_label_values(&[outcome]);
         }
-        for what in ["recorded", "record_transactions", "busy"] {
+        for what in [
+            "recorded",
+            "record_transactions",
+            "busy",
+            "looks_remembered",
+            "looks_read",
+        ] {
             pulls.with_label_values(&[what]);
         }
         Self {
@@ -149,6 +155,17 @@ impl Metrics {
     /// Counts one request of a pulling agent answered 503 (too busy).
     pub fn pull_busy(&self) {
         self.pulls.with_label_values(&["busy"]).inc();
+    }
+
+    /// Counts one look of a pulling agent: answered from memory
+    /// (`remembered`), or read from the database.
+    pub fn pull_look(&self, remembered: bool) {
+        let what = if remembered {
+            "looks_remembered"
+        } else {
+            "looks_read"
+        };
+        self.pulls.with_label_values(&[what]).inc();
     }
 
     /// Sets how many pulling agents' long polls wait now.

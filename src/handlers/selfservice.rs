@@ -442,7 +442,9 @@ pub async fn pull_allowlist(
         // requests wait in a bounded room (or get 503 with Retry-After),
         // and a woken one waits its turn.
         let mut permit = None;
-        let look = match service::remembered_look(&state.store, key.as_deref()) {
+        let remembered = service::remembered_look(&state.store, key.as_deref());
+        state.metrics.pull_look(remembered.is_some());
+        let look = match remembered {
             Some(look) => look,
             None => {
                 permit = match admit(&state, &mut admitted).await {

@@ -434,8 +434,9 @@ pub async fn pull_look(store: &Store, key: Option<&str>) -> Result<Look, KeyErro
         .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
     let hash = apikey::hash(key);
     let changes = store.changes();
-    // Taken before the reads: a change committed meanwhile keeps what
-    // they found from being remembered.
+    // Taken before the reads: a key change committed meanwhile keeps what
+    // they found from being remembered, and a deployment published
+    // meanwhile is checked at the look's next use.
     let stamp = changes.look_stamp();
     let (host_id, remember) = match keys::host_by_hash(store.db(), &hash).await? {
         Some(host) => (host, true),
@@ -579,5 +580,5 @@ pub async fn record_fetches(store: &Store, fetches: &[Fetched]) -> Result<(), se
             deployments::restate(&tx.tx, d.id, status, &crate::deploy::counts(&results)).await?;
         }
     }
-    tx.commit().await
+    tx.commit_results().await
 }

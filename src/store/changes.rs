@@ -82,13 +82,27 @@ pub struct Look {
     pub version: Option<IssuedVersion>,
 }
 
-/// Pulling agents' looks by key hash, trusted while nothing is committed
-/// or issued: a renewal of a waiting poll then reads nothing.
+/// Pulling agents' looks by key hash, trusted while no key changes: a
+/// renewal of a waiting poll then reads nothing. A deployment does not
+/// make them forgotten: the issued log tells which hosts it concerns, and
+/// a concerned host's version is taken from the deployment's documents
+/// when this process made it (read again otherwise).
 #[derive(Debug, Default)]
 struct Looks {
-    /// Moves at every change: a look read before it is not remembered.
+    /// Moves at every key change: a look read before it is not remembered.
     stamp: u64,
-    entries: HashMap<String, (Instant, Look)>,
+    /// Key hash → when it was read, what it read, and the issued revision
+    /// taken before it read.
+    entries: HashMap<String, (Instant, Look, u64)>,
+}
+
+/// Taken before a look reads ([`Changes::look_stamp`]): what it read is
+/// remembered only if no key changed since, and is checked against the
+/// deployments issued since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookStamp {
+    keys: u64,
+    issued: u64,
 }
 
 /// The notification hub of one store.
@@ -139,17 +153,19 @@ impl Changes {
         self.issued.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Something was committed that may have changed the activity log or a
-    /// deployment: wakes every [`Committed`] waiter.
+    /// Something was committed that may have changed anything, a key
+    /// included: forgets remembered looks and wakes every [`Committed`]
+    /// waiter.
     pub fn committed(&self) {
         self.forget_looks();
-        self.caught_up();
+        self.recorded();
     }
 
-    /// Wakes every [`Committed`] waiter without forgetting remembered
-    /// looks: the periodic catch-up, which signals nothing that was seen
-    /// to change.
-    pub fn caught_up(&self) {
+    /// Something was committed that changed no key (a deployment, its
+    /// results, agents' fetches, the activity log), or the periodic
+    /// catch-up looked: wakes every [`Committed`] waiter and keeps
+    /// remembered looks.
+    pub fn recorded(&self) {
         self.committed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -181,10 +197,8 @@ impl Changes {
         }
         log.newest = log.newest.max(deployment);
         // The revision moves while the log is locked: a waiter that sees it
-        // finds its entry.
+        // finds its entry (and so does a remembered look).
         self.issued_revision.send_replace(revision);
-        drop(log);
-        self.forget_looks();
     }
 
     /// Deployment `deployment`, made by this process, issued these
@@ -260,36 +274,71 @@ impl Changes {
 
     /// The stamp to take before reading what a pulling agent's look
     /// remembers ([`Self::remember_look`]).
-    pub fn look_stamp(&self) -> u64 {
-        self.remembered().stamp
+    pub fn look_stamp(&self) -> LookStamp {
+        // The issued revision first: a deployment published between the
+        // two is checked again at the next use of the look.
+        let issued = *self.issued_revision.borrow();
+        LookStamp {
+            keys: self.remembered().stamp,
+            issued,
+        }
     }
 
-    /// What a pulling agent's look found for key `hash`, when nothing was
-    /// committed or issued since and it is younger than [`LOOK_KEPT`].
+    /// What a pulling agent's look found for key `hash`, when no key
+    /// changed since and it is younger than [`LOOK_KEPT`]. When a
+    /// deployment issued the host an allowlist since, the look holds only
+    /// if that deployment's documents are in memory (this process made
+    /// it): its version is taken from there; otherwise the look is read
+    /// again.
     pub fn remembered_look(&self, hash: &str, now: Instant) -> Option<Look> {
-        let looks = self.remembered();
-        looks
-            .entries
-            .get(hash)
-            .filter(|(at, _)| now.saturating_duration_since(*at) < LOOK_KEPT)
-            .map(|(_, look)| look.clone())
+        let issued_now = *self.issued_revision.borrow();
+        let (look, seen) = {
+            let looks = self.remembered();
+            let (at, look, seen) = looks.entries.get(hash)?;
+            if now.saturating_duration_since(*at) >= LOOK_KEPT {
+                return None;
+            }
+            (look.clone(), *seen)
+        };
+        if seen == issued_now || !self.concerns(look.host_id, seen, issued_now) {
+            return Some(look);
+        }
+        // The newest deployment's document is at least as new as any
+        // issued up to `issued_now`.
+        let document = self.issued_document(look.host_id)?;
+        let look = Look {
+            host_id: look.host_id,
+            version: Some(IssuedVersion {
+                deployment_id: document.deployment_id,
+                checksum: document.checksum.clone(),
+                serial: document.serial,
+            }),
+        };
+        let mut looks = self.remembered();
+        if let Some(entry) = looks.entries.get_mut(hash) {
+            entry.1 = look.clone();
+            entry.2 = issued_now;
+        }
+        Some(look)
     }
 
-    /// Remembers what a look read, unless something changed since `stamp`
-    /// was taken (the read may predate it).
-    pub fn remember_look(&self, stamp: u64, hash: &str, look: Look, now: Instant) {
+    /// Remembers what a look read, unless a key changed since `stamp` was
+    /// taken (the read may predate it).
+    pub fn remember_look(&self, stamp: LookStamp, hash: &str, look: Look, now: Instant) {
         let mut looks = self.remembered();
-        if looks.stamp != stamp {
+        if looks.stamp != stamp.keys {
             return;
         }
         if looks.entries.len() >= LOOKS_KEPT {
             looks.entries.clear();
         }
-        looks.entries.insert(hash.to_owned(), (now, look));
+        looks
+            .entries
+            .insert(hash.to_owned(), (now, look, stamp.issued));
     }
 
-    /// Forgets every remembered look: something was committed (a key may
-    /// have been revoked) or issued.
+    /// Forgets every remembered look: something was committed that may
+    /// have changed a key (a revocation, a deleted host).
     pub fn forget_looks(&self) {
         let mut looks = self.remembered();
         looks.stamp = looks.stamp.wrapping_add(1);
@@ -465,20 +514,66 @@ mod tests {
     }
 
     #[test]
-    fn a_look_is_remembered_until_something_is_committed_or_issued() {
+    fn a_look_is_remembered_until_a_key_may_have_changed() {
         let changes = Changes::new();
         let now = Instant::now();
         changes.remember_look(changes.look_stamp(), "k1", look(1), now);
         assert_eq!(changes.remembered_look("k1", now), Some(look(1)));
         assert_eq!(changes.remembered_look("k2", now), None);
-        // The periodic catch-up keeps it.
-        changes.caught_up();
+        // Results, fetches and the periodic catch-up keep it.
+        changes.recorded();
+        assert_eq!(changes.remembered_look("k1", now), Some(look(1)));
+        // So does a deployment that issued the host nothing.
+        changes.issued(10, hosts(&[2]));
         assert_eq!(changes.remembered_look("k1", now), Some(look(1)));
         changes.committed();
         assert_eq!(changes.remembered_look("k1", now), None);
+    }
 
+    #[test]
+    fn a_look_takes_its_hosts_new_version_from_this_processs_deployment() {
+        let changes = Changes::new();
+        let now = Instant::now();
         changes.remember_look(changes.look_stamp(), "k1", look(1), now);
-        changes.issued(10, hosts(&[2]));
+        changes.remember_look(changes.look_stamp(), "k2", look(2), now);
+        changes.issued_documents(10, vec![document(10, 1)]);
+        let expected = Look {
+            host_id: 1,
+            version: Some(IssuedVersion {
+                deployment_id: 10,
+                checksum: "c".into(),
+                serial: 10,
+            }),
+        };
+        assert_eq!(changes.remembered_look("k1", now), Some(expected.clone()));
+        // Taken once, then kept.
+        assert_eq!(changes.remembered_look("k1", now), Some(expected));
+        assert_eq!(changes.remembered_look("k2", now), Some(look(2)));
+    }
+
+    #[test]
+    fn a_look_is_read_again_after_another_processs_deployment_to_its_host() {
+        let changes = Changes::new();
+        let now = Instant::now();
+        changes.remember_look(changes.look_stamp(), "k1", look(1), now);
+        changes.remember_look(changes.look_stamp(), "k2", look(2), now);
+        // Published by a catch-up: no documents in memory.
+        changes.issued(11, hosts(&[1]));
+        assert_eq!(changes.remembered_look("k1", now), None);
+        assert_eq!(changes.remembered_look("k2", now), Some(look(2)));
+        // A catch-up that cannot tell which hosts: every look is read again.
+        changes.issued(12, Issued::Everyone);
+        assert_eq!(changes.remembered_look("k2", now), None);
+    }
+
+    #[test]
+    fn a_look_read_across_a_deployment_is_checked_against_it() {
+        let changes = Changes::new();
+        let now = Instant::now();
+        let stamp = changes.look_stamp();
+        // Issued to host 1 while its look reads the version before.
+        changes.issued(11, hosts(&[1]));
+        changes.remember_look(stamp, "k1", look(1), now);
         assert_eq!(changes.remembered_look("k1", now), None);
     }
 

@@ -1,6 +1,6 @@
 //! Queries on self-service keys.
 
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
     Set,
@@ -178,4 +178,19 @@ pub async fn forget_retired(db: &impl ConnectionTrait, host_id: i64) -> Result<(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// On SQLite, the key revision: moved by triggers at every change of
+/// `api_keys` (migration 9), read when another process may have
+/// committed, to tell a key change from anything else.
+pub async fn revision(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    let query = Query::select()
+        .column(Alias::new("revision"))
+        .from(Alias::new("key_changes"))
+        .to_owned();
+    let row = db
+        .query_one(&query)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("key_changes".into()))?;
+    row.try_get("", "revision")
 }

@@ -85,6 +85,15 @@ impl WriteTx<'_> {
         Ok(())
     }
 
+    /// Commits a transaction that changed no key: deployments, their
+    /// results, agents' fetches and states, the activity log. Pulling
+    /// agents' remembered looks are kept (see [`changes`]).
+    pub async fn commit_results(self) -> Result<(), DbErr> {
+        self.tx.commit().await?;
+        self.changes.recorded();
+        Ok(())
+    }
+
     /// The resolver over `kind`'s templates as this transaction sees them.
     pub async fn resolver(&self, kind: Kind) -> Result<Arc<Resolver>, DbErr> {
         self.reads.resolver_in(&self.tx, kind).await
@@ -259,10 +268,14 @@ impl Store {
     }
 
     /// On SQLite: a look at the WAL-index mark four times a second (one
-    /// `pread`); when it moved, a catch-up.
+    /// `pread`); when it moved, a catch-up. The mark moves at this
+    /// process's commits too: the key revision (`key_changes`, moved by
+    /// triggers) tells whether a key changed, for only then are pulling
+    /// agents' remembered looks forgotten.
     async fn follow_sqlite(&self, catch_up_every: Duration) {
         let mark = || self.wal_index.as_ref().and_then(|index| index.mark());
         let mut seen = mark();
+        let mut keys_seen = keys::revision(&self.db).await.ok();
         let mut caught_up = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(MARK_EVERY).await;
@@ -270,7 +283,14 @@ impl Store {
             if now != seen {
                 seen = now;
                 caught_up = tokio::time::Instant::now();
-                self.catch_up().await;
+                let keys_now = keys::revision(&self.db).await.ok();
+                if keys_now.is_none() || keys_now != keys_seen {
+                    keys_seen = keys_now;
+                    self.catch_up().await;
+                } else {
+                    self.changes.recorded();
+                    self.catch_up_issued().await;
+                }
             } else if caught_up.elapsed() >= catch_up_every {
                 caught_up = tokio::time::Instant::now();
                 self.periodic_catch_up().await;
@@ -304,11 +324,17 @@ impl Store {
                 tokio::select! {
                     received = listener.try_recv() => match received {
                         Ok(Some(first)) => {
-                            let mut issued = first.payload() == "i";
+                            let (mut issued, mut keys) =
+                                (first.payload() == "i", first.payload() == "k");
                             while let Some(next) = listener.next_buffered() {
                                 issued |= next.payload() == "i";
+                                keys |= next.payload() == "k";
                             }
-                            self.changes.committed();
+                            if keys {
+                                self.changes.committed();
+                            } else {
+                                self.changes.recorded();
+                            }
                             if issued {
                                 self.catch_up_issued().await;
                             }
@@ -339,7 +365,7 @@ impl Store {
     /// are forgotten by what is seen to change, and age out after
     /// [`changes::LOOK_KEPT`]).
     async fn periodic_catch_up(&self) {
-        self.changes.caught_up();
+        self.changes.recorded();
         self.catch_up_issued().await;
     }
 

@@ -428,6 +428,105 @@ db_test!(
     }
 );
 
+/// `steward_pulls_total{what}`: how many looks were answered from memory
+/// (`looks_remembered`) or read (`looks_read`).
+async fn pulls_counted(app: &TestApp, what: &str) -> u64 {
+    let text = app.get("/metrics").await.text;
+    let prefix = format!("steward_pulls_total{{what=\"{what}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in the metrics"))
+}
+
+db_test!(
+    a_remembered_look_does_not_outlive_a_revocation_by_another_process,
+    async |app: &TestApp| {
+        // This server follows others' commits, as `serve` does; its rare
+        // catch-up does not come within the test.
+        let follower = tokio::spawn(
+            app.store
+                .clone()
+                .follow_changes(std::time::Duration::from_secs(3600)),
+        );
+        let bearer = format!("Bearer {}", register_puller(app, "elsewhere").await.1);
+        let auth = || vec![("authorization", bearer.clone())];
+        for _ in 0..2 {
+            let (status, _, _) = pull(app, auth(), "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "nothing deployed yet");
+        }
+        assert!(pulls_counted(app, "looks_remembered").await >= 1);
+        // Revoked by another server (or the CLI) on the same database.
+        let other = app.replica().await;
+        assert_eq!(
+            other
+                .delete("/director/host/api-key?name=elsewhere")
+                .await
+                .status,
+            StatusCode::OK
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (status, _, _) = pull(app, auth(), "").await;
+            if status == StatusCode::FORBIDDEN {
+                break;
+            }
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the revocation by another process was not noticed in 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        follower.abort();
+    }
+);
+
+db_test!(
+    a_pulling_agents_look_outlives_deployments_and_their_results,
+    async |app: &TestApp| {
+        let follower = tokio::spawn(
+            app.store
+                .clone()
+                .follow_changes(std::time::Duration::from_secs(3600)),
+        );
+        let bearer = format!("Bearer {}", register_puller(app, "steady").await.1);
+        let auth = || vec![("authorization", bearer.clone())];
+        // The follower sees the registration's key change (it cannot tell
+        // this server's from another's) and forgets what was remembered.
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let (status, _, _) = pull(app, auth(), "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "nothing deployed yet");
+        let read = pulls_counted(app, "looks_read").await;
+        assert!(read >= 1);
+        // A long poll, woken by the deployment and answered from memory.
+        let deploy = async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            app.post("/director/config/deploy?wait=30", &json!([]))
+                .await
+                .json()
+        };
+        let ((status, etag, doc), deployed) = tokio::join!(pull(app, auth(), "?wait=30"), deploy);
+        assert_eq!(status, StatusCode::OK, "{doc}");
+        assert_eq!(deployed["status"], json!("succeeded"), "{deployed}");
+        // The follower sees this server's own commits (the deployment, its
+        // results, the fetch): none changed a key.
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let remembered = pulls_counted(app, "looks_remembered").await;
+        let mut headers = auth();
+        headers.push(("if-none-match", etag.expect("an ETag")));
+        let (status, _, _) = pull(app, headers, "").await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        assert_eq!(
+            pulls_counted(app, "looks_read").await,
+            read,
+            "the agent's next poll read the database"
+        );
+        assert_eq!(pulls_counted(app, "looks_remembered").await, remembered + 1);
+        follower.abort();
+    }
+);
+
 db_test!(
     a_deleted_host_that_never_got_an_allowlist_keeps_no_key,
     async |app: &TestApp| {
