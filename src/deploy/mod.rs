@@ -329,7 +329,7 @@ impl Deployer {
             let tx = store.begin_write().await?;
             let now = now_millis();
             let held = deployments::claim(&tx.tx, id, &self.owner, now, lease_until(now)).await?;
-            tx.commit_results().await?;
+            tx.commit_keys_unchanged().await?;
             if !held {
                 return Ok(());
             }
@@ -455,7 +455,7 @@ impl Deployer {
             ),
         )
         .await?;
-        tx.commit_results().await?;
+        tx.commit_keys_unchanged().await?;
         self.metrics.host_result("unreachable", settled);
         Ok(())
     }
@@ -498,7 +498,7 @@ impl Deployer {
         };
         activity::append(&tx.tx, &entry).await?;
         let pruned = deployments::prune(&tx.tx, self.keep).await?;
-        tx.commit_results().await?;
+        tx.commit_keys_unchanged().await?;
         if pruned > 0 {
             tracing::info!(
                 rows = pruned,
@@ -553,7 +553,7 @@ async fn keep_lease(store: Arc<Store>, id: i64, owner: Arc<str>, stop: Arc<Atomi
         let attempt = async {
             let tx = store.begin_write().await?;
             let held = deployments::renew(&tx.tx, id, &owner, lease_until(now_millis())).await?;
-            tx.commit_results().await?;
+            tx.commit_keys_unchanged().await?;
             Ok::<bool, sea_orm::DbErr>(held)
         };
         match attempt.await {
@@ -602,7 +602,7 @@ async fn write_results(
                 deployments::confirm_issued(&tx.tx, host).await?;
             }
         }
-        tx.commit_results().await?;
+        tx.commit_keys_unchanged().await?;
         for (_, outcome) in &batch {
             metrics.host_result(outcome.result, 1);
         }

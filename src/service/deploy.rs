@@ -402,7 +402,7 @@ pub async fn start(
     };
     crate::store::activity::append(&tx.tx, &entry).await?;
     let publishing = store.changes().publishing();
-    tx.commit_results().await?;
+    tx.commit_keys_unchanged().await?;
     // Wakes the pulling agents of these hosts, and answers them.
     store.changes().issued_documents(deployment.id, issued);
     drop(publishing);
@@ -466,7 +466,7 @@ pub async fn cancel(store: &Store, caller: &Caller, id: i64) -> Result<Value, Ap
         )));
     }
     deployments::set_status(&tx.tx, id, "cancelled").await?;
-    tx.commit_results().await?;
+    tx.commit_keys_unchanged().await?;
     details(store, caller, id).await
 }
 

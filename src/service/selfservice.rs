@@ -580,5 +580,5 @@ pub async fn record_fetches(store: &Store, fetches: &[Fetched]) -> Result<(), se
             deployments::restate(&tx.tx, d.id, status, &crate::deploy::counts(&results)).await?;
         }
     }
-    tx.commit_results().await
+    tx.commit_keys_unchanged().await
 }

@@ -75,6 +75,9 @@ pub struct WriteTx<'a> {
     _guard: MutexGuard<'a, ()>,
     reads: &'a Reads,
     changes: &'a Changes,
+    /// Whether an object write through it retired a key (see
+    /// [`object_tx::ObjectTx::commit`]).
+    retired_key: std::sync::atomic::AtomicBool,
 }
 
 impl WriteTx<'_> {
@@ -85,10 +88,10 @@ impl WriteTx<'_> {
         Ok(())
     }
 
-    /// Commits a transaction that changed no key: deployments, their
-    /// results, agents' fetches and states, the activity log. Pulling
-    /// agents' remembered looks are kept (see [`changes`]).
-    pub async fn commit_results(self) -> Result<(), DbErr> {
+    /// Commits a transaction that changed no key (deployments, their
+    /// results, agents' fetches and states, object writes that deleted no
+    /// host): pulling agents' remembered looks are kept (see [`changes`]).
+    pub async fn commit_keys_unchanged(self) -> Result<(), DbErr> {
         self.tx.commit().await?;
         self.changes.recorded();
         Ok(())
@@ -229,6 +232,7 @@ impl Store {
             guard,
             reads: &self.reads,
             changes: &self.changes,
+            retired_key: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -441,6 +445,7 @@ impl Store {
             tx,
             _guard: guard,
             reads: &self.reads,
+            retired_key: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sea_orm::DbErr;
 use tokio::sync::MutexGuard;
@@ -87,6 +88,7 @@ impl ObjectWrites for WriteTx<'_> {
     }
 
     async fn retire_key(&self, object_id: i64) -> Result<(), DbErr> {
+        self.retired_key.store(true, Ordering::Relaxed);
         keys::retire(&self.tx, object_id).await
     }
 
@@ -103,23 +105,42 @@ pub enum ObjectTx<'a> {
         guard: MutexGuard<'a, ()>,
         reads: &'a Reads,
         changes: &'a super::Changes,
+        /// Whether a write through it retired a key.
+        retired_key: AtomicBool,
     },
     /// A transaction of the pool.
     Pool(WriteTx<'a>),
 }
 
 impl ObjectTx<'_> {
-    /// Commits the transaction and releases the writer lock.
+    /// Commits the transaction and releases the writer lock. Pulling
+    /// agents' remembered looks are forgotten only when a write retired a
+    /// key (a host was deleted): no other object write changes what a key
+    /// belongs to.
     pub async fn commit(self) -> Result<(), DbErr> {
         match self {
             ObjectTx::Inline {
-                tx, guard, changes, ..
+                tx,
+                guard,
+                changes,
+                retired_key,
+                ..
             } => {
                 tx.commit(guard).await?;
-                changes.committed();
+                if retired_key.into_inner() {
+                    changes.committed();
+                } else {
+                    changes.recorded();
+                }
                 Ok(())
             }
-            ObjectTx::Pool(tx) => tx.commit().await,
+            ObjectTx::Pool(tx) => {
+                if tx.retired_key.load(Ordering::Relaxed) {
+                    tx.commit().await
+                } else {
+                    tx.commit_keys_unchanged().await
+                }
+            }
         }
     }
 }
@@ -197,7 +218,12 @@ impl ObjectWrites for ObjectTx<'_> {
 
     async fn retire_key(&self, object_id: i64) -> Result<(), DbErr> {
         match self {
-            ObjectTx::Inline { tx, .. } => tx.retire_key(object_id),
+            ObjectTx::Inline {
+                tx, retired_key, ..
+            } => {
+                retired_key.store(true, Ordering::Relaxed);
+                tx.retire_key(object_id)
+            }
             ObjectTx::Pool(tx) => tx.retire_key(object_id).await,
         }
     }

@@ -499,7 +499,10 @@ db_test!(
         assert_eq!(status, StatusCode::NOT_FOUND, "nothing deployed yet");
         let read = pulls_counted(app, "looks_read").await;
         assert!(read >= 1);
-        // A long poll, woken by the deployment and answered from memory.
+        // A script changes (an object write that deletes no host), and a
+        // long poll is woken by the deployment and answered from memory.
+        app.post("/director/script?name=uptime", &json!({"timeout": 10}))
+            .await;
         let deploy = async {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
             app.post("/director/config/deploy?wait=30", &json!([]))
@@ -531,6 +534,9 @@ db_test!(
     a_deleted_host_that_never_got_an_allowlist_keeps_no_key,
     async |app: &TestApp| {
         let bearer = format!("Bearer {}", register_puller(app, "never").await.1);
+        // Remembered: the deletion must make it forgotten.
+        let (status, _, _) = pull(app, vec![("authorization", bearer.clone())], "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(
             app.delete("/director/host?name=never").await.status,
             StatusCode::OK

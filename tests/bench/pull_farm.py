@@ -116,6 +116,14 @@ def pull_counters(base):
     return counters
 
 
+def looks(now, before, what):
+    """How many looks of `what` between two pull_counters (a server
+    without that counter: '-')."""
+    if what not in now or what not in before:
+        return "-"
+    return f"{now[what] - before[what]:.0f}"
+
+
 def all_hold_one(control, count):
     """Whether every node holds the same allowlist (and not none)."""
     holding = stats(control)["holding"]
@@ -162,18 +170,20 @@ def pulls(args, steward, farm_bin, database):
         time.sleep(2)
 
         # Idle: every agent waits, nothing changes. Two windows of one wait
-        # each: in the first, every agent renews once since the deployment,
-        # whose commits made the server forget what it remembered of each
-        # agent's key, so each renewal reads once; in the second nothing has
+        # each: the first right after the deployment (an agent whose look
+        # was not remembered before it reads once), the second with nothing
         # changed for a whole wait.
         for key, when in (("idle_after_deploy_cpu_percent", "in the first wait after the deployment"),
                           ("idle_cpu_percent", "in the next wait, nothing changed for a whole wait")):
+            counted = pull_counters(base)
             c0, t0 = cpu_seconds(server.pid), time.monotonic()
             time.sleep(args.idle_seconds)
             idle = 100 * (cpu_seconds(server.pid) - c0) / (time.monotonic() - t0)
+            now = pull_counters(base)
             print(f"idle CPU with {args.agents} waiting agents {when}: {idle:.2f} % of one core over "
                   f"{args.idle_seconds} s; RSS {rss_kib(server.pid, 'VmRSS') / 1024:.1f} MB "
-                  f"(peak so far {rss_kib(server.pid, 'VmHWM') / 1024:.1f} MB)")
+                  f"(peak so far {rss_kib(server.pid, 'VmHWM') / 1024:.1f} MB); "
+                  f"looks remembered {looks(now, counted, 'looks_remembered')}, read {looks(now, counted, 'looks_read')}")
             figures[key] = [idle]
 
         updated, succeeded = [], []
@@ -194,7 +204,8 @@ def pulls(args, steward, farm_bin, database):
             now = pull_counters(base)
             print(f"  fetches recorded {now['recorded'] - counted['recorded']:.0f} in "
                   f"{now['record_transactions'] - counted['record_transactions']:.0f} transactions, "
-                  f"busy answers {now['busy'] - counted['busy']:.0f}")
+                  f"busy answers {now['busy'] - counted['busy']:.0f}, "
+                  f"looks remembered {looks(now, counted, 'looks_remembered')}, read {looks(now, counted, 'looks_read')}")
             if body.get("status") != "succeeded":
                 print(f"  the deployment did not succeed: {body}")
             updated.append(all_updated)
