@@ -109,14 +109,16 @@ pub fn delivery(value: Option<&Value>) -> &'static str {
 /// and those that left it (disabled, no longer agents, deleted) while their
 /// agent may still hold something: they get an empty allowlist, a deleted
 /// host at its last known address.
-pub async fn render_all(db: &impl ConnectionTrait) -> Result<Rendering, ApiError> {
+pub async fn render_all(
+    db: &impl ConnectionTrait,
+    states: &HashMap<i64, AgentState>,
+) -> Result<Rendering, ApiError> {
     let resolver = Resolver::new(rows::templates(db, Kind::Host).await?);
     let sources = script_sources(db).await?;
-    let states = agents::all(db).await?;
     let mut hosts = Vec::new();
     let mut seen = HashSet::new();
-    for host in rows::all_of(db, Kind::Host, ObjectType::Object).await? {
-        let d = desired(&host, &resolver, &sources);
+    let stored = rows::all_of(db, Kind::Host, ObjectType::Object).await?;
+    for d in on_every_core(&stored, |host| desired(host, &resolver, &sources)) {
         seen.insert(d.host_id);
         let held = states.get(&d.host_id).is_some_and(|s| s.in_deploy_set);
         if d.in_deploy_set || held {
@@ -152,6 +154,30 @@ pub async fn render_all(db: &impl ConnectionTrait) -> Result<Rendering, ApiError
     Ok(Rendering {
         checksum: config_checksum(&map),
         hosts,
+    })
+}
+
+/// `f` over `items` spread over the machine's cores, in their order: a
+/// deployment renders and signs every host's allowlist, its largest work
+/// (10,000 hosts: about 0.2 s each on one core). Few items stay on the
+/// calling thread.
+fn on_every_core<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    const AT_LEAST: usize = 512;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let chunk = items.len().div_ceil(cores).max(AT_LEAST);
+    if items.len() <= chunk {
+        return items.iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<U>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
     })
 }
 
@@ -209,8 +235,8 @@ pub async fn preview(store: &Store, caller: &Caller, name: &str) -> Result<Value
 pub async fn pending(store: &Store, caller: &Caller) -> Result<Value, ApiError> {
     caller.require(Permission::HostsRead)?;
     let db = store.db();
-    let rendering = render_all(db).await?;
     let states = agents::all(db).await?;
+    let rendering = render_all(db, &states).await?;
     let mut hosts = Vec::new();
     for d in &rendering.hosts {
         if !caller.restrictions.allows(&d.host) {
@@ -278,7 +304,8 @@ pub async fn start(
     use crate::store::deployments;
     caller.require(Permission::Deploy)?;
     let tx = store.begin_write().await?;
-    let rendering = render_all(&tx.tx).await?;
+    let states = agents::all(&tx.tx).await?;
+    let rendering = render_all(&tx.tx, &states).await?;
     if let Some(running) = deployments::running(&tx.tx).await? {
         if running.checksum == rendering.checksum {
             let hosts = deployments::hosts(&tx.tx, running.id).await?.len();
@@ -293,7 +320,6 @@ pub async fn start(
             deployment_id: running.id,
         });
     }
-    let states = agents::all(&tx.tx).await?;
     let agents_hold_it = rendering.hosts.iter().all(|h| {
         states
             .get(&h.host_id)
@@ -328,43 +354,39 @@ pub async fn start(
     // Only what changed is signed and pushed: a host whose agent holds
     // its rendered allowlist is `skipped` from the start (unless `force`),
     // its row naming the serial the agent holds and carrying no document.
-    let rows: Vec<deployments::DeploymentHost> = rendering
-        .hosts
-        .iter()
-        .map(|h| {
-            let held = states
-                .get(&h.host_id)
-                .filter(|s| s.confirmed_checksum.as_deref() == Some(h.checksum.as_str()))
-                .and_then(|s| s.confirmed_serial);
-            let (serial, allowlist, result) = match held {
-                Some(held) if !force => (held, String::new(), "skipped"),
-                _ => {
-                    let signed = h.allowlist.sign(
-                        serial,
-                        &generated_at,
-                        key.signing_key(),
-                        next_key.as_deref(),
-                    );
-                    (serial, signed.to_string(), "pending")
-                }
-            };
-            deployments::DeploymentHost {
-                deployment_id: deployment.id,
-                host_id: h.host_id,
-                host_name: h.host.clone(),
-                address: h.address.clone(),
-                agent_port: i32::try_from(h.agent_port).unwrap_or(7446),
-                checksum: h.checksum.clone(),
-                serial,
-                allowlist,
-                result: result.into(),
-                error: None,
-                attempts: 0,
-                updated_at: now,
-                delivery: h.delivery.to_owned(),
+    let rows: Vec<deployments::DeploymentHost> = on_every_core(&rendering.hosts, |h| {
+        let held = states
+            .get(&h.host_id)
+            .filter(|s| s.confirmed_checksum.as_deref() == Some(h.checksum.as_str()))
+            .and_then(|s| s.confirmed_serial);
+        let (serial, allowlist, result) = match held {
+            Some(held) if !force => (held, String::new(), "skipped"),
+            _ => {
+                let signed = h.allowlist.sign(
+                    serial,
+                    &generated_at,
+                    key.signing_key(),
+                    next_key.as_deref(),
+                );
+                (serial, signed.to_string(), "pending")
             }
-        })
-        .collect();
+        };
+        deployments::DeploymentHost {
+            deployment_id: deployment.id,
+            host_id: h.host_id,
+            host_name: h.host.clone(),
+            address: h.address.clone(),
+            agent_port: i32::try_from(h.agent_port).unwrap_or(7446),
+            checksum: h.checksum.clone(),
+            serial,
+            allowlist,
+            result: result.into(),
+            error: None,
+            attempts: 0,
+            updated_at: now,
+            delivery: h.delivery.to_owned(),
+        }
+    });
     let skipped = rows.iter().filter(|r| r.result == "skipped").count();
     let issued: Vec<deployments::DeploymentHost> = rows
         .iter()
@@ -519,7 +541,7 @@ pub async fn director_status(
     let rendered = if configs.is_empty() {
         None
     } else {
-        Some(render_all(db).await?.checksum)
+        Some(render_all(db, &agents::all(db).await?).await?.checksum)
     };
     for c in configs {
         let status = if active.as_ref().is_some_and(|d| d.checksum == *c) {
@@ -557,4 +579,32 @@ pub async fn director_status(
     Ok(
         json!({"active_configuration": active_json, "configs": config_status, "activities": activity_status}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_every_core;
+
+    #[test]
+    fn work_spread_over_the_cores_keeps_its_order() {
+        for n in [0, 1, 511, 512, 513, 5_000] {
+            let items: Vec<usize> = (0..n).collect();
+            let threads = std::sync::Mutex::new(std::collections::HashSet::new());
+            let doubled = on_every_core(&items, |i| {
+                threads
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(std::thread::current().id());
+                i * 2
+            });
+            assert_eq!(doubled, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+            let used = threads.into_inner().unwrap_or_default().len();
+            if n > 512 && cores > 1 {
+                assert!(used > 1, "{n} items on {used} thread");
+            } else if n > 0 {
+                assert_eq!(used, 1, "{n} items stay on the calling thread");
+            }
+        }
+    }
 }

@@ -146,7 +146,8 @@ db_test!(
             .await
             .unwrap();
         }
-        let rendering = steward::service::deploy::render_all(app.store.db())
+        let states = steward::store::agents::all(app.store.db()).await.unwrap();
+        let rendering = steward::service::deploy::render_all(app.store.db(), &states)
             .await
             .unwrap();
         let names: Vec<&str> = rendering.hosts.iter().map(|h| h.host.as_str()).collect();
