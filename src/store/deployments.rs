@@ -1,6 +1,6 @@
 //! Queries on deployments, their hosts, and the agents' confirmed state.
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Alias, Expr, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
@@ -159,8 +159,28 @@ pub async fn prune(db: &impl ConnectionTrait, keep: u64) -> Result<u64, DbErr> {
     else {
         return Ok(0);
     };
+    use sea_orm::sea_query::ExprTrait;
+    // A host's newest issued allowlist stays, however old: its agent may
+    // hold it and fetch it again (a reinstalled pulling agent), and a
+    // deployment that skipped the host carries no document of its own.
+    let newest = Alias::new("newest");
+    let newest_issued = Query::select()
+        .expr(Expr::col((newest.clone(), deployment_host::Column::DeploymentId)).max())
+        .from_as(deployment_host::Entity, newest.clone())
+        .and_where(
+            Expr::col((newest.clone(), deployment_host::Column::HostId))
+                .equals((deployment_host::Entity, deployment_host::Column::HostId)),
+        )
+        .and_where(Expr::col((newest, deployment_host::Column::Allowlist)).ne(""))
+        .to_owned();
     let done = deployment_host::Entity::delete_many()
         .filter(deployment_host::Column::DeploymentId.lt(oldest_kept.id))
+        .filter(
+            Condition::all()
+                .add(deployment_host::Column::Allowlist.ne(""))
+                .add(deployment_host::Column::DeploymentId.in_subquery(newest_issued))
+                .not(),
+        )
         .exec(db)
         .await?;
     Ok(done.rows_affected)

@@ -494,11 +494,21 @@ db_test!(
         let bearer = format!("Bearer {}", register_puller(app, "steady").await.1);
         let auth = || vec![("authorization", bearer.clone())];
         // The follower sees the registration's key change (it cannot tell
-        // this server's from another's) and forgets what was remembered.
-        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-        let (status, _, _) = pull(app, auth(), "").await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "nothing deployed yet");
-        let read = pulls_counted(app, "looks_read").await;
+        // this server's from another's) and forgets what was remembered:
+        // until then, a look may not stay remembered.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let read = loop {
+            let (status, _, _) = pull(app, auth(), "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "nothing deployed yet");
+            let read = pulls_counted(app, "looks_read").await;
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            let (status, _, _) = pull(app, auth(), "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            if pulls_counted(app, "looks_read").await == read {
+                break read;
+            }
+            assert!(std::time::Instant::now() < deadline, "looks are never kept");
+        };
         assert!(read >= 1);
         // A script changes (an object write that deletes no host), and a
         // long poll is woken by the deployment and answered from memory.
@@ -701,6 +711,76 @@ async fn only_the_newest_deployments_keep_their_details_sqlite() {
 )]
 async fn only_the_newest_deployments_keep_their_details_postgres() {
     only_the_newest_deployments_keep_their_details(crate::helpers::Backend::Postgres).await;
+}
+
+/// A pulling agent whose allowlist did not change for more deployments
+/// than are kept can still fetch it: pruning keeps each host's newest
+/// issued allowlist.
+async fn pruning_keeps_each_hosts_newest_allowlist(backend: crate::helpers::Backend) {
+    let app = crate::helpers::spawn_app_with(backend, |c| c.keep_deployments = 2).await;
+    let bearer = format!("Bearer {}", register_puller(&app, "steady").await.1);
+    let auth = || vec![("authorization", bearer.clone())];
+    let first = app
+        .post("/director/config/deploy?wait=30", &json!([]))
+        .await
+        .json();
+    assert_eq!(first["hosts"][0]["host"], json!("steady"), "{first}");
+    let (status, etag, doc) = pull(&app, auth(), "").await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    // Three more deployments that change another host only: "steady" is
+    // skipped in each (its agent holds its allowlist), so its document
+    // stays in the first deployment, which is no longer kept.
+    app.create("host", json!({"object_name": "other", "has_agent": true}))
+        .await;
+    for i in 0..3 {
+        app.create(
+            "script",
+            json!({"object_name": format!("s{i}"), "command": format!("/usr/bin/s{i}")}),
+        )
+        .await;
+        app.post(
+            "/director/host?name=other",
+            &json!({"scripts": [format!("s{i}")]}),
+        )
+        .await;
+        let r = app
+            .post("/director/config/deploy?wait=30", &json!([]))
+            .await
+            .json();
+        let steady = r["hosts"]
+            .as_array()
+            .and_then(|hosts| hosts.iter().find(|h| h["host"] == json!("steady")))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(steady["result"], json!("skipped"), "{r}");
+    }
+    let pruned = app.get("/director/config/deployment?id=1").await.json();
+    assert_eq!(pruned["status"], json!("succeeded"), "{pruned}");
+    // The agent renews with what it holds: still current.
+    let mut holding = auth();
+    holding.push(("if-none-match", etag.clone().expect("an ETag")));
+    let (status, _, _) = pull(&app, holding, "").await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    // A reinstalled agent (holding nothing) gets the same allowlist.
+    let (status, again, refetched) = pull(&app, auth(), "").await;
+    assert_eq!(status, StatusCode::OK, "{refetched}");
+    assert_eq!(again, etag);
+    assert_eq!(refetched, doc);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_each_hosts_newest_allowlist_sqlite() {
+    pruning_keeps_each_hosts_newest_allowlist(crate::helpers::Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(steward_postgres_tests),
+    ignore = "STEWARD_TEST_DATABASE_URL was not set when the tests were built"
+)]
+async fn pruning_keeps_each_hosts_newest_allowlist_postgres() {
+    pruning_keeps_each_hosts_newest_allowlist(crate::helpers::Backend::Postgres).await;
 }
 
 /// Every row a fetch could record: the agents' states and the deployments'
