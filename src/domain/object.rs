@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn the_default_view_shows_only_what_is_set() {
-        let h = host(json!({"address": "10.0.0.1"}));
+        let h = host(json!({"address": "127.10.0.1"}));
         let view = render(
             h.kind,
             &h.name,
@@ -169,13 +169,13 @@ mod tests {
         );
         assert_eq!(
             view,
-            json!({"object_name": "h1", "object_type": "object", "address": "10.0.0.1"})
+            json!({"object_name": "h1", "object_type": "object", "address": "127.10.0.1"})
         );
     }
 
     #[test]
     fn with_null_shows_every_known_property() {
-        let h = host(json!({"address": "10.0.0.1"}));
+        let h = host(json!({"address": "127.10.0.1"}));
         let options = ViewOptions {
             with_null: true,
             properties: None,
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(view["display_name"], Value::Null);
         assert_eq!(view["vars"], json!({}));
         assert_eq!(view["imports"], json!([]));
-        assert_eq!(view["address"], json!("10.0.0.1"));
+        assert_eq!(view["address"], json!("127.10.0.1"));
         assert_eq!(
             view.as_object().map(|m| m.len()),
             Some(Kind::Host.properties().len() + 2)

@@ -165,7 +165,7 @@ fn object_body(kind: Kind) -> Schema {
     let example = match kind {
         Kind::Host => json!({
             "object_name": "web-01",
-            "address": "192.0.2.10",
+            "address": "127.0.2.10",
             "display_name": "Web 01",
             "groups": ["web"],
             "vars": {"os": "Linux"},

@@ -11,33 +11,33 @@ db_test!(
     async |app: &TestApp| {
         app.create(
             "host",
-            json!({"object_name": "h1", "address": "10.0.0.1", "vars": {"a": 1}}),
+            json!({"object_name": "h1", "address": "127.10.0.1", "vars": {"a": 1}}),
         )
         .await;
 
         let plain = app.get("/director/host?name=h1").await;
         assert_eq!(
             plain.json(),
-            json!({"object_name": "h1", "object_type": "object", "address": "10.0.0.1", "vars": {"a": 1}})
+            json!({"object_name": "h1", "object_type": "object", "address": "127.10.0.1", "vars": {"a": 1}})
         );
 
         let with_null = app.get("/director/host?name=h1&withNull").await.json();
         assert_eq!(with_null["display_name"], json!(null));
         assert_eq!(with_null["groups"], json!([]));
-        assert_eq!(with_null["address"], json!("10.0.0.1"));
+        assert_eq!(with_null["address"], json!("127.10.0.1"));
 
         let picked = app
             .get("/director/host?name=h1&properties=address,display_name")
             .await
             .json();
-        assert_eq!(picked, json!({"address": "10.0.0.1"}));
+        assert_eq!(picked, json!({"address": "127.10.0.1"}));
         let picked_null = app
             .get("/director/host?name=h1&properties=address,display_name&withNull=1")
             .await
             .json();
         assert_eq!(
             picked_null,
-            json!({"address": "10.0.0.1", "display_name": null})
+            json!({"address": "127.10.0.1", "display_name": null})
         );
     }
 );

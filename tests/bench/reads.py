@@ -77,7 +77,7 @@ def main():
                                                "vars": {"site": "berlin"}}, admin)
         for i in range(args.hosts):
             call("POST", base + "/director/host", {"object_name": f"host-{i:05d}", "imports": ["base"],
-                                                   "address": "192.0.2.1", "vars": {"n": str(i)}}, admin)
+                                                   "address": "127.0.2.1", "vars": {"n": str(i)}}, admin)
         host = f"{base}/director/host?name=host-{args.hosts // 2:05d}"
         print(f"{'SQLite' if not args.database else 'PostgreSQL'}, {args.hosts} hosts, wrk -t{args.threads} "
               f"-c{args.connections} -d{args.duration}s")

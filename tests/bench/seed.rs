@@ -130,7 +130,7 @@ fn host(i: usize, leaves: &[String]) -> Map<String, Value> {
     body(json!({
         "object_name": format!("host-{i:07}"),
         "imports": imports,
-        "address": format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+        "address": format!("127.{}.{}.{}", 100 + ((i >> 16) & 127), (i >> 8) & 255, i & 255),
         "display_name": format!("Host {i}"),
         "vars": {"n": i, "rack": format!("rack-{}", i % 400), "role": ROLES[i % ROLES.len()]},
     }))
@@ -161,7 +161,7 @@ fn drafts(args: &Args) -> Result<Vec<Draft>, String> {
         bodies.push(body(json!({
             "object_name": "chain-host",
             "imports": ["chain-01"],
-            "address": "192.0.2.10",
+            "address": "127.0.2.10",
             "vars": {"depth": 0, "own": "chain-host"},
         })));
     }

@@ -127,7 +127,7 @@ def main():
         for i in range(args.hosts):
             status, body = call("POST", server.base + "/director/host",
                                 {"object_name": f"merge-{i:03d}", "imports": ["merge-base"],
-                                 "address": "192.0.2.1", "vars": {"n": "0"}})
+                                 "address": "127.0.2.1", "vars": {"n": "0"}})
             if status != 201:
                 sys.exit(f"creating merge-{i:03d} answered {status}: {body}")
         script = os.path.join(data, "merge.lua")
