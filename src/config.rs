@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::network::Network;
 use crate::store::sqlite_url;
 
 /// Where Steward listens by default.
@@ -61,6 +62,9 @@ pub struct Config {
     /// the CLI) without being notified: the bound on how late a lost
     /// notification is made up for.
     pub catch_up_every: Duration,
+    /// When not empty, the only networks pushed to (see
+    /// [`crate::domain::network::push_allowed`]).
+    pub push_networks: Vec<Network>,
 }
 
 impl Config {
@@ -86,6 +90,7 @@ impl Config {
             body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT),
             catch_up_every: Duration::from_secs(DEFAULT_CATCH_UP_EVERY),
             max_connections: None,
+            push_networks: Vec::new(),
         }
     }
 }
@@ -152,6 +157,15 @@ pub struct ConfigArgs {
     /// case a notification was lost [default: 30].
     #[arg(long, value_name = "SECONDS", env = "STEWARD_CATCH_UP_EVERY")]
     pub catch_up_every: Option<u64>,
+    /// Push only to hosts whose address is inside one of these networks
+    /// (ADDRESS/PREFIX) [default: anywhere].
+    #[arg(
+        long = "push-network",
+        value_name = "NETWORK",
+        env = "STEWARD_PUSH_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub push_networks: Vec<Network>,
 }
 
 /// The keys a configuration file may set.
@@ -175,6 +189,7 @@ struct FileConfig {
     body_timeout: Option<u64>,
     max_connections: Option<usize>,
     catch_up_every: Option<u64>,
+    push_networks: Option<Vec<String>>,
 }
 
 impl ConfigArgs {
@@ -285,11 +300,24 @@ impl ConfigArgs {
             DEFAULT_CATCH_UP_EVERY,
             "catch_up_every",
         )?;
+        let push_networks = if self.push_networks.is_empty() {
+            file.push_networks
+                .unwrap_or_default()
+                .iter()
+                .map(|n| {
+                    n.parse::<Network>()
+                        .map_err(|e| format!("push_networks: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            self.push_networks.clone()
+        };
         let max_connections = self.max_connections.or(file.max_connections);
         if max_connections == Some(0) {
             return Err("max_connections must be at least 1".into());
         }
         Ok(Config {
+            push_networks,
             catch_up_every,
             header_timeout,
             idle_timeout,
@@ -358,6 +386,49 @@ mod tests {
             ..ConfigArgs::default()
         };
         assert_eq!(args.load().expect("loads").listen.port(), 9001);
+    }
+
+    #[test]
+    fn push_networks_come_from_the_file_or_the_flags_and_bad_ones_are_refused() {
+        let dir = std::env::temp_dir().join(format!("steward-config-nets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("steward.toml");
+        std::fs::write(&path, "push_networks = [\"127.0.0.0/8\", \"::1\"]\n").expect("write");
+        let from_file = ConfigArgs {
+            config: Some(path.clone()),
+            ..ConfigArgs::default()
+        }
+        .load()
+        .expect("loads");
+        let shown: Vec<String> = from_file
+            .push_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["127.0.0.0/8", "::1/128"]);
+        let flags = ConfigArgs {
+            config: Some(path.clone()),
+            push_networks: vec!["127.0.0.2".parse().expect("a network")],
+            ..ConfigArgs::default()
+        }
+        .load()
+        .expect("loads");
+        assert_eq!(flags.push_networks.len(), 1, "the flags win");
+        assert!(
+            ConfigArgs::default()
+                .load()
+                .expect("loads")
+                .push_networks
+                .is_empty()
+        );
+        std::fs::write(&path, "push_networks = [\"127.0.0.0/33\"]\n").expect("write");
+        let refused = ConfigArgs {
+            config: Some(path),
+            ..ConfigArgs::default()
+        }
+        .load()
+        .expect_err("a bad network");
+        assert!(refused.starts_with("push_networks:"), "{refused}");
     }
 
     #[test]

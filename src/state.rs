@@ -91,6 +91,7 @@ impl AppState {
         let deployer = Deployer::new(
             store.clone(),
             config.keep_deployments,
+            &config.push_networks,
             metrics.clone(),
             shutdown.clone(),
         );

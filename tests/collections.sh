@@ -54,7 +54,10 @@ BASE=http://127.0.0.1:$PORT
 USER_NAME=${COLLECTIONS_USER:-admin}
 PASSWORD=${COLLECTIONS_PASSWORD:-steward-collections}
 # The fresh server's first user is admin with this password.
-STEWARD_ADMIN_PASSWORD=$PASSWORD "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" </dev/null >"$SERVER_LOG" 2>&1 &
+# Deploys push only to loopback: tests touch no other address, whatever
+# the collections' hosts say (a name is not resolved).
+STEWARD_ADMIN_PASSWORD=$PASSWORD "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" \
+    --push-network 127.0.0.0/8 --push-network ::1 </dev/null >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
 if ! wait_ready "$BASE" "$SERVER_PID" "$SERVER_LOG" "${COLLECTIONS_READY_TIMEOUT:-30}"; then

@@ -84,7 +84,10 @@ AGENT_PORT=$(free_port)
 BASE=http://127.0.0.1:$PORT
 PASSWORD=steward-schemathesis-$RANDOM$RANDOM
 
-STEWARD_ADMIN_PASSWORD=$PASSWORD "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" </dev/null >"$SERVER_LOG" 2>&1 &
+# Deploys push only to loopback: tests touch no other address, whatever
+# generated hosts' addresses say (a name is not resolved).
+STEWARD_ADMIN_PASSWORD=$PASSWORD "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" \
+    --push-network 127.0.0.0/8 --push-network ::1 </dev/null >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
 wait_ready "$BASE" "$SERVER_PID" "$SERVER_LOG" "${SCHEMATHESIS_READY_TIMEOUT:-30}" ||

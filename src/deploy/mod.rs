@@ -18,6 +18,7 @@ mod fetches;
 pub use fetches::Fetches;
 
 use crate::domain::activity::Entry;
+use crate::domain::network::{Network, push_allowed};
 use crate::store::deployments::{self, DeploymentHost};
 use crate::store::{Store, activity, agents, now_millis};
 
@@ -90,8 +91,14 @@ fn reason(text: &str) -> String {
 
 /// Pushes one host's allowlist: `deployed` when the agent confirms the
 /// checksum, `failed` with the agent's reason when it refuses (4xx),
-/// `unreachable` when every attempt failed to connect or got a 5xx.
-pub async fn push(client: &reqwest::Client, host: &DeploymentHost) -> Outcome {
+/// `unreachable` when every attempt failed to connect or got a 5xx, or
+/// without an attempt when the host has no address or one outside
+/// `networks` (when there are any).
+pub async fn push(
+    client: &reqwest::Client,
+    host: &DeploymentHost,
+    networks: &[Network],
+) -> Outcome {
     let Some(address) = host.address.as_deref().filter(|a| !a.is_empty()) else {
         return Outcome {
             result: "unreachable",
@@ -99,6 +106,13 @@ pub async fn push(client: &reqwest::Client, host: &DeploymentHost) -> Outcome {
             attempts: 0,
         };
     };
+    if let Err(refused) = push_allowed(networks, address) {
+        return Outcome {
+            result: "unreachable",
+            error: Some(reason(&refused)),
+            attempts: 0,
+        };
+    }
     let url = agent_url(address, host.agent_port);
     let mut last_error = String::new();
     for attempt in 1..=ATTEMPTS {
@@ -211,15 +225,19 @@ pub struct Deployer {
     /// Told when a run ends.
     ended: Arc<tokio::sync::Notify>,
     client: reqwest::Client,
+    /// The networks pushed to (none: anywhere).
+    push_networks: Arc<[Network]>,
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: crate::shutdown::Shutdown,
 }
 
 impl Deployer {
-    /// A deployer over `store` keeping the details of `keep` deployments.
+    /// A deployer over `store` keeping the details of `keep` deployments,
+    /// pushing only inside `push_networks` when there are any.
     pub fn new(
         store: Arc<Store>,
         keep: u64,
+        push_networks: &[Network],
         metrics: Arc<crate::metrics::Metrics>,
         shutdown: crate::shutdown::Shutdown,
     ) -> Self {
@@ -235,6 +253,7 @@ impl Deployer {
             running: Arc::default(),
             ended: Arc::default(),
             client: client(),
+            push_networks: push_networks.into(),
             metrics,
             shutdown,
         }
@@ -364,6 +383,7 @@ impl Deployer {
         futures::stream::iter(pending)
             .for_each_concurrent(CONCURRENCY, |host| {
                 let (client, states, stop, results) = (&self.client, &states, &stop, &results);
+                let networks = &*self.push_networks;
                 let store = &self.store;
                 async move {
                     if stop.load(Ordering::Relaxed) {
@@ -382,7 +402,7 @@ impl Deployer {
                         // Never pushed to: pending until its agent fetches.
                         return;
                     } else {
-                        let pushed = push(client, &host).await;
+                        let pushed = push(client, &host, networks).await;
                         let pulls = state.is_some_and(|s| s.pulled_at.is_some());
                         if pushed.result == "unreachable" && pulls && can_fetch(store, &host).await
                         {
@@ -701,7 +721,7 @@ mod tests {
     async fn a_huge_confirmation_is_read_only_within_the_bound_and_stored_short() {
         // 256 MiB of checksum: the whole of it must never be read.
         let (port, served) = lying_agent(200, "checksum", "abcdefgh", 32 * 1024 * 1024).await;
-        let outcome = push(&client(), &host_at(port)).await;
+        let outcome = push(&client(), &host_at(port), &[]).await;
         assert_eq!(outcome.result, "failed");
         let error = outcome.error.expect("a reason");
         assert!(
@@ -723,7 +743,7 @@ mod tests {
     #[tokio::test]
     async fn an_agents_refusal_is_stored_short_and_without_control_characters() {
         let (port, served) = lying_agent(422, "error", "\\u001b[2J\\r\\nbad\\u202e", 100_000).await;
-        let outcome = push(&client(), &host_at(port)).await;
+        let outcome = push(&client(), &host_at(port), &[]).await;
         assert_eq!(outcome.result, "failed");
         let error = outcome.error.expect("a reason");
         assert!(error.starts_with("422"), "{error}");
@@ -744,7 +764,7 @@ mod tests {
     #[tokio::test]
     async fn a_short_refusal_keeps_its_reason() {
         let (port, _served) = lying_agent(409, "error", "stale", 1).await;
-        let outcome = push(&client(), &host_at(port)).await;
+        let outcome = push(&client(), &host_at(port), &[]).await;
         assert_eq!(outcome.error.as_deref(), Some("409: stale"));
     }
 

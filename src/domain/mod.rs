@@ -11,6 +11,7 @@ pub mod filter;
 pub mod integrity;
 pub mod kind;
 pub mod name;
+pub mod network;
 pub mod normalise;
 pub mod object;
 pub mod resolve;

@@ -970,3 +970,72 @@ db_test!(
         assert_eq!(listed["objects"].as_array().map(Vec::len), Some(1));
     }
 );
+
+/// A stand-in agent on 127.0.0.1 that refuses every allowlist (`403`) and
+/// counts the connections made to it: its port and the count.
+async fn counting_agent() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let port = listener.local_addr().expect("address").port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut request = vec![0u8; 16 * 1024];
+            let _ = socket.read(&mut request).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\n{}")
+                .await;
+        }
+    });
+    (port, count)
+}
+
+/// Deploys once to one host at 127.0.0.1 with `push_networks` set to
+/// `networks`: the host's result and error, and how many connections its
+/// agent got.
+async fn deploy_within(networks: &[&str]) -> (serde_json::Value, usize) {
+    let networks: Vec<steward::domain::network::Network> = networks
+        .iter()
+        .map(|n| n.parse().expect("a network"))
+        .collect();
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Sqlite, |c| {
+        c.push_networks = networks;
+    })
+    .await;
+    let (port, connections) = counting_agent().await;
+    app.create(
+        "host",
+        json!({"object_name": "fenced", "has_agent": true, "address": "127.0.0.1", "agent_port": port}),
+    )
+    .await;
+    let r = app
+        .post("/director/config/deploy?wait=30", &json!([]))
+        .await
+        .json();
+    app.cleanup().await;
+    (
+        r["hosts"][0].clone(),
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_networks_keep_the_server_from_connecting_elsewhere() {
+    // Outside the networks: not connected to at all.
+    let (host, connections) = deploy_within(&["127.0.0.2/32", "fd00::/8"]).await;
+    assert_eq!(connections, 0, "{host}");
+    assert_eq!(host["result"], json!("unreachable"), "{host}");
+    assert_eq!(host["attempts"], json!(0), "{host}");
+    assert_eq!(host["error"], json!("127.0.0.1 is outside push_networks"));
+    // Inside: pushed (and refused by the stand-in).
+    let (host, connections) = deploy_within(&["127.0.0.0/8"]).await;
+    assert!(connections >= 1, "{host}");
+    assert_eq!(host["result"], json!("failed"), "{host}");
+    // None set: anywhere, as before.
+    let (host, connections) = deploy_within(&[]).await;
+    assert!(connections >= 1, "{host}");
+}
