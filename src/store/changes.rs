@@ -292,13 +292,13 @@ impl Changes {
     /// again.
     pub fn remembered_look(&self, hash: &str, now: Instant) -> Option<Look> {
         let issued_now = *self.issued_revision.borrow();
-        let (look, seen) = {
+        let (look, seen, keys) = {
             let looks = self.remembered();
             let (at, look, seen) = looks.entries.get(hash)?;
             if now.saturating_duration_since(*at) >= LOOK_KEPT {
                 return None;
             }
-            (look.clone(), *seen)
+            (look.clone(), *seen, looks.stamp)
         };
         if seen == issued_now || !self.concerns(look.host_id, seen, issued_now) {
             return Some(look);
@@ -315,7 +315,10 @@ impl Changes {
             }),
         };
         let mut looks = self.remembered();
-        if let Some(entry) = looks.entries.get_mut(hash) {
+        // Kept for the next look, unless a key changed meanwhile.
+        if looks.stamp == keys
+            && let Some(entry) = looks.entries.get_mut(hash)
+        {
             entry.1 = look.clone();
             entry.2 = issued_now;
         }
