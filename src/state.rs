@@ -55,9 +55,9 @@ const PULLS_AT_ONCE: usize = 32;
 /// answered `503` with a `Retry-After` of 1 to [`PULLS_RETRY_SPREAD`] s.
 /// Room for a whole fleet's polls at once: after a deployment every agent
 /// polls again, after a restart every agent reconnects, and a waiting
-/// request costs no more than the long poll it was. With room for only
-/// 1,024, thousands of agents were sent away for 1-5 s after each update,
-/// missed the next one, and took 10 s to hold it (PERFORMANCE.md).
+/// request costs no more than the long poll it was. A smaller room sent
+/// agents away right after an update, and they missed the next one
+/// (docs/PERFORMANCE.md, "Pulling agents").
 const PULLS_WAITING: usize = 16_384;
 const PULLS_RETRY_SPREAD: u64 = 5;
 

@@ -158,9 +158,10 @@ pub async fn render_all(
 }
 
 /// `f` over `items` spread over the machine's cores, in their order: a
-/// deployment renders and signs every host's allowlist, its largest work
-/// (10,000 hosts: about 0.2 s each on one core). Few items stay on the
-/// calling thread.
+/// deployment renders and signs every host's allowlist, its largest CPU
+/// work before the first agent can be answered (docs/PERFORMANCE.md,
+/// "What made the update fit in 2 s"). Few items stay on the calling
+/// thread.
 fn on_every_core<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
     const AT_LEAST: usize = 512;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);

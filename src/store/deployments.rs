@@ -244,10 +244,10 @@ pub async fn add_hosts(db: &impl ConnectionTrait, hosts: Vec<DeploymentHost>) ->
 }
 
 /// On PostgreSQL, a deployment's hosts are inserted as one JSON parameter
-/// per 5,000 rows, expanded by `json_populate_recordset`: 10,000 rows in
-/// 20 statements of 6,500 parameters each took 0.6 s, most of it binding
-/// and planning the parameters; PostgreSQL inserts the rows themselves in
-/// 0.1 s. The columns are the entity's, named once.
+/// per 5,000 rows, expanded by `json_populate_recordset`: statements with
+/// thousands of bound parameters cost far more than the insert itself
+/// (docs/PERFORMANCE.md, "What made the update fit in 2 s"). The columns
+/// are the entity's, named once.
 async fn add_hosts_as_json(
     db: &impl ConnectionTrait,
     hosts: &[DeploymentHost],
