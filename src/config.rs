@@ -355,6 +355,25 @@ fn normalise_base_path(raw: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// A configuration file holding `text`, in a directory of its own
+    /// named after `test`.
+    fn config_file(test: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("steward-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("steward.toml");
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    /// The configuration `path` gives, with no flags.
+    fn load_file(path: &Path) -> Result<Config, String> {
+        ConfigArgs {
+            config: Some(path.to_owned()),
+            ..ConfigArgs::default()
+        }
+        .load()
+    }
+
     #[test]
     fn defaults_need_no_configuration() {
         let config = ConfigArgs::default().load().expect("defaults load");
@@ -365,19 +384,11 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file() {
-        let dir = std::env::temp_dir().join(format!("steward-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("steward.toml");
-        std::fs::write(
-            &path,
+        let path = config_file(
+            "config",
             "listen = \"127.0.0.1:9000\"\nbase_path = \"icingaweb2/\"\n",
-        )
-        .expect("write");
-        let args = ConfigArgs {
-            config: Some(path.clone()),
-            ..ConfigArgs::default()
-        };
-        let config = args.load().expect("loads");
+        );
+        let config = load_file(&path).expect("loads");
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.base_path, "/icingaweb2");
         let args = ConfigArgs {
@@ -390,16 +401,11 @@ mod tests {
 
     #[test]
     fn push_networks_come_from_the_file_or_the_flags_and_bad_ones_are_refused() {
-        let dir = std::env::temp_dir().join(format!("steward-config-nets-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("steward.toml");
-        std::fs::write(&path, "push_networks = [\"127.0.0.0/8\", \"::1\"]\n").expect("write");
-        let from_file = ConfigArgs {
-            config: Some(path.clone()),
-            ..ConfigArgs::default()
-        }
-        .load()
-        .expect("loads");
+        let path = config_file(
+            "config-nets",
+            "push_networks = [\"127.0.0.0/8\", \"::1\"]\n",
+        );
+        let from_file = load_file(&path).expect("loads");
         let shown: Vec<String> = from_file
             .push_networks
             .iter()
@@ -413,7 +419,12 @@ mod tests {
         }
         .load()
         .expect("loads");
-        assert_eq!(flags.push_networks.len(), 1, "the flags win");
+        let shown: Vec<String> = flags
+            .push_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["127.0.0.2/32"], "the flags win");
         assert!(
             ConfigArgs::default()
                 .load()
@@ -421,30 +432,15 @@ mod tests {
                 .push_networks
                 .is_empty()
         );
-        std::fs::write(&path, "push_networks = [\"127.0.0.0/33\"]\n").expect("write");
-        let refused = ConfigArgs {
-            config: Some(path),
-            ..ConfigArgs::default()
-        }
-        .load()
-        .expect_err("a bad network");
+        let path = config_file("config-nets-bad", "push_networks = [\"127.0.0.0/33\"]\n");
+        let refused = load_file(&path).expect_err("a bad network");
         assert!(refused.starts_with("push_networks:"), "{refused}");
     }
 
     #[test]
     fn unknown_file_keys_and_bad_urls_are_refused() {
-        let dir = std::env::temp_dir().join(format!("steward-config-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("steward.toml");
-        std::fs::write(&path, "lisen = \"x\"\n").expect("write");
-        assert!(
-            ConfigArgs {
-                config: Some(path),
-                ..ConfigArgs::default()
-            }
-            .load()
-            .is_err()
-        );
+        let path = config_file("config-bad", "lisen = \"x\"\n");
+        assert!(load_file(&path).is_err());
         assert!(
             ConfigArgs {
                 database_url: Some("mysql://x".into()),
@@ -488,18 +484,8 @@ mod tests {
 
     #[test]
     fn tls_files_may_come_half_from_the_file_and_half_from_flags() {
-        let dir = std::env::temp_dir().join(format!("steward-config-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("steward.toml");
-        std::fs::write(&path, "tls_cert = \"/etc/steward/cert.pem\"\n").expect("write");
-        assert!(
-            ConfigArgs {
-                config: Some(path.clone()),
-                ..ConfigArgs::default()
-            }
-            .load()
-            .is_err()
-        );
+        let path = config_file("config-tls", "tls_cert = \"/etc/steward/cert.pem\"\n");
+        assert!(load_file(&path).is_err());
         let config = ConfigArgs {
             config: Some(path),
             tls_key: Some("/etc/steward/key.pem".into()),

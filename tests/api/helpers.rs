@@ -411,13 +411,19 @@ impl TestApp {
 #[macro_export]
 macro_rules! db_test {
     ($name:ident, $body:expr) => {
+        $crate::db_test!($name, |_| {}, $body);
+    };
+    // With the configuration adjusted by `$adjust` (a closure on `&mut Config`).
+    ($name:ident, $adjust:expr, $body:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await;
+                let app =
+                    $crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, $adjust)
+                        .await;
                 let run = $body;
                 run(&app).await;
                 app.cleanup().await;
@@ -429,7 +435,9 @@ macro_rules! db_test {
                 ignore = "STEWARD_TEST_DATABASE_URL was not set when the tests were built"
             )]
             async fn postgres() {
-                let app = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await;
+                let app =
+                    $crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, $adjust)
+                        .await;
                 let run = $body;
                 run(&app).await;
                 app.cleanup().await;
