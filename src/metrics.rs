@@ -10,6 +10,9 @@ use prometheus::{
 };
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 
+use crate::domain::apikey::Registration;
+use crate::domain::deployment::{DeploymentStatus, HostResult};
+
 /// Latency buckets in seconds, from half a millisecond to ten seconds.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -118,11 +121,11 @@ impl Metrics {
         ] {
             registry.register(metric).expect("registered once");
         }
-        for result in ["deployed", "skipped", "failed", "unreachable"] {
-            host_results.with_label_values(&[result]);
+        for result in HostResult::SETTLED {
+            host_results.with_label_values(&[result.as_str()]);
         }
-        for outcome in ["registered", "refused"] {
-            registrations.with_label_values(&[outcome]);
+        for outcome in Registration::ALL {
+            registrations.with_label_values(&[outcome.as_str()]);
         }
         for what in [
             "recorded",
@@ -183,22 +186,28 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Counts one host's deploy result.
-    pub fn host_result(&self, result: &str, n: u64) {
-        self.host_results.with_label_values(&[result]).inc_by(n);
+    /// Counts `n` hosts' deploy result.
+    pub fn host_result(&self, result: HostResult, n: u64) {
+        self.host_results
+            .with_label_values(&[result.as_str()])
+            .inc_by(n);
     }
 
-    /// Counts one registration (`registered` or `refused`).
-    pub fn registration(&self, outcome: &str) {
-        self.registrations.with_label_values(&[outcome]).inc();
+    /// Counts one registration.
+    pub fn registration(&self, outcome: Registration) {
+        self.registrations
+            .with_label_values(&[outcome.as_str()])
+            .inc();
     }
 
     /// Reads the database's figures and renders everything in Prometheus'
     /// text format (version 0.0.4).
     pub async fn render(&self, db: &impl ConnectionTrait) -> Result<String, DbErr> {
         self.deployments.reset();
-        for status in ["running", "succeeded", "partial", "failed", "cancelled"] {
-            self.deployments.with_label_values(&[status]).set(0);
+        for status in DeploymentStatus::ALL {
+            self.deployments
+                .with_label_values(&[status.as_str()])
+                .set(0);
         }
         let backend = db.get_database_backend();
         let rows = db

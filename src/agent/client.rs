@@ -105,7 +105,7 @@ pub struct Registration {
     /// `pull` for an agent that fetches its allowlist itself (the server
     /// then never pushes to it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<String>,
+    pub delivery: Option<crate::domain::kind::Delivery>,
 }
 
 /// The answer of `GET /director/self-service/agent-config`.
@@ -673,7 +673,7 @@ mod tests {
             serde_json::json!({"address": "127.0.0.5", "agent_port": 5665})
         );
         let pull = Registration {
-            delivery: Some("pull".into()),
+            delivery: Some(crate::domain::kind::Delivery::Pull),
             ..Registration::default()
         };
         assert_eq!(

@@ -12,6 +12,7 @@ use super::AgentError;
 use super::client::{Client, Pulled, pull_delay};
 use super::serve::{Agent, Received, ServeOptions};
 use super::state;
+use crate::domain::kind::Delivery;
 
 /// The longest long poll the server accepts.
 pub const MAX_WAIT: u64 = 300;
@@ -58,7 +59,7 @@ pub async fn pull(options: PullOptions) -> Result<(), AgentError> {
     // The server pushes to a host registered for push (and waits for each
     // push to time out before it counts the fetch): say how to switch.
     if let Ok(config) = client.agent_config(&state.host_key).await
-        && config.delivery.as_deref() == Some("push")
+        && config.delivery.as_deref() == Some(Delivery::Push.as_str())
     {
         tracing::warn!(
             host = %config.host,

@@ -218,7 +218,7 @@ async fn run_register(args: RegisterArgs) -> Result<(), AgentError> {
             address: args.address,
             address6: args.address6,
             agent_port: args.agent_port,
-            delivery: args.pull.then(|| "pull".to_owned()),
+            delivery: args.pull.then_some(steward::domain::kind::Delivery::Pull),
         },
         state_dir: args.state_dir,
         server_key: args.server_key,

@@ -16,6 +16,9 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::domain::deployment::Counts;
+use crate::domain::deployment::{DeploymentStatus, HostResult};
+
 /// How often `--wait` asks for the deployment.
 pub const POLL_EVERY: Duration = Duration::from_millis(200);
 /// How long connecting to the server may take.
@@ -84,10 +87,25 @@ impl Exit {
 /// The exit for a deployment's final status: 0 only when every host was
 /// deployed or skipped.
 pub fn exit_for_status(status: &str) -> Exit {
-    match status {
-        "succeeded" | "unchanged" => Exit::Done,
-        _ => Exit::NotDone,
+    if status == UNCHANGED || status == DeploymentStatus::Succeeded.as_str() {
+        Exit::Done
+    } else {
+        Exit::NotDone
     }
+}
+
+/// The status of a deploy that found nothing to deploy.
+const UNCHANGED: &str = "unchanged";
+
+/// Whether a status the server named is still running: a status this
+/// program does not know (a newer server's) counts as ended.
+fn is_running(status: &str) -> bool {
+    status == DeploymentStatus::Running.as_str()
+}
+
+/// The result a host line names, `None` for one this program does not know.
+fn result_of(line: &HostLine) -> Option<HostResult> {
+    line.result.parse().ok()
 }
 
 /// The exit for an HTTP status the server answered instead of what was
@@ -183,36 +201,18 @@ pub fn started_line(started: &Started) -> String {
         |id| format!("deployment {id}"),
     );
     match (started.status.as_str(), started.hosts) {
-        ("unchanged", _) => format!("{id}: unchanged, nothing to deploy"),
+        (UNCHANGED, _) => format!("{id}: unchanged, nothing to deploy"),
         (status, Some(1)) => format!("{id}: {status}, 1 host"),
         (status, Some(n)) => format!("{id}: {status}, {n} hosts"),
         (status, None) => format!("{id}: {status}"),
     }
 }
 
-/// How many hosts had each result.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct Counts {
-    pub pending: u64,
-    pub deployed: u64,
-    pub skipped: u64,
-    pub failed: u64,
-    pub unreachable: u64,
-}
-
-impl Counts {
-    /// Every host counted.
-    pub fn total(&self) -> u64 {
-        self.pending + self.deployed + self.skipped + self.failed + self.unreachable
-    }
-}
-
 /// One host's result in a deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct HostResult {
+pub struct HostLine {
     pub host: String,
-    /// `pending`, `deployed`, `skipped`, `failed` or `unreachable`.
+    /// A [`HostResult`]'s word (kept as sent: a newer server may know more).
     pub result: String,
     #[serde(default)]
     pub error: Option<String>,
@@ -223,14 +223,15 @@ pub struct HostResult {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Deployment {
     pub id: i64,
-    /// `running`, `succeeded`, `partial`, `failed` or `cancelled`.
+    /// A [`DeploymentStatus`]'s word (kept as sent: a newer server may
+    /// know more).
     pub status: String,
     /// Over all hosts, also those a restricted user does not see.
     #[serde(default)]
     pub counts: Counts,
     /// The hosts the user may see; `[]` once the details were pruned.
     #[serde(default)]
-    pub hosts: Vec<HostResult>,
+    pub hosts: Vec<HostLine>,
 }
 
 /// Hosts done (no longer `pending`) and hosts in all: from the host list,
@@ -243,7 +244,7 @@ pub fn progress(deployment: &Deployment) -> (u64, u64) {
     let done = deployment
         .hosts
         .iter()
-        .filter(|h| h.result != "pending")
+        .filter(|h| result_of(h) != Some(HostResult::Pending))
         .count();
     (done as u64, deployment.hosts.len() as u64)
 }
@@ -274,24 +275,19 @@ fn printable(text: &str) -> String {
 pub fn summary(deployment: &Deployment) -> String {
     let c = &deployment.counts;
     let mut lines = vec![format!("{:<12} {:>5}", "RESULT", "HOSTS")];
-    for (result, n) in [
-        ("deployed", c.deployed),
-        ("skipped", c.skipped),
-        ("failed", c.failed),
-        ("unreachable", c.unreachable),
-        ("pending", c.pending),
-    ] {
-        lines.push(format!("{result:<12} {n:>5}"));
+    for result in HostResult::SETTLED.iter().chain([&HostResult::Pending]) {
+        let n = c.get(*result);
+        lines.push(format!("{:<12} {n:>5}", result.as_str()));
     }
     lines.push(format!(
         "deployment {}: {}",
         deployment.id,
         printable(&deployment.status)
     ));
-    let missed: Vec<&HostResult> = deployment
+    let missed: Vec<&HostLine> = deployment
         .hosts
         .iter()
-        .filter(|h| matches!(h.result.as_str(), "failed" | "unreachable"))
+        .filter(|h| result_of(h).is_some_and(HostResult::is_trouble))
         .collect();
     if !missed.is_empty() {
         let rows: Vec<(String, &str, String)> = missed
@@ -337,8 +333,8 @@ async fn deploy(args: &DeployArgs) -> Result<Exit, Failure> {
     let api = Api::new(base, args.user.clone(), password)?;
     let started = api.start(args.force).await?;
     let id = match (started.status.as_str(), started.deployment_id) {
-        ("running", Some(id)) if args.wait => id,
-        ("running" | "unchanged", _) => {
+        (status, Some(id)) if args.wait && is_running(status) => id,
+        (status, _) if is_running(status) || status == UNCHANGED => {
             println!("{}", started_line(&started));
             return Ok(Exit::Done);
         }
@@ -594,7 +590,7 @@ async fn follow(
                 } else {
                     String::new()
                 });
-                let ended = deployment.status != "running";
+                let ended = !is_running(&deployment.status);
                 last = Some(deployment);
                 if ended {
                     break Ok(true);

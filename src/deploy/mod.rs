@@ -18,6 +18,8 @@ mod fetches;
 pub use fetches::Fetches;
 
 use crate::domain::activity::Entry;
+use crate::domain::deployment::{Counts, DeploymentStatus, HostResult, final_status};
+use crate::domain::kind::Delivery;
 use crate::domain::network::{Network, push_allowed};
 use crate::store::deployments::{self, DeploymentHost};
 use crate::store::{Store, activity, agents, now_millis};
@@ -32,7 +34,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// What one push came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    pub result: &'static str,
+    pub result: HostResult,
     pub error: Option<String>,
     pub attempts: i32,
 }
@@ -101,14 +103,14 @@ pub async fn push(
 ) -> Outcome {
     let Some(address) = host.address.as_deref().filter(|a| !a.is_empty()) else {
         return Outcome {
-            result: "unreachable",
+            result: HostResult::Unreachable,
             error: Some("the host has no address".into()),
             attempts: 0,
         };
     };
     if let Err(refused) = push_allowed(networks, address) {
         return Outcome {
-            result: "unreachable",
+            result: HostResult::Unreachable,
             error: Some(reason(&refused)),
             attempts: 0,
         };
@@ -127,7 +129,7 @@ pub async fn push(
                 let body = reply(response).await;
                 return if body["checksum"].as_str() == Some(host.checksum.as_str()) {
                     Outcome {
-                        result: "deployed",
+                        result: HostResult::Deployed,
                         error: None,
                         attempts: attempt,
                     }
@@ -138,7 +140,7 @@ pub async fn push(
                         other => other.to_string(),
                     };
                     Outcome {
-                        result: "failed",
+                        result: HostResult::Failed,
                         error: Some(reason(&format!(
                             "the agent confirmed another checksum: {confirmed}"
                         ))),
@@ -151,7 +153,7 @@ pub async fn push(
                 let body = reply(response).await;
                 let given = body["error"].as_str().unwrap_or("no reason given");
                 return Outcome {
-                    result: "failed",
+                    result: HostResult::Failed,
                     error: Some(reason(&format!("{status}: {given}"))),
                     attempts: attempt,
                 };
@@ -174,24 +176,9 @@ pub async fn push(
         }
     }
     Outcome {
-        result: "unreachable",
+        result: HostResult::Unreachable,
         error: Some(last_error),
         attempts: ATTEMPTS,
-    }
-}
-
-/// The final status from the per-host results.
-pub fn final_status(results: &[&str]) -> &'static str {
-    let good = results
-        .iter()
-        .filter(|r| matches!(**r, "deployed" | "skipped"))
-        .count();
-    if good == results.len() {
-        "succeeded"
-    } else if good == 0 {
-        "failed"
-    } else {
-        "partial"
     }
 }
 
@@ -394,17 +381,19 @@ impl Deployer {
                     let outcome = if !deployment.force && confirmed == Some(host.checksum.as_str())
                     {
                         Outcome {
-                            result: "skipped",
+                            result: HostResult::Skipped,
                             error: None,
                             attempts: 0,
                         }
-                    } else if host.delivery == "pull" {
+                    } else if host.delivery == Delivery::Pull {
                         // Never pushed to: pending until its agent fetches.
                         return;
                     } else {
                         let pushed = push(client, &host, networks).await;
                         let pulls = state.is_some_and(|s| s.pulled_at.is_some());
-                        if pushed.result == "unreachable" && pulls && can_fetch(store, &host).await
+                        if pushed.result == HostResult::Unreachable
+                            && pulls
+                            && can_fetch(store, &host).await
                         {
                             // An agent that pulled before may still fetch it.
                             return;
@@ -468,7 +457,7 @@ impl Deployer {
         let settled = deployments::settle_pending(
             &tx.tx,
             deployment.id,
-            "unreachable",
+            HostResult::Unreachable,
             &format!(
                 "the agent did not fetch its allowlist within {} s",
                 PULL_GRACE.as_secs()
@@ -476,7 +465,7 @@ impl Deployer {
         )
         .await?;
         tx.commit_keys_unchanged().await?;
-        self.metrics.host_result("unreachable", settled);
+        self.metrics.host_result(HostResult::Unreachable, settled);
         Ok(())
     }
 
@@ -488,23 +477,26 @@ impl Deployer {
             return Ok(());
         };
         if current.lease_owner.as_deref() != Some(&*self.owner)
-            || !matches!(current.status.as_str(), "running" | "cancelled")
+            || !matches!(
+                current.status,
+                DeploymentStatus::Running | DeploymentStatus::Cancelled
+            )
         {
             // Another server took it over, or it is finished already.
             return Ok(());
         }
         let hosts = deployments::hosts(&tx.tx, id).await?;
-        let results: Vec<&str> = hosts.iter().map(|h| h.result.as_str()).collect();
-        let status = if current.status == "cancelled" {
-            "cancelled"
+        let results: Vec<HostResult> = hosts.iter().map(|h| h.result).collect();
+        let status = if current.status == DeploymentStatus::Cancelled {
+            DeploymentStatus::Cancelled
         } else {
             final_status(&results)
         };
-        let counts = counts(&results);
+        let counts = Counts::of(&results);
         deployments::finish(&tx.tx, id, status, &counts).await?;
         let mut after = json!({"checksum": current.checksum, "status": status});
-        for result in ["deployed", "skipped", "failed", "unreachable"] {
-            after[result] = counts[result].clone();
+        for result in HostResult::SETTLED {
+            after[result.as_str()] = counts.get(*result).into();
         }
         let entry = Entry {
             at: now_millis(),
@@ -543,24 +535,6 @@ async fn can_fetch(store: &Store, host: &DeploymentHost) -> bool {
         crate::store::keys::can_fetch(store.db(), host.host_id).await,
         Ok(true)
     )
-}
-
-/// The version of a deployment's results (its status and counts) that a
-/// blocking query names in `since`: it changes whenever they move.
-pub fn results_version(status: &str, counts: &Value) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{status}\n{counts}").as_bytes());
-    hex::encode(&digest[..8])
-}
-
-/// Hosts per result.
-pub fn counts(results: &[&str]) -> Value {
-    let mut counts = serde_json::Map::new();
-    for result in ["pending", "deployed", "skipped", "failed", "unreachable"] {
-        let n = results.iter().filter(|r| **r == result).count();
-        counts.insert(result.into(), n.into());
-    }
-    Value::Object(counts)
 }
 
 /// Renews the lease every [`RENEW_EVERY`]; sets `stop` when the deployment
@@ -618,7 +592,7 @@ async fn write_results(
                 outcome.attempts,
             )
             .await?;
-            if outcome.result == "deployed" {
+            if outcome.result == HostResult::Deployed {
                 deployments::confirm_issued(&tx.tx, host).await?;
             }
         }
@@ -634,28 +608,6 @@ async fn write_results(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_results_version_moves_with_the_status_and_the_counts() {
-        let running = counts(&["pending", "deployed"]);
-        let moved = counts(&["deployed", "deployed"]);
-        let version = results_version("running", &running);
-        assert_eq!(version, results_version("running", &running));
-        assert_eq!(version.len(), 16);
-        assert_ne!(version, results_version("running", &moved));
-        assert_ne!(
-            results_version("running", &moved),
-            results_version("succeeded", &moved)
-        );
-    }
-
-    #[test]
-    fn the_final_status_follows_the_results() {
-        assert_eq!(final_status(&["deployed", "skipped"]), "succeeded");
-        assert_eq!(final_status(&[]), "succeeded");
-        assert_eq!(final_status(&["unreachable", "failed"]), "failed");
-        assert_eq!(final_status(&["deployed", "unreachable"]), "partial");
-    }
 
     /// A lying agent on loopback: answers every connection with `status`
     /// and a JSON body whose `field` is `filler` repeated `repeat` times,
@@ -709,11 +661,11 @@ mod tests {
             checksum: "c0ffee".into(),
             serial: 1,
             allowlist: "{}".into(),
-            result: "pending".into(),
+            result: HostResult::Pending,
             error: None,
             attempts: 0,
             updated_at: 0,
-            delivery: "push".into(),
+            delivery: Delivery::Push,
         }
     }
 
@@ -722,7 +674,7 @@ mod tests {
         // 256 MiB of checksum: the whole of it must never be read.
         let (port, served) = lying_agent(200, "checksum", "abcdefgh", 32 * 1024 * 1024).await;
         let outcome = push(&client(), &host_at(port), &[]).await;
-        assert_eq!(outcome.result, "failed");
+        assert_eq!(outcome.result, HostResult::Failed);
         let error = outcome.error.expect("a reason");
         assert!(
             error.chars().count() <= REASON_LIMIT + 1,
@@ -744,7 +696,7 @@ mod tests {
     async fn an_agents_refusal_is_stored_short_and_without_control_characters() {
         let (port, served) = lying_agent(422, "error", "\\u001b[2J\\r\\nbad\\u202e", 100_000).await;
         let outcome = push(&client(), &host_at(port), &[]).await;
-        assert_eq!(outcome.result, "failed");
+        assert_eq!(outcome.result, HostResult::Failed);
         let error = outcome.error.expect("a reason");
         assert!(error.starts_with("422"), "{error}");
         assert!(

@@ -107,6 +107,20 @@ pub fn usable(limits: Limits, uses: i64, now_ms: i64) -> Result<(), Unusable> {
     Ok(())
 }
 
+/// How one self-service registration ended, as `/metrics` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// A host key was handed out.
+    Registered,
+    /// The request was refused (bad key, name, body, or throttled).
+    Refused,
+}
+
+super::words::words!(Registration, "registration outcome", {
+    Registered => "registered",
+    Refused => "refused",
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;

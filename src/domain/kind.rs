@@ -115,7 +115,31 @@ pub const DEFAULT_AGENT_PORT: i64 = 7446;
 
 /// How a host's agent gets its allowlist (`delivery`): pushed to it by the
 /// server (the default), or pulled by the agent with a long poll.
-pub const DELIVERIES: &[&str] = &["push", "pull"];
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    #[default]
+    Push,
+    Pull,
+}
+
+super::words::words!(Delivery, "delivery", {
+    Push => "push",
+    Pull => "pull",
+});
+
+impl Delivery {
+    /// A host's resolved `delivery`: `push` when unset (or, from a stored
+    /// value the rules would refuse now, anything else).
+    pub fn of(value: Option<&serde_json::Value>) -> Self {
+        value
+            .and_then(serde_json::Value::as_str)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default()
+    }
+}
 
 const HOST_PROPERTIES: &[(&str, PropType)] = &[
     ("accept_config", PropType::Bool),
@@ -129,7 +153,7 @@ const HOST_PROPERTIES: &[(&str, PropType)] = &[
     ("check_timeout", PropType::Interval),
     ("command_endpoint", PropType::Text),
     ("custom_endpoint_name", PropType::Text),
-    ("delivery", PropType::Choice(DELIVERIES)),
+    ("delivery", PropType::Choice(Delivery::WORDS)),
     ("disabled", PropType::Disabled),
     ("display_name", PropType::Text),
     ("enable_active_checks", PropType::Bool),

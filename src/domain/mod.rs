@@ -7,6 +7,7 @@ pub mod allowlist;
 pub mod apikey;
 pub mod auth;
 pub mod canonical;
+pub mod deployment;
 pub mod filter;
 pub mod integrity;
 pub mod kind;
@@ -18,6 +19,7 @@ pub mod resolve;
 pub mod text;
 pub mod ticket;
 pub mod user;
+pub mod words;
 pub mod write;
 
 pub use kind::{Kind, ObjectType};

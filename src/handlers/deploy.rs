@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use crate::domain::deployment::DeploymentStatus;
 use crate::error::ApiError;
 use crate::http::json::json_response;
 use crate::http::query::QueryParams;
@@ -131,7 +132,7 @@ pub async fn start_deploy(
     while tokio::time::Instant::now() < deadline && !state.shutdown.is_stopping() {
         let mut committed = state.store.changes().watch_committed();
         let current = crate::store::deployments::get(state.store.db(), id).await?;
-        if current.as_ref().is_some_and(|d| d.status != "running") {
+        if current.as_ref().is_some_and(|d| d.status.is_final()) {
             return Ok(json_response(
                 StatusCode::OK,
                 &service::details(&state.store, &caller, id).await?,
@@ -143,7 +144,7 @@ pub async fn start_deploy(
             () = state.shutdown.stopping() => {}
         }
     }
-    let body = serde_json::json!({"checksum": checksum, "deployment_id": id, "status": "running", "hosts": hosts});
+    let body = serde_json::json!({"checksum": checksum, "deployment_id": id, "status": DeploymentStatus::Running, "hosts": hosts});
     let mut response = json_response(StatusCode::ACCEPTED, &body);
     let location = format!(
         "{}/director/config/deployment?id={id}",

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::auth::layer::{Peer, client_address};
+use crate::domain::apikey::Registration;
 use crate::error::ApiError;
 use crate::http::body::OptionalJsonObject;
 use crate::http::json::json_response;
@@ -176,7 +177,7 @@ pub async fn register_host(
     .await
     {
         Ok(registered) => {
-            state.metrics.registration("registered");
+            state.metrics.registration(Registration::Registered);
             let mut response = if as_text {
                 text(StatusCode::OK, registered.key)
             } else {
@@ -189,7 +190,7 @@ pub async fn register_host(
             response
         }
         Err(e) => {
-            state.metrics.registration("refused");
+            state.metrics.registration(Registration::Refused);
             refuse(&state, address, e, as_text)
         }
     }

@@ -10,7 +10,8 @@ use crate::domain::allowlist::{
     Allowlist, ScriptSource, config_checksum, nothing_to_deploy, render,
 };
 use crate::domain::auth::Permission;
-use crate::domain::kind::DEFAULT_AGENT_PORT;
+use crate::domain::deployment::{Counts, DeploymentStatus, HostResult, results_version};
+use crate::domain::kind::{DEFAULT_AGENT_PORT, Delivery};
 use crate::domain::normalise::parse_bool;
 use crate::domain::resolve::Resolver;
 use crate::domain::{Kind, ObjectType};
@@ -27,8 +28,8 @@ pub struct Desired {
     pub host: String,
     pub address: Option<String>,
     pub agent_port: i64,
-    /// Resolved `delivery`: `push` or `pull`.
-    pub delivery: &'static str,
+    /// Resolved `delivery`.
+    pub delivery: Delivery,
     /// Resolved `has_agent`, not disabled.
     pub in_deploy_set: bool,
     pub allowlist: Allowlist,
@@ -90,18 +91,10 @@ fn desired(
             .get("agent_port")
             .and_then(Value::as_i64)
             .unwrap_or(DEFAULT_AGENT_PORT),
-        delivery: delivery(props.get("delivery")),
+        delivery: Delivery::of(props.get("delivery")),
         in_deploy_set,
         checksum: allowlist.checksum(),
         allowlist,
-    }
-}
-
-/// A host's resolved `delivery`: `pull`, or `push` when unset.
-pub fn delivery(value: Option<&Value>) -> &'static str {
-    match value.and_then(Value::as_str) {
-        Some("pull") => "pull",
-        _ => "push",
     }
 }
 
@@ -137,9 +130,9 @@ pub async fn render_all(
             agent_port: i64::from(state.agent_port),
             // A deleted host's agent was pushed to before, unless it pulled.
             delivery: if state.pulled_at.is_some() {
-                "pull"
+                Delivery::Pull
             } else {
-                "push"
+                Delivery::Push
             },
             in_deploy_set: false,
             checksum: allowlist.checksum(),
@@ -361,7 +354,7 @@ pub async fn start(
             .filter(|s| s.confirmed_checksum.as_deref() == Some(h.checksum.as_str()))
             .and_then(|s| s.confirmed_serial);
         let (serial, allowlist, result) = match held {
-            Some(held) if !force => (held, String::new(), "skipped"),
+            Some(held) if !force => (held, String::new(), HostResult::Skipped),
             _ => {
                 let signed = h.allowlist.sign(
                     serial,
@@ -369,7 +362,7 @@ pub async fn start(
                     key.signing_key(),
                     next_key.as_deref(),
                 );
-                (serial, signed.to_string(), "pending")
+                (serial, signed.to_string(), HostResult::Pending)
             }
         };
         deployments::DeploymentHost {
@@ -381,14 +374,17 @@ pub async fn start(
             checksum: h.checksum.clone(),
             serial,
             allowlist,
-            result: result.into(),
+            result,
             error: None,
             attempts: 0,
             updated_at: now,
-            delivery: h.delivery.to_owned(),
+            delivery: h.delivery,
         }
     });
-    let skipped = rows.iter().filter(|r| r.result == "skipped").count();
+    let skipped = rows
+        .iter()
+        .filter(|r| r.result == HostResult::Skipped)
+        .count();
     let issued: Vec<deployments::DeploymentHost> = rows
         .iter()
         .filter(|r| !r.allowlist.is_empty())
@@ -429,7 +425,7 @@ pub async fn start(
     // Wakes the pulling agents of these hosts, and answers them.
     store.changes().issued_documents(deployment.id, issued);
     drop(publishing);
-    metrics.host_result("skipped", skipped as u64);
+    metrics.host_result(HostResult::Skipped, skipped as u64);
     Ok(Started::Running {
         checksum: rendering.checksum,
         deployment_id: deployment.id,
@@ -451,13 +447,8 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Value, A
     };
     // A finished deployment keeps its counts, also once its per-host
     // details were pruned.
-    let counts = d
-        .counts
-        .as_deref()
-        .and_then(|c| serde_json::from_str::<Value>(c).ok())
-        .unwrap_or_else(|| {
-            crate::deploy::counts(&hosts.iter().map(|h| h.result.as_str()).collect::<Vec<_>>())
-        });
+    let counts = deployments::stored_counts(&d)
+        .unwrap_or_else(|| Counts::of(&hosts.iter().map(|h| h.result).collect::<Vec<_>>()));
     let visible: Vec<Value> = hosts
         .iter()
         .filter(|h| caller.restrictions.allows(&h.host_name))
@@ -469,7 +460,7 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Value, A
     Ok(json!({
         "id": d.id, "checksum": d.checksum, "author": d.author, "status": d.status, "force": d.force,
         "started_at": time(d.started_at), "finished_at": d.finished_at.and_then(time),
-        "version": crate::deploy::results_version(&d.status, &counts),
+        "version": results_version(d.status, &counts),
         "counts": counts, "hosts": visible,
     }))
 }
@@ -482,13 +473,13 @@ pub async fn cancel(store: &Store, caller: &Caller, id: i64) -> Result<Value, Ap
     let d = deployments::get(&tx.tx, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("No such deployment {id}")))?;
-    if d.status != "running" {
+    if d.status.is_final() {
         return Err(ApiError::Conflict(format!(
             "Deployment {id} is {}, not running",
             d.status
         )));
     }
-    deployments::set_status(&tx.tx, id, "cancelled").await?;
+    deployments::set_status(&tx.tx, id, DeploymentStatus::Cancelled).await?;
     tx.commit_keys_unchanged().await?;
     details(store, caller, id).await
 }
@@ -549,7 +540,7 @@ pub async fn director_status(
             "active"
         } else {
             let statuses = deployments::statuses_of(db, c).await?;
-            if statuses.iter().any(|s| s == "succeeded" || s == "partial") {
+            if statuses.iter().any(|s| s.reached_hosts()) {
                 "deployed"
             } else if !statuses.is_empty() {
                 "failed"

@@ -8,7 +8,8 @@ use super::objects::{apply_change, insert_as, resolver};
 use crate::domain::activity::Entry;
 use crate::domain::apikey::{self, Limits, Unusable};
 use crate::domain::auth::Permission;
-use crate::domain::kind::DEFAULT_AGENT_PORT;
+use crate::domain::deployment::{Counts, DeploymentStatus, HostResult, final_status};
+use crate::domain::kind::{DEFAULT_AGENT_PORT, Delivery};
 use crate::domain::normalise::parse_bool;
 use crate::domain::{Draft, Kind, ObjectName, ObjectType, ticket, write};
 use crate::error::ApiError;
@@ -321,7 +322,7 @@ pub async fn register(
 fn resolved_agent(
     resolver: &crate::domain::resolve::Resolver,
     host: &Draft,
-) -> (bool, i64, &'static str) {
+) -> (bool, i64, Delivery) {
     let resolved = resolver.resolve(host);
     let has_agent = resolved.props.get("has_agent").and_then(parse_bool) == Some(true);
     let port = resolved
@@ -329,7 +330,7 @@ fn resolved_agent(
         .get("agent_port")
         .and_then(Value::as_i64)
         .unwrap_or(DEFAULT_AGENT_PORT);
-    let delivery = super::deploy::delivery(resolved.props.get("delivery"));
+    let delivery = Delivery::of(resolved.props.get("delivery"));
     (has_agent, port, delivery)
 }
 
@@ -497,7 +498,7 @@ pub fn fetch_of(issued: &DeploymentHost) -> Fetched {
         deployment_id: issued.deployment_id,
         checksum: issued.checksum.clone(),
         serial: issued.serial,
-        deployed: issued.result == "deployed",
+        deployed: issued.result == HostResult::Deployed,
         scripts: crate::domain::allowlist::script_names(&doc),
     }
 }
@@ -572,12 +573,15 @@ pub async fn record_fetches(store: &Store, fetches: &[Fetched]) -> Result<(), se
         deployments::set_deployed(&tx.tx, id, &hosts).await?;
         // A deployment that ended before these fetches says so now.
         if let Some(d) = deployments::get(&tx.tx, id).await?
-            && matches!(d.status.as_str(), "partial" | "failed")
+            && matches!(
+                d.status,
+                DeploymentStatus::Partial | DeploymentStatus::Failed
+            )
         {
             let hosts = deployments::hosts(&tx.tx, d.id).await?;
-            let results: Vec<&str> = hosts.iter().map(|h| h.result.as_str()).collect();
-            let status = crate::deploy::final_status(&results);
-            deployments::restate(&tx.tx, d.id, status, &crate::deploy::counts(&results)).await?;
+            let results: Vec<HostResult> = hosts.iter().map(|h| h.result).collect();
+            let status = final_status(&results);
+            deployments::restate(&tx.tx, d.id, status, &Counts::of(&results)).await?;
         }
     }
     tx.commit_keys_unchanged().await

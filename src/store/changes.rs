@@ -475,11 +475,11 @@ mod tests {
             checksum: "c".into(),
             serial: deployment,
             allowlist: "{}".into(),
-            result: "pending".into(),
+            result: crate::domain::deployment::HostResult::Pending,
             error: None,
             attempts: 0,
             updated_at: 0,
-            delivery: "pull".into(),
+            delivery: crate::domain::kind::Delivery::Pull,
         }
     }
 

@@ -8,6 +8,7 @@ use sea_orm::{
 
 use super::entities::{agent_state, deployment, deployment_host, setting};
 use super::now_millis;
+use crate::domain::deployment::{Counts, DeploymentStatus, HostResult};
 
 pub use deployment::Model as Deployment;
 pub use deployment_host::Model as DeploymentHost;
@@ -41,7 +42,7 @@ pub async fn next_serial(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
 /// The running deployment, if any.
 pub async fn running(db: &impl ConnectionTrait) -> Result<Option<Deployment>, DbErr> {
     deployment::Entity::find()
-        .filter(deployment::Column::Status.eq("running"))
+        .filter(deployment::Column::Status.eq(DeploymentStatus::Running))
         .order_by_desc(deployment::Column::Id)
         .one(db)
         .await
@@ -80,7 +81,7 @@ pub async fn list(
 /// ran out (its holder stopped or died).
 pub async fn unleased(db: &impl ConnectionTrait, now: i64) -> Result<Vec<Deployment>, DbErr> {
     deployment::Entity::find()
-        .filter(deployment::Column::Status.eq("running"))
+        .filter(deployment::Column::Status.eq(DeploymentStatus::Running))
         .filter(
             Condition::any()
                 .add(deployment::Column::LeaseUntil.is_null())
@@ -105,7 +106,7 @@ pub async fn claim(
         .col_expr(deployment::Column::LeaseOwner, Expr::value(owner))
         .col_expr(deployment::Column::LeaseUntil, Expr::value(until))
         .filter(deployment::Column::Id.eq(id))
-        .filter(deployment::Column::Status.eq("running"))
+        .filter(deployment::Column::Status.eq(DeploymentStatus::Running))
         .filter(
             Condition::any()
                 .add(deployment::Column::LeaseOwner.is_null())
@@ -128,7 +129,7 @@ pub async fn renew(
     let done = deployment::Entity::update_many()
         .col_expr(deployment::Column::LeaseUntil, Expr::value(until))
         .filter(deployment::Column::Id.eq(id))
-        .filter(deployment::Column::Status.eq("running"))
+        .filter(deployment::Column::Status.eq(DeploymentStatus::Running))
         .filter(deployment::Column::LeaseOwner.eq(owner))
         .exec(db)
         .await?;
@@ -141,7 +142,7 @@ pub async fn release(db: &impl ConnectionTrait, owner: &str) -> Result<u64, DbEr
     let done = deployment::Entity::update_many()
         .col_expr(deployment::Column::LeaseUntil, Expr::value(0i64))
         .filter(deployment::Column::LeaseOwner.eq(owner))
-        .filter(deployment::Column::Status.eq("running"))
+        .filter(deployment::Column::Status.eq(DeploymentStatus::Running))
         .exec(db)
         .await?;
     Ok(done.rows_affected)
@@ -202,7 +203,7 @@ pub async fn create(
     deployment::ActiveModel {
         checksum: Set(checksum.to_owned()),
         author: Set(author.to_owned()),
-        status: Set("running".into()),
+        status: Set(DeploymentStatus::Running),
         force: Set(force),
         started_at: Set(now_millis()),
         finished_at: Set(None),
@@ -289,7 +290,7 @@ pub async fn pending_hosts(
 ) -> Result<Vec<DeploymentHost>, DbErr> {
     deployment_host::Entity::find()
         .filter(deployment_host::Column::DeploymentId.eq(id))
-        .filter(deployment_host::Column::Result.eq("pending"))
+        .filter(deployment_host::Column::Result.eq(HostResult::Pending))
         .all(db)
         .await
 }
@@ -300,13 +301,13 @@ pub async fn set_result(
     db: &impl ConnectionTrait,
     id: i64,
     host_id: i64,
-    result: &str,
+    result: HostResult,
     error: Option<String>,
     attempts: i32,
 ) -> Result<(), DbErr> {
     let mut update = deployment_host::Entity::update_many();
-    if result != "deployed" {
-        update = update.filter(deployment_host::Column::Result.ne("deployed"));
+    if result != HostResult::Deployed {
+        update = update.filter(deployment_host::Column::Result.ne(HostResult::Deployed));
     }
     update
         .col_expr(deployment_host::Column::Result, Expr::value(result))
@@ -324,8 +325,12 @@ pub async fn set_result(
 }
 
 /// Sets a deployment's status (a final one also sets `finished_at`).
-pub async fn set_status(db: &impl ConnectionTrait, id: i64, status: &str) -> Result<(), DbErr> {
-    let finished = (status != "running").then(now_millis);
+pub async fn set_status(
+    db: &impl ConnectionTrait,
+    id: i64,
+    status: DeploymentStatus,
+) -> Result<(), DbErr> {
+    let finished = status.is_final().then(now_millis);
     deployment::Entity::update_many()
         .col_expr(deployment::Column::Status, Expr::value(status))
         .col_expr(deployment::Column::FinishedAt, Expr::value(finished))
@@ -335,17 +340,30 @@ pub async fn set_status(db: &impl ConnectionTrait, id: i64, status: &str) -> Res
     Ok(())
 }
 
+/// A deployment's counts as stored (JSON text).
+fn counts_text(counts: &Counts) -> String {
+    serde_json::to_string(counts).unwrap_or_default()
+}
+
+/// A deployment's stored counts (kept when it finished), if any.
+pub fn stored_counts(deployment: &Deployment) -> Option<Counts> {
+    deployment
+        .counts
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok())
+}
+
 /// Ends a deployment: its final status, finish time and counts per result.
 pub async fn finish(
     db: &impl ConnectionTrait,
     id: i64,
-    status: &str,
-    counts: &serde_json::Value,
+    status: DeploymentStatus,
+    counts: &Counts,
 ) -> Result<(), DbErr> {
     deployment::Entity::update_many()
         .col_expr(deployment::Column::Status, Expr::value(status))
         .col_expr(deployment::Column::FinishedAt, Expr::value(now_millis()))
-        .col_expr(deployment::Column::Counts, Expr::value(counts.to_string()))
+        .col_expr(deployment::Column::Counts, Expr::value(counts_text(counts)))
         .col_expr(
             deployment::Column::LeaseOwner,
             Expr::value(Option::<String>::None),
@@ -443,14 +461,21 @@ fn confirmation(
 /// The newest deployment that has not failed (a running one included).
 pub async fn active(db: &impl ConnectionTrait) -> Result<Option<Deployment>, DbErr> {
     deployment::Entity::find()
-        .filter(deployment::Column::Status.is_in(["running", "succeeded", "partial"]))
+        .filter(deployment::Column::Status.is_in([
+            DeploymentStatus::Running,
+            DeploymentStatus::Succeeded,
+            DeploymentStatus::Partial,
+        ]))
         .order_by_desc(deployment::Column::Id)
         .one(db)
         .await
 }
 
 /// The statuses of the deployments of a config checksum.
-pub async fn statuses_of(db: &impl ConnectionTrait, checksum: &str) -> Result<Vec<String>, DbErr> {
+pub async fn statuses_of(
+    db: &impl ConnectionTrait,
+    checksum: &str,
+) -> Result<Vec<DeploymentStatus>, DbErr> {
     Ok(deployment::Entity::find()
         .filter(deployment::Column::Checksum.eq(checksum))
         .all(db)
@@ -529,12 +554,12 @@ pub async fn confirm_issued(
 pub async fn restate(
     db: &impl ConnectionTrait,
     id: i64,
-    status: &str,
-    counts: &serde_json::Value,
+    status: DeploymentStatus,
+    counts: &Counts,
 ) -> Result<(), DbErr> {
     deployment::Entity::update_many()
         .col_expr(deployment::Column::Status, Expr::value(status))
-        .col_expr(deployment::Column::Counts, Expr::value(counts.to_string()))
+        .col_expr(deployment::Column::Counts, Expr::value(counts_text(counts)))
         .filter(deployment::Column::Id.eq(id))
         .exec(db)
         .await?;
@@ -580,7 +605,7 @@ pub async fn pending_count(db: &impl ConnectionTrait, id: i64) -> Result<u64, Db
     use sea_orm::PaginatorTrait;
     deployment_host::Entity::find()
         .filter(deployment_host::Column::DeploymentId.eq(id))
-        .filter(deployment_host::Column::Result.eq("pending"))
+        .filter(deployment_host::Column::Result.eq(HostResult::Pending))
         .count(db)
         .await
 }
@@ -590,7 +615,7 @@ pub async fn pending_count(db: &impl ConnectionTrait, id: i64) -> Result<u64, Db
 pub async fn settle_pending(
     db: &impl ConnectionTrait,
     id: i64,
-    result: &str,
+    result: HostResult,
     error: &str,
 ) -> Result<u64, DbErr> {
     let done = deployment_host::Entity::update_many()
@@ -601,7 +626,7 @@ pub async fn settle_pending(
             Expr::value(now_millis()),
         )
         .filter(deployment_host::Column::DeploymentId.eq(id))
-        .filter(deployment_host::Column::Result.eq("pending"))
+        .filter(deployment_host::Column::Result.eq(HostResult::Pending))
         .exec(db)
         .await?;
     Ok(done.rows_affected)
@@ -632,7 +657,10 @@ pub async fn confirm_fetched(
 pub async fn set_deployed(db: &impl ConnectionTrait, id: i64, hosts: &[i64]) -> Result<(), DbErr> {
     for chunk in hosts.chunks(500) {
         deployment_host::Entity::update_many()
-            .col_expr(deployment_host::Column::Result, Expr::value("deployed"))
+            .col_expr(
+                deployment_host::Column::Result,
+                Expr::value(HostResult::Deployed),
+            )
             .col_expr(
                 deployment_host::Column::Error,
                 Expr::value(Option::<String>::None),
@@ -643,7 +671,7 @@ pub async fn set_deployed(db: &impl ConnectionTrait, id: i64, hosts: &[i64]) -> 
             )
             .filter(deployment_host::Column::DeploymentId.eq(id))
             .filter(deployment_host::Column::HostId.is_in(chunk.iter().copied()))
-            .filter(deployment_host::Column::Result.ne("deployed"))
+            .filter(deployment_host::Column::Result.ne(HostResult::Deployed))
             .exec(db)
             .await?;
     }

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::deployment::DeploymentStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "deployments")]
 pub struct Model {
@@ -10,8 +12,7 @@ pub struct Model {
     /// The config checksum deployed.
     pub checksum: String,
     pub author: String,
-    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`.
-    pub status: String,
+    pub status: DeploymentStatus,
     pub force: bool,
     pub started_at: i64,
     pub finished_at: Option<i64>,

@@ -2,6 +2,9 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::deployment::HostResult;
+use crate::domain::kind::Delivery;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize)]
 #[sea_orm(table_name = "deployment_hosts")]
 pub struct Model {
@@ -17,14 +20,13 @@ pub struct Model {
     /// The signed allowlist document, as JSON.
     #[sea_orm(column_type = "Text")]
     pub allowlist: String,
-    /// `pending`, `deployed`, `skipped`, `failed`, `unreachable`.
-    pub result: String,
+    pub result: HostResult,
     #[sea_orm(column_type = "Text", nullable)]
     pub error: Option<String>,
     pub attempts: i32,
     pub updated_at: i64,
-    /// `push` or `pull` (the host's `delivery`).
-    pub delivery: String,
+    /// The host's `delivery`.
+    pub delivery: Delivery,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
