@@ -153,6 +153,70 @@ impl Counts {
     }
 }
 
+/// A configuration's or activity entry's state in Director's
+/// `deployment-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectorState {
+    /// What the active deployment deployed.
+    Active,
+    /// Deployed before (to at least one host), not active now.
+    Deployed,
+    /// Only ever deployed to no host.
+    Failed,
+    /// Not deployed yet (the configuration a deploy would render now, or
+    /// an activity entry newer than the active deployment).
+    Undeployed,
+    /// Not known here.
+    Unknown,
+}
+
+words!(DirectorState, "Director state", {
+    Active => "active",
+    Deployed => "deployed",
+    Failed => "failed",
+    Undeployed => "undeployed",
+    Unknown => "unknown",
+});
+
+/// A config checksum's state: `active` when the active deployment has it,
+/// else from its deployments' `statuses`; one never deployed is
+/// `undeployed` when it is what a deploy would render now.
+pub fn config_state(
+    active: bool,
+    statuses: &[DeploymentStatus],
+    rendered_now: bool,
+) -> DirectorState {
+    if active {
+        DirectorState::Active
+    } else if statuses.iter().any(|s| s.reached_hosts()) {
+        DirectorState::Deployed
+    } else if !statuses.is_empty() {
+        DirectorState::Failed
+    } else if rendered_now {
+        DirectorState::Undeployed
+    } else {
+        DirectorState::Unknown
+    }
+}
+
+/// An activity entry's state, from its id and the active deployment's
+/// (`None` for either: not known): the entry the deployment started at is
+/// `active`, older ones `deployed`, newer ones `undeployed`.
+pub fn activity_state(
+    entry: Option<i64>,
+    active: Option<i64>,
+    is_active_entry: bool,
+    any_active: bool,
+) -> DirectorState {
+    match (any_active, entry) {
+        (true, Some(_)) if is_active_entry => DirectorState::Active,
+        (true, Some(id)) if active.is_some_and(|active| id > active) => DirectorState::Undeployed,
+        (true, Some(_)) => DirectorState::Deployed,
+        _ => DirectorState::Unknown,
+    }
+}
+
 /// The version of a deployment's results (its status and counts) that a
 /// blocking query names in `since`: it changes whenever they move.
 pub fn results_version(status: DeploymentStatus, counts: &Counts) -> String {
@@ -251,6 +315,46 @@ mod tests {
         assert_ne!(
             results_version(Running, &moved),
             results_version(Succeeded, &moved)
+        );
+    }
+
+    #[test]
+    fn director_states_follow_the_deployments() {
+        use DeploymentStatus::*;
+        assert_eq!(config_state(true, &[Failed], false), DirectorState::Active);
+        assert_eq!(
+            config_state(false, &[Failed, Partial], false),
+            DirectorState::Deployed
+        );
+        assert_eq!(
+            config_state(false, &[Failed, Cancelled], true),
+            DirectorState::Failed
+        );
+        assert_eq!(config_state(false, &[], true), DirectorState::Undeployed);
+        assert_eq!(config_state(false, &[], false), DirectorState::Unknown);
+        assert_eq!(
+            activity_state(Some(5), Some(5), true, true),
+            DirectorState::Active
+        );
+        assert_eq!(
+            activity_state(Some(6), Some(5), false, true),
+            DirectorState::Undeployed
+        );
+        assert_eq!(
+            activity_state(Some(4), Some(5), false, true),
+            DirectorState::Deployed
+        );
+        assert_eq!(
+            activity_state(Some(4), None, false, true),
+            DirectorState::Deployed
+        );
+        assert_eq!(
+            activity_state(Some(4), Some(5), false, false),
+            DirectorState::Unknown
+        );
+        assert_eq!(
+            activity_state(None, Some(5), false, true),
+            DirectorState::Unknown
         );
     }
 

@@ -10,7 +10,9 @@ use crate::domain::allowlist::{
     Allowlist, ScriptSource, config_checksum, nothing_to_deploy, render,
 };
 use crate::domain::auth::Permission;
-use crate::domain::deployment::{Counts, DeploymentStatus, HostResult, results_version};
+use crate::domain::deployment::{
+    Counts, DeploymentStatus, HostResult, activity_state, config_state, results_version,
+};
 use crate::domain::kind::{DEFAULT_AGENT_PORT, Delivery};
 use crate::domain::normalise::parse_bool;
 use crate::domain::resolve::Resolver;
@@ -536,21 +538,14 @@ pub async fn director_status(
         Some(render_all(db, &agents::all(db).await?).await?.checksum)
     };
     for c in configs {
-        let status = if active.as_ref().is_some_and(|d| d.checksum == *c) {
-            "active"
+        let is_active = active.as_ref().is_some_and(|d| d.checksum == *c);
+        let statuses = if is_active {
+            Vec::new()
         } else {
-            let statuses = deployments::statuses_of(db, c).await?;
-            if statuses.iter().any(|s| s.reached_hosts()) {
-                "deployed"
-            } else if !statuses.is_empty() {
-                "failed"
-            } else if rendered.as_deref() == Some(*c) {
-                "undeployed"
-            } else {
-                "unknown"
-            }
+            deployments::statuses_of(db, c).await?
         };
-        config_status.insert((*c).to_owned(), status.into());
+        let state = config_state(is_active, &statuses, rendered.as_deref() == Some(*c));
+        config_status.insert((*c).to_owned(), state.as_str().into());
     }
     let active_activity_id = match active.as_ref().and_then(|d| d.activity_checksum.as_deref()) {
         Some(a) => activity::id_of(db, a).await?,
@@ -558,15 +553,16 @@ pub async fn director_status(
     };
     let mut activity_status = serde_json::Map::new();
     for a in activities {
-        let status = match (active.as_ref(), activity::id_of(db, a).await?) {
-            (Some(d), Some(_)) if d.activity_checksum.as_deref() == Some(*a) => "active",
-            (Some(_), Some(id)) if active_activity_id.is_some_and(|active_id| id > active_id) => {
-                "undeployed"
-            }
-            (Some(_), Some(_)) => "deployed",
-            _ => "unknown",
-        };
-        activity_status.insert((*a).to_owned(), status.into());
+        let is_active_entry = active
+            .as_ref()
+            .is_some_and(|d| d.activity_checksum.as_deref() == Some(*a));
+        let state = activity_state(
+            activity::id_of(db, a).await?,
+            active_activity_id,
+            is_active_entry,
+            active.is_some(),
+        );
+        activity_status.insert((*a).to_owned(), state.as_str().into());
     }
     Ok(
         json!({"active_configuration": active_json, "configs": config_status, "activities": activity_status}),
