@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,9 +18,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{AGENT, free_port};
+use support::{AGENT, Server, free_port};
 
-const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
 const ADMIN_PASSWORD: &str = "admin-password-x";
 
 fn fingerprint(raw: &[u8]) -> String {
@@ -694,130 +693,45 @@ fn the_environment_supplies_server_key_and_state_dir_and_help_hides_the_key() {
 // ---------------------------------------------------------------------------
 // The real server.
 
-/// A running `steward serve`, stopped on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    _data: tempfile::TempDir,
+/// A running `steward serve` whose admin has [`ADMIN_PASSWORD`].
+fn start_server() -> Server {
+    Server::start(ADMIN_PASSWORD)
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A request as the admin; the status and the body as JSON.
+fn admin(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let (status, text) = server.request(method, path, Some(&server.admin()), &body);
+    assert_ne!(status, 0, "steward answers");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-impl Server {
-    fn start() -> Server {
-        let data = tempfile::tempdir().unwrap();
-        let port = free_port("127.0.0.1");
-        let mut child = Command::new(STEWARD)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-                data.path().to_str().unwrap(),
-            ])
-            .env("STEWARD_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env_remove("STEWARD_DATABASE_URL")
-            .env_remove("STEWARD_CONFIG")
-            .env_remove("STEWARD_BASE_PATH")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start steward");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some((200, _)) = http(port, "GET", "/ready", None, None) {
-                break;
-            }
-            if let Ok(Some(exit)) = child.try_wait() {
-                panic!("steward exited early: {exit}");
-            }
-            assert!(Instant::now() < deadline, "steward did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server {
-            child,
-            port,
-            _data: data,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// A request as the admin; the status and the body as JSON.
-    fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let (status, text) = http(
-            self.port,
-            method,
-            path,
-            Some(&format!("admin:{ADMIN_PASSWORD}")),
-            body.map(|b| b.to_string()).as_deref(),
-        )
-        .expect("steward answers");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// Makes the `agents` template (has_agent) and answers its new key.
-    fn agents_template_key(&self) -> String {
-        let (status, body) = self.admin(
-            "POST",
-            "/director/host",
-            Some(json!({"object_name": "agents", "object_type": "template", "has_agent": true})),
-        );
-        assert!(status == 200 || status == 201, "{status} {body}");
-        let (status, body) = self.admin(
-            "POST",
-            "/director/host/api-key?name=agents",
-            Some(json!({})),
-        );
-        assert_eq!(status, 200, "{body}");
-        body["api_key"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no api_key in {body}"))
-            .to_owned()
-    }
-}
-
-/// One HTTP/1.0 request; the status and the body.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    basic: Option<&str>,
-    body: Option<&str>,
-) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let auth = basic
-        .map(|c| format!("Authorization: Basic {}\r\n", STANDARD.encode(c)))
-        .unwrap_or_default();
-    let body = body.unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
+/// Makes the `agents` template (has_agent) and answers its new key.
+fn agents_template_key(server: &Server) -> String {
+    let (status, body) = admin(
+        server,
+        "POST",
+        "/director/host",
+        Some(json!({"object_name": "agents", "object_type": "template", "has_agent": true})),
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (status, body) = admin(
+        server,
+        "POST",
+        "/director/host/api-key?name=agents",
+        Some(json!({})),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["api_key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no api_key in {body}"))
+        .to_owned()
 }
 
 #[test]
 fn registers_with_the_real_server_again_and_again_and_is_refused_when_it_should_be() {
-    let server = Server::start();
-    let key = server.agents_template_key();
+    let server = start_server();
+    let key = agents_template_key(&server);
     let state1 = tempfile::tempdir().unwrap();
     let register = |key: &str, state: &Path, extra: &[&str]| {
         let url = server.url();
@@ -860,7 +774,7 @@ fn registers_with_the_real_server_again_and_again_and_is_refused_when_it_should_
         "{state}"
     );
 
-    let (status, host) = server.admin("GET", "/director/host?name=node1.example", None);
+    let (status, host) = admin(&server, "GET", "/director/host?name=node1.example", None);
     assert_eq!(status, 200, "{host}");
     assert_eq!(host["imports"], json!(["agents"]), "{host}");
     assert_eq!(host["address"], "127.0.0.5", "{host}");
@@ -911,8 +825,8 @@ fn registers_with_the_real_server_again_and_again_and_is_refused_when_it_should_
 #[test]
 fn a_node_whose_host_was_renamed_re_registers_and_learns_the_new_name() {
     // Arrange: node1.example registered, then renamed on the server.
-    let server = Server::start();
-    let key = server.agents_template_key();
+    let server = start_server();
+    let key = agents_template_key(&server);
     let state = tempfile::tempdir().unwrap();
     let url = server.url();
     let register = || {
@@ -933,7 +847,8 @@ fn a_node_whose_host_was_renamed_re_registers_and_learns_the_new_name() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (status, body) = server.admin(
+    let (status, body) = admin(
+        &server,
         "POST",
         "/director/host?name=node1.example",
         Some(json!({"object_name": "renamed.example"})),
@@ -955,6 +870,6 @@ fn a_node_whose_host_was_renamed_re_registers_and_learns_the_new_name() {
         assert_eq!(now["host"], "renamed.example", "boot {boot}: {now}");
         assert_eq!(now["host_key"], json!(host_key), "boot {boot}");
     }
-    let (status, _) = server.admin("GET", "/director/host?name=node1.example", None);
+    let (status, _) = admin(&server, "GET", "/director/host?name=node1.example", None);
     assert_eq!(status, 404, "no duplicate host under the old name");
 }

@@ -10,9 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, Statement};
-use support::free_port;
-
-const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
+use support::{STEWARD, Server, ServerOptions, basic, free_port};
 
 /// A plain HTTP/1.0 GET; answers the status line and the body.
 fn http_get(port: u16, path: &str) -> Option<(String, String)> {
@@ -254,98 +252,27 @@ fn the_data_directory_and_database_files_are_the_owners_alone_even_if_they_were_
     assert!(db.iter().all(|(_, mode)| *mode == 0o600), "{db:?}");
 }
 
-/// A running `steward serve` on a temporary data directory.
-struct Server {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
+/// A server whose `admin` has `password` (or, without one, a random
+/// password in `admin.cred`), logging at `debug`.
+fn serve(password: Option<&str>) -> Server {
+    Server::with(ServerOptions {
+        admin_password: password.map(str::to_owned),
+        ..ServerOptions::default().env("STEWARD_LOG", "debug")
+    })
 }
 
-impl Server {
-    fn start(admin_password: Option<&str>) -> Self {
-        Self::start_with(admin_password, &[])
-    }
-
-    fn start_with(admin_password: Option<&str>, env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port("127.0.0.1");
-        let mut command = Command::new(STEWARD);
-        command
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .env_remove("STEWARD_DATABASE_URL")
-            .env_remove("STEWARD_CONFIG")
-            .env_remove("STEWARD_ADMIN_PASSWORD")
-            .env("STEWARD_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("server.log")).expect("log file"));
-        if let Some(p) = admin_password {
-            command.env("STEWARD_ADMIN_PASSWORD", p);
-        }
-        command.envs(env.iter().copied());
-        let mut child = command.spawn().expect("start steward");
-        wait_ready(&mut child, port);
-        Server { child, port, dir }
-    }
-
-    fn status_as(&self, path: &str, credentials: &str) -> String {
-        http_get_as(self.port, path, Some(credentials))
-            .map(|(s, _)| s)
-            .unwrap_or_default()
-    }
-
-    /// Runs a `steward` command on the same data directory, with `stdin`.
-    fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
-        let mut child = Command::new(STEWARD)
-            .args(args)
-            .arg("--data-dir")
-            .arg(self.dir.path())
-            .env_remove("STEWARD_DATABASE_URL")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run steward");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().expect("output")
-    }
-}
-
-impl Server {
-    /// One request with an optional `Authorization` value and body: the
-    /// status code (0 when nothing answers) and the body.
-    fn request(&self, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, String) {
-        support::http_text(
-            &format!("127.0.0.1:{}", self.port),
-            method,
-            path,
-            auth,
-            body,
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The status of `GET path` with Basic `user:password`.
+fn status_as(server: &Server, path: &str, credentials: &str) -> u16 {
+    let (user, password) = credentials.split_once(':').expect("user:password");
+    server
+        .request("GET", path, Some(&basic(user, password)), "")
+        .0
 }
 
 #[test]
 fn without_a_configured_password_admin_gets_a_random_one_in_a_private_file() {
-    let server = Server::start(None);
-    let path = server.dir.path().join("admin.cred");
+    let server = serve(None);
+    let path = server.data.join("admin.cred");
     let text = std::fs::read_to_string(&path).expect("admin.cred written");
     let cred: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(cred["username"], "admin");
@@ -357,16 +284,12 @@ fn without_a_configured_password_admin_gets_a_random_one_in_a_private_file() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
-    assert!(
-        server
-            .status_as("/director/hosts", &format!("admin:{password}"))
-            .contains(" 200 ")
-    );
+    assert!(status_as(&server, "/director/hosts", &format!("admin:{password}")) == 200);
 }
 
 #[test]
 fn pythons_urllib_gets_the_challenge_and_retries_with_credentials() {
-    let server = Server::start(Some("urllib-password"));
+    let server = serve(Some("urllib-password"));
     // urllib's HTTPBasicAuthHandler sends the first request without
     // credentials and only retries after a 401 naming a realm.
     let script = format!(
@@ -403,12 +326,8 @@ print("ok")
 
 #[test]
 fn cli_user_changes_take_effect_on_the_running_server_at_once() {
-    let server = Server::start(Some("first-password"));
-    assert!(
-        server
-            .status_as("/director/hosts", "admin:first-password")
-            .contains(" 200 ")
-    );
+    let server = serve(Some("first-password"));
+    assert!(status_as(&server, "/director/hosts", "admin:first-password") == 200);
 
     let out = server.cli(
         &[
@@ -427,16 +346,8 @@ fn cli_user_changes_take_effect_on_the_running_server_at_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        server
-            .status_as("/director/hosts", "ops:ops-password")
-            .contains(" 200 ")
-    );
-    assert!(
-        server
-            .status_as("/director/users", "ops:ops-password")
-            .contains(" 403 ")
-    );
+    assert!(status_as(&server, "/director/hosts", "ops:ops-password") == 200);
+    assert!(status_as(&server, "/director/users", "ops:ops-password") == 403);
 
     let out = server.cli(&["user", "passwd", "admin"], "second-password\n");
     assert!(
@@ -445,31 +356,17 @@ fn cli_user_changes_take_effect_on_the_running_server_at_once() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        server
-            .status_as("/director/hosts", "admin:first-password")
-            .contains(" 401 "),
+        status_as(&server, "/director/hosts", "admin:first-password") == 401,
         "the old password stops at once"
     );
-    assert!(
-        server
-            .status_as("/director/hosts", "admin:second-password")
-            .contains(" 200 ")
-    );
+    assert!(status_as(&server, "/director/hosts", "admin:second-password") == 200);
 
     let out = server.cli(&["user", "disable", "ops"], "");
     assert!(out.status.success());
-    assert!(
-        server
-            .status_as("/director/hosts", "ops:ops-password")
-            .contains(" 401 ")
-    );
+    assert!(status_as(&server, "/director/hosts", "ops:ops-password") == 401);
     let out = server.cli(&["user", "enable", "ops"], "");
     assert!(out.status.success());
-    assert!(
-        server
-            .status_as("/director/hosts", "ops:ops-password")
-            .contains(" 200 ")
-    );
+    assert!(status_as(&server, "/director/hosts", "ops:ops-password") == 200);
 
     let list = server.cli(&["user", "list"], "");
     let text = String::from_utf8_lossy(&list.stdout);
@@ -480,11 +377,7 @@ fn cli_user_changes_take_effect_on_the_running_server_at_once() {
 
     let out = server.cli(&["user", "remove", "ops"], "");
     assert!(out.status.success());
-    assert!(
-        server
-            .status_as("/director/hosts", "ops:ops-password")
-            .contains(" 401 ")
-    );
+    assert!(status_as(&server, "/director/hosts", "ops:ops-password") == 401);
     let out = server.cli(&["user", "remove", "nobody"], "");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such user"));
@@ -494,7 +387,7 @@ fn cli_user_changes_take_effect_on_the_running_server_at_once() {
 
 #[tokio::test]
 async fn activity_verify_names_the_first_altered_entry() {
-    let server = Server::start(Some("verify-password"));
+    let server = serve(Some("verify-password"));
     for name in ["a", "b", "c"] {
         let out = server.cli(
             &["user", "add", name, "--role", "reader"],
@@ -514,10 +407,7 @@ async fn activity_verify_names_the_first_altered_entry() {
         String::from_utf8_lossy(&ok.stdout)
     );
 
-    let url = format!(
-        "sqlite://{}",
-        server.dir.path().join("steward.sqlite").display()
-    );
+    let url = format!("sqlite://{}", server.data.join("steward.sqlite").display());
     let db = Database::connect(&url).await.unwrap();
     db.execute_raw(Statement::from_string(
         db.get_database_backend(),
@@ -578,7 +468,11 @@ fn tickets_match_icinga2_pki_ticket() {
 fn keys_and_passwords_never_reach_the_log_even_at_debug_level() {
     use base64::Engine;
     // JSON lines, so that every request's line can be read field by field.
-    let server = Server::start_with(Some("log-password-123"), &[("STEWARD_LOG_JSON", "true")]);
+    let server = Server::with(
+        ServerOptions::admin("log-password-123")
+            .env("STEWARD_LOG", "debug")
+            .env("STEWARD_LOG_JSON", "true"),
+    );
     let admin = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("admin:log-password-123")
@@ -635,7 +529,7 @@ fn keys_and_passwords_never_reach_the_log_even_at_debug_level() {
     );
     assert!(out.status.success());
     std::thread::sleep(Duration::from_millis(200));
-    let log = std::fs::read_to_string(server.dir.path().join("server.log")).unwrap();
+    let log = std::fs::read_to_string(server.data.join("server.log")).unwrap();
     assert!(
         log.contains("register-host"),
         "the log has the requests: {log}"

@@ -8,74 +8,52 @@ mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Killed, free_port, http, wait_for};
+use support::{Server, ServerOptions, http};
 
-const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
 const PASSWORD: &str = "connections-test-password";
 
-/// A server with `--body-timeout 2`, a header and an idle timeout (1 s
-/// and 2 s unless given) and the given extra flags, started through `sh` so that a test can set
-/// the soft open files limit (`ulimit`) before it runs.
-struct Server {
-    addr: String,
-    process: Killed,
-    _dir: tempfile::TempDir,
+/// A server with `--body-timeout 2`, a header and an idle timeout and the
+/// given extra flags; `before` runs first in the shell that starts it, so
+/// that a test can set the soft open files limit (`ulimit`).
+fn serve(before: &str, header_timeout: u64, idle_timeout: u64, extra: &[&str]) -> Server {
+    // An address of this test process's own (nextest runs each test in a
+    // process), so that no other test's server can take the port between
+    // choosing it and the bind.
+    let pid = std::process::id();
+    let ip = format!("127.{}.{}.1", 1 + pid % 200, 1 + (pid / 200) % 200);
+    let options = ServerOptions {
+        ip: Some(ip),
+        before: Some(before.to_owned()).filter(|b| !b.is_empty()),
+        ..ServerOptions::admin(PASSWORD)
+    };
+    Server::with(
+        options
+            .args(&[
+                "--header-timeout",
+                &header_timeout.to_string(),
+                "--idle-timeout",
+                &idle_timeout.to_string(),
+                "--body-timeout",
+                "2",
+            ])
+            .args(extra),
+    )
 }
 
-impl Server {
-    fn start(extra: &str) -> Self {
-        Self::start_in_shell("", 1, 2, extra)
-    }
+/// A server with a 1 s header and a 2 s idle timeout.
+fn start() -> Server {
+    serve("", 1, 2, &[])
+}
 
-    fn start_in_shell(before: &str, header_timeout: u64, idle_timeout: u64, extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        // An address of this test process's own (nextest runs each test
-        // in a process), so that no other test's server can take the port
-        // between `free_port` and the bind.
-        let pid = std::process::id();
-        let ip = format!("127.{}.{}.1", 1 + pid % 200, 1 + (pid / 200) % 200);
-        let port = free_port(&ip);
-        let addr = format!("{ip}:{port}");
-        let script = format!(
-            "{before} exec \"$0\" serve --listen {addr} --data-dir \"$1\" --header-timeout {header_timeout} --idle-timeout {idle_timeout} --body-timeout 2 {extra}"
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(STEWARD)
-            .arg(dir.path())
-            .env_remove("STEWARD_DATABASE_URL")
-            .env_remove("STEWARD_CONFIG")
-            .env("STEWARD_ADMIN_PASSWORD", PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap())
-            .spawn()
-            .expect("start steward");
-        let server = Server {
-            addr,
-            process: Killed(child),
-            _dir: dir,
-        };
-        wait_for(&server.addr, "/health");
-        server
-    }
-
-    fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(&self.addr).expect("connects");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream
-    }
-
-    fn basic(&self) -> String {
-        use base64::Engine;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}"));
-        format!("Basic {token}")
-    }
+/// A connection to `server` that gives up reading after 10 s.
+fn connect(server: &Server) -> TcpStream {
+    let stream = TcpStream::connect(&server.addr).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
 }
 
 /// Reads until the server closes the connection (or 10 s pass): what it
@@ -99,16 +77,16 @@ fn read_until_closed(stream: &mut TcpStream, since: Instant) -> (String, Option<
 fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
     // The idle timeout (30 s) is beyond the 10 s this waits: only the
     // header timeout can close it.
-    let server = Server::start_in_shell("", 1, 30, "");
-    let mut silent = server.connect();
+    let server = serve("", 1, 30, &[]);
+    let mut silent = connect(&server);
     let (_, closed) = read_until_closed(&mut silent, Instant::now());
     assert!(closed.is_some(), "a silent connection was held for 10 s");
 }
 
 #[test]
 fn headers_sent_a_byte_at_a_time_do_not_hold_the_connection() {
-    let server = Server::start("");
-    let mut slow = server.connect();
+    let server = start();
+    let mut slow = connect(&server);
     slow.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let start = Instant::now();
@@ -143,8 +121,8 @@ fn headers_sent_a_byte_at_a_time_do_not_hold_the_connection() {
 
 #[test]
 fn a_kept_alive_connection_left_idle_is_closed() {
-    let server = Server::start("");
-    let mut kept = server.connect();
+    let server = start();
+    let mut kept = connect(&server);
     kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut buf = [0u8; 1024];
@@ -159,9 +137,9 @@ fn a_kept_alive_connection_left_idle_is_closed() {
 
 #[test]
 fn a_body_that_does_not_arrive_in_time_gets_408_and_changes_nothing() {
-    let server = Server::start("");
-    let mut slow = server.connect();
-    let auth = server.basic();
+    let server = start();
+    let mut slow = connect(&server);
+    let auth = server.admin();
     let head = format!(
         "POST /director/host HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 200\r\n\r\n{{\"object_name\": \"slow\""
     );
@@ -205,8 +183,8 @@ fn a_body_that_does_not_arrive_in_time_gets_408_and_changes_nothing() {
 fn a_request_in_progress_is_not_cut_by_the_idle_timeout() {
     // A long poll with a host key and nothing deployed waits its whole
     // `wait` (3 s, beyond the 2 s idle timeout) and then answers 404.
-    let server = Server::start("");
-    let auth = server.basic();
+    let server = start();
+    let auth = server.admin();
     let (status, _) = http(
         &server.addr,
         "POST",
@@ -248,11 +226,11 @@ fn a_request_in_progress_is_not_cut_by_the_idle_timeout() {
 #[test]
 fn connections_beyond_the_cap_get_503_and_the_server_keeps_answering() {
     // Timeouts longer than the test: the three held connections stay open.
-    let server = Server::start_in_shell("", 30, 30, "--max-connections 3");
-    let held: Vec<TcpStream> = (0..3).map(|_| server.connect()).collect();
+    let server = serve("", 30, 30, &["--max-connections", "3"]);
+    let held: Vec<TcpStream> = (0..3).map(|_| connect(&server)).collect();
     // Give the server a moment to accept all three.
     std::thread::sleep(Duration::from_millis(200));
-    let mut extra = server.connect();
+    let mut extra = connect(&server);
     extra
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -271,8 +249,8 @@ fn connections_beyond_the_cap_get_503_and_the_server_keeps_answering() {
 
 #[test]
 fn the_server_raises_its_soft_open_files_limit_to_the_hard_limit() {
-    let server = Server::start_in_shell("ulimit -Sn 512;", 1, 2, "");
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.process.0.id()))
+    let mut server = serve("ulimit -Sn 512;", 1, 2, &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child().id()))
         .expect("the server's limits");
     let line = limits
         .lines()

@@ -11,54 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::{Value, json};
-use support::{AGENT, Agent, Killed, free_port, http, wait_for};
+use support::{AGENT, Agent, Killed, STEWARD, Server, ServerOptions, basic, free_port, http};
 
-const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
 const PASSWORD: &str = "deploy-admin-password";
-
-/// One `steward serve` process.
-struct Server {
-    addr: String,
-    data: PathBuf,
-    database: Option<String>,
-    /// `--catch-up-every` (the server's default when unset).
-    catch_up_every: Option<u64>,
-    process: Option<Killed>,
-}
-
-impl Server {
-    fn start(&mut self) {
-        let port = free_port("127.0.0.1");
-        self.addr = format!("127.0.0.1:{port}");
-        let mut command = Command::new(STEWARD);
-        command
-            .args(["serve", "--listen", &self.addr, "--data-dir"])
-            .arg(&self.data)
-            .env("STEWARD_ADMIN_PASSWORD", PASSWORD)
-            .env_remove("STEWARD_DATABASE_URL")
-            .env_remove("STEWARD_CONFIG");
-        if let Some(url) = &self.database {
-            command.args(["--database", url]);
-        }
-        if let Some(seconds) = self.catch_up_every {
-            command.args(["--catch-up-every", &seconds.to_string()]);
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("steward");
-        self.process = Some(Killed(child));
-        wait_for(&self.addr, "/ready");
-    }
-
-    /// SIGKILL: no shutdown, no chance to finish anything.
-    fn kill(&mut self) {
-        self.process = None;
-    }
-}
 
 struct World {
     admin: String,
@@ -125,10 +81,7 @@ fn world(agents: usize) -> World {
 
 fn build(setup: Setup) -> World {
     let dir = tempfile::tempdir().unwrap();
-    let admin = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}"))
-    );
+    let admin = basic("admin", PASSWORD);
     let mut w = World {
         admin,
         servers: Vec::new(),
@@ -143,15 +96,11 @@ fn build(setup: Setup) -> World {
             let first = w.dir.path().join("data-0");
             std::fs::copy(first.join("signing.key"), data.join("signing.key")).unwrap();
         }
-        let mut server = Server {
-            addr: String::new(),
-            data,
+        w.servers.push(Server::with(ServerOptions {
             database: setup.database.clone(),
-            catch_up_every: None,
-            process: None,
-        };
-        server.start();
-        w.servers.push(server);
+            data: Some(data),
+            ..ServerOptions::admin(PASSWORD)
+        }));
     }
     assert_eq!(
         w.call(
@@ -495,16 +444,8 @@ fn a_server_stopped_while_pushing_answers_waiting_requests_and_hands_the_deploym
     std::thread::sleep(Duration::from_millis(300));
     // SIGTERM: the waiting requests are answered at once, the pushes in
     // flight end and are recorded, the lease is given up, exit 0.
-    let mut process = w.servers[0].process.take().unwrap();
-    let pid = process.0.id().to_string();
     let signalled = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let mut process = w.servers[0].terminate();
     let (status, body) = joined.join().unwrap();
     assert_eq!(
         (status, body["status"].clone()),
@@ -520,7 +461,7 @@ fn a_server_stopped_while_pushing_answers_waiting_requests_and_hands_the_deploym
     let exit = process.0.wait().unwrap();
     assert_eq!(exit.code(), Some(0), "{exit:?}");
     let stopped_at = Instant::now();
-    w.servers[0].start();
+    w.servers[0].restart();
     let done = w.finished(0, id, Duration::from_secs(60));
     assert_eq!(done["status"], json!("succeeded"), "{done}");
     assert_eq!(done["counts"]["deployed"], json!(4), "{done}");
@@ -548,7 +489,7 @@ fn a_server_killed_while_pushing_to_slow_agents_finishes_the_deployment_after_re
     let before: Vec<usize> = w.agents.iter().map(Agent::pushes).collect();
     assert_eq!(before, [1; 6], "every agent got its push before the kill");
 
-    w.servers[0].start();
+    w.servers[0].restart();
     let done = w.finished(0, id, Duration::from_secs(60));
     assert_eq!(done["status"], json!("succeeded"), "{done}");
     assert_eq!(done["counts"]["deployed"], json!(6), "{done}");
@@ -1141,8 +1082,11 @@ fn a_deploy_on_one_replica_wakes_an_agent_pulling_from_the_other() {
         ..Setup::default()
     });
     // Replica 1 looks for lost notifications every 2 s.
-    w.servers[1].catch_up_every = Some(2);
-    w.servers[1].start();
+    w.servers[1]
+        .options()
+        .args
+        .extend(["--catch-up-every".into(), "2".into()]);
+    w.servers[1].restart();
     let (state, _puller) = pull_agent(
         &w,
         PullAgent {

@@ -9,7 +9,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{
@@ -18,9 +18,8 @@ use rcgen::{
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{AGENT, free_port};
+use support::{AGENT, Killed, STEWARD, Server, ServerOptions, free_port};
 
-const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
 const PASSWORD: &str = "tls-admin-password";
 
 /// A private CA and a server certificate it signed for `127.0.0.1` and
@@ -100,91 +99,90 @@ fn steward(data: &Path) -> Command {
     command
 }
 
-/// One `steward serve --tls-cert .. --tls-key ..`, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    data: tempfile::TempDir,
+/// `steward serve --tls-cert .. --tls-key ..`, ready over https, and a
+/// client of it that trusts the test CA.
+fn start(pki: &Pki) -> (Server, Https) {
+    let mut server = Server::with(
+        ServerOptions {
+            tls: true,
+            ..ServerOptions::admin(PASSWORD)
+        }
+        .args(&[
+            "--tls-cert",
+            path(&pki.cert()),
+            "--tls-key",
+            path(&pki.key()),
+        ]),
+    );
+    let https = Https {
+        url: format!("https://{}", server.addr),
+        runtime: tokio::runtime::Runtime::new().unwrap(),
+        client: pki.client(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok((StatusCode::OK, _)) = https.get(&https.client, "/ready") {
+            break;
+        }
+        if let Ok(Some(exit)) = server.child().try_wait() {
+            panic!("steward exited early ({exit}):\n{}", log(&server));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "steward did not become ready over https:\n{}",
+            log(&server)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, https)
+}
+
+/// What the server logged, without the terminal colours.
+fn log(server: &Server) -> String {
+    let text = server.log();
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters, ended by a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// Waits (at most 15 s) for a terminated server's exit.
+fn exited(process: &mut Killed) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(Some(status)) = process.0.try_wait() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "steward did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An HTTPS client of the server, with a runtime of its own.
+struct Https {
+    /// `https://IP:PORT`.
+    url: String,
     runtime: tokio::runtime::Runtime,
+    /// Trusts the test CA.
     client: reqwest::Client,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(pki: &Pki) -> Server {
-        let data = tempfile::tempdir().unwrap();
-        let port = free_port("127.0.0.1");
-        let log = std::fs::File::create(data.path().join("steward.log")).unwrap();
-        let child = steward(data.path())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--tls-cert")
-            .arg(pki.cert())
-            .arg("--tls-key")
-            .arg(pki.key())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start steward");
-        let mut server = Server {
-            child,
-            port,
-            data,
-            runtime: tokio::runtime::Runtime::new().unwrap(),
-            client: pki.client(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((StatusCode::OK, _)) = server.get(&server.client, "/ready") {
-                break;
-            }
-            if let Ok(Some(exit)) = server.child.try_wait() {
-                panic!("steward exited early ({exit}):\n{}", server.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "steward did not become ready over https:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
-    }
-
-    /// What the server logged, without the terminal colours.
-    fn log(&self) -> String {
-        let text =
-            std::fs::read_to_string(self.data.path().join("steward.log")).unwrap_or_default();
-        let mut plain = String::with_capacity(text.len());
-        let mut chars = text.chars();
-        while let Some(c) = chars.next() {
-            if c == '\u{1b}' {
-                // ESC [ parameters, ended by a letter.
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            } else {
-                plain.push(c);
-            }
-        }
-        plain
-    }
-
+impl Https {
     /// `GET path` with `client`: the status and the body, or the error
     /// with its causes.
     fn get(&self, client: &reqwest::Client, path: &str) -> Result<(StatusCode, String), String> {
-        self.send(client.get(format!("{}{path}", self.url())))
+        self.send(client.get(format!("{}{path}", self.url)))
     }
 
     fn send(&self, request: reqwest::RequestBuilder) -> Result<(StatusCode, String), String> {
@@ -196,12 +194,12 @@ impl Server {
         })
     }
 
-    /// A Director call as the admin, over https: status and JSON body
-    /// (`body` is sent unless it is null).
+    /// A Director call as the admin: status and JSON body (`body` is sent
+    /// unless it is null).
     fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> (StatusCode, Value) {
         let mut request = self
             .client
-            .request(method, format!("{}{path}", self.url()))
+            .request(method, format!("{}{path}", self.url))
             .basic_auth("admin", Some(PASSWORD))
             .header("Accept", "application/json");
         if !body.is_null() {
@@ -209,26 +207,6 @@ impl Server {
         }
         let (status, text) = self.send(request).expect("the admin call is answered");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    /// Sends SIGTERM.
-    fn terminate(&self) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-    }
-
-    /// Waits (at most 15 s) for the exit.
-    fn exited(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "steward did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 }
 
@@ -291,14 +269,14 @@ fn path(p: &Path) -> &str {
 #[test]
 fn https_serves_the_api_and_refuses_plain_http_and_clients_without_the_ca() {
     let pki = Pki::new();
-    let server = Server::start(&pki);
+    let (server, https) = start(&pki);
     assert!(
-        server.log().contains("scheme=\"https\""),
+        log(&server).contains("scheme=\"https\""),
         "the start is logged as https:\n{}",
-        server.log()
+        log(&server)
     );
 
-    let (status, body) = server.get(&server.client, "/ready").unwrap();
+    let (status, body) = https.get(&https.client, "/ready").unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
     // HTTP/2 for a client that takes it by ALPN, HTTP/1.1 for one that
     // does not: the version is chosen before the first request is read.
@@ -312,14 +290,14 @@ fn https_serves_the_api_and_refuses_plain_http_and_clients_without_the_ca() {
             client = client.http1_only();
         }
         let client = client.build().unwrap();
-        let response = server
+        let response = https
             .runtime
-            .block_on(client.get(format!("{}/ready", server.url())).send())
+            .block_on(client.get(format!("{}/ready", https.url)).send())
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.version(), version);
     }
-    let (status, hosts) = server.admin(reqwest::Method::GET, "/director/hosts", Value::Null);
+    let (status, hosts) = https.admin(reqwest::Method::GET, "/director/hosts", Value::Null);
     assert_eq!(status, StatusCode::OK, "{hosts}");
     assert!(hosts.get("objects").is_some(), "{hosts}");
 
@@ -331,16 +309,16 @@ fn https_serves_the_api_and_refuses_plain_http_and_clients_without_the_ca() {
         .build()
         .unwrap();
     let request = from_elsewhere
-        .get(format!("{}/director/hosts", server.url()))
+        .get(format!("{}/director/hosts", https.url))
         .basic_auth("nobody", Some("wrong"));
-    let (status, _) = server.send(request).unwrap();
+    let (status, _) = https.send(request).unwrap();
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !server.log().contains("client=127.0.0.2") {
+    while !log(&server).contains("client=127.0.0.2") {
         assert!(
             Instant::now() < deadline,
             "the failed login is not logged with the client's address:\n{}",
-            server.log()
+            log(&server)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -361,7 +339,7 @@ fn https_serves_the_api_and_refuses_plain_http_and_clients_without_the_ca() {
         "plain http was answered: {answer}"
     );
     let plain = reqwest::Client::new();
-    let plain = server.send(plain.get(format!("http://127.0.0.1:{}/ready", server.port)));
+    let plain = https.send(plain.get(format!("http://127.0.0.1:{}/ready", server.port)));
     assert!(
         !matches!(plain, Ok((StatusCode::OK, _))),
         "plain http was answered: {plain:?}"
@@ -369,7 +347,7 @@ fn https_serves_the_api_and_refuses_plain_http_and_clients_without_the_ca() {
 
     // A client that does not trust the CA fails the handshake.
     let stranger = reqwest::Client::new();
-    let error = server
+    let error = https
         .get(&stranger, "/ready")
         .expect_err("a client without the CA is refused");
     assert!(
@@ -379,7 +357,7 @@ fn https_serves_the_api_and_refuses_plain_http_and_clients_without_the_ca() {
 
     // None of that disturbed the server.
     assert_eq!(
-        server.get(&server.client, "/ready").unwrap().0,
+        https.get(&https.client, "/ready").unwrap().0,
         StatusCode::OK
     );
 }
@@ -446,18 +424,18 @@ fn half_a_tls_configuration_or_an_unusable_file_stops_the_start() {
 #[test]
 fn the_agent_registers_and_pulls_over_https_trusting_the_ca_it_is_given() {
     let pki = Pki::new();
-    let mut server = Server::start(&pki);
+    let (mut server, https) = start(&pki);
     let template = json!({"object_name": "agents", "object_type": "template", "has_agent": true});
-    let (status, body) = server.admin(reqwest::Method::POST, "/director/host", template);
+    let (status, body) = https.admin(reqwest::Method::POST, "/director/host", template);
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = server.admin(
+    let (status, body) = https.admin(
         reqwest::Method::POST,
         "/director/host/api-key?name=agents",
         json!({}),
     );
     assert!(status.is_success(), "{status} {body}");
     let key = body["api_key"].as_str().expect("an api_key").to_owned();
-    let url = server.url();
+    let url = https.url.clone();
     let ca = pki.ca();
     let states = tempfile::tempdir().unwrap();
     let state = states.path().join("node-1");
@@ -546,24 +524,24 @@ fn the_agent_registers_and_pulls_over_https_trusting_the_ca_it_is_given() {
     // connections are refused, and the server exits 0.
     let host_key = saved["host_key"].as_str().unwrap().to_owned();
     let poller = pki.client();
-    assert_eq!(server.get(&poller, "/ready").unwrap().0, StatusCode::OK);
+    assert_eq!(https.get(&poller, "/ready").unwrap().0, StatusCode::OK);
     let request = poller
         .get(format!("{url}/director/self-service/allowlist?wait=4"))
         .bearer_auth(host_key)
         .header("Accept", "application/json");
-    let long_poll = server.runtime.spawn(async move { request.send().await });
+    let long_poll = https.runtime.spawn(async move { request.send().await });
     std::thread::sleep(Duration::from_millis(500));
-    server.terminate();
+    let mut process = server.terminate();
     std::thread::sleep(Duration::from_millis(500));
     assert!(
-        server.get(&pki.client(), "/ready").is_err(),
+        https.get(&pki.client(), "/ready").is_err(),
         "a new connection was accepted after SIGTERM"
     );
-    let answered = server
+    let answered = https
         .runtime
         .block_on(long_poll)
         .unwrap()
         .expect("the long poll under way is answered");
     assert_eq!(answered.status(), StatusCode::NOT_FOUND);
-    assert!(server.exited().success(), "{}", server.log());
+    assert!(exited(&mut process).success(), "{}", log(&server));
 }
