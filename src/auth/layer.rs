@@ -155,12 +155,7 @@ pub async fn authenticate(state: &AppState, mut req: Request) -> Result<Request,
     } else {
         state.throttle.succeeded(address, &name);
     }
-    let caller = Caller {
-        author: user.draft.name.clone(),
-        permissions: user.draft.effective_permissions(),
-        restrictions: user.draft.restrictions.clone(),
-        request_id: crate::http::request_id(req.headers()),
-    };
+    let caller = Caller::user(&user.draft, crate::http::request_id(req.headers()));
     if let Err(e) = caller.require(Permission::Api) {
         return Err(e.into_response());
     }

@@ -11,6 +11,7 @@ use crate::openapi::schemas::{ActivityList, ErrorBody};
 use crate::service::activity::{self as service, ActivityRequest, decode_cursor, parse_since};
 use crate::service::caller::Caller;
 use crate::service::lists::MAX_LIMIT;
+use crate::service::waiting::Wait;
 use crate::state::AppState;
 use crate::store::activity::Query;
 
@@ -80,21 +81,9 @@ pub async fn list_activity(
     };
     if after_id.is_some() {
         let limit = limit.unwrap_or(MAX_LIMIT);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
-        loop {
-            // Taken before the read: a commit after it wakes the wait.
-            let mut committed = state.store.changes().watch_committed();
-            let page = service::page(&state.store, &request, limit).await?;
-            let found = page["objects"].as_array().is_some_and(|o| !o.is_empty());
-            if found || tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping() {
-                return Ok(json_response(StatusCode::OK, &page));
-            }
-            tokio::select! {
-                () = committed.changed() => {}
-                () = tokio::time::sleep_until(deadline) => {}
-                () = state.shutdown.stopping() => {}
-            }
-        }
+        let wait = Wait::new(wait, &state.shutdown);
+        let page = service::page_after(&state.store, &request, limit, &wait).await?;
+        return Ok(json_response(StatusCode::OK, &page));
     }
     if let Some(limit) = limit {
         return Ok(json_response(

@@ -9,6 +9,7 @@ use crate::http::json::json_response;
 use crate::http::query::QueryParams;
 use crate::service::caller::Caller;
 use crate::service::deploy as service;
+use crate::service::waiting::Wait;
 use crate::state::AppState;
 
 /// `GET /director/host/allowlist?name=N`.
@@ -126,23 +127,9 @@ pub async fn start_deploy(
         } => (checksum, deployment_id, hosts),
     };
     state.deployer.spawn(id);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
-    // Until the deadline, or at once when the server stops: then 202.
-    // Woken by commits (the results, the end), not by polling.
-    while tokio::time::Instant::now() < deadline && !state.shutdown.is_stopping() {
-        let mut committed = state.store.changes().watch_committed();
-        let current = crate::store::deployments::get(state.store.db(), id).await?;
-        if current.as_ref().is_some_and(|d| d.status.is_final()) {
-            return Ok(json_response(
-                StatusCode::OK,
-                &service::details(&state.store, &caller, id).await?,
-            ));
-        }
-        tokio::select! {
-            () = committed.changed() => {}
-            () = tokio::time::sleep_until(deadline) => {}
-            () = state.shutdown.stopping() => {}
-        }
+    let wait = Wait::new(wait, &state.shutdown);
+    if let Some(finished) = service::finished(&state.store, &caller, id, &wait).await? {
+        return Ok(json_response(StatusCode::OK, &finished));
     }
     let body = serde_json::json!({"checksum": checksum, "deployment_id": id, "status": DeploymentStatus::Running, "hosts": hosts});
     let mut response = json_response(StatusCode::ACCEPTED, &body);
@@ -187,21 +174,9 @@ pub async fn show_deployment(
     let id = deployment_id(&query)?;
     let wait = query.wait(300)?;
     let since = query.get("since").filter(|s| !s.is_empty());
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
-    loop {
-        // Taken before the read: a commit after it wakes the wait.
-        let mut committed = state.store.changes().watch_committed();
-        let body = service::details(&state.store, &caller, id).await?;
-        let moved = since.is_none_or(|since| body["version"].as_str() != Some(since));
-        if moved || tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping() {
-            return Ok(json_response(StatusCode::OK, &body));
-        }
-        tokio::select! {
-            () = committed.changed() => {}
-            () = tokio::time::sleep_until(deadline) => {}
-            () = state.shutdown.stopping() => {}
-        }
-    }
+    let wait = Wait::new(wait, &state.shutdown);
+    let body = service::details_since(&state.store, &caller, id, since, &wait).await?;
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// `DELETE /director/config/deployment?id=N`: cancels it.

@@ -17,8 +17,8 @@ use crate::http::json::json_response;
 use crate::http::query::QueryParams;
 use crate::service::caller::Caller;
 use crate::service::selfservice::{self as service, KeyError};
+use crate::service::waiting::Wait;
 use crate::state::AppState;
-use crate::store::deployments::DeploymentHost;
 
 /// The header of a registration's answer that names the host as the server
 /// knows it now.
@@ -163,10 +163,7 @@ pub async fn register_host(
                 .map(str::to_owned)
         });
     let key = presented_key(&query, &headers, Some(&body));
-    let caller = Caller {
-        request_id: crate::http::request_id(&headers),
-        ..Caller::system(&format!("self-service ({address})"))
-    };
+    let caller = Caller::self_service(address, crate::http::request_id(&headers));
     match service::register(
         &state.store,
         &caller,
@@ -409,168 +406,30 @@ pub async fn pull_allowlist(
     // wait, they would make the connection hold two (8 KB more per
     // waiting agent). What is needed of them was copied above.
     drop((headers, query));
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
-    // Taken before the first look: a deployment published after it wakes it.
-    let mut issued = state.store.changes().watch_issued();
-    let mut admitted = false;
-    // The host and the ETag of what was issued to it, at the last look.
-    let mut looked: Option<(i64, Option<String>)> = None;
-    // Whether the last sleep ended because something was issued to the host.
-    let mut woken = false;
-    loop {
-        // Woken by a deployment this server made: answered from memory.
-        if let Some(issued) = looked
-            .as_ref()
-            .and_then(|(host, _)| state.store.changes().issued_document(*host))
-        {
-            let etag = service::allowlist_etag(&issued.checksum, issued.serial);
-            if !known.as_ref().is_some_and(|k| k.matches(&etag)) {
-                let fetched = Some(service::fetch_of(&issued));
-                return Box::pin(fetched_answer(&state, &issued, fetched, etag)).await;
-            }
-        }
-        // At the deadline (or when the server stops) with nothing issued to
-        // the host since the last look: answered from that look, without
-        // reading again.
-        if let Some((_, etag)) = &looked
-            && !woken
-            && (tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping())
-        {
-            return unchanged(etag.as_deref());
-        }
-        // A look remembered since nothing changed needs no database and no
-        // place in the line: a renewal while all is quiet. Otherwise new
-        // requests wait in a bounded room (or get 503 with Retry-After),
-        // and a woken one waits its turn.
-        let mut permit = None;
-        let remembered = service::remembered_look(&state.store, key.as_deref());
-        state.metrics.pull_look(remembered.is_some());
-        let look = match remembered {
-            Some(look) => look,
-            None => {
-                permit = match admit(&state, &mut admitted).await {
-                    Ok(permit) => Some(permit),
-                    Err(busy) => return *busy,
-                };
-                // Boxed, here and below: a waiting poll's future stays
-                // small (it would otherwise be as large as the largest
-                // query's).
-                match Box::pin(service::pull_look(&state.store, key.as_deref())).await {
-                    Ok(look) => look,
-                    Err(e) => return refuse(&state, address, e, false),
-                }
-            }
-        };
-        let (host_id, version) = (look.host_id, look.version);
-        let etag = version
-            .as_ref()
-            .map(|v| service::allowlist_etag(&v.checksum, v.serial));
-        if etag
-            .as_ref()
-            .is_some_and(|etag| !known.as_ref().is_some_and(|k| k.matches(etag)))
-        {
-            // The agent lacks it: the document is read now.
-            let permit = match permit {
-                Some(permit) => permit,
-                None => match admit(&state, &mut admitted).await {
-                    Ok(permit) => permit,
-                    Err(busy) => return *busy,
-                },
-            };
-            let answer = Box::pin(newest_to_hand_out(&state, host_id)).await;
-            drop(permit);
-            return match answer {
-                Ok((issued, fetched)) => {
-                    let etag = service::allowlist_etag(&issued.checksum, issued.serial);
-                    Box::pin(fetched_answer(&state, &issued, fetched, etag)).await
-                }
-                Err(e) => e.into_response(),
-            };
-        }
-        drop(permit);
-        if tokio::time::Instant::now() >= deadline || state.shutdown.is_stopping() {
-            return unchanged(etag.as_deref());
-        }
-        looked = Some((host_id, etag));
-        // Sleeps until a deployment issues this host an allowlist: no reads
-        // meanwhile.
-        woken = tokio::select! {
-            () = issued.issued(host_id) => true,
-            () = tokio::time::sleep_until(deadline) => false,
-            () = state.shutdown.stopping() => false,
-        };
-    }
-}
-
-/// A place among the pulls doing database work: the first time in the
-/// bounded room (or 503 with Retry-After), after a wake a turn.
-async fn admit<'a>(
-    state: &'a AppState,
-    admitted: &mut bool,
-) -> Result<tokio::sync::SemaphorePermit<'a>, Box<Response>> {
-    let permit = if *admitted {
-        state.pulls.turn().await
-    } else {
-        state.pulls.enter().await
+    let wait = Wait::new(wait, &state.shutdown);
+    let pulling = service::Pulling {
+        store: &state.store,
+        room: &state.pulls,
+        fetches: &state.fetches,
+        metrics: &state.metrics,
     };
-    match permit {
-        Ok(permit) => {
-            *admitted = true;
-            Ok(permit)
-        }
-        Err(e) => {
-            state.metrics.pull_busy();
-            Err(Box::new(e.into_response()))
-        }
+    let holds = |etag: &str| known.as_ref().is_some_and(|k| k.matches(etag));
+    match service::pull(pulling, key.as_deref(), holds, &wait).await {
+        Ok(service::Pulled::Allowlist { document, etag }) => allowlist(document, &etag),
+        Ok(service::Pulled::Unchanged(etag)) => crate::handlers::not_modified(&etag),
+        Err(e) => refuse(&state, address, e, false),
     }
 }
 
-/// A pull's answer when the agent holds the newest: 304, or 404 before the
-/// host's first allowlist.
-fn unchanged(etag: Option<&str>) -> Response {
-    match etag {
-        Some(etag) => crate::handlers::not_modified(etag),
-        None => not_deployed().into_response(),
-    }
-}
-
-fn not_deployed() -> ApiError {
-    ApiError::NotFound("No allowlist was deployed to this host yet".into())
-}
-
-/// The newest allowlist issued to a host, and what fetching it records.
-async fn newest_to_hand_out(
-    state: &AppState,
-    host_id: i64,
-) -> Result<(DeploymentHost, Option<service::Fetched>), ApiError> {
-    // None: gone since the look (the host's history was removed).
-    let issued = service::issued_allowlist(&state.store, host_id)
-        .await?
-        .ok_or_else(not_deployed)?;
-    let fetched = service::fetch_to_record(&state.store, &issued).await?;
-    Ok((issued, fetched))
-}
-
-/// The answer to a fetch of `issued`: recorded first (when `fetched` says
-/// what to record), then the signed allowlist as stored, with its ETag.
-async fn fetched_answer(
-    state: &AppState,
-    issued: &DeploymentHost,
-    fetched: Option<service::Fetched>,
-    etag: String,
-) -> Response {
-    if let Some(fetched) = fetched
-        && let Err(e) = state.fetches.record(fetched).await
-    {
-        return e.into_response();
-    }
-    let mut response = Response::new(Body::from(issued.allowlist.clone()));
+/// A signed allowlist as stored, with its ETag.
+fn allowlist(document: String, etag: &str) -> Response {
+    let mut response = Response::new(Body::from(document));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, v);
     }
     response

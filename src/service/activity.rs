@@ -9,6 +9,7 @@ use futures::Stream;
 use serde_json::{Map, Value, json};
 
 use super::caller::Caller;
+use super::waiting::Wait;
 use crate::domain::activity::{Break, GENESIS, verify as verify_chain};
 use crate::domain::auth::Permission;
 use crate::error::ApiError;
@@ -113,6 +114,20 @@ fn visible(caller: &Caller, stored: &StoredEntry) -> bool {
                 .as_str()
                 .is_some_and(|n| caller.restrictions.allows(n))
     })
+}
+
+/// A blocking query on the log (`after=ID&wait=`): the page of entries
+/// after the request's `after_id` as soon as it holds one the caller may
+/// see, or an empty one when `wait` is over.
+pub async fn page_after(
+    store: &Store,
+    request: &ActivityRequest,
+    limit: u64,
+    wait: &Wait,
+) -> Result<Value, ApiError> {
+    let found = |page: &Value| page["objects"].as_array().is_some_and(|o| !o.is_empty());
+    wait.until(store, || page(store, request, limit), found)
+        .await
 }
 
 /// One page, newest first: `{"objects": [...], "next"?: cursor}`.

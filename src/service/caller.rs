@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::domain::auth::{Permission, Restrictions};
+use crate::domain::user::UserDraft;
 use crate::domain::{Draft, Kind, ObjectType};
 use crate::error::ApiError;
 
@@ -25,6 +26,25 @@ impl Caller {
             permissions: Permission::ALL.into_iter().collect(),
             restrictions: Restrictions::default(),
             request_id: None,
+        }
+    }
+
+    /// An API user, as authenticated, for the request `request_id`.
+    pub fn user(user: &UserDraft, request_id: Option<String>) -> Self {
+        Self {
+            author: user.name.clone(),
+            permissions: user.effective_permissions(),
+            restrictions: user.restrictions.clone(),
+            request_id,
+        }
+    }
+
+    /// A node registering itself from `address` (self-service acts with
+    /// every permission: the key it presents is what it is allowed).
+    pub fn self_service(address: std::net::IpAddr, request_id: Option<String>) -> Self {
+        Self {
+            request_id,
+            ..Self::system(&format!("self-service ({address})"))
         }
     }
 

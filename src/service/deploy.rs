@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::caller::Caller;
+use super::waiting::Wait;
 use crate::domain::allowlist::{
     Allowlist, ScriptSource, config_checksum, nothing_to_deploy, render,
 };
@@ -465,6 +466,45 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Value, A
         "version": results_version(d.status, &counts),
         "counts": counts, "hosts": visible,
     }))
+}
+
+/// A blocking query on a deployment (`since=VERSION&wait=`): its details
+/// as soon as their `version` differs from `since` (at once without one),
+/// or as they are when `wait` is over.
+pub async fn details_since(
+    store: &Store,
+    caller: &Caller,
+    id: i64,
+    since: Option<&str>,
+    wait: &Wait,
+) -> Result<Value, ApiError> {
+    let moved = |body: &Value| since.is_none_or(|since| body["version"].as_str() != Some(since));
+    wait.until(store, || details(store, caller, id), moved)
+        .await
+}
+
+/// A deploy's `wait`: the deployment's details once it has ended, `None`
+/// when the wait is over first (then the deploy answers `202`).
+pub async fn finished(
+    store: &Store,
+    caller: &Caller,
+    id: i64,
+    wait: &Wait,
+) -> Result<Option<Value>, ApiError> {
+    use crate::store::deployments;
+    if wait.is_over() {
+        return Ok(None);
+    }
+    let ended =
+        |d: &Option<deployments::Deployment>| d.as_ref().is_some_and(|d| d.status.is_final());
+    let current = wait
+        .until(store, || deployments::get(store.db(), id), ended)
+        .await?;
+    if ended(&current) {
+        Ok(Some(details(store, caller, id).await?))
+    } else {
+        Ok(None)
+    }
 }
 
 /// `DELETE /director/config/deployment?id=N`: cancels the pushes not yet made.

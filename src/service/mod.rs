@@ -8,3 +8,4 @@ pub mod lists;
 pub mod objects;
 pub mod selfservice;
 pub mod users;
+pub mod waiting;

@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::caller::Caller;
 use super::objects::{apply_change, insert_as, resolver};
+use super::waiting::Wait;
 use crate::domain::activity::Entry;
 use crate::domain::apikey::{self, Limits, Unusable};
 use crate::domain::auth::Permission;
@@ -454,6 +455,169 @@ pub async fn pull_look(store: &Store, key: Option<&str>) -> Result<Look, KeyErro
         changes.remember_look(stamp, &hash, look.clone(), std::time::Instant::now());
     }
     Ok(look)
+}
+
+/// What a long poll needs besides the store: the bounded room for its
+/// database work, the recorder of fetches, and the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Pulling<'a> {
+    pub store: &'a Store,
+    pub room: &'a crate::admission::Admission,
+    pub fetches: &'a crate::deploy::Fetches,
+    pub metrics: &'a crate::metrics::Metrics,
+}
+
+/// How a pulling agent's request ends.
+#[derive(Debug)]
+pub enum Pulled {
+    /// The newest allowlist, which the agent lacks: the signed document
+    /// as stored (its fetch recorded), and its ETag.
+    Allowlist { document: String, etag: String },
+    /// The agent holds the newest: its ETag.
+    Unchanged(String),
+}
+
+/// `GET /director/self-service/allowlist`: the host's newest allowlist
+/// when the agent lacks it (`holds` says whether it holds the allowlist
+/// with an ETag: its `If-None-Match`),
+/// at once or as soon as a deployment issues one during `wait`; otherwise,
+/// when the wait is over, [`Pulled::Unchanged`] (or 404 before the host's
+/// first allowlist).
+///
+/// A renewal whose look is remembered reads nothing and takes no place in
+/// the line; any other look waits in the bounded room (or is refused with
+/// 503 and Retry-After), and a woken one waits its turn. A waiting poll
+/// sleeps on the store's notice of allowlists issued to its host and reads
+/// nothing meanwhile. Queries are boxed: a waiting poll's future stays
+/// small (it would otherwise be as large as the largest query's).
+pub async fn pull(
+    pulling: Pulling<'_>,
+    key: Option<&str>,
+    holds: impl Fn(&str) -> bool,
+    wait: &Wait,
+) -> Result<Pulled, KeyError> {
+    let Pulling { store, metrics, .. } = pulling;
+    let lacks = |etag: &str| !holds(etag);
+    // Taken before the first look: a deployment published after it wakes it.
+    let mut issued = store.changes().watch_issued();
+    let mut admitted = false;
+    // The host and the ETag of what was issued to it, at the last look.
+    let mut looked: Option<(i64, Option<String>)> = None;
+    // Whether the last sleep ended because something was issued to the host.
+    let mut woken = false;
+    loop {
+        // Woken by a deployment this server made: answered from memory.
+        if let Some(issued) = looked
+            .as_ref()
+            .and_then(|(host, _)| store.changes().issued_document(*host))
+        {
+            let etag = allowlist_etag(&issued.checksum, issued.serial);
+            if lacks(&etag) {
+                let fetched = Some(fetch_of(&issued));
+                return Ok(Box::pin(hand_out(pulling, &issued, fetched, etag)).await?);
+            }
+        }
+        // At the end of the wait with nothing issued to the host since the
+        // last look: answered from that look, without reading again.
+        if let Some((_, etag)) = &looked
+            && !woken
+            && wait.is_over()
+        {
+            return unchanged(etag.clone());
+        }
+        let mut permit = None;
+        let remembered = remembered_look(store, key);
+        metrics.pull_look(remembered.is_some());
+        let look = match remembered {
+            Some(look) => look,
+            None => {
+                permit = Some(admit(pulling, &mut admitted).await?);
+                Box::pin(pull_look(store, key)).await?
+            }
+        };
+        let etag = look
+            .version
+            .as_ref()
+            .map(|v| allowlist_etag(&v.checksum, v.serial));
+        if etag.as_deref().is_some_and(lacks) {
+            // The agent lacks it: the document is read now.
+            let permit = match permit {
+                Some(permit) => permit,
+                None => admit(pulling, &mut admitted).await?,
+            };
+            let (issued, fetched) = Box::pin(newest_to_hand_out(store, look.host_id)).await?;
+            drop(permit);
+            let etag = allowlist_etag(&issued.checksum, issued.serial);
+            return Ok(Box::pin(hand_out(pulling, &issued, fetched, etag)).await?);
+        }
+        drop(permit);
+        if wait.is_over() {
+            return unchanged(etag);
+        }
+        looked = Some((look.host_id, etag));
+        // Sleeps until a deployment issues this host an allowlist: no reads
+        // meanwhile.
+        woken = wait.sleep_until(issued.issued(look.host_id)).await;
+    }
+}
+
+/// A place among the pulls doing database work: the first time in the
+/// bounded room (or 503 with Retry-After), after a wake a turn.
+async fn admit<'a>(
+    pulling: Pulling<'a>,
+    admitted: &mut bool,
+) -> Result<tokio::sync::SemaphorePermit<'a>, ApiError> {
+    let permit = if *admitted {
+        pulling.room.turn().await
+    } else {
+        pulling.room.enter().await
+    };
+    if permit.is_err() {
+        pulling.metrics.pull_busy();
+    }
+    *admitted |= permit.is_ok();
+    permit
+}
+
+/// A pull's answer when the agent holds the newest: its ETag, or 404
+/// before the host's first allowlist.
+fn unchanged(etag: Option<String>) -> Result<Pulled, KeyError> {
+    etag.map(Pulled::Unchanged)
+        .ok_or_else(|| not_deployed().into())
+}
+
+fn not_deployed() -> ApiError {
+    ApiError::NotFound("No allowlist was deployed to this host yet".into())
+}
+
+/// The newest allowlist issued to a host, and what fetching it records.
+async fn newest_to_hand_out(
+    store: &Store,
+    host_id: i64,
+) -> Result<(DeploymentHost, Option<Fetched>), ApiError> {
+    // None: gone since the look (the host's history was removed).
+    let issued = issued_allowlist(store, host_id)
+        .await?
+        .ok_or_else(not_deployed)?;
+    let fetched = fetch_to_record(store, &issued).await?;
+    Ok((issued, fetched))
+}
+
+/// Hands `issued` out: its fetch recorded first (when `fetched` says what
+/// to record), then the signed document as stored.
+async fn hand_out(
+    pulling: Pulling<'_>,
+    issued: &DeploymentHost,
+    fetched: Option<Fetched>,
+    etag: String,
+) -> Result<Pulled, ApiError> {
+    if let Some(fetched) = fetched {
+        pulling.fetches.record(fetched).await?;
+    }
+    Ok(Pulled::Allowlist {
+        document: issued.allowlist.clone(),
+        etag,
+    })
 }
 
 /// What a look with `key` read, when nothing changed since (no database).
