@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document served at `GET /openapi.json`, generated from
 //! the code: each operation comes from the `#[utoipa::path]` attribute on
-//! its handler (`handlers/`), the bodies from `openapi/schemas.rs`. What
+//! its handler (`handlers/`), registered with its route in `router.rs`,
+//! the bodies from `openapi/schemas.rs`. What
 //! every route shares because a layer applies it (authentication, the
 //! cross-site guard, content negotiation, body limits) is added here, in
 //! one place, as the layers in `router.rs` apply it in one place.
@@ -17,9 +18,9 @@ use utoipa::openapi::server::Server;
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers;
-
-/// The document, as `#[derive(OpenApi)]` builds it from the handlers.
+/// What the document holds besides the operations: its description, the
+/// schemas the operations name, the tags. The operations come from the
+/// routes themselves ([`crate::router::routes`]).
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -29,47 +30,6 @@ use crate::handlers;
             host's allowlist to its agent. Answers are JSON (`{\"error\": \"...\"}` on errors). \
             `HEAD` works wherever `GET` does. POST and PUT bodies are read as JSON whatever their \
             `Content-Type`. See docs/API.md."
-    ),
-    paths(
-        handlers::health::health,
-        handlers::health::ready,
-        handlers::health::metrics,
-        handlers::openapi::get_openapi,
-        handlers::objects::host::get,
-        handlers::objects::host::post,
-        handlers::objects::host::put,
-        handlers::objects::host::patch,
-        handlers::objects::host::delete,
-        handlers::objects::script::get,
-        handlers::objects::script::post,
-        handlers::objects::script::put,
-        handlers::objects::script::patch,
-        handlers::objects::script::delete,
-        handlers::lists::operations::list_hosts,
-        handlers::lists::operations::list_host_templates,
-        handlers::lists::operations::list_scripts,
-        handlers::lists::operations::list_script_templates,
-        handlers::users::get_user,
-        handlers::users::post_user,
-        handlers::users::put_user,
-        handlers::users::delete_user,
-        handlers::users::list_users,
-        handlers::activity::list_activity,
-        handlers::selfservice::show_key,
-        handlers::selfservice::create_key,
-        handlers::selfservice::revoke_key,
-        handlers::selfservice::host_ticket,
-        handlers::selfservice::register_host,
-        handlers::selfservice::agent_config,
-        handlers::selfservice::pull_allowlist,
-        handlers::selfservice::self_ticket,
-        handlers::deploy::preview_allowlist,
-        handlers::deploy::list_pending,
-        handlers::deploy::start_deploy,
-        handlers::deploy::show_deployment,
-        handlers::deploy::cancel_deployment,
-        handlers::deploy::list_deployments,
-        handlers::deploy::deployment_status,
     ),
     components(schemas(
         schemas::ErrorBody,
@@ -108,7 +68,6 @@ use crate::handlers;
         schemas::PullWait,
         schemas::BlockingWait,
     )),
-    modifiers(&Conventions),
     tags(
         (name = "hosts", description = "Host objects and templates"),
         (name = "scripts", description = "Script objects (allowlisted commands) and templates"),
@@ -128,6 +87,10 @@ pub struct ApiDoc;
 /// `metrics_public` is set.
 pub fn document(base_path: &str, metrics_public: bool) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    let (director, operations) = crate::router::routes();
+    doc.merge(operations.into_openapi());
+    doc.merge(director.into_openapi());
+    Conventions.modify(&mut doc);
     if !base_path.is_empty() {
         // The Director paths resolve against the base path; the
         // operational ones stay at the root.

@@ -1,193 +1,100 @@
-//! Every route in one table, with the layers every request passes through.
+//! Every route, registered once with its handler and its OpenAPI
+//! operations, and the layers every request passes through.
+
+use std::sync::OnceLock;
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::Response;
-use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::layer::Peer;
-use crate::domain::{Kind, ObjectType};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
 use crate::error::ApiError;
 use crate::handlers::{activity, deploy, health, lists, objects, openapi, selfservice, users};
-use crate::http::body::{IgnoredBody, JsonObject, OptionalJsonObject, PatchBody};
 use crate::http::middleware;
 use crate::http::observe::ObserveLayer;
-use crate::http::query::QueryParams;
-use crate::service::caller::Caller;
 use crate::state::AppState;
 
-/// The path of every route (Director routes without the base path). Logs
-/// and metrics label requests by these; anything else is `other`.
-pub const ROUTES: &[&str] = &[
-    "/health",
-    "/ready",
-    "/metrics",
-    "/openapi.json",
-    "/director/activity",
-    "/director/config/deploy",
-    "/director/config/deployment",
-    "/director/config/deployment-status",
-    "/director/config/deployments",
-    "/director/config/pending",
-    "/director/host",
-    "/director/host/allowlist",
-    "/director/host/api-key",
-    "/director/host/ticket",
-    "/director/hosts",
-    "/director/hosts/templates",
-    "/director/script",
-    "/director/scripts",
-    "/director/scripts/templates",
-    "/director/self-service/agent-config",
-    "/director/self-service/allowlist",
-    "/director/self-service/register-host",
-    "/director/self-service/ticket",
-    "/director/user",
-    "/director/users",
-];
+/// Every route, each registered once with its handler and, through the
+/// handler's `#[utoipa::path]`, its OpenAPI operations: the Director API
+/// (served under the base path) and the operational routes (always at
+/// the root). The router and the document are both built from these.
+pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let director = OpenApiRouter::default()
+        .routes(routes!(
+            objects::host::get,
+            objects::host::post,
+            objects::host::put,
+            objects::host::patch,
+            objects::host::delete
+        ))
+        .routes(routes!(
+            objects::script::get,
+            objects::script::post,
+            objects::script::put,
+            objects::script::patch,
+            objects::script::delete
+        ))
+        .routes(routes!(lists::operations::list_hosts))
+        .routes(routes!(lists::operations::list_host_templates))
+        .routes(routes!(lists::operations::list_scripts))
+        .routes(routes!(lists::operations::list_script_templates))
+        .routes(routes!(
+            users::get_user,
+            users::post_user,
+            users::put_user,
+            users::delete_user
+        ))
+        .routes(routes!(users::list_users))
+        .routes(routes!(activity::list_activity))
+        .routes(routes!(
+            selfservice::show_key,
+            selfservice::create_key,
+            selfservice::revoke_key
+        ))
+        .routes(routes!(selfservice::host_ticket))
+        .routes(routes!(selfservice::register_host))
+        .routes(routes!(selfservice::agent_config))
+        .routes(routes!(selfservice::pull_allowlist))
+        .routes(routes!(selfservice::self_ticket))
+        .routes(routes!(deploy::preview_allowlist))
+        .routes(routes!(deploy::list_pending))
+        .routes(routes!(deploy::start_deploy))
+        .routes(routes!(deploy::show_deployment, deploy::cancel_deployment))
+        .routes(routes!(deploy::list_deployments))
+        .routes(routes!(deploy::deployment_status));
+    let operations = OpenApiRouter::default()
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::get_openapi));
+    (director, operations)
+}
+
+/// The path of every route (Director routes without the base path), from
+/// [`routes`]. Logs and metrics label requests by these; anything else is
+/// `other`.
+pub fn route_paths() -> &'static [String] {
+    static PATHS: OnceLock<Vec<String>> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        let (director, operations) = routes();
+        let mut paths: Vec<String> = [director, operations]
+            .into_iter()
+            .flat_map(|routes| routes.into_openapi().paths.paths.into_keys())
+            .collect();
+        paths.sort();
+        paths
+    })
+}
 
 /// The whole application: operational routes at the root, Director routes
 /// under the configured base path.
 pub fn app(state: AppState) -> Router {
-    let director = Router::new()
-        .route("/director/host", object_route(Kind::Host))
-        .route("/director/script", object_route(Kind::Script))
-        .route(
-            "/director/hosts",
-            list_route(Kind::Host, ObjectType::Object),
-        )
-        .route(
-            "/director/hosts/templates",
-            list_route(Kind::Host, ObjectType::Template),
-        )
-        .route(
-            "/director/scripts",
-            list_route(Kind::Script, ObjectType::Object),
-        )
-        .route(
-            "/director/scripts/templates",
-            list_route(Kind::Script, ObjectType::Template),
-        )
-        .route(
-            "/director/user",
-            get(|State(s): State<AppState>, c: Caller, q: QueryParams| users::get_user(s, c, q))
-                .post(
-                    |State(s): State<AppState>, c: Caller, q: QueryParams, b: JsonObject| {
-                        users::post_user(s, c, q, b)
-                    },
-                )
-                .put(
-                    |State(s): State<AppState>, c: Caller, q: QueryParams, b: JsonObject| {
-                        users::put_user(s, c, q, b)
-                    },
-                )
-                .delete(|State(s): State<AppState>, c: Caller, q: QueryParams| {
-                    users::delete_user(s, c, q)
-                }),
-        )
-        .route(
-            "/director/users",
-            get(|State(s): State<AppState>, c: Caller| users::list_users(s, c)),
-        )
-        .route(
-            "/director/host/api-key",
-            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
-                selfservice::show_key(s, c, q)
-            })
-            .post(
-                |State(s): State<AppState>, c: Caller, q: QueryParams, b: OptionalJsonObject| {
-                    selfservice::create_key(s, c, q, b)
-                },
-            )
-            .delete(|State(s): State<AppState>, c: Caller, q: QueryParams| {
-                selfservice::revoke_key(s, c, q)
-            }),
-        )
-        .route(
-            "/director/host/allowlist",
-            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
-                deploy::preview_allowlist(s, c, q)
-            }),
-        )
-        .route(
-            "/director/config/deploy",
-            post(
-                |State(s): State<AppState>, c: Caller, q: QueryParams, b: IgnoredBody| {
-                    deploy::start_deploy(s, c, q, b)
-                },
-            ),
-        )
-        .route(
-            "/director/config/deployment",
-            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
-                deploy::show_deployment(s, c, q)
-            })
-            .delete(|State(s): State<AppState>, c: Caller, q: QueryParams| {
-                deploy::cancel_deployment(s, c, q)
-            }),
-        )
-        .route(
-            "/director/config/deployment-status",
-            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
-                deploy::deployment_status(s, c, q)
-            }),
-        )
-        .route(
-            "/director/config/deployments",
-            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
-                deploy::list_deployments(s, c, q)
-            }),
-        )
-        .route(
-            "/director/config/pending",
-            get(|State(s): State<AppState>, c: Caller| deploy::list_pending(s, c)),
-        )
-        .route(
-            "/director/host/ticket",
-            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
-                selfservice::host_ticket(s, c, q)
-            }),
-        )
-        .route(
-            "/director/self-service/register-host",
-            post(
-                |State(s): State<AppState>, p: Peer, q: QueryParams, h, b: OptionalJsonObject| {
-                    selfservice::register_host(s, p, q, h, b)
-                },
-            ),
-        )
-        .route(
-            "/director/self-service/agent-config",
-            get(|State(s): State<AppState>, p: Peer, q: QueryParams, h| {
-                selfservice::agent_config(s, p, q, h)
-            }),
-        )
-        .route(
-            "/director/self-service/allowlist",
-            get(|State(s): State<AppState>, p: Peer, q: QueryParams, h| {
-                selfservice::pull_allowlist(s, p, q, h)
-            }),
-        )
-        .route(
-            "/director/self-service/ticket",
-            get(|State(s): State<AppState>, p: Peer, q: QueryParams, h| {
-                selfservice::self_ticket(s, p, q, h)
-            }),
-        )
-        .route(
-            "/director/activity",
-            get(|State(s): State<AppState>, c: Caller, q: QueryParams| {
-                activity::list_activity(s, c, q)
-            }),
-        );
-    let operations = Router::new()
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi::get_openapi));
+    let (director, operations) = routes();
+    let (director, _) = director.split_for_parts();
+    let (operations, _) = operations.split_for_parts();
     let base = state.config.base_path.clone();
     let outer_state = state.clone();
     let routes = if base.is_empty() {
@@ -221,42 +128,4 @@ pub fn app(state: AppState) -> Router {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("Not found".into())
-}
-
-fn object_route(kind: Kind) -> MethodRouter<AppState> {
-    get(
-        move |State(s): State<AppState>, c: Caller, q: QueryParams, h| {
-            objects::get_object(s, c, kind, q, h)
-        },
-    )
-    .post(
-        move |State(s): State<AppState>, c: Caller, q: QueryParams, h, b: JsonObject| {
-            objects::post_object(s, c, kind, q, h, b)
-        },
-    )
-    .put(
-        move |State(s): State<AppState>, c: Caller, q: QueryParams, h, b: JsonObject| {
-            objects::put_object(s, c, kind, q, h, b)
-        },
-    )
-    .patch(
-        move |State(s): State<AppState>, c: Caller, q: QueryParams, h, b: PatchBody| {
-            objects::patch_object(s, c, kind, q, h, b)
-        },
-    )
-    .delete(
-        move |State(s): State<AppState>, c: Caller, q: QueryParams, h| {
-            objects::delete_object(s, c, kind, q, h)
-        },
-    )
-}
-
-fn list_route(kind: Kind, object_type: ObjectType) -> MethodRouter<AppState> {
-    get(
-        move |State(s): State<AppState>, c: Caller, q: QueryParams| async move {
-            let result: Result<Response, ApiError> =
-                lists::list_objects(s, c, kind, object_type, q).await;
-            result
-        },
-    )
 }

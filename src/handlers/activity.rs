@@ -1,6 +1,7 @@
 //! `GET /director/activity`: the activity log, newest first.
 
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
@@ -49,7 +50,7 @@ fn text(query: &QueryParams, name: &str) -> Option<String> {
     ),
 )]
 pub async fn list_activity(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {

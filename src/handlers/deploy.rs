@@ -1,5 +1,6 @@
 //! Deploy previews: one host's allowlist, and what is pending.
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
@@ -26,7 +27,7 @@ use crate::state::AppState;
     ),
 )]
 pub async fn preview_allowlist(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -42,7 +43,10 @@ pub async fn preview_allowlist(
     summary = "Hosts whose allowlist differs from what their agent confirmed",
     responses((status = 200, description = "The pending hosts", body = crate::openapi::schemas::Pending)),
 )]
-pub async fn list_pending(state: AppState, caller: Caller) -> Result<Response, ApiError> {
+pub async fn list_pending(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     Ok(json_response(
         StatusCode::OK,
         &service::pending(&state.store, &caller).await?,
@@ -83,7 +87,7 @@ fn deployment_id(query: &QueryParams) -> Result<i64, ApiError> {
     ),
 )]
 pub async fn start_deploy(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
     _body: crate::http::body::IgnoredBody,
@@ -167,7 +171,7 @@ pub async fn start_deploy(
     ),
 )]
 pub async fn show_deployment(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -194,7 +198,7 @@ pub async fn show_deployment(
     ),
 )]
 pub async fn cancel_deployment(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -220,7 +224,7 @@ pub async fn cancel_deployment(
     ),
 )]
 pub async fn list_deployments(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -245,7 +249,7 @@ pub async fn list_deployments(
     responses((status = 200, description = "The status", body = crate::openapi::schemas::DeploymentStatus)),
 )]
 pub async fn deployment_status(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {

@@ -85,12 +85,12 @@ fn json_body(body: Body) -> Response {
     response
 }
 
-/// The documented operation of one list endpoint. `list_objects` serves
-/// all four lists, so each gets its OpenAPI operation here. Host lists
-/// also filter by `has_agent` (`$extra` parameters).
+/// The handler of one list endpoint, with its OpenAPI operation:
+/// `list_objects` serves all four lists, and each gets its handler here.
+/// Host lists also filter by `has_agent` (`$extra` parameters).
 macro_rules! list_operation {
-    ($name:ident, $path:literal, $tag:literal, $list:ident, $what:literal $(, $extra:tt)*) => {
-        #[doc = concat!("`GET ", $path, "` (see `crate::openapi`).")]
+    ($name:ident, $kind:ident, $object_type:ident, $path:literal, $tag:literal, $list:ident, $what:literal $(, $extra:tt)*) => {
+        #[doc = concat!("`GET ", $path, "`.")]
         #[utoipa::path(
             get,
             path = $path,
@@ -128,16 +128,32 @@ macro_rules! list_operation {
                     body = crate::openapi::schemas::ErrorBody),
             ),
         )]
-        pub fn $name() {}
+        pub async fn $name(
+            State(state): State<AppState>,
+            caller: Caller,
+            query: QueryParams,
+        ) -> Result<Response, ApiError> {
+            super::list_objects(state, caller, Kind::$kind, ObjectType::$object_type, query).await
+        }
     };
 }
 
-/// The OpenAPI operations of the four lists.
+/// The handlers of the four lists.
 pub mod operations {
+    use axum::extract::State;
+    use axum::response::Response;
+
+    use crate::domain::{Kind, ObjectType};
+    use crate::error::ApiError;
+    use crate::http::query::QueryParams;
     use crate::openapi::schemas::{HostList, ScriptList};
+    use crate::service::caller::Caller;
+    use crate::state::AppState;
 
     list_operation!(
         list_hosts,
+        Host,
+        Object,
         "/director/hosts",
         "hosts",
         HostList,
@@ -147,6 +163,8 @@ pub mod operations {
     );
     list_operation!(
         list_host_templates,
+        Host,
+        Template,
         "/director/hosts/templates",
         "hosts",
         HostList,
@@ -156,6 +174,8 @@ pub mod operations {
     );
     list_operation!(
         list_scripts,
+        Script,
+        Object,
         "/director/scripts",
         "scripts",
         ScriptList,
@@ -163,6 +183,8 @@ pub mod operations {
     );
     list_operation!(
         list_script_templates,
+        Script,
+        Template,
         "/director/scripts/templates",
         "scripts",
         ScriptList,

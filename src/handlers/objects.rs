@@ -144,14 +144,24 @@ pub async fn delete_object(
     Ok(with_etag(StatusCode::OK, &shown.body, &shown.etag))
 }
 
-/// The documented operations of one object endpoint. The handlers above
-/// serve `/director/host` and `/director/script` alike, so each endpoint
-/// gets its OpenAPI operations here, generated for its kind.
+/// The handlers of one object endpoint, with their OpenAPI operations:
+/// the functions above serve `/director/host` and `/director/script`
+/// alike, and each endpoint's handlers are generated here for its kind.
 macro_rules! object_operations {
-    ($kind:ident, $path:literal, $tag:literal, $body:ident, $object:ident) => {
-        #[doc = concat!("The OpenAPI operations of `", $path, "` (see `crate::openapi`).")]
+    ($kind:ident, $variant:ident, $path:literal, $tag:literal, $body:ident, $object:ident) => {
+        #[doc = concat!("The handlers of `", $path, "`.")]
         pub mod $kind {
+            use axum::extract::State;
+            use axum::http::HeaderMap;
+            use axum::response::Response;
+
+            use crate::domain::Kind;
+            use crate::error::ApiError;
+            use crate::http::body::{JsonObject, PatchBody};
+            use crate::http::query::QueryParams;
             use crate::openapi::schemas::{$body, $object, ErrorBody, JsonPatch};
+            use crate::service::caller::Caller;
+            use crate::state::AppState;
 
             /// `GET ?name=`.
             #[utoipa::path(
@@ -181,7 +191,14 @@ macro_rules! object_operations {
                         body = ErrorBody),
                 ),
             )]
-            pub fn get() {}
+            pub async fn get(
+                State(state): State<AppState>,
+                caller: Caller,
+                query: QueryParams,
+                headers: HeaderMap,
+            ) -> Result<Response, ApiError> {
+                super::get_object(state, caller, Kind::$variant, query, headers).await
+            }
 
             /// `POST`: create without `name`, merge with it.
             #[utoipa::path(
@@ -212,7 +229,15 @@ macro_rules! object_operations {
                         loops, a taken name", body = ErrorBody),
                 ),
             )]
-            pub fn post() {}
+            pub async fn post(
+                State(state): State<AppState>,
+                caller: Caller,
+                query: QueryParams,
+                headers: HeaderMap,
+                body: JsonObject,
+            ) -> Result<Response, ApiError> {
+                super::post_object(state, caller, Kind::$variant, query, headers, body).await
+            }
 
             /// `PUT`: replace, or create.
             #[utoipa::path(
@@ -241,7 +266,15 @@ macro_rules! object_operations {
                         loops, a taken name", body = ErrorBody),
                 ),
             )]
-            pub fn put() {}
+            pub async fn put(
+                State(state): State<AppState>,
+                caller: Caller,
+                query: QueryParams,
+                headers: HeaderMap,
+                body: JsonObject,
+            ) -> Result<Response, ApiError> {
+                super::put_object(state, caller, Kind::$variant, query, headers, body).await
+            }
 
             /// `PATCH ?name=`.
             #[utoipa::path(
@@ -271,7 +304,15 @@ macro_rules! object_operations {
                     (status = 422, description = "An invalid patch, or an invalid result", body = ErrorBody),
                 ),
             )]
-            pub fn patch() {}
+            pub async fn patch(
+                State(state): State<AppState>,
+                caller: Caller,
+                query: QueryParams,
+                headers: HeaderMap,
+                body: PatchBody,
+            ) -> Result<Response, ApiError> {
+                super::patch_object(state, caller, Kind::$variant, query, headers, body).await
+            }
 
             /// `DELETE ?name=`.
             #[utoipa::path(
@@ -294,10 +335,24 @@ macro_rules! object_operations {
                     (status = 412, description = "`If-Match` does not match", body = ErrorBody),
                 ),
             )]
-            pub fn delete() {}
+            pub async fn delete(
+                State(state): State<AppState>,
+                caller: Caller,
+                query: QueryParams,
+                headers: HeaderMap,
+            ) -> Result<Response, ApiError> {
+                super::delete_object(state, caller, Kind::$variant, query, headers).await
+            }
         }
     };
 }
 
-object_operations!(host, "/director/host", "hosts", HostBody, Host);
-object_operations!(script, "/director/script", "scripts", ScriptBody, Script);
+object_operations!(host, Host, "/director/host", "hosts", HostBody, Host);
+object_operations!(
+    script,
+    Script,
+    "/director/script",
+    "scripts",
+    ScriptBody,
+    Script
+);

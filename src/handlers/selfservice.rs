@@ -1,6 +1,7 @@
 //! Self-service (keys instead of users): registration at boot, the agent's
 //! configuration, tickets; and the key management routes for users.
 
+use axum::extract::State;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -143,7 +144,7 @@ fn client(state: &AppState, headers: &HeaderMap, peer: Peer) -> IpAddr {
     ),
 )]
 pub async fn register_host(
-    state: AppState,
+    State(state): State<AppState>,
     peer: Peer,
     query: QueryParams,
     headers: HeaderMap,
@@ -207,7 +208,7 @@ pub async fn register_host(
     ),
 )]
 pub async fn agent_config(
-    state: AppState,
+    State(state): State<AppState>,
     peer: Peer,
     query: QueryParams,
     headers: HeaderMap,
@@ -252,7 +253,7 @@ pub async fn agent_config(
     ),
 )]
 pub async fn self_ticket(
-    state: AppState,
+    State(state): State<AppState>,
     peer: Peer,
     query: QueryParams,
     headers: HeaderMap,
@@ -281,7 +282,7 @@ pub async fn self_ticket(
     ),
 )]
 pub async fn host_ticket(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -313,7 +314,7 @@ pub async fn host_ticket(
     ),
 )]
 pub async fn create_key(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
     body: OptionalJsonObject,
@@ -336,7 +337,7 @@ pub async fn create_key(
     ),
 )]
 pub async fn show_key(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -358,7 +359,7 @@ pub async fn show_key(
     ),
 )]
 pub async fn revoke_key(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -390,7 +391,7 @@ pub async fn revoke_key(
     ),
 )]
 pub async fn pull_allowlist(
-    state: AppState,
+    State(state): State<AppState>,
     peer: Peer,
     query: QueryParams,
     headers: HeaderMap,

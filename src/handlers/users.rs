@@ -1,5 +1,6 @@
 //! `/director/user?name=` and `/director/users`: API users.
 
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
@@ -43,7 +44,7 @@ fn answer(state: &AppState, written: UserWritten) -> Response {
     ),
 )]
 pub async fn get_user(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -71,7 +72,7 @@ pub async fn get_user(
     ),
 )]
 pub async fn post_user(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
     body: JsonObject,
@@ -103,7 +104,7 @@ pub async fn post_user(
     ),
 )]
 pub async fn put_user(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
     body: JsonObject,
@@ -131,7 +132,7 @@ pub async fn put_user(
     ),
 )]
 pub async fn delete_user(
-    state: AppState,
+    State(state): State<AppState>,
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
@@ -153,7 +154,10 @@ pub async fn delete_user(
     summary = "List every user by name",
     responses((status = 200, description = "The users", body = UserList)),
 )]
-pub async fn list_users(state: AppState, caller: Caller) -> Result<Response, ApiError> {
+pub async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     Ok(json_response(
         StatusCode::OK,
         &service::list(&state.store, &caller).await?,

@@ -10,10 +10,10 @@ use std::time::Instant;
 use axum::http::{HeaderValue, Method, Request, Response};
 use pin_project_lite::pin_project;
 
-use crate::router::ROUTES;
+use crate::router::route_paths;
 use crate::state::AppState;
 
-/// The label of a request's route: one of [`ROUTES`] (under the base path
+/// The label of a request's route: one of [`route_paths`] (under the base path
 /// for Director routes), or `other` for anything else, so that a scan of
 /// random paths cannot grow the metrics without bound.
 pub fn route_label(path: &str, base: &str) -> &'static str {
@@ -26,11 +26,10 @@ pub fn route_label(path: &str, base: &str) -> &'static str {
         None if path.starts_with("/director") => return "other",
         None => path,
     };
-    ROUTES
+    route_paths()
         .iter()
-        .copied()
         .find(|known| *known == route)
-        .unwrap_or("other")
+        .map_or("other", String::as_str)
 }
 
 /// Logs and counts every request (the outermost layer but the request id).
