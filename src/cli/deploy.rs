@@ -16,6 +16,7 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use crate::api::{Deployment, DeploymentHost};
 pub use crate::domain::deployment::Counts;
 use crate::domain::deployment::{DeploymentStatus, HostResult};
 
@@ -97,15 +98,10 @@ pub fn exit_for_status(status: &str) -> Exit {
 /// The status of a deploy that found nothing to deploy.
 const UNCHANGED: &str = "unchanged";
 
-/// Whether a status the server named is still running: a status this
-/// program does not know (a newer server's) counts as ended.
+/// Whether a status the server named when it started a deployment is
+/// still running.
 fn is_running(status: &str) -> bool {
     status == DeploymentStatus::Running.as_str()
-}
-
-/// The result a host line names, `None` for one this program does not know.
-fn result_of(line: &HostLine) -> Option<HostResult> {
-    line.result.parse().ok()
 }
 
 /// The exit for an HTTP status the server answered instead of what was
@@ -208,32 +204,6 @@ pub fn started_line(started: &Started) -> String {
     }
 }
 
-/// One host's result in a deployment.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct HostLine {
-    pub host: String,
-    /// A [`HostResult`]'s word (kept as sent: a newer server may know more).
-    pub result: String,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-/// A deployment as `GET /director/config/deployment?id=N` shows it (the
-/// fields used here).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Deployment {
-    pub id: i64,
-    /// A [`DeploymentStatus`]'s word (kept as sent: a newer server may
-    /// know more).
-    pub status: String,
-    /// Over all hosts, also those a restricted user does not see.
-    #[serde(default)]
-    pub counts: Counts,
-    /// The hosts the user may see; `[]` once the details were pruned.
-    #[serde(default)]
-    pub hosts: Vec<HostLine>,
-}
-
 /// Hosts done (no longer `pending`) and hosts in all: from the host list,
 /// or from the counts when the list is empty.
 pub fn progress(deployment: &Deployment) -> (u64, u64) {
@@ -244,7 +214,7 @@ pub fn progress(deployment: &Deployment) -> (u64, u64) {
     let done = deployment
         .hosts
         .iter()
-        .filter(|h| result_of(h) != Some(HostResult::Pending))
+        .filter(|h| h.result != HostResult::Pending)
         .count();
     (done as u64, deployment.hosts.len() as u64)
 }
@@ -281,13 +251,12 @@ pub fn summary(deployment: &Deployment) -> String {
     }
     lines.push(format!(
         "deployment {}: {}",
-        deployment.id,
-        printable(&deployment.status)
+        deployment.id, deployment.status
     ));
-    let missed: Vec<&HostLine> = deployment
+    let missed: Vec<&DeploymentHost> = deployment
         .hosts
         .iter()
-        .filter(|h| result_of(h).is_some_and(HostResult::is_trouble))
+        .filter(|h| h.result.is_trouble())
         .collect();
     if !missed.is_empty() {
         let rows: Vec<(String, &str, String)> = missed
@@ -351,7 +320,7 @@ async fn deploy(args: &DeployArgs) -> Result<Exit, Failure> {
         print!("{}", summary(deployment));
     }
     match deployment {
-        Some(deployment) if finished => Ok(exit_for_status(&deployment.status)),
+        Some(deployment) if finished => Ok(exit_for_status(deployment.status.as_str())),
         _ => Err(Failure::new(
             Exit::NotDone,
             format!(
@@ -590,7 +559,7 @@ async fn follow(
                 } else {
                     String::new()
                 });
-                let ended = !is_running(&deployment.status);
+                let ended = deployment.status.is_final();
                 last = Some(deployment);
                 if ended {
                     break Ok(true);
@@ -618,8 +587,26 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn deployment(value: Value) -> Deployment {
+    /// A deployment as the server shows it: `value`, with what a test
+    /// does not name filled in (the server always sends every field).
+    fn deployment(mut value: Value) -> Deployment {
+        let defaults = json!({"checksum": "c", "author": "admin", "force": false,
+                              "started_at": null, "finished_at": null, "version": "v"});
+        let host = json!({"host_id": 1, "delivery": "push", "checksum": "c", "serial": 1,
+                          "error": null, "attempts": 0});
+        fill(&mut value, &defaults);
+        for line in value["hosts"].as_array_mut().into_iter().flatten() {
+            fill(line, &host);
+        }
         serde_json::from_value(value).unwrap()
+    }
+
+    fn fill(value: &mut Value, defaults: &Value) {
+        for (key, default) in defaults.as_object().unwrap() {
+            if value.get(key).is_none() {
+                value[key] = default.clone();
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use axum::response::Response;
 
 use crate::domain::deployment::DeploymentStatus;
 use crate::error::ApiError;
-use crate::http::json::json_response;
+use crate::http::json::{json_response, typed_response};
 use crate::http::query::QueryParams;
 use crate::service::caller::Caller;
 use crate::service::deploy as service;
@@ -133,7 +133,7 @@ pub async fn start_deploy(
     state.deployer.spawn(id);
     let wait = Wait::new(wait, &state.shutdown);
     if let Some(finished) = service::finished(&state.store, &caller, id, &wait).await? {
-        return Ok(json_response(StatusCode::OK, &finished));
+        return Ok(typed_response(StatusCode::OK, &finished));
     }
     let body = serde_json::json!({"checksum": checksum, "deployment_id": id, "status": DeploymentStatus::Running, "hosts": hosts});
     let mut response = json_response(StatusCode::ACCEPTED, &body);
@@ -165,7 +165,7 @@ pub async fn start_deploy(
         ("since" = Option<String>, Query, description = "The `version` of the previous answer"),
     ),
     responses(
-        (status = 200, description = "The deployment", body = crate::openapi::schemas::Deployment),
+        (status = 200, description = "The deployment", body = crate::api::Deployment),
         (status = 400, description = "No `id`, or not a number, or a bad `wait`", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "No such deployment", body = crate::openapi::schemas::ErrorBody),
     ),
@@ -180,7 +180,7 @@ pub async fn show_deployment(
     let since = query.get("since").filter(|s| !s.is_empty());
     let wait = Wait::new(wait, &state.shutdown);
     let body = service::details_since(&state.store, &caller, id, since, &wait).await?;
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(typed_response(StatusCode::OK, &body))
 }
 
 /// `DELETE /director/config/deployment?id=N`: cancels it.
@@ -191,7 +191,7 @@ pub async fn show_deployment(
     summary = "Cancel a running deployment: pushes not yet made are not made",
     params(("id" = i64, Query, description = "The deployment's number")),
     responses(
-        (status = 200, description = "The cancelled deployment", body = crate::openapi::schemas::Deployment),
+        (status = 200, description = "The cancelled deployment", body = crate::api::Deployment),
         (status = 400, description = "No `id`, or not a number", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "No such deployment", body = crate::openapi::schemas::ErrorBody),
         (status = 409, description = "The deployment is not running", body = crate::openapi::schemas::ErrorBody),
@@ -203,7 +203,7 @@ pub async fn cancel_deployment(
     query: QueryParams,
 ) -> Result<Response, ApiError> {
     let body = service::cancel(&state.store, &caller, deployment_id(&query)?).await?;
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(typed_response(StatusCode::OK, &body))
 }
 
 /// `GET /director/config/deployments?limit=&cursor=`.
@@ -219,7 +219,7 @@ pub async fn cancel_deployment(
             description = "The `next` value of the previous page; without `limit`, the next 100"),
     ),
     responses(
-        (status = 200, description = "The deployments", body = crate::openapi::schemas::DeploymentList),
+        (status = 200, description = "The deployments", body = crate::api::DeploymentList),
         (status = 400, description = "A bad `limit` or `cursor`", body = crate::openapi::schemas::ErrorBody),
     ),
 )]
@@ -233,7 +233,7 @@ pub async fn list_deployments(
         .map(crate::service::activity::decode_cursor)
         .transpose()?;
     let body = service::list(&state.store, &caller, before, limit.unwrap_or(100)).await?;
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(typed_response(StatusCode::OK, &body))
 }
 
 /// `GET /director/config/deployment-status?configs=&activities=` (Director's shape).

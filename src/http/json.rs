@@ -42,6 +42,20 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response {
     response
 }
 
+/// A typed answer as a JSON response: the same printing (through a
+/// `Value`, which sorts the keys) as [`json_response`].
+pub fn typed_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_value(value) {
+        Ok(value) => json_response(status, &value),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialise an answer");
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

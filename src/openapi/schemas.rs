@@ -623,56 +623,6 @@ built_schema!(
         .into()
 );
 
-/// One host's result in a deployment.
-#[derive(Debug, ToSchema)]
-pub struct DeploymentHost {
-    pub host: String,
-    pub host_id: Option<i64>,
-    /// `push` (the server pushes) or `pull` (the agent fetches).
-    pub delivery: Option<String>,
-    pub checksum: Option<String>,
-    pub serial: Option<i64>,
-    /// `pending`, `deployed`, `skipped`, `failed`, `unreachable`.
-    pub result: String,
-    pub error: Option<String>,
-    pub attempts: Option<i64>,
-}
-
-/// A deployment.
-#[derive(Debug, ToSchema)]
-pub struct Deployment {
-    pub id: i64,
-    pub checksum: String,
-    pub author: String,
-    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`.
-    pub status: String,
-    pub force: bool,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    /// Changes whenever the status or the counts move: `since` of a blocking query.
-    pub version: Option<String>,
-    /// Hosts per result.
-    #[schema(value_type = Object)]
-    pub counts: Value,
-    pub hosts: Vec<DeploymentHost>,
-}
-
-/// A deployment in the list.
-#[derive(Debug, ToSchema)]
-pub struct DeploymentSummary {
-    pub id: i64,
-    pub checksum: String,
-    pub author: String,
-    pub status: String,
-}
-
-/// Deployments, newest first.
-#[derive(Debug, ToSchema)]
-pub struct DeploymentList {
-    pub objects: Vec<DeploymentSummary>,
-    pub next: Option<String>,
-}
-
 /// Director's deployment status.
 #[derive(Debug, ToSchema)]
 pub struct DeploymentStatus {

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::caller::Caller;
 use super::waiting::Wait;
+use crate::api::{Deployment, DeploymentHost, DeploymentList, DeploymentSummary};
 use crate::domain::allowlist::{
     Allowlist, ScriptSource, config_checksum, nothing_to_deploy, render,
 };
@@ -437,7 +438,7 @@ pub async fn start(
 }
 
 /// A deployment as `GET /director/config/deployment?id=N` shows it.
-pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Value, ApiError> {
+pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployment, ApiError> {
     use crate::store::deployments;
     caller.require(Permission::Api)?;
     let d = deployments::get(store.db(), id)
@@ -452,20 +453,32 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Value, A
     // details were pruned.
     let counts = deployments::stored_counts(&d)
         .unwrap_or_else(|| Counts::of(&hosts.iter().map(|h| h.result).collect::<Vec<_>>()));
-    let visible: Vec<Value> = hosts
-        .iter()
+    let visible = hosts
+        .into_iter()
         .filter(|h| caller.restrictions.allows(&h.host_name))
-        .map(|h| {
-            json!({"host": h.host_name, "host_id": h.host_id, "delivery": h.delivery, "checksum": h.checksum,
-                   "serial": h.serial, "result": h.result, "error": h.error, "attempts": h.attempts})
+        .map(|h| DeploymentHost {
+            host: h.host_name,
+            host_id: h.host_id,
+            delivery: h.delivery,
+            checksum: h.checksum,
+            serial: h.serial,
+            result: h.result,
+            error: h.error,
+            attempts: h.attempts,
         })
         .collect();
-    Ok(json!({
-        "id": d.id, "checksum": d.checksum, "author": d.author, "status": d.status, "force": d.force,
-        "started_at": time(d.started_at), "finished_at": d.finished_at.and_then(time),
-        "version": results_version(d.status, &counts),
-        "counts": counts, "hosts": visible,
-    }))
+    Ok(Deployment {
+        id: d.id,
+        checksum: d.checksum,
+        author: d.author,
+        status: d.status,
+        force: d.force,
+        started_at: time(d.started_at),
+        finished_at: d.finished_at.and_then(time),
+        version: results_version(d.status, &counts),
+        counts,
+        hosts: visible,
+    })
 }
 
 /// A blocking query on a deployment (`since=VERSION&wait=`): its details
@@ -477,8 +490,8 @@ pub async fn details_since(
     id: i64,
     since: Option<&str>,
     wait: &Wait,
-) -> Result<Value, ApiError> {
-    let moved = |body: &Value| since.is_none_or(|since| body["version"].as_str() != Some(since));
+) -> Result<Deployment, ApiError> {
+    let moved = |d: &Deployment| since.is_none_or(|since| d.version != since);
     wait.until(store, || details(store, caller, id), moved)
         .await
 }
@@ -490,7 +503,7 @@ pub async fn finished(
     caller: &Caller,
     id: i64,
     wait: &Wait,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<Deployment>, ApiError> {
     use crate::store::deployments;
     if wait.is_over() {
         return Ok(None);
@@ -508,7 +521,7 @@ pub async fn finished(
 }
 
 /// `DELETE /director/config/deployment?id=N`: cancels the pushes not yet made.
-pub async fn cancel(store: &Store, caller: &Caller, id: i64) -> Result<Value, ApiError> {
+pub async fn cancel(store: &Store, caller: &Caller, id: i64) -> Result<Deployment, ApiError> {
     use crate::store::deployments;
     caller.require(Permission::Deploy)?;
     let tx = store.begin_write().await?;
@@ -532,22 +545,25 @@ pub async fn list(
     caller: &Caller,
     before_id: Option<i64>,
     limit: u64,
-) -> Result<Value, ApiError> {
+) -> Result<DeploymentList, ApiError> {
     caller.require(Permission::Api)?;
     let rows = crate::store::deployments::list(store.db(), before_id, limit + 1).await?;
     let more = rows.len() as u64 > limit;
-    let shown: Vec<Value> = rows
-        .iter()
+    let next = rows
+        .get(limit as usize - 1)
+        .filter(|_| more)
+        .map(|last| crate::service::activity::encode_cursor(last.id));
+    let objects = rows
+        .into_iter()
         .take(limit as usize)
-        .map(
-            |d| json!({"id": d.id, "checksum": d.checksum, "author": d.author, "status": d.status}),
-        )
+        .map(|d| DeploymentSummary {
+            id: d.id,
+            checksum: d.checksum,
+            author: d.author,
+            status: d.status,
+        })
         .collect();
-    let mut body = json!({"objects": shown});
-    if more && let Some(last) = rows.get(limit as usize - 1) {
-        body["next"] = json!(crate::service::activity::encode_cursor(last.id));
-    }
-    Ok(body)
+    Ok(DeploymentList { objects, next })
 }
 
 /// `GET /director/config/deployment-status?configs=c1,c2&activities=a1,a2`,
