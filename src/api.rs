@@ -67,3 +67,45 @@ pub struct DeploymentList {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
 }
+
+/// A host whose allowlist differs from what its agent confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingHost {
+    pub host: String,
+    pub host_id: i64,
+    /// The checksum of the allowlist a deploy would send now.
+    pub checksum: String,
+    /// What the agent last confirmed holding (`null`: nothing yet).
+    pub confirmed_checksum: Option<String>,
+    /// Scripts a deploy would add.
+    pub added: Vec<String>,
+    /// Scripts a deploy would remove.
+    pub removed: Vec<String>,
+}
+
+/// `GET /director/config/pending`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Pending {
+    /// The config checksum a deploy would deploy now.
+    pub checksum: String,
+    pub hosts: Vec<PendingHost>,
+}
+
+/// The status of a deploy that found nothing to deploy.
+pub const UNCHANGED: &str = "unchanged";
+
+/// The answer of `POST /director/config/deploy` (without `wait`, or when
+/// nothing changed); with `wait`, a finished deployment as `Deployment`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeployAnswer {
+    pub checksum: String,
+    /// `unchanged`, `running`, or a final status after `wait`.
+    pub status: String,
+    /// The deployment started or running; with `unchanged` the newest (one
+    /// is always on record then: the first deploy of a configuration is).
+    #[serde(default)]
+    pub deployment_id: Option<i64>,
+    /// How many hosts a started deployment renders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<u64>,
+}

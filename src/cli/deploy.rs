@@ -13,10 +13,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use reqwest::{StatusCode, Url};
-use serde::Deserialize;
 use serde_json::Value;
 
-pub use crate::api::{Deployment, DeploymentHost};
+pub use crate::api::{DeployAnswer, Deployment, DeploymentHost, UNCHANGED};
 pub use crate::domain::deployment::Counts;
 use crate::domain::deployment::{DeploymentStatus, HostResult};
 
@@ -94,9 +93,6 @@ pub fn exit_for_status(status: &str) -> Exit {
         Exit::NotDone
     }
 }
-
-/// The status of a deploy that found nothing to deploy.
-const UNCHANGED: &str = "unchanged";
 
 /// Whether a status the server named when it started a deployment is
 /// still running.
@@ -176,18 +172,7 @@ pub fn deployment_url(base: &str, id: i64) -> String {
 }
 
 /// What `POST /director/config/deploy` answered with `200` or `202`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Started {
-    /// `unchanged` or `running` (or, had the server waited, a final one).
-    pub status: String,
-    /// The deployment started or joined; for `unchanged` the newest one
-    /// (none before the first deployment).
-    #[serde(default)]
-    pub deployment_id: Option<i64>,
-    /// How many hosts a started deployment pushes to.
-    #[serde(default)]
-    pub hosts: Option<u64>,
-}
+pub type Started = DeployAnswer;
 
 /// The line `steward deploy` prints when it does not wait (and for
 /// `unchanged`).
@@ -695,7 +680,7 @@ mod tests {
         );
         assert_eq!(
             started_line(&started(
-                json!({"deployment_id": 7, "status": "running", "hosts": 1})
+                json!({"checksum": "c", "deployment_id": 7, "status": "running", "hosts": 1})
             )),
             "deployment 7: running, 1 host"
         );

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use crate::api::{DeployAnswer, UNCHANGED};
 use crate::domain::deployment::DeploymentStatus;
 use crate::error::ApiError;
 use crate::http::json::{json_response, typed_response};
@@ -41,13 +42,13 @@ pub async fn preview_allowlist(
     path = "/director/config/pending",
     tag = "deploy",
     summary = "Hosts whose allowlist differs from what their agent confirmed",
-    responses((status = 200, description = "The pending hosts", body = crate::openapi::schemas::Pending)),
+    responses((status = 200, description = "The pending hosts", body = crate::api::Pending)),
 )]
 pub async fn list_pending(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    Ok(json_response(
+    Ok(typed_response(
         StatusCode::OK,
         &service::pending(&state.store, &caller).await?,
     ))
@@ -79,7 +80,7 @@ fn deployment_id(query: &QueryParams) -> Result<i64, ApiError> {
         (status = 200, description = "Nothing changed (`status: unchanged`), or with `wait` the finished \
             deployment", body = crate::openapi::schemas::DeployResult),
         (status = 202, description = "A deployment is running (this one, or the running one with the same \
-            checksum)", body = crate::openapi::schemas::DeployAnswer, headers(("Location" = String))),
+            checksum)", body = crate::api::DeployAnswer, headers(("Location" = String))),
         (status = 400, description = "A bad `force` or `wait`", body = crate::openapi::schemas::ErrorBody),
         (status = 409, description = "Another deployment is running: the body also names its `checksum` \
             and `deployment_id`", body = crate::openapi::schemas::ErrorBody),
@@ -110,8 +111,13 @@ pub async fn start_deploy(
             checksum,
             deployment_id,
         } => {
-            let body = serde_json::json!({"checksum": checksum, "status": "unchanged", "deployment_id": deployment_id});
-            return Ok(json_response(StatusCode::OK, &body));
+            let body = DeployAnswer {
+                checksum,
+                status: UNCHANGED.to_owned(),
+                deployment_id,
+                hosts: None,
+            };
+            return Ok(typed_response(StatusCode::OK, &body));
         }
         service::Started::Busy {
             checksum,
@@ -135,8 +141,13 @@ pub async fn start_deploy(
     if let Some(finished) = service::finished(&state.store, &caller, id, &wait).await? {
         return Ok(typed_response(StatusCode::OK, &finished));
     }
-    let body = serde_json::json!({"checksum": checksum, "deployment_id": id, "status": DeploymentStatus::Running, "hosts": hosts});
-    let mut response = json_response(StatusCode::ACCEPTED, &body);
+    let body = DeployAnswer {
+        checksum,
+        status: DeploymentStatus::Running.as_str().to_owned(),
+        deployment_id: Some(id),
+        hosts: Some(u64::try_from(hosts).unwrap_or(u64::MAX)),
+    };
+    let mut response = typed_response(StatusCode::ACCEPTED, &body);
     let location = format!(
         "{}/director/config/deployment?id={id}",
         state.config.base_path

@@ -583,38 +583,6 @@ pub struct AllowlistPreview {
     pub confirmed: Option<Value>,
 }
 
-/// A host whose allowlist differs from what its agent confirmed.
-#[derive(Debug, ToSchema)]
-pub struct PendingHost {
-    pub host: String,
-    pub host_id: Option<i64>,
-    pub checksum: String,
-    pub confirmed_checksum: Option<String>,
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-}
-
-/// `GET /director/config/pending`.
-#[derive(Debug, ToSchema)]
-pub struct Pending {
-    pub checksum: String,
-    pub hosts: Vec<PendingHost>,
-}
-
-/// The answer of `POST /director/config/deploy` (without `wait`, or when
-/// nothing changed); with `wait`, a finished deployment as `Deployment`.
-#[derive(Debug, ToSchema)]
-pub struct DeployAnswer {
-    pub checksum: String,
-    /// `unchanged`, `running`, or a final status after `wait`.
-    pub status: String,
-    /// The deployment started or running; with `unchanged` the newest (one
-    /// is always on record then: the first deploy of a configuration is).
-    pub deployment_id: Option<i64>,
-    /// How many hosts a started deployment renders.
-    pub hosts: Option<u64>,
-}
-
 built_schema!(
     /// The `200` of a deploy: nothing changed, or with `wait` the finished deployment.
     DeployResult => AnyOfBuilder::new()

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use super::caller::Caller;
 use super::waiting::Wait;
-use crate::api::{Deployment, DeploymentHost, DeploymentList, DeploymentSummary};
+use crate::api::{
+    Deployment, DeploymentHost, DeploymentList, DeploymentSummary, Pending, PendingHost,
+};
 use crate::domain::allowlist::{
     Allowlist, ScriptSource, config_checksum, nothing_to_deploy, render,
 };
@@ -230,7 +232,7 @@ pub async fn preview(store: &Store, caller: &Caller, name: &str) -> Result<Value
 /// `GET /director/config/pending`: the hosts whose rendered allowlist
 /// differs from what their agent last confirmed, with the script names a
 /// deploy would add and remove.
-pub async fn pending(store: &Store, caller: &Caller) -> Result<Value, ApiError> {
+pub async fn pending(store: &Store, caller: &Caller) -> Result<Pending, ApiError> {
     caller.require(Permission::HostsRead)?;
     let db = store.db();
     let states = agents::all(db).await?;
@@ -255,16 +257,27 @@ pub async fn pending(store: &Store, caller: &Caller) -> Result<Value, ApiError> 
             .iter()
             .map(|s| s.name.as_str())
             .collect();
-        hosts.push(json!({
-            "host": d.host,
-            "host_id": d.host_id,
-            "checksum": d.checksum,
-            "confirmed_checksum": held_checksum,
-            "added": wanted.iter().filter(|n| !held.iter().any(|h| h == *n)).collect::<Vec<_>>(),
-            "removed": held.iter().filter(|h| !wanted.contains(&h.as_str())).collect::<Vec<_>>(),
-        }));
+        hosts.push(PendingHost {
+            host: d.host.clone(),
+            host_id: d.host_id,
+            checksum: d.checksum.clone(),
+            confirmed_checksum: held_checksum,
+            added: wanted
+                .iter()
+                .filter(|n| !held.iter().any(|h| h == *n))
+                .map(|n| (*n).to_owned())
+                .collect(),
+            removed: held
+                .iter()
+                .filter(|h| !wanted.contains(&h.as_str()))
+                .cloned()
+                .collect(),
+        });
     }
-    Ok(json!({"checksum": rendering.checksum, "hosts": hosts}))
+    Ok(Pending {
+        checksum: rendering.checksum,
+        hosts,
+    })
 }
 
 /// What `POST /director/config/deploy` came to.
