@@ -9,6 +9,63 @@ use utoipa::ToSchema;
 use crate::domain::deployment::{Counts, DeploymentStatus, HostResult};
 use crate::domain::kind::Delivery;
 
+/// `{"error": "..."}`: every error answer. Some carry more fields (a
+/// deployment conflict names the running `deployment_id` and its `checksum`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"error": "No such host \"web-01\""}))]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// `/health` and `/ready` when all is well.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Status {
+    /// `ok` (`/health`) or `ready` (`/ready`).
+    pub status: String,
+}
+
+// `steward-agent` reads this with a reader of its own that also takes
+// older servers' answers (`agent::client::AgentConfig`); a test below
+// keeps the two in step.
+/// What an agent needs: its host, its stable id, the server's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AgentConfig {
+    pub host: String,
+    pub host_id: i64,
+    pub agent_port: i64,
+    /// `push` or `pull`: how the host gets its allowlist.
+    #[schema(value_type = String)]
+    pub delivery: Delivery,
+    pub signing_key: SigningKey,
+    /// The newest allowlist serial issued to the host (absent before any):
+    /// the agent refuses every allowlist with a smaller serial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_floor: Option<i64>,
+}
+
+/// The server's Ed25519 public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SigningKey {
+    /// `ed25519`.
+    pub algorithm: String,
+    /// The raw 32-byte key, base64.
+    pub public_key: String,
+    /// `sha256:` and the hex SHA-256 of the raw key.
+    pub fingerprint: String,
+    /// During a key rotation: the key that will replace it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<NextKey>,
+}
+
+/// The key a rotation will bring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NextKey {
+    /// The raw 32-byte key, base64.
+    pub public_key: String,
+    /// `sha256:` and the hex SHA-256 of the raw key.
+    pub fingerprint: String,
+}
+
 /// A deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Deployment {
@@ -108,4 +165,75 @@ pub struct DeployAnswer {
     /// How many hosts a started deployment renders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<u64>,
+}
+
+/// A self-service key's metadata; `api_key` (64 hex digits) only in the
+/// answer that created it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiKey {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    pub object_name: String,
+    /// `object` (a host's own key) or `template` (a key to register with).
+    pub object_type: String,
+    /// RFC 3339, milliseconds, UTC.
+    pub created_at: String,
+    /// RFC 3339, milliseconds, UTC; absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_reads_the_agent_config_the_server_writes() {
+        let written = AgentConfig {
+            host: "node-1.example".into(),
+            host_id: 7,
+            agent_port: 7446,
+            delivery: Delivery::Pull,
+            signing_key: SigningKey {
+                algorithm: "ed25519".into(),
+                public_key: "cHVibGlj".into(),
+                fingerprint: "sha256:00".into(),
+                next: Some(NextKey {
+                    public_key: "bmV4dA==".into(),
+                    fingerprint: "sha256:01".into(),
+                }),
+            },
+            serial_floor: Some(42),
+        };
+        let text = serde_json::to_string(&written).expect("serialises");
+        let read: crate::agent::client::AgentConfig =
+            serde_json::from_str(&text).expect("the agent reads it");
+        assert_eq!(read.host, "node-1.example");
+        assert_eq!(read.host_id, 7);
+        assert_eq!(read.agent_port, Some(7446));
+        assert_eq!(read.delivery.as_deref(), Some("pull"));
+        assert_eq!(read.signing_key.public_key, "cHVibGlj");
+        assert_eq!(read.signing_key.fingerprint, "sha256:00");
+        assert_eq!(
+            read.signing_key.next.map(|n| n.public_key).as_deref(),
+            Some("bmV4dA==")
+        );
+        assert_eq!(read.serial_floor, Some(42));
+        // Outside a rotation and before any deployment, both are absent.
+        let plain = AgentConfig {
+            serial_floor: None,
+            signing_key: SigningKey {
+                next: None,
+                ..written.signing_key.clone()
+            },
+            ..written
+        };
+        let value = serde_json::to_value(&plain).expect("serialises");
+        assert!(value.get("serial_floor").is_none(), "{value}");
+        assert!(value["signing_key"].get("next").is_none(), "{value}");
+    }
 }

@@ -2,10 +2,10 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+use crate::api::ErrorBody;
 use crate::domain::RuleError;
-use crate::http::json::json_response;
+use crate::http::json::typed_response;
 
 /// Every way a request can fail. Server-side failures keep their details in
 /// the log and answer a generic message.
@@ -100,7 +100,7 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = json_response(self.status(), &json!({ "error": message }));
+        let mut response = typed_response(self.status(), &ErrorBody { error: message });
         if let ApiError::TooManyRequests { retry_after, .. } | ApiError::Busy { retry_after, .. } =
             &self
             && let Ok(value) = HeaderValue::from_str(&retry_after.to_string())

@@ -51,6 +51,7 @@ use utoipa::{Modify, OpenApi};
         schemas::RegisterBody,
         schemas::AgentConfig,
         schemas::SigningKey,
+        crate::api::NextKey,
         schemas::AllowedScript,
         schemas::SignedAllowlist,
         schemas::Allowlist,

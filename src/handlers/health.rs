@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use crate::http::json::json_response;
+use crate::http::json::{json_response, typed_response};
 use crate::openapi::schemas::{ErrorBody, Status};
 use crate::state::AppState;
 
@@ -18,7 +18,12 @@ use crate::state::AppState;
     responses((status = 200, description = "Alive", body = Status)),
 )]
 pub async fn health() -> Response {
-    json_response(StatusCode::OK, &json!({"status": "ok"}))
+    typed_response(
+        StatusCode::OK,
+        &Status {
+            status: "ok".into(),
+        },
+    )
 }
 
 /// `GET /metrics`: Prometheus' text format; a user with `api` unless
@@ -83,7 +88,12 @@ pub async fn metrics(State(state): State<AppState>, parts: axum::http::request::
 )]
 pub async fn ready(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+        Ok(()) => typed_response(
+            StatusCode::OK,
+            &Status {
+                status: "ready".into(),
+            },
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "database not ready");
             json_response(

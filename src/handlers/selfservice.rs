@@ -14,7 +14,7 @@ use crate::auth::layer::{Peer, client_address};
 use crate::domain::apikey::Registration;
 use crate::error::ApiError;
 use crate::http::body::OptionalJsonObject;
-use crate::http::json::json_response;
+use crate::http::json::{json_response, typed_response};
 use crate::http::query::QueryParams;
 use crate::service::caller::Caller;
 use crate::service::selfservice::{self as service, KeyError};
@@ -202,7 +202,7 @@ pub async fn register_host(
     summary = "What an agent needs: its host, its id, the server's public key",
     security(("key" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The agent's configuration", body = crate::openapi::schemas::AgentConfig),
+        (status = 200, description = "The agent's configuration", body = crate::api::AgentConfig),
         (status = 400, description = "No key", body = crate::openapi::schemas::ErrorBody),
         (status = 403, description = "Not a host's own key", body = crate::openapi::schemas::ErrorBody),
     ),
@@ -220,7 +220,7 @@ pub async fn agent_config(
         Err(e) => return e.into_response(),
     };
     match service::agent_config(&state.store, key.as_deref(), &server_key).await {
-        Ok(config) => json_response(StatusCode::OK, &config),
+        Ok(config) => typed_response(StatusCode::OK, &config),
         Err(e) => refuse(&state, address, e, false),
     }
 }
@@ -320,7 +320,7 @@ pub async fn create_key(
     body: OptionalJsonObject,
 ) -> Result<Response, ApiError> {
     let shown = service::create_key(&state.store, &caller, query.required_name()?, &body.0).await?;
-    Ok(json_response(StatusCode::OK, &shown))
+    Ok(typed_response(StatusCode::OK, &shown))
 }
 
 /// `GET /director/host/api-key?name=N`: the key's metadata.
@@ -342,7 +342,7 @@ pub async fn show_key(
     query: QueryParams,
 ) -> Result<Response, ApiError> {
     let shown = service::show_key(&state.store, &caller, query.required_name()?).await?;
-    Ok(json_response(StatusCode::OK, &shown))
+    Ok(typed_response(StatusCode::OK, &shown))
 }
 
 /// `DELETE /director/host/api-key?name=N`: revokes the key.
@@ -364,7 +364,7 @@ pub async fn revoke_key(
     query: QueryParams,
 ) -> Result<Response, ApiError> {
     let shown = service::revoke_key(&state.store, &caller, query.required_name()?).await?;
-    Ok(json_response(StatusCode::OK, &shown))
+    Ok(typed_response(StatusCode::OK, &shown))
 }
 
 /// `GET /director/self-service/allowlist?key=HOST_KEY[&wait=SECONDS]`: the

@@ -9,6 +9,7 @@
 //! are written as plain structs only to be described here: the server
 //! builds its answers with `serde_json`.
 
+pub use crate::api::{AgentConfig, ApiKey, ErrorBody, SigningKey, Status};
 use std::borrow::Cow;
 
 use serde_json::{Value, json};
@@ -338,21 +339,6 @@ built_schema!(
     BlockingWait => seconds_up_to(300)
 );
 
-/// `{"error": "..."}`: every error answer. Some carry more fields (a
-/// deployment conflict names the running `deployment_id` and its `checksum`).
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"error": "No such host \"web-01\""}))]
-pub struct ErrorBody {
-    pub error: String,
-}
-
-/// `/health` and `/ready` when all is well.
-#[derive(Debug, ToSchema)]
-pub struct Status {
-    /// `ok` (`/health`) or `ready` (`/ready`).
-    pub status: String,
-}
-
 /// A page of hosts, or the whole list.
 #[derive(Debug, ToSchema)]
 pub struct HostList {
@@ -449,19 +435,6 @@ pub struct ActivityList {
     pub next: Option<String>,
 }
 
-/// A self-service key's metadata; `api_key` (64 hex digits) only in the
-/// answer that created it.
-#[derive(Debug, ToSchema)]
-pub struct ApiKey {
-    pub api_key: Option<String>,
-    pub object_name: String,
-    pub object_type: String,
-    pub created_at: Option<String>,
-    pub expires_at: Option<String>,
-    pub max_uses: Option<i64>,
-    pub uses: Option<i64>,
-}
-
 built_schema!(
     /// Limits of a host template's key. Host keys take neither (`422`).
     ApiKeyBody => typed(Type::Object)
@@ -502,34 +475,6 @@ built_schema!(
         .property("key", ObjectBuilder::new().schema_type(SchemaType::AnyValue))
         .into()
 );
-
-/// The server's Ed25519 public key.
-#[derive(Debug, ToSchema)]
-pub struct SigningKey {
-    /// `ed25519`.
-    pub algorithm: String,
-    /// The raw 32-byte key, base64.
-    pub public_key: String,
-    /// `sha256:` and the hex SHA-256 of the raw key.
-    pub fingerprint: String,
-    /// During a key rotation: the key that will replace it.
-    #[schema(value_type = Option<Object>)]
-    pub next: Option<Value>,
-}
-
-/// What an agent needs: its host, its stable id, the server's key.
-#[derive(Debug, ToSchema)]
-pub struct AgentConfig {
-    pub host: String,
-    pub host_id: i64,
-    pub agent_port: i64,
-    /// `push` or `pull`: how the host gets its allowlist.
-    pub delivery: String,
-    pub signing_key: SigningKey,
-    /// The newest allowlist serial issued to the host (absent before any):
-    /// the agent refuses every allowlist with a smaller serial.
-    pub serial_floor: Option<i64>,
-}
 
 /// One script of an allowlist.
 #[derive(Debug, ToSchema)]

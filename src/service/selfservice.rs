@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 use super::caller::Caller;
 use super::objects::{apply_change, insert_as, resolver};
 use super::waiting::Wait;
+use crate::api::{AgentConfig, ApiKey, NextKey, SigningKey};
 use crate::domain::activity::Entry;
 use crate::domain::apikey::{self, Limits, Unusable};
 use crate::domain::auth::Permission;
@@ -44,22 +45,16 @@ impl From<sea_orm::DbErr> for KeyError {
     }
 }
 
-fn key_metadata(object: &StoredObject, key: &StoredKey) -> Map<String, Value> {
-    let mut map = Map::new();
-    map.insert("object_name".into(), object.draft.name.as_str().into());
-    map.insert(
-        "object_type".into(),
-        object.draft.object_type.as_str().into(),
-    );
-    map.insert("created_at".into(), time(key.created_at).into());
-    if let Some(at) = key.limits.expires_at {
-        map.insert("expires_at".into(), time(at).into());
+fn key_metadata(object: &StoredObject, key: &StoredKey) -> ApiKey {
+    ApiKey {
+        api_key: None,
+        object_name: object.draft.name.as_str().to_owned(),
+        object_type: object.draft.object_type.as_str().to_owned(),
+        created_at: time(key.created_at),
+        expires_at: key.limits.expires_at.map(time),
+        max_uses: key.limits.max_uses,
+        uses: key.uses,
     }
-    if let Some(max) = key.limits.max_uses {
-        map.insert("max_uses".into(), max.into());
-    }
-    map.insert("uses".into(), key.uses.into());
-    map
 }
 
 fn time(ms: i64) -> String {
@@ -73,12 +68,13 @@ async fn log_key(
     caller: &Caller,
     action: &str,
     name: &str,
-    metadata: Map<String, Value>,
+    metadata: &ApiKey,
 ) -> Result<(), ApiError> {
+    let metadata = serde_json::to_value(metadata).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (before, after) = if action == "revoke-key" {
-        (Some(Value::Object(metadata)), None)
+        (Some(metadata), None)
     } else {
-        (None, Some(Value::Object(metadata)))
+        (None, Some(metadata))
     };
     let entry = Entry {
         at: now_millis(),
@@ -114,7 +110,7 @@ pub async fn create_key(
     caller: &Caller,
     name: &str,
     body: &Map<String, Value>,
-) -> Result<Value, ApiError> {
+) -> Result<ApiKey, ApiError> {
     let tx = store.begin_write().await?;
     let object = keyed_object(&tx.tx, caller, name).await?;
     caller.may_write(&object.draft)?;
@@ -126,15 +122,16 @@ pub async fn create_key(
     let new = apikey::generate();
     let stored = keys::replace(&tx.tx, object.id, &new.hash, limits).await?;
     let metadata = key_metadata(&object, &stored);
-    log_key(&tx.tx, caller, "create-key", name, metadata.clone()).await?;
+    log_key(&tx.tx, caller, "create-key", name, &metadata).await?;
     tx.commit().await?;
-    let mut shown = metadata;
-    shown.insert("api_key".into(), new.secret.into());
-    Ok(Value::Object(shown))
+    Ok(ApiKey {
+        api_key: Some(new.secret),
+        ..metadata
+    })
 }
 
 /// `GET /director/host/api-key?name=N`: the key's metadata, never the key.
-pub async fn show_key(store: &Store, caller: &Caller, name: &str) -> Result<Value, ApiError> {
+pub async fn show_key(store: &Store, caller: &Caller, name: &str) -> Result<ApiKey, ApiError> {
     let object = keyed_object(store.db(), caller, name).await?;
     let key = keys::of_object(store.db(), object.id)
         .await?
@@ -144,11 +141,11 @@ pub async fn show_key(store: &Store, caller: &Caller, name: &str) -> Result<Valu
                 object.draft.object_type.as_str()
             ))
         })?;
-    Ok(Value::Object(key_metadata(&object, &key)))
+    Ok(key_metadata(&object, &key))
 }
 
 /// `DELETE /director/host/api-key?name=N`: revokes the key, answering its metadata.
-pub async fn revoke_key(store: &Store, caller: &Caller, name: &str) -> Result<Value, ApiError> {
+pub async fn revoke_key(store: &Store, caller: &Caller, name: &str) -> Result<ApiKey, ApiError> {
     let tx = store.begin_write().await?;
     let object = keyed_object(&tx.tx, caller, name).await?;
     caller.may_write(&object.draft)?;
@@ -160,9 +157,9 @@ pub async fn revoke_key(store: &Store, caller: &Caller, name: &str) -> Result<Va
     })?;
     keys::revoke(&tx.tx, object.id).await?;
     let metadata = key_metadata(&object, &key);
-    log_key(&tx.tx, caller, "revoke-key", name, metadata.clone()).await?;
+    log_key(&tx.tx, caller, "revoke-key", name, &metadata).await?;
     tx.commit().await?;
-    Ok(Value::Object(metadata))
+    Ok(metadata)
 }
 
 /// The properties a registering node may set: known ones, empty values ignored.
@@ -340,7 +337,7 @@ pub async fn agent_config(
     store: &Store,
     key: Option<&str>,
     server_key: &ServerKey,
-) -> Result<Value, KeyError> {
+) -> Result<AgentConfig, KeyError> {
     let key = key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::BadRequest("key is required".into()))?;
@@ -348,28 +345,27 @@ pub async fn agent_config(
     let resolver = resolver(store, Kind::Host).await?;
     let (_, port, delivery) = resolved_agent(&resolver, &host.draft);
     let floor = serial_floor(store, host.id).await?;
-    let mut config = json!({
-        "host": host.draft.name.as_str(),
-        "host_id": host.id,
-        "agent_port": port,
-        "delivery": delivery,
-        "signing_key": {
-            "algorithm": "ed25519",
-            "public_key": server_key.public_key_base64(),
-            "fingerprint": server_key.fingerprint(),
-        },
-    });
-    if let Some(floor) = floor {
-        config["serial_floor"] = json!(floor);
-    }
     // During a key rotation, the key that will replace it.
-    if let Some(public_key) = server_key.next_public_key_base64() {
-        config["signing_key"]["next"] = json!({
-            "public_key": public_key,
-            "fingerprint": server_key.next_fingerprint(),
+    let next = server_key
+        .next_public_key_base64()
+        .zip(server_key.next_fingerprint())
+        .map(|(public_key, fingerprint)| NextKey {
+            public_key,
+            fingerprint,
         });
-    }
-    Ok(config)
+    Ok(AgentConfig {
+        host: host.draft.name.as_str().to_owned(),
+        host_id: host.id,
+        agent_port: port,
+        delivery,
+        signing_key: SigningKey {
+            algorithm: "ed25519".into(),
+            public_key: server_key.public_key_base64(),
+            fingerprint: server_key.fingerprint(),
+            next,
+        },
+        serial_floor: floor,
+    })
 }
 
 /// The serial below which an agent of this host must refuse any allowlist:
