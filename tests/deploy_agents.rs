@@ -167,37 +167,62 @@ fn build(setup: Setup) -> World {
 }
 
 /// A fresh PostgreSQL database on the server `STEWARD_TEST_DATABASE_URL`
-/// names. The tests that need one are ignored (reported as skipped) when it
-/// was not set at build time (see `build.rs`), and fail when run without it.
-fn fresh_postgres() -> String {
-    let url = std::env::var("STEWARD_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .expect("STEWARD_TEST_DATABASE_URL is not set: a PostgreSQL test cannot run");
-    let name = format!("steward_r_{}", uuid::Uuid::new_v4().simple());
+/// names, dropped when the guard is (after the servers that use it, when
+/// it is declared before them). The tests that need one are ignored
+/// (reported as skipped) when it was not set at build time (see
+/// `build.rs`), and fail when run without it.
+struct FreshPostgres {
+    /// The database's URL.
+    url: String,
+    /// The server's URL, to drop it from.
+    server: String,
+    name: String,
+}
+
+impl Drop for FreshPostgres {
+    fn drop(&mut self) {
+        postgres(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs one statement on the PostgreSQL server at `url`.
+fn postgres(url: &str, sql: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
         use sea_orm::{ConnectionTrait, Database, Statement};
-        let conn = Database::connect(&url).await.expect("PostgreSQL");
+        let conn = Database::connect(url).await.expect("PostgreSQL");
         conn.execute_raw(Statement::from_string(
             conn.get_database_backend(),
-            format!("CREATE DATABASE {name}"),
+            sql.to_owned(),
         ))
         .await
-        .expect("create database");
+        .expect(sql);
         conn.close().await.ok();
     });
-    let (base, query) = url
+}
+
+fn fresh_postgres() -> FreshPostgres {
+    let server = std::env::var("STEWARD_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .expect("STEWARD_TEST_DATABASE_URL is not set: a PostgreSQL test cannot run");
+    let name = format!("steward_r_{}", uuid::Uuid::new_v4().simple());
+    postgres(&server, &format!("CREATE DATABASE {name}"));
+    let (base, query) = server
         .split_once('?')
-        .map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+        .map_or((server.as_str(), None), |(b, q)| (b, Some(q)));
     let root = &base[..base.rfind('/').expect("a database in the URL")];
-    match query {
+    let url = match query {
         Some(q) => format!("{root}/{name}?{q}"),
         None => format!("{root}/{name}"),
-    }
+    };
+    FreshPostgres { url, server, name }
 }
 
 fn checksum_of(w: &World, host: &str) -> Value {
@@ -538,7 +563,7 @@ fn two_replicas_on_postgresql_push_each_host_once_and_take_over_a_dead_one() {
     let mut w = build(Setup {
         agents: 6,
         reload: Some(slow),
-        database: Some(database),
+        database: Some(database.url.clone()),
         replicas: 2,
     });
     // Started on replica 0; replica 1 joins it rather than running it too.
@@ -1077,7 +1102,7 @@ fn a_deploy_on_one_replica_wakes_an_agent_pulling_from_the_other() {
     let database = fresh_postgres();
     let mut w = build(Setup {
         agents: 0,
-        database: Some(database.clone()),
+        database: Some(database.url.clone()),
         replicas: 2,
         ..Setup::default()
     });
@@ -1121,7 +1146,7 @@ fn a_deploy_on_one_replica_wakes_an_agent_pulling_from_the_other() {
     assert_eq!(done["status"], json!("succeeded"), "{done}");
 
     // The notification is lost: replica 1's catch-up finds the deployment.
-    issued_notifications(&database, false);
+    issued_notifications(&database.url, false);
     w.call(
         "POST",
         "/director/host?name=agents",
@@ -1130,7 +1155,7 @@ fn a_deploy_on_one_replica_wakes_an_agent_pulling_from_the_other() {
     let (status, third) = w.call("POST", "/director/config/deploy", json!([]));
     assert_eq!(status, 202, "{third}");
     let took = holds(&state, 1, Duration::from_secs(30));
-    issued_notifications(&database, true);
+    issued_notifications(&database.url, true);
     assert!(
         took.is_some_and(|t| t < Duration::from_secs(20)),
         "woken after {took:?}"
