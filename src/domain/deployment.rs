@@ -155,7 +155,7 @@ impl Counts {
 
 /// A configuration's or activity entry's state in Director's
 /// `deployment-status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DirectorState {
     /// What the active deployment deployed.
@@ -214,34 +214,6 @@ pub fn activity_state(
         (true, Some(id)) if active.is_some_and(|active| id > active) => DirectorState::Undeployed,
         (true, Some(_)) => DirectorState::Deployed,
         _ => DirectorState::Unknown,
-    }
-}
-
-/// What an agent holds, against the newest allowlist issued to its host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentStanding {
-    /// It confirmed the newest allowlist issued to it.
-    Current,
-    /// It confirmed another one (an older one, or one of a pruned history).
-    Outdated,
-    /// It never confirmed any.
-    Unconfirmed,
-}
-
-words!(AgentStanding, "agent standing", {
-    Current => "current",
-    Outdated => "outdated",
-    Unconfirmed => "unconfirmed",
-});
-
-/// An agent's standing from the checksum it `confirmed` and the checksum
-/// of the newest allowlist `issued` to its host.
-pub fn standing(confirmed: Option<&str>, issued: Option<&str>) -> AgentStanding {
-    match (confirmed, issued) {
-        (None, _) => AgentStanding::Unconfirmed,
-        (Some(c), Some(i)) if c == i => AgentStanding::Current,
-        _ => AgentStanding::Outdated,
     }
 }
 
@@ -384,15 +356,6 @@ mod tests {
             activity_state(None, Some(5), false, true),
             DirectorState::Unknown
         );
-    }
-
-    #[test]
-    fn an_agents_standing_compares_what_it_confirmed_with_what_was_issued() {
-        assert_eq!(standing(None, Some("a")), AgentStanding::Unconfirmed);
-        assert_eq!(standing(None, None), AgentStanding::Unconfirmed);
-        assert_eq!(standing(Some("a"), Some("a")), AgentStanding::Current);
-        assert_eq!(standing(Some("a"), Some("b")), AgentStanding::Outdated);
-        assert_eq!(standing(Some("a"), None), AgentStanding::Outdated);
     }
 
     #[test]
