@@ -55,8 +55,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IDLE: usize = 16;
 /// Objects kept in memory at most (see "Recent objects" above).
 const MAX_RECENT: usize = 4096;
-/// The stored text of the objects kept, in bytes, at most: 4 MiB (decoded,
-/// they take about 1.7 times that: docs/PERFORMANCE.md).
+/// The stored text of the objects kept, in bytes, at most: 4 MiB (what
+/// they take decoded is measured in docs/PERFORMANCE.md, "What the memory
+/// costs").
 const MAX_RECENT_BYTES: usize = 4 << 20;
 /// Objects whose stored text is larger are not kept: 64 KiB.
 const MAX_KEPT_BYTES: usize = MAX_RECENT_BYTES / 64;
