@@ -3,10 +3,12 @@
 //! `steward deploy` reads back (`Deserialize`). The enums of `domain/` are
 //! documented as the strings they are written as.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::deployment::{Counts, DeploymentStatus, HostResult};
+use crate::domain::deployment::{Counts, DeploymentStatus, DirectorState, HostResult};
 use crate::domain::kind::Delivery;
 
 /// `{"error": "..."}`: every error answer. Some carry more fields (a
@@ -185,6 +187,34 @@ pub struct ApiKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_uses: Option<i64>,
     pub uses: i64,
+}
+
+/// Director's deployment status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = DeploymentStatus)]
+pub struct DirectorStatus {
+    /// The newest deployment that has not failed (a running one included);
+    /// every field `null` before any deployment.
+    pub active_configuration: ActiveConfiguration,
+    /// Each requested config checksum and its state: `active`, `deployed`,
+    /// `failed`, `undeployed` or `unknown`.
+    #[schema(value_type = Object)]
+    pub configs: BTreeMap<String, DirectorState>,
+    /// Each requested activity checksum and its state: `active`,
+    /// `deployed`, `undeployed` or `unknown`.
+    #[schema(value_type = Object)]
+    pub activities: BTreeMap<String, DirectorState>,
+}
+
+/// The active configuration, in Director's words.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ActiveConfiguration {
+    /// Its config checksum.
+    pub config: Option<String>,
+    /// `deployment-N`.
+    pub stage_name: Option<String>,
+    /// The checksum of the newest activity entry when it started.
+    pub activity: Option<String>,
 }
 
 #[cfg(test)]

@@ -113,11 +113,15 @@ impl Allowlist {
         )
     }
 
-    /// Hex SHA-256 of the canonical `{"host_id", "host", "scripts"}`.
+    /// The unsigned document: `{"host_id", "host", "scripts"}`, what the
+    /// checksum covers and what a preview shows.
+    pub fn document(&self) -> Value {
+        json!({"host_id": self.host_id, "host": self.host, "scripts": self.scripts_value()})
+    }
+
+    /// Hex SHA-256 of the canonical [`Allowlist::document`].
     pub fn checksum(&self) -> String {
-        let doc =
-            json!({"host_id": self.host_id, "host": self.host, "scripts": self.scripts_value()});
-        hex::encode(Sha256::digest(canonical(&doc).as_bytes()))
+        hex::encode(Sha256::digest(canonical(&self.document()).as_bytes()))
     }
 
     /// The signed document an agent receives: every field but `signature`

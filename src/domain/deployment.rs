@@ -155,7 +155,7 @@ impl Counts {
 
 /// A configuration's or activity entry's state in Director's
 /// `deployment-status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DirectorState {
     /// What the active deployment deployed.

@@ -257,7 +257,7 @@ pub async fn list_deployments(
         ("configs" = Option<String>, Query, description = "Config checksums, comma-separated"),
         ("activities" = Option<String>, Query, description = "Activity checksums, comma-separated"),
     ),
-    responses((status = 200, description = "The status", body = crate::openapi::schemas::DeploymentStatus)),
+    responses((status = 200, description = "The status", body = crate::api::DirectorStatus)),
 )]
 pub async fn deployment_status(
     State(state): State<AppState>,
@@ -280,5 +280,5 @@ pub async fn deployment_status(
     let configs: Vec<&str> = configs.iter().map(String::as_str).collect();
     let activities: Vec<&str> = activities.iter().map(String::as_str).collect();
     let body = service::director_status(&state.store, &caller, &configs, &activities).await?;
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(typed_response(StatusCode::OK, &body))
 }

@@ -535,17 +535,3 @@ built_schema!(
         .item(Ref::from_schema_name("Deployment"))
         .into()
 );
-
-/// Director's deployment status.
-#[derive(Debug, ToSchema)]
-pub struct DeploymentStatus {
-    /// `config`, `stage_name`, `activity`: `null` before any deployment.
-    #[schema(value_type = Object)]
-    pub active_configuration: Value,
-    /// Each requested config checksum and its state.
-    #[schema(value_type = Object)]
-    pub configs: Value,
-    /// Each requested activity checksum and its state.
-    #[schema(value_type = Object)]
-    pub activities: Value,
-}

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use super::caller::Caller;
 use super::waiting::Wait;
 use crate::api::{
-    Deployment, DeploymentHost, DeploymentList, DeploymentSummary, Pending, PendingHost,
+    ActiveConfiguration, Deployment, DeploymentHost, DeploymentList, DeploymentSummary,
+    DirectorStatus, Pending, PendingHost,
 };
 use crate::domain::allowlist::{
     Allowlist, ScriptSource, config_checksum, nothing_to_deploy, render,
@@ -181,16 +182,6 @@ fn on_every_core<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> V
     })
 }
 
-fn allowlist_json(a: &Allowlist) -> Value {
-    json!({
-        "host_id": a.host_id,
-        "host": a.host,
-        "scripts": a.scripts.iter().map(|s| json!({
-            "name": s.name, "command": s.command, "arguments": s.arguments, "timeout": s.timeout
-        })).collect::<Vec<_>>(),
-    })
-}
-
 fn confirmed(state: Option<&AgentState>) -> Value {
     match state.filter(|s| s.confirmed_checksum.is_some()) {
         Some(s) => json!({
@@ -224,7 +215,7 @@ pub async fn preview(store: &Store, caller: &Caller, name: &str) -> Result<Value
         "agent_port": d.agent_port,
         "delivery": d.delivery,
         "checksum": d.checksum,
-        "allowlist": allowlist_json(&d.allowlist),
+        "allowlist": d.allowlist.document(),
         "confirmed": confirmed(state.as_ref()),
     }))
 }
@@ -587,20 +578,20 @@ pub async fn director_status(
     caller: &Caller,
     configs: &[&str],
     activities: &[&str],
-) -> Result<Value, ApiError> {
+) -> Result<DirectorStatus, ApiError> {
     use crate::store::{activity, deployments};
     caller.require(Permission::Api)?;
     let db = store.db();
     let active = deployments::active(db).await?;
-    let active_json = match &active {
-        Some(d) => json!({
-            "config": d.checksum,
-            "stage_name": format!("deployment-{}", d.id),
-            "activity": d.activity_checksum,
-        }),
-        None => json!({"config": null, "stage_name": null, "activity": null}),
+    let active_configuration = match &active {
+        Some(d) => ActiveConfiguration {
+            config: Some(d.checksum.clone()),
+            stage_name: Some(format!("deployment-{}", d.id)),
+            activity: d.activity_checksum.clone(),
+        },
+        None => ActiveConfiguration::default(),
     };
-    let mut config_status = serde_json::Map::new();
+    let mut config_status = BTreeMap::new();
     let rendered = if configs.is_empty() {
         None
     } else {
@@ -614,13 +605,13 @@ pub async fn director_status(
             deployments::statuses_of(db, c).await?
         };
         let state = config_state(is_active, &statuses, rendered.as_deref() == Some(*c));
-        config_status.insert((*c).to_owned(), state.as_str().into());
+        config_status.insert((*c).to_owned(), state);
     }
     let active_activity_id = match active.as_ref().and_then(|d| d.activity_checksum.as_deref()) {
         Some(a) => activity::id_of(db, a).await?,
         None => None,
     };
-    let mut activity_status = serde_json::Map::new();
+    let mut activity_status = BTreeMap::new();
     for a in activities {
         let is_active_entry = active
             .as_ref()
@@ -631,11 +622,13 @@ pub async fn director_status(
             is_active_entry,
             active.is_some(),
         );
-        activity_status.insert((*a).to_owned(), state.as_str().into());
+        activity_status.insert((*a).to_owned(), state);
     }
-    Ok(
-        json!({"active_configuration": active_json, "configs": config_status, "activities": activity_status}),
-    )
+    Ok(DirectorStatus {
+        active_configuration,
+        configs: config_status,
+        activities: activity_status,
+    })
 }
 
 #[cfg(test)]
