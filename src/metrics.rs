@@ -3,15 +3,16 @@
 //! asks the database for at each scrape (deployments by status, agents by
 //! what they last confirmed).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use sea_orm::{ConnectionTrait, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::domain::apikey::Registration;
-use crate::domain::deployment::{DeploymentStatus, HostResult};
+use crate::domain::deployment::{AgentStanding, DeploymentStatus, HostResult, standing};
 
 /// Latency buckets in seconds, from half a millisecond to ten seconds.
 const BUCKETS: &[f64] = &[
@@ -209,44 +210,22 @@ impl Metrics {
                 .with_label_values(&[status.as_str()])
                 .set(0);
         }
-        let backend = db.get_database_backend();
-        let rows = db
-            .query_all_raw(Statement::from_string(
-                backend,
-                "SELECT status, COUNT(*) AS n FROM deployments GROUP BY status",
-            ))
-            .await?;
-        for row in rows {
-            let status: String = row.try_get("", "status")?;
-            let n: i64 = row.try_get("", "n")?;
+        for (status, n) in crate::store::deployments::count_by_status(db).await? {
             self.deployments
                 .with_label_values(&[status.as_str()])
                 .set(n);
         }
-        let rows = db
-            .query_all_raw(Statement::from_string(
-                backend,
-                "SELECT a.confirmed_checksum AS confirmed, \
-                 (SELECT d.checksum FROM deployment_hosts d WHERE d.host_id = a.host_id \
-                  ORDER BY d.deployment_id DESC LIMIT 1) AS issued \
-                 FROM agent_states a",
-            ))
-            .await?;
-        let (mut current, mut outdated, mut unconfirmed) = (0, 0, 0);
-        for row in rows {
-            let confirmed: Option<String> = row.try_get("", "confirmed")?;
-            let issued: Option<String> = row.try_get("", "issued")?;
-            match (confirmed, issued) {
-                (None, _) => unconfirmed += 1,
-                (Some(c), Some(i)) if c == i => current += 1,
-                _ => outdated += 1,
-            }
+        let mut agents: HashMap<AgentStanding, i64> = HashMap::new();
+        for (confirmed, issued) in crate::store::agents::confirmed_and_issued(db).await? {
+            *agents
+                .entry(standing(confirmed.as_deref(), issued.as_deref()))
+                .or_default() += 1;
         }
-        self.agents.with_label_values(&["current"]).set(current);
-        self.agents.with_label_values(&["outdated"]).set(outdated);
-        self.agents
-            .with_label_values(&["unconfirmed"])
-            .set(unconfirmed);
+        for state in AgentStanding::ALL {
+            self.agents
+                .with_label_values(&[state.as_str()])
+                .set(agents.get(state).copied().unwrap_or(0));
+        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)

@@ -217,6 +217,34 @@ pub fn activity_state(
     }
 }
 
+/// What an agent holds, against the newest allowlist issued to its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentStanding {
+    /// It confirmed the newest allowlist issued to it.
+    Current,
+    /// It confirmed another one (an older one, or one of a pruned history).
+    Outdated,
+    /// It never confirmed any.
+    Unconfirmed,
+}
+
+words!(AgentStanding, "agent standing", {
+    Current => "current",
+    Outdated => "outdated",
+    Unconfirmed => "unconfirmed",
+});
+
+/// An agent's standing from the checksum it `confirmed` and the checksum
+/// of the newest allowlist `issued` to its host.
+pub fn standing(confirmed: Option<&str>, issued: Option<&str>) -> AgentStanding {
+    match (confirmed, issued) {
+        (None, _) => AgentStanding::Unconfirmed,
+        (Some(c), Some(i)) if c == i => AgentStanding::Current,
+        _ => AgentStanding::Outdated,
+    }
+}
+
 /// The version of a deployment's results (its status and counts) that a
 /// blocking query names in `since`: it changes whenever they move.
 pub fn results_version(status: DeploymentStatus, counts: &Counts) -> String {
@@ -356,6 +384,15 @@ mod tests {
             activity_state(None, Some(5), false, true),
             DirectorState::Unknown
         );
+    }
+
+    #[test]
+    fn an_agents_standing_compares_what_it_confirmed_with_what_was_issued() {
+        assert_eq!(standing(None, Some("a")), AgentStanding::Unconfirmed);
+        assert_eq!(standing(None, None), AgentStanding::Unconfirmed);
+        assert_eq!(standing(Some("a"), Some("a")), AgentStanding::Current);
+        assert_eq!(standing(Some("a"), Some("b")), AgentStanding::Outdated);
+        assert_eq!(standing(Some("a"), None), AgentStanding::Outdated);
     }
 
     #[test]

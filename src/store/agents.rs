@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Statement};
 
 use super::entities::agent_state;
 
@@ -22,4 +22,23 @@ pub async fn all(db: &impl ConnectionTrait) -> Result<HashMap<i64, AgentState>, 
 /// One host's recorded agent state.
 pub async fn of_host(db: &impl ConnectionTrait, host_id: i64) -> Result<Option<AgentState>, DbErr> {
     agent_state::Entity::find_by_id(host_id).one(db).await
+}
+
+/// For every recorded agent: the checksum it confirmed and the checksum of
+/// the newest allowlist issued to its host (`None`: none yet).
+pub async fn confirmed_and_issued(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<(Option<String>, Option<String>)>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT a.confirmed_checksum AS confirmed, \
+             (SELECT d.checksum FROM deployment_hosts d WHERE d.host_id = a.host_id \
+              ORDER BY d.deployment_id DESC LIMIT 1) AS issued \
+             FROM agent_states a",
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("", "confirmed")?, row.try_get("", "issued")?)))
+        .collect()
 }

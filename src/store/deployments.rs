@@ -471,6 +471,21 @@ pub async fn active(db: &impl ConnectionTrait) -> Result<Option<Deployment>, DbE
         .await
 }
 
+/// How many deployments have each status.
+pub async fn count_by_status(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<(DeploymentStatus, i64)>, DbErr> {
+    use sea_orm::sea_query::ExprTrait;
+    deployment::Entity::find()
+        .select_only()
+        .column(deployment::Column::Status)
+        .column_as(Expr::col(deployment::Column::Id).count(), "n")
+        .group_by(deployment::Column::Status)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// The statuses of the deployments of a config checksum.
 pub async fn statuses_of(
     db: &impl ConnectionTrait,
