@@ -12,7 +12,7 @@ use crate::domain::{Draft, Kind, ObjectName, ObjectType, integrity, write};
 use crate::error::ApiError;
 use crate::http::conditions::{Conditions, etag};
 use crate::store::objects::Relation;
-use crate::store::{ObjectTx, ObjectWrites, Store, StoredObject, now_millis};
+use crate::store::{ObjectTx, Store, StoredObject, now_millis};
 
 /// What a client asked to see of an object.
 #[derive(Debug, Clone, Default)]
@@ -136,7 +136,7 @@ fn check_if_match(conditions: &Conditions, current: Option<&StoredObject>) -> Re
 
 /// The object, or 404 when it does not exist or the caller may not see it.
 async fn find_visible(
-    tx: &impl ObjectWrites,
+    tx: &ObjectTx<'_>,
     caller: &Caller,
     kind: Kind,
     name: &str,
@@ -160,7 +160,7 @@ pub(crate) fn representation(draft: &Draft) -> Value {
 
 /// Logs one change of an object in the write transaction.
 pub(crate) async fn log(
-    tx: &impl ObjectWrites,
+    tx: &ObjectTx<'_>,
     caller: &Caller,
     action: &str,
     before: Option<&Draft>,
@@ -321,7 +321,7 @@ async fn finish_change(
 /// rewrites every dependant; references are checked and recorded, and each
 /// changed object gets an activity entry (`action`, or `modify`/`rename`).
 pub(crate) async fn apply_change(
-    tx: &impl ObjectWrites,
+    tx: &ObjectTx<'_>,
     caller: &Caller,
     current: &StoredObject,
     next: &Draft,
@@ -434,7 +434,7 @@ fn name_list(caller: &Caller, objects: &[StoredObject]) -> String {
 }
 
 async fn insert(
-    tx: &impl ObjectWrites,
+    tx: &ObjectTx<'_>,
     caller: &Caller,
     draft: &Draft,
 ) -> Result<StoredObject, ApiError> {
@@ -444,7 +444,7 @@ async fn insert(
 /// Inserts a new object inside a write transaction, with its references
 /// checked and recorded and an activity entry for `action`.
 pub(crate) async fn insert_as(
-    tx: &impl ObjectWrites,
+    tx: &ObjectTx<'_>,
     caller: &Caller,
     draft: &Draft,
     action: &str,
@@ -464,7 +464,7 @@ fn same_references(a: &Draft, b: &Draft) -> bool {
 
 /// Imports name templates of the kind without loops; a host's scripts exist.
 async fn check_references(
-    tx: &impl ObjectWrites,
+    tx: &ObjectTx<'_>,
     draft: &Draft,
     old_name: Option<&ObjectName>,
 ) -> Result<(), ApiError> {
@@ -484,7 +484,7 @@ async fn check_references(
 }
 
 /// Records which objects `object` references, by id.
-async fn store_refs(tx: &impl ObjectWrites, object: &StoredObject) -> Result<(), ApiError> {
+async fn store_refs(tx: &ObjectTx<'_>, object: &StoredObject) -> Result<(), ApiError> {
     let d = &object.draft;
     let imports: Vec<&str> = d.imports().collect();
     let mut refs: Vec<(Relation, i64)> = tx

@@ -219,25 +219,26 @@ pub async fn register(
         return Err(ApiError::BadRequest("name and key are required".into()).into());
     };
     let props = registration_props(body);
-    let tx = store.begin_write().await?;
+    let tx = store.begin_object_write().await?;
     let hash = apikey::hash(key);
-    let Some(stored_key) = keys::by_hash(&tx.tx, &hash).await? else {
+    let Some(stored_key) = keys::by_hash(&tx, &hash).await? else {
         return Err(KeyError::BadKey("Invalid API key".into()));
     };
-    let Some(owner) = rows::find_by_id(&tx.tx, stored_key.object_id).await? else {
+    let Some(owner) = rows::find_by_id(&tx, stored_key.object_id).await? else {
         return Err(KeyError::BadKey("Invalid API key".into()));
     };
     // 2. A host's own key: re-registration applies the given properties,
     // under the host's name or a former one (see `own_key_registers`).
     if owner.draft.object_type == ObjectType::Object {
         let current = owner.draft.name.as_str();
-        let taken = current != name && rows::find(&tx.tx, Kind::Host, name).await?.is_some();
+        let taken = current != name && rows::find(&tx, Kind::Host, name).await?.is_some();
         if !apikey::own_key_registers(current, name, taken) {
             return Err(KeyError::BadKey("Invalid API key".into()));
         }
         let next = write::merge(&owner.draft, &props).map_err(ApiError::from)?;
         if next != owner.draft {
             apply_change(&tx, caller, &owner, &next, Some("register")).await?;
+            tx.keys_changed();
             tx.commit().await?;
         }
         return Ok(Registered {
@@ -270,7 +271,7 @@ pub async fn register(
     }
     // 5. The name must be a valid host name, not a template's.
     let host_name = ObjectName::parse(Kind::Host, name).map_err(ApiError::from)?;
-    let existing = rows::find(&tx.tx, Kind::Host, name).await?;
+    let existing = rows::find(&tx, Kind::Host, name).await?;
     if existing
         .as_ref()
         .is_some_and(|e| e.draft.object_type == ObjectType::Template)
@@ -280,7 +281,7 @@ pub async fn register(
     let new_key = apikey::generate();
     let host = match existing {
         // 6. Already registered.
-        Some(host) if keys::of_object(&tx.tx, host.id).await?.is_some() => {
+        Some(host) if keys::of_object(&tx, host.id).await?.is_some() => {
             return Err(ApiError::Conflict(format!(
                 "The host \"{name}\" has already been registered"
             ))
@@ -307,8 +308,9 @@ pub async fn register(
             insert_as(&tx, caller, &draft, "register").await?
         }
     };
-    keys::replace(&tx.tx, host.id, &new_key.hash, Limits::default()).await?;
-    keys::use_once(&tx.tx, owner.id).await?;
+    keys::replace(&tx, host.id, &new_key.hash, Limits::default()).await?;
+    keys::use_once(&tx, owner.id).await?;
+    tx.keys_changed();
     tx.commit().await?;
     Ok(Registered {
         key: new_key.secret,

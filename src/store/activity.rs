@@ -1,12 +1,13 @@
 //! Appending to and reading the activity log.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Set,
 };
 use serde_json::Value;
 
 use super::entities::activity;
+use super::exec::Exec;
 use crate::domain::activity::{Entry, GENESIS};
 
 /// A stored entry with its id and chain checksums.
@@ -58,15 +59,19 @@ fn decode(row: activity::Model) -> StoredEntry {
 /// Appends an entry chained to the last one. Must run inside the write
 /// transaction of the change it records (writes are serialised, so the last
 /// checksum cannot move meanwhile).
-pub async fn append(db: &impl ConnectionTrait, entry: &Entry) -> Result<(), DbErr> {
-    let parent = activity::Entity::find()
+pub async fn append(db: &impl Exec, entry: &Entry) -> Result<(), DbErr> {
+    let last = activity::Entity::find()
+        .select_only()
+        .column(activity::Column::Checksum)
         .order_by_desc(activity::Column::Id)
-        .one(db)
+        .limit(1)
+        .into_query();
+    let parent = db
+        .row::<(String,), _>(&last)
         .await?
-        .map(|row| row.checksum)
-        .unwrap_or_else(|| GENESIS.to_owned());
+        .map_or_else(|| GENESIS.to_owned(), |(checksum,)| checksum);
     let checksum = entry.checksum(&parent);
-    activity::ActiveModel {
+    let query = activity::Entity::insert(activity::ActiveModel {
         at: Set(entry.at),
         author: Set(entry.author.clone()),
         action: Set(entry.action.clone()),
@@ -78,9 +83,9 @@ pub async fn append(db: &impl ConnectionTrait, entry: &Entry) -> Result<(), DbEr
         parent_checksum: Set(parent),
         checksum: Set(checksum),
         ..Default::default()
-    }
-    .insert(db)
-    .await?;
+    })
+    .into_query();
+    db.insert(&query).await?;
     Ok(())
 }
 

@@ -2,11 +2,11 @@
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Set,
 };
 
 use super::entities::{agent_state, api_key, object, retired_key};
+use super::exec::Exec;
 use super::now_millis;
 use crate::domain::apikey::Limits;
 use crate::domain::{Kind, ObjectType};
@@ -33,24 +33,19 @@ fn decode(row: api_key::Model) -> StoredKey {
 }
 
 /// The key of an object, if it has one.
-pub async fn of_object(
-    db: &impl ConnectionTrait,
-    object_id: i64,
-) -> Result<Option<StoredKey>, DbErr> {
-    Ok(api_key::Entity::find()
+pub async fn of_object(db: &impl Exec, object_id: i64) -> Result<Option<StoredKey>, DbErr> {
+    let query = api_key::Entity::find()
         .filter(api_key::Column::ObjectId.eq(object_id))
-        .one(db)
-        .await?
-        .map(decode))
+        .into_query();
+    Ok(db.row(&query).await?.map(decode))
 }
 
 /// The key with this hash, if any.
-pub async fn by_hash(db: &impl ConnectionTrait, hash: &str) -> Result<Option<StoredKey>, DbErr> {
-    Ok(api_key::Entity::find()
+pub async fn by_hash(db: &impl Exec, hash: &str) -> Result<Option<StoredKey>, DbErr> {
+    let query = api_key::Entity::find()
         .filter(api_key::Column::KeyHash.eq(hash))
-        .one(db)
-        .await?
-        .map(decode))
+        .into_query();
+    Ok(db.row(&query).await?.map(decode))
 }
 
 /// The host whose own key has this hash (not a template's key), in one
@@ -80,45 +75,50 @@ pub async fn host_by_hash(db: &impl ConnectionTrait, hash: &str) -> Result<Optio
 
 /// Gives an object a new key, replacing its old one.
 pub async fn replace(
-    db: &impl ConnectionTrait,
+    db: &impl Exec,
     object_id: i64,
     hash: &str,
     limits: Limits,
 ) -> Result<StoredKey, DbErr> {
     revoke(db, object_id).await?;
-    let row = api_key::ActiveModel {
-        object_id: Set(object_id),
+    let key = StoredKey {
+        object_id,
+        created_at: now_millis(),
+        limits,
+        uses: 0,
+    };
+    let query = api_key::Entity::insert(api_key::ActiveModel {
+        object_id: Set(key.object_id),
         key_hash: Set(hash.to_owned()),
-        created_at: Set(now_millis()),
+        created_at: Set(key.created_at),
         expires_at: Set(limits.expires_at),
         max_uses: Set(limits.max_uses),
-        uses: Set(0),
+        uses: Set(key.uses),
         ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    Ok(decode(row))
+    })
+    .into_query();
+    db.insert(&query).await?;
+    Ok(key)
 }
 
 /// Removes an object's key; answers whether there was one.
-pub async fn revoke(db: &impl ConnectionTrait, object_id: i64) -> Result<bool, DbErr> {
-    let result = api_key::Entity::delete_many()
+pub async fn revoke(db: &impl Exec, object_id: i64) -> Result<bool, DbErr> {
+    let query = api_key::Entity::delete_many()
         .filter(api_key::Column::ObjectId.eq(object_id))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected > 0)
+        .into_query();
+    Ok(db.run(&query).await? > 0)
 }
 
 /// Counts one use of an object's key.
-pub async fn use_once(db: &impl ConnectionTrait, object_id: i64) -> Result<(), DbErr> {
-    api_key::Entity::update_many()
+pub async fn use_once(db: &impl Exec, object_id: i64) -> Result<(), DbErr> {
+    let query = api_key::Entity::update_many()
         .col_expr(
             api_key::Column::Uses,
             Expr::col(api_key::Column::Uses).add(1),
         )
         .filter(api_key::Column::ObjectId.eq(object_id))
-        .exec(db)
-        .await?;
+        .into_query();
+    db.run(&query).await?;
     Ok(())
 }
 
@@ -148,24 +148,33 @@ pub async fn can_fetch(db: &impl ConnectionTrait, host_id: i64) -> Result<bool, 
 /// still hold scripts (a pulling agent must be able to fetch the empty
 /// allowlist that revokes them), removed otherwise. A retired key is
 /// refused for everything but fetching the allowlist.
-pub async fn retire(db: &impl ConnectionTrait, object_id: i64) -> Result<(), DbErr> {
-    let key = api_key::Entity::find()
-        .filter(api_key::Column::ObjectId.eq(object_id))
-        .one(db)
-        .await?;
-    let holds = agent_state::Entity::find_by_id(object_id)
-        .one(db)
-        .await?
-        .is_some_and(|s| s.in_deploy_set);
-    if let Some(key) = key.filter(|_| holds) {
-        retired_key::Entity::insert(retired_key::ActiveModel {
-            key_hash: Set(key.key_hash),
-            host_id: Set(object_id),
-            retired_at: Set(now_millis()),
-        })
-        .exec(db)
-        .await?;
-    }
+pub async fn retire(db: &impl Exec, object_id: i64) -> Result<(), DbErr> {
+    let holds = Query::select()
+        .expr(Expr::val(1))
+        .from(agent_state::Entity)
+        .and_where(Expr::col(agent_state::Column::HostId).eq(object_id))
+        .and_where(Expr::col(agent_state::Column::InDeploySet).eq(true))
+        .to_owned();
+    let keep = Query::insert()
+        .into_table(retired_key::Entity)
+        .columns([
+            retired_key::Column::KeyHash,
+            retired_key::Column::HostId,
+            retired_key::Column::RetiredAt,
+        ])
+        .select_from(
+            Query::select()
+                .column(api_key::Column::KeyHash)
+                .column(api_key::Column::ObjectId)
+                .expr(Expr::val(now_millis()))
+                .from(api_key::Entity)
+                .and_where(Expr::col(api_key::Column::ObjectId).eq(object_id))
+                .and_where(Expr::exists(holds))
+                .to_owned(),
+        )
+        .map_err(|e| DbErr::Custom(e.to_string()))?
+        .to_owned();
+    db.run(&keep).await?;
     revoke(db, object_id).await?;
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod changes;
 pub mod deployments;
 pub mod entities;
+pub mod exec;
 pub mod keys;
 mod object_tx;
 pub mod objects;
@@ -29,7 +30,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, MutexGuard};
 
 use changes::{Changes, Issued};
-pub use object_tx::{ObjectTx, ObjectWrites};
+pub use object_tx::ObjectTx;
 pub use objects::StoredObject;
 use reads::Reads;
 use wal_index::WalIndex;
@@ -75,9 +76,6 @@ pub struct WriteTx<'a> {
     _guard: MutexGuard<'a, ()>,
     reads: &'a Reads,
     changes: &'a Changes,
-    /// Whether an object write through it retired a key (see
-    /// [`object_tx::ObjectTx::commit`]).
-    retired_key: std::sync::atomic::AtomicBool,
 }
 
 impl WriteTx<'_> {
@@ -222,18 +220,14 @@ impl Store {
     pub async fn begin_object_write(&self) -> Result<ObjectTx<'_>, DbErr> {
         let Some(writer) = &self.writer else {
             let guard = self.write_lock.lock().await;
-            return Ok(ObjectTx::Pool(self.begin_pool_write(guard).await?));
+            let tx = self.begin_pool_write(guard).await?;
+            return Ok(ObjectTx::pool(tx, &self.reads));
         };
         let queued = writer.queue();
         let guard = self.write_lock.lock().await;
         drop(queued);
-        Ok(ObjectTx::Inline {
-            tx: writer.begin(SQLITE_BUSY_TIMEOUT).await?,
-            guard,
-            reads: &self.reads,
-            changes: &self.changes,
-            retired_key: std::sync::atomic::AtomicBool::new(false),
-        })
+        let tx = writer.begin(SQLITE_BUSY_TIMEOUT).await?;
+        Ok(ObjectTx::inline(tx, guard, &self.reads, &self.changes))
     }
 
     /// Commits a group of object writes whose every member went away (their
@@ -445,7 +439,6 @@ impl Store {
             tx,
             _guard: guard,
             reads: &self.reads,
-            retired_key: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }

@@ -2,14 +2,15 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{DeleteStatement, Expr, ExprTrait, Query, SelectStatement};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Set,
 };
 use serde_json::{Map, Value};
 
 use super::entities::{object, object_ref, template_revision};
+use super::exec::{Exec, FromRow, Row};
 use super::now_millis;
 use crate::domain::{Draft, Kind, ObjectName, ObjectType, Props};
 
@@ -39,7 +40,7 @@ impl Relation {
     }
 }
 
-pub(super) fn decode(row: object::Model) -> Result<StoredObject, DbErr> {
+pub fn decode(row: object::Model) -> Result<StoredObject, DbErr> {
     let corrupt = |what: &str| DbErr::Custom(format!("object {} has an invalid {what}", row.id));
     let kind = Kind::parse(&row.kind).ok_or_else(|| corrupt("kind"))?;
     let object_type = ObjectType::parse(&row.object_type).ok_or_else(|| corrupt("object_type"))?;
@@ -62,35 +63,67 @@ pub(super) fn encode_props(draft: &Draft) -> String {
 }
 
 /// One object by kind and name.
-pub async fn find(
-    db: &impl ConnectionTrait,
-    kind: Kind,
-    name: &str,
-) -> Result<Option<StoredObject>, DbErr> {
+pub async fn find(db: &impl Exec, kind: Kind, name: &str) -> Result<Option<StoredObject>, DbErr> {
+    db.row(&by_name(kind, name)).await?.map(decode).transpose()
+}
+
+fn by_name(kind: Kind, name: &str) -> SelectStatement {
     object::Entity::find()
         .filter(object::Column::Kind.eq(kind.as_str()))
         .filter(object::Column::ObjectName.eq(name))
-        .one(db)
+        .into_query()
+}
+
+/// One object by kind and name as stored, with its kind's template
+/// revision (0 before the kind has one), read in one statement: the read
+/// path compares the revision with its template cache ([`super::reads`]).
+pub async fn find_with_revision(
+    db: &impl Exec,
+    kind: Kind,
+    name: &str,
+) -> Result<Option<(object::Model, i64)>, DbErr> {
+    let revision = Query::select()
+        .column(template_revision::Column::Revision)
+        .from(template_revision::Entity)
+        .and_where(
+            Expr::col((template_revision::Entity, template_revision::Column::Kind))
+                .equals((object::Entity, object::Column::Kind)),
+        )
+        .to_owned();
+    let query = by_name(kind, name)
+        .expr_as(Expr::from(revision), "template_revision")
+        .to_owned();
+    Ok(db
+        .row::<WithRevision, _>(&query)
         .await?
-        .map(decode)
-        .transpose()
+        .map(|WithRevision(row, revision)| (row, revision.unwrap_or(0))))
+}
+
+/// An object's row and its kind's template revision.
+struct WithRevision(object::Model, Option<i64>);
+
+impl FromRow for WithRevision {
+    fn from_row(row: &impl Row) -> Result<Self, DbErr> {
+        Ok(Self(
+            object::Model::from_row(row)?,
+            row.get("template_revision")?,
+        ))
+    }
 }
 
 /// One object by id.
-pub async fn find_by_id(db: &impl ConnectionTrait, id: i64) -> Result<Option<StoredObject>, DbErr> {
-    object::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .map(decode)
-        .transpose()
+pub async fn find_by_id(db: &impl Exec, id: i64) -> Result<Option<StoredObject>, DbErr> {
+    let query = object::Entity::find_by_id(id).into_query();
+    db.row(&query).await?.map(decode).transpose()
 }
 
 /// Every template of a kind (there are few: hundreds, not thousands).
-pub async fn templates(db: &impl ConnectionTrait, kind: Kind) -> Result<Vec<Draft>, DbErr> {
-    object::Entity::find()
+pub async fn templates(db: &impl Exec, kind: Kind) -> Result<Vec<Draft>, DbErr> {
+    let query = object::Entity::find()
         .filter(object::Column::Kind.eq(kind.as_str()))
         .filter(object::Column::ObjectType.eq(ObjectType::Template.as_str()))
-        .all(db)
+        .into_query();
+    db.rows(&query)
         .await?
         .into_iter()
         .map(|row| decode(row).map(|o| o.draft))
@@ -99,7 +132,7 @@ pub async fn templates(db: &impl ConnectionTrait, kind: Kind) -> Result<Vec<Draf
 
 /// Ids of the objects of `kind` and `object_type` with these names.
 pub async fn ids_by_name(
-    db: &impl ConnectionTrait,
+    db: &impl Exec,
     kind: Kind,
     object_type: ObjectType,
     names: &[&str],
@@ -107,46 +140,36 @@ pub async fn ids_by_name(
     if names.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(i64, String)> = object::Entity::find()
+    let query = object::Entity::find()
         .select_only()
         .column(object::Column::Id)
         .column(object::Column::ObjectName)
         .filter(object::Column::Kind.eq(kind.as_str()))
         .filter(object::Column::ObjectType.eq(object_type.as_str()))
         .filter(object::Column::ObjectName.is_in(names.iter().copied()))
-        .into_tuple()
-        .all(db)
-        .await?;
+        .into_query();
+    let rows: Vec<(i64, String)> = db.rows(&query).await?;
     Ok(rows.into_iter().map(|(id, name)| (name, id)).collect())
 }
 
 /// The objects that reference object `id` (import it, or list it as a script).
-pub async fn dependants(db: &impl ConnectionTrait, id: i64) -> Result<Vec<StoredObject>, DbErr> {
-    let from_ids: Vec<i64> = object_ref::Entity::find()
-        .select_only()
+pub async fn dependants(db: &impl Exec, id: i64) -> Result<Vec<StoredObject>, DbErr> {
+    let from_ids = Query::select()
         .column(object_ref::Column::FromId)
-        .filter(object_ref::Column::ToId.eq(id))
-        .distinct()
-        .into_tuple()
-        .all(db)
-        .await?;
-    if from_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    object::Entity::find()
-        .filter(object::Column::Id.is_in(from_ids))
+        .from(object_ref::Entity)
+        .and_where(Expr::col(object_ref::Column::ToId).eq(id))
+        .to_owned();
+    let query = object::Entity::find()
+        .filter(object::Column::Id.in_subquery(from_ids))
         .order_by_asc(object::Column::Kind)
         .order_by_asc(object::Column::ObjectName)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(decode)
-        .collect()
+        .into_query();
+    db.rows(&query).await?.into_iter().map(decode).collect()
 }
 
 /// A page of objects of one kind and type, by name in byte order, after `after`.
 pub async fn page(
-    db: &impl ConnectionTrait,
+    db: &impl Exec,
     kind: Kind,
     object_type: ObjectType,
     after: Option<&str>,
@@ -158,14 +181,11 @@ pub async fn page(
     if let Some(after) = after {
         query = query.filter(object::Column::ObjectName.gt(after));
     }
-    query
+    let query = query
         .order_by_asc(object::Column::ObjectName)
         .limit(limit)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(decode)
-        .collect()
+        .into_query();
+    db.rows(&query).await?.into_iter().map(decode).collect()
 }
 
 /// How many objects of one kind and type exist.
@@ -182,10 +202,10 @@ pub async fn count(
 }
 
 /// Inserts a new object and answers its id.
-pub async fn insert(db: &impl ConnectionTrait, draft: &Draft) -> Result<StoredObject, DbErr> {
+pub async fn insert(db: &impl Exec, draft: &Draft) -> Result<StoredObject, DbErr> {
     let now = now_millis();
     let checksum = draft.checksum();
-    let row = object::ActiveModel {
+    let query = object::Entity::insert(object::ActiveModel {
         kind: Set(draft.kind.as_str().to_owned()),
         object_name: Set(draft.name.as_str().to_owned()),
         object_type: Set(draft.object_type.as_str().to_owned()),
@@ -194,14 +214,14 @@ pub async fn insert(db: &impl ConnectionTrait, draft: &Draft) -> Result<StoredOb
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
-    }
-    .insert(db)
-    .await?;
+    })
+    .into_query();
+    let id = db.insert(&query).await?;
     if is_template(draft) {
         bump_templates(db, draft.kind).await?;
     }
     Ok(StoredObject {
-        id: row.id,
+        id,
         draft: draft.clone(),
         checksum,
     })
@@ -209,19 +229,19 @@ pub async fn insert(db: &impl ConnectionTrait, draft: &Draft) -> Result<StoredOb
 
 /// Overwrites `current` with `draft`.
 pub async fn update(
-    db: &impl ConnectionTrait,
+    db: &impl Exec,
     current: &StoredObject,
     draft: &Draft,
 ) -> Result<StoredObject, DbErr> {
     let checksum = draft.checksum();
-    object::Entity::update_many()
+    let query = object::Entity::update_many()
         .col_expr(object::Column::ObjectName, Expr::value(draft.name.as_str()))
         .col_expr(object::Column::Properties, Expr::value(encode_props(draft)))
         .col_expr(object::Column::Checksum, Expr::value(checksum.clone()))
         .col_expr(object::Column::UpdatedAt, Expr::value(now_millis()))
         .filter(object::Column::Id.eq(current.id))
-        .exec(db)
-        .await?;
+        .into_query();
+    db.run(&query).await?;
     if is_template(&current.draft) || is_template(draft) {
         bump_templates(db, draft.kind).await?;
     }
@@ -233,16 +253,21 @@ pub async fn update(
 }
 
 /// Deletes `current` and the references it holds.
-pub async fn delete(db: &impl ConnectionTrait, current: &StoredObject) -> Result<(), DbErr> {
-    object_ref::Entity::delete_many()
-        .filter(object_ref::Column::FromId.eq(current.id))
-        .exec(db)
+pub async fn delete(db: &impl Exec, current: &StoredObject) -> Result<(), DbErr> {
+    db.run(&refs_of(current.id)).await?;
+    db.run(&object::Entity::delete_by_id(current.id).into_query())
         .await?;
-    object::Entity::delete_by_id(current.id).exec(db).await?;
     if is_template(&current.draft) {
         bump_templates(db, current.draft.kind).await?;
     }
     Ok(())
+}
+
+/// Deletes the references object `from_id` holds.
+fn refs_of(from_id: i64) -> DeleteStatement {
+    object_ref::Entity::delete_many()
+        .filter(object_ref::Column::FromId.eq(from_id))
+        .into_query()
 }
 
 fn is_template(draft: &Draft) -> bool {
@@ -251,36 +276,33 @@ fn is_template(draft: &Draft) -> bool {
 
 /// Every change to a template bumps its kind's revision in the same
 /// transaction: the template cache ([`super::reads`]) compares it.
-async fn bump_templates(db: &impl ConnectionTrait, kind: Kind) -> Result<(), DbErr> {
-    template_revision::Entity::update_many()
+async fn bump_templates(db: &impl Exec, kind: Kind) -> Result<(), DbErr> {
+    let query = template_revision::Entity::update_many()
         .col_expr(
             template_revision::Column::Revision,
             Expr::col(template_revision::Column::Revision).add(1),
         )
         .filter(template_revision::Column::Kind.eq(kind.as_str()))
-        .exec(db)
-        .await?;
+        .into_query();
+    db.run(&query).await?;
     Ok(())
 }
 
 /// The current template revision of a kind.
-pub async fn template_revision(db: &impl ConnectionTrait, kind: Kind) -> Result<i64, DbErr> {
-    Ok(template_revision::Entity::find_by_id(kind.as_str())
-        .one(db)
+pub async fn template_revision(db: &impl Exec, kind: Kind) -> Result<i64, DbErr> {
+    let query = template_revision::Entity::find_by_id(kind.as_str())
+        .select_only()
+        .column(template_revision::Column::Revision)
+        .into_query();
+    Ok(db
+        .row::<(i64,), _>(&query)
         .await?
-        .map_or(0, |row| row.revision))
+        .map_or(0, |(revision,)| revision))
 }
 
 /// Replaces the references object `from_id` holds.
-pub async fn set_refs(
-    db: &impl ConnectionTrait,
-    from_id: i64,
-    refs: &[(Relation, i64)],
-) -> Result<(), DbErr> {
-    object_ref::Entity::delete_many()
-        .filter(object_ref::Column::FromId.eq(from_id))
-        .exec(db)
-        .await?;
+pub async fn set_refs(db: &impl Exec, from_id: i64, refs: &[(Relation, i64)]) -> Result<(), DbErr> {
+    db.run(&refs_of(from_id)).await?;
     if refs.is_empty() {
         return Ok(());
     }
@@ -291,13 +313,14 @@ pub async fn set_refs(
             relation: Set(relation.as_str().to_owned()),
             to_id: Set(*to_id),
         });
-    object_ref::Entity::insert_many(rows).exec(db).await?;
+    db.run(&object_ref::Entity::insert_many(rows).into_query())
+        .await?;
     Ok(())
 }
 
 /// Every object of one kind and type, read in keyset batches.
 pub async fn all_of(
-    db: &impl ConnectionTrait,
+    db: &impl Exec,
     kind: Kind,
     object_type: ObjectType,
 ) -> Result<Vec<StoredObject>, DbErr> {

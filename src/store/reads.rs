@@ -41,13 +41,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement};
+use sea_orm::{DatabaseConnection, DbErr};
 
-use super::entities::object;
+use super::exec::{Exec, Inline, STATEMENT_CACHE};
 use super::objects::{self, StoredObject, decode};
 use super::wal_index::{Mark, WalIndex};
 use crate::domain::resolve::Resolver;
-use crate::domain::{Kind, ObjectType};
+use crate::domain::{Draft, Kind, ObjectType};
 
 /// How long a read waits for a lock (only WAL recovery takes one).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,44 +62,30 @@ const MAX_RECENT_BYTES: usize = 4 << 20;
 /// Objects whose stored text is larger are not kept: 64 KiB.
 const MAX_KEPT_BYTES: usize = MAX_RECENT_BYTES / 64;
 
-/// The columns of `objects o`, in [`object::Model`]'s order.
-macro_rules! columns {
-    () => {
-        "o.id, o.kind, o.object_name, o.object_type, o.properties, o.checksum, o.created_at, o.updated_at"
+/// Runs a query on a read connection: `$db` is an inline connection to the
+/// SQLite file ([`super::exec`]) or the pool. A connection is kept for
+/// reuse only when its query succeeded.
+macro_rules! read {
+    ($reads:expr, |$db:ident| $query:expr) => {
+        match &$reads.sqlite {
+            Some(sqlite) => {
+                let conn = sqlite.checkout()?;
+                let out = {
+                    let $db = &Inline::new(&conn, "SQLite read");
+                    $query.await
+                };
+                if out.is_ok() {
+                    sqlite.checkin(conn);
+                }
+                out
+            }
+            None => {
+                let $db = &$reads.db;
+                $query.await
+            }
+        }
     };
 }
-pub(super) use columns;
-
-/// An object by kind and name, with its kind's template revision.
-const FIND: &str = concat!(
-    "SELECT ",
-    columns!(),
-    ", (SELECT r.revision FROM template_revisions r WHERE r.kind = o.kind) AS template_revision",
-    " FROM objects o WHERE o.kind = ?1 AND o.object_name = ?2"
-);
-
-/// A page of a kind's objects or templates in name order, after a name.
-const PAGE_AFTER: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM objects o WHERE o.kind = ?1 AND o.object_type = ?2 AND o.object_name > ?3",
-    " ORDER BY o.object_name LIMIT ?4"
-);
-
-/// The first page of a kind's objects or templates in name order.
-const PAGE_FIRST: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM objects o WHERE o.kind = ?1 AND o.object_type = ?2",
-    " ORDER BY o.object_name LIMIT ?3"
-);
-
-/// The templates of a kind.
-pub(super) const TEMPLATES: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM objects o WHERE o.kind = ?1 AND o.object_type = ?2"
-);
 
 /// The reads and the template cache of one store.
 #[derive(Debug)]
@@ -148,19 +134,14 @@ impl Reads {
     /// The object of `kind` named `name`, with its kind's current template
     /// revision (to pass to [`Reads::resolver_at`]).
     pub async fn find(&self, kind: Kind, name: &str) -> Result<Option<Found>, DbErr> {
-        let Some(sqlite) = &self.sqlite else {
-            return find_through_pool(&self.db, kind, name)
-                .await?
-                .map(|(row, revision)| Ok((Arc::new(decode(row)?), revision)))
-                .transpose();
-        };
         // Taken before the read: see "Recent objects" above.
-        let mark = sqlite.index.mark();
+        let mark = self.sqlite.as_ref().and_then(|sqlite| sqlite.index.mark());
         if let Some(found) = mark.and_then(|mark| self.recent(mark, kind, name)) {
             self.recent_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(found));
         }
-        let Some((row, revision)) = sqlite.find(kind, name)? else {
+        let read = read!(self, |db| objects::find_with_revision(db, kind, name));
+        let Some((row, revision)) = read? else {
             return Ok(None);
         };
         let size = row.object_name.len() + row.properties.len();
@@ -219,14 +200,13 @@ impl Reads {
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<StoredObject>, DbErr> {
-        match &self.sqlite {
-            Some(sqlite) => sqlite
-                .page(kind, object_type, after, limit)?
-                .into_iter()
-                .map(decode)
-                .collect(),
-            None => objects::page(&self.db, kind, object_type, after, limit).await,
-        }
+        read!(self, |db| objects::page(
+            db,
+            kind,
+            object_type,
+            after,
+            limit
+        ))
     }
 
     /// The resolver over `kind`'s current templates.
@@ -246,11 +226,7 @@ impl Reads {
     /// committed templates (cached) when the transaction sees their
     /// revision, otherwise (it changed templates itself) read through the
     /// transaction and not cached, since it may yet roll back.
-    pub async fn resolver_in(
-        &self,
-        tx: &impl ConnectionTrait,
-        kind: Kind,
-    ) -> Result<Arc<Resolver>, DbErr> {
+    pub async fn resolver_in(&self, tx: &impl Exec, kind: Kind) -> Result<Arc<Resolver>, DbErr> {
         let revision = objects::template_revision(tx, kind).await?;
         if let Some(resolver) = self.committed_at(kind, revision).await? {
             return Ok(resolver);
@@ -273,10 +249,7 @@ impl Reads {
 
     /// The committed revision and its resolver (from the cache when current).
     async fn committed(&self, kind: Kind) -> Result<(i64, Arc<Resolver>), DbErr> {
-        let revision = match &self.sqlite {
-            Some(sqlite) => sqlite.revision(kind)?,
-            None => objects::template_revision(&self.db, kind).await?,
-        };
+        let revision = read!(self, |db| objects::template_revision(db, kind))?;
         match self.cached(kind, revision) {
             Some(cached) => Ok((revision, cached)),
             None => self.load(kind).await,
@@ -286,13 +259,7 @@ impl Reads {
     /// Reads the revision, then the templates (so they are at least that
     /// recent), and caches them unless the cache holds newer ones.
     async fn load(&self, kind: Kind) -> Result<(i64, Arc<Resolver>), DbErr> {
-        let (revision, templates) = match &self.sqlite {
-            Some(sqlite) => sqlite.templates(kind)?,
-            None => (
-                objects::template_revision(&self.db, kind).await?,
-                objects::templates(&self.db, kind).await?,
-            ),
-        };
+        let (revision, templates) = read!(self, |db| revision_and_templates(db, kind))?;
         let resolver = Arc::new(Resolver::new(templates));
         let mut cache = self
             .templates
@@ -323,25 +290,10 @@ impl Reads {
     }
 }
 
-async fn find_through_pool(
-    db: &impl ConnectionTrait,
-    kind: Kind,
-    name: &str,
-) -> Result<Option<(object::Model, i64)>, DbErr> {
-    let backend = db.get_database_backend();
-    // `?1` is SQLite's numbered parameter, `$1` PostgreSQL's.
-    let sql = match backend {
-        DbBackend::Postgres => FIND.replace('?', "$"),
-        _ => FIND.to_owned(),
-    };
-    let statement =
-        Statement::from_sql_and_values(backend, sql, [kind.as_str().into(), name.into()]);
-    let Some(row) = db.query_one_raw(statement).await? else {
-        return Ok(None);
-    };
-    let model = object::Model::from_query_result(&row, "")?;
-    let revision: Option<i64> = row.try_get("", "template_revision")?;
-    Ok(Some((model, revision.unwrap_or(0))))
+/// The revision, then the templates it (at least) describes.
+async fn revision_and_templates(db: &impl Exec, kind: Kind) -> Result<(i64, Vec<Draft>), DbErr> {
+    let revision = objects::template_revision(db, kind).await?;
+    Ok((revision, objects::templates(db, kind).await?))
 }
 
 /// Read-only rusqlite connections to one SQLite file, and its WAL-index.
@@ -349,7 +301,7 @@ async fn find_through_pool(
 struct SqliteReads {
     path: PathBuf,
     index: Arc<WalIndex>,
-    idle: Mutex<Vec<rusqlite::Connection>>,
+    idle: Mutex<Vec<Mutex<rusqlite::Connection>>>,
 }
 
 impl SqliteReads {
@@ -361,78 +313,27 @@ impl SqliteReads {
         }
     }
 
-    fn find(&self, kind: Kind, name: &str) -> Result<Option<(object::Model, i64)>, DbErr> {
-        self.with(|conn| {
-            let mut statement = conn.prepare_cached(FIND)?;
-            let mut rows = statement.query((kind.as_str(), name))?;
-            rows.next()?
-                .map(|row| Ok((model(row)?, row.get::<_, Option<i64>>(8)?.unwrap_or(0))))
-                .transpose()
-        })
-    }
-
-    fn page(
-        &self,
-        kind: Kind,
-        object_type: ObjectType,
-        after: Option<&str>,
-        limit: u64,
-    ) -> Result<Vec<object::Model>, DbErr> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (kind, object_type) = (kind.as_str(), object_type.as_str());
-        self.with(|conn| match after {
-            Some(after) => conn
-                .prepare_cached(PAGE_AFTER)?
-                .query_map((kind, object_type, after, limit), model)?
-                .collect(),
-            None => conn
-                .prepare_cached(PAGE_FIRST)?
-                .query_map((kind, object_type, limit), model)?
-                .collect(),
-        })
-    }
-
-    fn revision(&self, kind: Kind) -> Result<i64, DbErr> {
-        self.with(|conn| revision(conn, kind))
-    }
-
-    /// The revision, then the templates it (at least) describes.
-    fn templates(&self, kind: Kind) -> Result<(i64, Vec<crate::domain::Draft>), DbErr> {
-        let (revision, rows) = self.with(|conn| {
-            let revision = revision(conn, kind)?;
-            let mut statement = conn.prepare_cached(TEMPLATES)?;
-            let rows = statement
-                .query_map((kind.as_str(), ObjectType::Template.as_str()), model)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((revision, rows))
-        })?;
-        let templates = rows
-            .into_iter()
-            .map(|row| decode(row).map(|o| o.draft))
-            .collect::<Result<_, _>>()?;
-        Ok((revision, templates))
-    }
-
-    /// Runs `read` on an idle connection, or a new one.
-    fn with<T>(
-        &self,
-        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, DbErr> {
+    /// An idle connection, or a new one.
+    fn checkout(&self) -> Result<Mutex<rusqlite::Connection>, DbErr> {
         let idle = self
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => open(&self.path).map_err(sqlite_error)?,
-        };
-        let out = read(&conn).map_err(sqlite_error)?;
+        match idle {
+            Some(conn) => Ok(conn),
+            None => open(&self.path)
+                .map(Mutex::new)
+                .map_err(|e| DbErr::Custom(format!("SQLite read: {e}"))),
+        }
+    }
+
+    /// Keeps `conn` for reuse, unless enough are kept.
+    fn checkin(&self, conn: Mutex<rusqlite::Connection>) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
-        Ok(out)
     }
 }
 
@@ -442,34 +343,8 @@ fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
-}
-
-pub(super) fn revision(conn: &rusqlite::Connection, kind: Kind) -> rusqlite::Result<i64> {
-    let mut statement =
-        conn.prepare_cached("SELECT revision FROM template_revisions WHERE kind = ?1")?;
-    let mut rows = statement.query([kind.as_str()])?;
-    Ok(match rows.next()? {
-        Some(row) => row.get(0)?,
-        None => 0,
-    })
-}
-
-pub(super) fn model(row: &rusqlite::Row<'_>) -> rusqlite::Result<object::Model> {
-    Ok(object::Model {
-        id: row.get(0)?,
-        kind: row.get(1)?,
-        object_name: row.get(2)?,
-        object_type: row.get(3)?,
-        properties: row.get(4)?,
-        checksum: row.get(5)?,
-        created_at: row.get(6)?,
-        updated_at: row.get(7)?,
-    })
-}
-
-fn sqlite_error(e: rusqlite::Error) -> DbErr {
-    DbErr::Custom(format!("SQLite read: {e}"))
 }
 
 #[cfg(test)]
@@ -478,7 +353,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{Draft, write};
-    use crate::store::{ObjectWrites, Store, sqlite_url};
+    use crate::store::{ObjectTx, Store, sqlite_url};
 
     fn host(name: &str, vars: Value) -> Draft {
         let mut body = Map::new();
@@ -486,7 +361,7 @@ mod tests {
         write::create(Kind::Host, Some(name), &body).expect("a valid host")
     }
 
-    async fn existing(tx: &impl ObjectWrites, name: &str) -> Option<StoredObject> {
+    async fn existing(tx: &ObjectTx<'_>, name: &str) -> Option<StoredObject> {
         tx.find(Kind::Host, name).await.expect("find")
     }
 

@@ -9,11 +9,12 @@
 //!
 //! So on a SQLite file, the object writes ([`super::ObjectTx`]: creating,
 //! changing and deleting hosts, scripts and templates, with their
-//! references and activity entries) run on one rusqlite connection kept for
-//! writing, called on the request's own thread, as the reads in
-//! [`super::reads`] are. The statements are the ones [`super::objects`],
-//! [`super::activity`] and [`super::keys`] build with sea-orm for the other
-//! write transactions; `tests/api` runs every object write on both.
+//! references and activity entries, and registrations) run on one rusqlite
+//! connection kept for writing, called on the request's own thread, as the
+//! reads in [`super::reads`] are. The queries are the same functions
+//! ([`super::objects`], [`super::activity`], [`super::keys`]) that run on
+//! the pool: [`LiteTx::inline`] is a sea-orm connection ([`super::exec`]).
+//! `tests/api` runs every object write on both.
 //!
 //! Only one write transaction runs at a time (the store's write lock), so
 //! the connection's mutex is never contended; it is there because the
@@ -21,38 +22,21 @@
 //! when another process (the CLI) holds the write lock: it is retried after
 //! an asynchronous sleep, so a busy database never blocks a runtime thread.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use sea_orm::DbErr;
 use tokio::sync::Notify;
 
-use super::now_millis;
-use super::objects::{Relation, StoredObject, decode};
-use super::reads::{TEMPLATES, columns, model};
-use crate::domain::activity::{Entry, GENESIS};
-use crate::domain::{Draft, Kind, ObjectType};
+use super::exec::{Inline, STATEMENT_CACHE};
 
 /// How long a statement inside a transaction may wait for a lock (only a
 /// checkpoint or WAL recovery by another process takes one).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-const FIND: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM objects o WHERE o.kind = ?1 AND o.object_name = ?2"
-);
-
-const DEPENDANTS: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM objects o WHERE o.id IN (SELECT from_id FROM object_refs WHERE to_id = ?1)",
-    " ORDER BY o.kind, o.object_name"
-);
 
 /// At most this many object writes share one commit.
 const MAX_GROUP: u32 = 32;
@@ -121,6 +105,7 @@ impl SqliteWriter {
         )
         .map_err(sqlite_error)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_error)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
         )
@@ -292,6 +277,11 @@ impl LiteTx<'_> {
         self.writer.with(run)
     }
 
+    /// The write connection, for the store's queries (see [`super::exec`]).
+    pub fn inline(&self) -> Inline<'_> {
+        Inline::new(&self.writer.conn, "SQLite write")
+    }
+
     /// Commits this write, with the store's write `guard` held: alone, or,
     /// when other object writes are queued, as part of a group (see
     /// [`SqliteWriter`]). Answers once the commit holding it is on disk.
@@ -359,217 +349,6 @@ fn rollback(writer: &SqliteWriter) {
     writer.committed.notify_waiters();
 }
 
-impl LiteTx<'_> {
-    /// One object by kind and name.
-    pub fn find(&self, kind: Kind, name: &str) -> Result<Option<StoredObject>, DbErr> {
-        self.with(|conn| {
-            conn.prepare_cached(FIND)?
-                .query_row((kind.as_str(), name), model)
-                .optional()
-        })?
-        .map(decode)
-        .transpose()
-    }
-
-    /// The objects that import or list object `id`, by kind and name.
-    pub fn dependants(&self, id: i64) -> Result<Vec<StoredObject>, DbErr> {
-        self.with(|conn| {
-            conn.prepare_cached(DEPENDANTS)?
-                .query_map([id], model)?
-                .collect::<Result<Vec<_>, _>>()
-        })?
-        .into_iter()
-        .map(decode)
-        .collect()
-    }
-
-    /// Every template of a kind.
-    pub fn templates(&self, kind: Kind) -> Result<Vec<Draft>, DbErr> {
-        self.with(|conn| {
-            conn.prepare_cached(TEMPLATES)?
-                .query_map((kind.as_str(), ObjectType::Template.as_str()), model)?
-                .collect::<Result<Vec<_>, _>>()
-        })?
-        .into_iter()
-        .map(|row| decode(row).map(|o| o.draft))
-        .collect()
-    }
-
-    /// The kind's template revision as this transaction sees it.
-    pub fn template_revision(&self, kind: Kind) -> Result<i64, DbErr> {
-        self.with(|conn| super::reads::revision(conn, kind))
-    }
-
-    /// Inserts a new object.
-    pub fn insert(&self, draft: &Draft) -> Result<StoredObject, DbErr> {
-        let now = now_millis();
-        let checksum = draft.checksum();
-        let id = self.with(|conn| {
-            conn.prepare_cached(
-                "INSERT INTO objects (kind, object_name, object_type, properties, checksum, \
-                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            )?
-            .execute(params![
-                draft.kind.as_str(),
-                draft.name.as_str(),
-                draft.object_type.as_str(),
-                super::objects::encode_props(draft),
-                checksum,
-                now
-            ])?;
-            Ok(conn.last_insert_rowid())
-        })?;
-        if draft.object_type == ObjectType::Template {
-            self.bump_templates(draft.kind)?;
-        }
-        Ok(StoredObject {
-            id,
-            draft: draft.clone(),
-            checksum,
-        })
-    }
-
-    /// Overwrites `current` with `draft`.
-    pub fn update(&self, current: &StoredObject, draft: &Draft) -> Result<StoredObject, DbErr> {
-        let checksum = draft.checksum();
-        self.with(|conn| {
-            conn.prepare_cached(
-                "UPDATE objects SET object_name = ?1, properties = ?2, checksum = ?3, \
-                 updated_at = ?4 WHERE id = ?5",
-            )?
-            .execute(params![
-                draft.name.as_str(),
-                super::objects::encode_props(draft),
-                checksum,
-                now_millis(),
-                current.id
-            ])
-        })?;
-        if current.draft.object_type == ObjectType::Template
-            || draft.object_type == ObjectType::Template
-        {
-            self.bump_templates(draft.kind)?;
-        }
-        Ok(StoredObject {
-            id: current.id,
-            draft: draft.clone(),
-            checksum,
-        })
-    }
-
-    /// Deletes `current` and the references it holds.
-    pub fn delete(&self, current: &StoredObject) -> Result<(), DbErr> {
-        self.with(|conn| {
-            conn.prepare_cached("DELETE FROM object_refs WHERE from_id = ?1")?
-                .execute([current.id])?;
-            conn.prepare_cached("DELETE FROM objects WHERE id = ?1")?
-                .execute([current.id])
-        })?;
-        if current.draft.object_type == ObjectType::Template {
-            self.bump_templates(current.draft.kind)?;
-        }
-        Ok(())
-    }
-
-    fn bump_templates(&self, kind: Kind) -> Result<(), DbErr> {
-        self.with(|conn| {
-            conn.prepare_cached(
-                "UPDATE template_revisions SET revision = revision + 1 WHERE kind = ?1",
-            )?
-            .execute([kind.as_str()])
-        })?;
-        Ok(())
-    }
-
-    /// Ids of the objects of `kind` and `object_type` with these names.
-    pub fn ids_by_name(
-        &self,
-        kind: Kind,
-        object_type: ObjectType,
-        names: &[&str],
-    ) -> Result<HashMap<String, i64>, DbErr> {
-        self.with(|conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT id FROM objects WHERE kind = ?1 AND object_type = ?2 AND object_name = ?3",
-            )?;
-            let mut ids = HashMap::new();
-            for name in names {
-                let id: Option<i64> = statement
-                    .query_row((kind.as_str(), object_type.as_str(), name), |row| {
-                        row.get(0)
-                    })
-                    .optional()?;
-                if let Some(id) = id {
-                    ids.insert((*name).to_owned(), id);
-                }
-            }
-            Ok(ids)
-        })
-    }
-
-    /// Replaces the references object `from_id` holds.
-    pub fn set_refs(&self, from_id: i64, refs: &[(Relation, i64)]) -> Result<(), DbErr> {
-        self.with(|conn| {
-            conn.prepare_cached("DELETE FROM object_refs WHERE from_id = ?1")?
-                .execute([from_id])?;
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO object_refs (from_id, relation, to_id) VALUES (?1, ?2, ?3)",
-            )?;
-            for (relation, to_id) in refs {
-                insert.execute(params![from_id, relation.as_str(), to_id])?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Takes the key of an object being deleted.
-    pub fn retire_key(&self, object_id: i64) -> Result<(), DbErr> {
-        // As `keys::retire`: kept for fetching the empty allowlist while
-        // the agent may hold scripts, removed otherwise.
-        self.with(|conn| {
-            conn.prepare_cached(
-                "INSERT INTO retired_keys (key_hash, host_id, retired_at) \
-                 SELECT key_hash, object_id, ?2 FROM api_keys WHERE object_id = ?1 \
-                 AND EXISTS (SELECT 1 FROM agent_states WHERE host_id = ?1 AND in_deploy_set)",
-            )?
-            .execute(params![object_id, now_millis()])?;
-            conn.prepare_cached("DELETE FROM api_keys WHERE object_id = ?1")?
-                .execute([object_id])
-        })?;
-        Ok(())
-    }
-
-    /// Appends an activity entry chained to the last one.
-    pub fn append_activity(&self, entry: &Entry) -> Result<(), DbErr> {
-        self.with(|conn| {
-            let parent: String = conn
-                .prepare_cached("SELECT checksum FROM activity ORDER BY id DESC LIMIT 1")?
-                .query_row([], |row| row.get(0))
-                .optional()?
-                .unwrap_or_else(|| GENESIS.to_owned());
-            let checksum = entry.checksum(&parent);
-            conn.prepare_cached(
-                "INSERT INTO activity (at, author, action, object_type, object_name, before, \
-                 after, request_id, parent_checksum, checksum) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )?
-            .execute(params![
-                entry.at,
-                entry.author,
-                entry.action,
-                entry.object_type,
-                entry.object_name,
-                entry.before.as_ref().map(ToString::to_string),
-                entry.after.as_ref().map(ToString::to_string),
-                entry.request_id,
-                parent,
-                checksum
-            ])?;
-            Ok(())
-        })
-    }
-}
-
 impl Drop for LiteTx<'_> {
     fn drop(&mut self) {
         if self.open {
@@ -587,8 +366,10 @@ mod tests {
     use serde_json::{Map, json};
 
     use super::*;
+    use crate::domain::activity::{Entry, GENESIS};
     use crate::domain::write;
-    use crate::store::{ObjectTx, ObjectWrites, Store, objects, sqlite_url};
+    use crate::domain::{Draft, Kind};
+    use crate::store::{Store, objects, sqlite_url};
 
     fn host(name: &str, vars: serde_json::Value) -> Draft {
         let mut body = Map::new();
@@ -615,7 +396,7 @@ mod tests {
         let store = Store::open(&sqlite_url(dir.path())).await.expect("store");
 
         let tx = store.begin_object_write().await.expect("begin");
-        assert!(matches!(tx, ObjectTx::Inline { .. }));
+        assert!(tx.is_inline());
         tx.insert(&host("dropped", json!({})))
             .await
             .expect("insert");

@@ -22,3 +22,18 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Rows of the pool and of the inline SQLite connections, by column name.
+impl crate::store::exec::FromRow for Model {
+    fn from_row(row: &impl crate::store::exec::Row) -> Result<Self, DbErr> {
+        Ok(Self {
+            id: row.get(Column::Id.as_str())?,
+            object_id: row.get(Column::ObjectId.as_str())?,
+            key_hash: row.get(Column::KeyHash.as_str())?,
+            created_at: row.get(Column::CreatedAt.as_str())?,
+            expires_at: row.get(Column::ExpiresAt.as_str())?,
+            max_uses: row.get(Column::MaxUses.as_str())?,
+            uses: row.get(Column::Uses.as_str())?,
+        })
+    }
+}

@@ -27,3 +27,19 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Rows of the pool and of the inline SQLite connections, by column name.
+impl crate::store::exec::FromRow for Model {
+    fn from_row(row: &impl crate::store::exec::Row) -> Result<Self, DbErr> {
+        Ok(Self {
+            id: row.get(Column::Id.as_str())?,
+            kind: row.get(Column::Kind.as_str())?,
+            object_name: row.get(Column::ObjectName.as_str())?,
+            object_type: row.get(Column::ObjectType.as_str())?,
+            properties: row.get(Column::Properties.as_str())?,
+            checksum: row.get(Column::Checksum.as_str())?,
+            created_at: row.get(Column::CreatedAt.as_str())?,
+            updated_at: row.get(Column::UpdatedAt.as_str())?,
+        })
+    }
+}
