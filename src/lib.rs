@@ -1,7 +1,8 @@
 //! Steward: an Icinga Director-style REST object configuration service.
 //! Routes are defined in `router.rs` and implemented in `handlers/`, which
-//! call the use cases in `service/`; the rules live in `domain/` and every
-//! query in `store/`.
+//! call the use cases in `service/`; the rules live in the `steward-domain`
+//! crate (`crates/domain`, re-exported as `domain`) and every query in
+//! `store/`.
 
 pub mod admission;
 pub mod agent;
@@ -10,7 +11,9 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod deploy;
-pub mod domain;
+/// The rules, in a crate of their own (`crates/domain`) that the agent
+/// shares.
+pub use steward_domain as domain;
 pub mod error;
 pub mod files;
 pub mod handlers;

@@ -103,8 +103,8 @@ fn var_matches(value: &Value, wanted: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::resolve::Resolver;
-    use crate::domain::{Kind, ObjectName, ObjectType, Props};
+    use crate::resolve::Resolver;
+    use crate::{Kind, ObjectName, ObjectType, Props};
     use serde_json::json;
 
     fn draft(name: &str, object_type: ObjectType, props: Value) -> Draft {

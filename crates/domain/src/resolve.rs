@@ -186,7 +186,7 @@ fn apply(out: &mut Map<String, Value>, props: &Props, inherited: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Kind, ObjectName, ObjectType};
+    use crate::{Kind, ObjectName, ObjectType};
     use serde_json::json;
 
     fn draft(name: &str, object_type: ObjectType, props: Value) -> Draft {

@@ -47,12 +47,12 @@ macro_rules! words {
         }
 
         impl ::std::str::FromStr for $type {
-            type Err = $crate::domain::words::Unknown;
+            type Err = $crate::words::Unknown;
 
-            fn from_str(value: &str) -> Result<Self, $crate::domain::words::Unknown> {
+            fn from_str(value: &str) -> Result<Self, $crate::words::Unknown> {
                 match value {
                     $($word => Ok($type::$variant),)+
-                    _ => Err($crate::domain::words::Unknown::new($what, value)),
+                    _ => Err($crate::words::Unknown::new($what, value)),
                 }
             }
         }

@@ -16,6 +16,8 @@ pub mod network;
 pub mod normalise;
 pub mod object;
 pub mod resolve;
+#[cfg(feature = "sea-orm")]
+mod stored;
 pub mod text;
 pub mod ticket;
 pub mod user;

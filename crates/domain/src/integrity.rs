@@ -89,7 +89,7 @@ pub fn check_scripts(draft: &Draft, existing: &HashSet<String>) -> Result<(), Ru
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Kind, ObjectType, Props};
+    use crate::{Kind, ObjectType, Props};
     use serde_json::{Value, json};
 
     fn template(name: &str, props: Value) -> Draft {
