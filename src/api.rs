@@ -19,6 +19,15 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// The `409` of a deploy while another deployment runs with another checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeployConflict {
+    pub error: String,
+    /// The running deployment's config checksum.
+    pub checksum: String,
+    pub deployment_id: i64,
+}
+
 /// `/health` and `/ready` when all is well.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Status {
@@ -187,6 +196,38 @@ pub struct ApiKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_uses: Option<i64>,
     pub uses: i64,
+}
+
+/// `GET /director/host/allowlist`: the allowlist one host would get now,
+/// and what its agent last confirmed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AllowlistPreview {
+    pub host: String,
+    pub host_id: i64,
+    /// Its resolved `has_agent`, and not disabled.
+    pub in_deploy_set: bool,
+    pub address: Option<String>,
+    pub agent_port: i64,
+    /// `push` (the server pushes the allowlist) or `pull` (the agent fetches it).
+    #[schema(value_type = String)]
+    pub delivery: Delivery,
+    /// The checksum of `allowlist`.
+    pub checksum: String,
+    /// The allowlist document (`domain::allowlist::Allowlist::document`).
+    #[schema(value_type = crate::openapi::schemas::Allowlist)]
+    pub allowlist: serde_json::Value,
+    /// What the agent last confirmed, or `null`.
+    pub confirmed: Option<Confirmed>,
+}
+
+/// What an agent last confirmed holding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Confirmed {
+    pub checksum: String,
+    pub serial: Option<i64>,
+    /// RFC 3339, in milliseconds.
+    pub confirmed_at: Option<String>,
+    pub agent_version: Option<String>,
 }
 
 /// Director's deployment status.

@@ -55,7 +55,6 @@ use utoipa::{Modify, OpenApi};
         schemas::AllowedScript,
         schemas::SignedAllowlist,
         schemas::Allowlist,
-        schemas::AllowlistPreview,
         crate::api::PendingHost,
         crate::api::Pending,
         crate::api::DeployAnswer,

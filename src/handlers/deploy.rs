@@ -4,10 +4,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use crate::api::{DeployAnswer, UNCHANGED};
+use crate::api::{DeployAnswer, DeployConflict, UNCHANGED};
 use crate::domain::deployment::DeploymentStatus;
 use crate::error::ApiError;
-use crate::http::json::{json_response, typed_response};
+use crate::http::json::typed_response;
 use crate::http::query::QueryParams;
 use crate::service::caller::Caller;
 use crate::service::deploy as service;
@@ -22,7 +22,7 @@ use crate::state::AppState;
     summary = "The allowlist a host would get now, and what its agent last confirmed",
     params(("name" = String, Query, min_length = 1, description = "The host object's name")),
     responses(
-        (status = 200, description = "The preview", body = crate::openapi::schemas::AllowlistPreview),
+        (status = 200, description = "The preview", body = crate::api::AllowlistPreview),
         (status = 400, description = "No `name`", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "No such host object", body = crate::openapi::schemas::ErrorBody),
     ),
@@ -33,7 +33,7 @@ pub async fn preview_allowlist(
     query: QueryParams,
 ) -> Result<Response, ApiError> {
     let body = service::preview(&state.store, &caller, query.required_name()?).await?;
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(typed_response(StatusCode::OK, &body))
 }
 
 /// `GET /director/config/pending`.
@@ -82,8 +82,8 @@ fn deployment_id(query: &QueryParams) -> Result<i64, ApiError> {
         (status = 202, description = "A deployment is running (this one, or the running one with the same \
             checksum)", body = crate::api::DeployAnswer, headers(("Location" = String))),
         (status = 400, description = "A bad `force` or `wait`", body = crate::openapi::schemas::ErrorBody),
-        (status = 409, description = "Another deployment is running: the body also names its `checksum` \
-            and `deployment_id`", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "Another deployment is running with another checksum",
+            body = crate::api::DeployConflict),
         (status = 413, description = "A body over the limit", body = crate::openapi::schemas::ErrorBody),
     ),
 )]
@@ -123,12 +123,12 @@ pub async fn start_deploy(
             checksum,
             deployment_id,
         } => {
-            let body = serde_json::json!({
-                "error": format!("Deployment {deployment_id} is running with another checksum"),
-                "checksum": checksum,
-                "deployment_id": deployment_id,
-            });
-            return Ok(json_response(StatusCode::CONFLICT, &body));
+            let body = DeployConflict {
+                error: format!("Deployment {deployment_id} is running with another checksum"),
+                checksum,
+                deployment_id,
+            };
+            return Ok(typed_response(StatusCode::CONFLICT, &body));
         }
         service::Started::Running {
             checksum,

@@ -3,9 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::json;
 
-use crate::http::json::{json_response, typed_response};
+use crate::http::json::typed_response;
 use crate::openapi::schemas::{ErrorBody, Status};
 use crate::state::AppState;
 
@@ -67,10 +66,7 @@ pub async fn metrics(State(state): State<AppState>, parts: axum::http::request::
             .unwrap_or_else(|_| Response::new(axum::body::Body::empty())),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the metrics");
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"error": "The database is not reachable"}),
-            )
+            unreachable_database()
         }
     }
 }
@@ -96,10 +92,17 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         ),
         Err(e) => {
             tracing::warn!(error = %e, "database not ready");
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"error": "The database is not reachable"}),
-            )
+            unreachable_database()
         }
     }
+}
+
+/// The `503` of `/metrics` and `/ready` while the database does not answer.
+fn unreachable_database() -> Response {
+    typed_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &ErrorBody {
+            error: "The database is not reachable".into(),
+        },
+    )
 }

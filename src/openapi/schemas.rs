@@ -510,24 +510,6 @@ pub struct Allowlist {
     pub scripts: Vec<AllowedScript>,
 }
 
-/// `GET /director/host/allowlist`: the preview of one host.
-#[derive(Debug, ToSchema)]
-pub struct AllowlistPreview {
-    pub host: String,
-    pub host_id: i64,
-    pub in_deploy_set: bool,
-    pub address: Option<String>,
-    pub agent_port: Option<i64>,
-    /// `push` (the server pushes the allowlist) or `pull` (the agent fetches it).
-    pub delivery: String,
-    pub checksum: String,
-    pub allowlist: Allowlist,
-    /// What the agent last confirmed (`checksum`, `serial`, `confirmed_at`,
-    /// `agent_version`), or `null`.
-    #[schema(value_type = Option<Object>)]
-    pub confirmed: Option<Value>,
-}
-
 built_schema!(
     /// The `200` of a deploy: nothing changed, or with `wait` the finished deployment.
     DeployResult => AnyOfBuilder::new()

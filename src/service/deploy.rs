@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use super::caller::Caller;
 use super::waiting::Wait;
 use crate::api::{
-    ActiveConfiguration, Deployment, DeploymentHost, DeploymentList, DeploymentSummary,
-    DirectorStatus, Pending, PendingHost,
+    ActiveConfiguration, AllowlistPreview, Confirmed, Deployment, DeploymentHost, DeploymentList,
+    DeploymentSummary, DirectorStatus, Pending, PendingHost,
 };
 use crate::domain::allowlist::{
     Allowlist, ScriptSource, config_checksum, nothing_to_deploy, render,
@@ -182,22 +182,25 @@ fn on_every_core<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> V
     })
 }
 
-fn confirmed(state: Option<&AgentState>) -> Value {
-    match state.filter(|s| s.confirmed_checksum.is_some()) {
-        Some(s) => json!({
-            "checksum": s.confirmed_checksum,
-            "serial": s.confirmed_serial,
-            "confirmed_at": s.confirmed_at.and_then(chrono::DateTime::from_timestamp_millis)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-            "agent_version": s.agent_version,
-        }),
-        None => Value::Null,
-    }
+fn confirmed(state: AgentState) -> Option<Confirmed> {
+    Some(Confirmed {
+        checksum: state.confirmed_checksum?,
+        serial: state.confirmed_serial,
+        confirmed_at: state
+            .confirmed_at
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        agent_version: state.agent_version,
+    })
 }
 
 /// `GET /director/host/allowlist?name=N`: the allowlist the host would get
 /// now, its checksum, and what its agent last confirmed.
-pub async fn preview(store: &Store, caller: &Caller, name: &str) -> Result<Value, ApiError> {
+pub async fn preview(
+    store: &Store,
+    caller: &Caller,
+    name: &str,
+) -> Result<AllowlistPreview, ApiError> {
     caller.require(Permission::HostsRead)?;
     let db = store.db();
     let host = rows::find(db, Kind::Host, name)
@@ -207,17 +210,17 @@ pub async fn preview(store: &Store, caller: &Caller, name: &str) -> Result<Value
     let resolver = Resolver::new(rows::templates(db, Kind::Host).await?);
     let d = desired(&host, &resolver, &script_sources(db).await?);
     let state = agents::of_host(db, host.id).await?;
-    Ok(json!({
-        "host": d.host,
-        "host_id": d.host_id,
-        "in_deploy_set": d.in_deploy_set,
-        "address": d.address,
-        "agent_port": d.agent_port,
-        "delivery": d.delivery,
-        "checksum": d.checksum,
-        "allowlist": d.allowlist.document(),
-        "confirmed": confirmed(state.as_ref()),
-    }))
+    Ok(AllowlistPreview {
+        allowlist: d.allowlist.document(),
+        host: d.host,
+        host_id: d.host_id,
+        in_deploy_set: d.in_deploy_set,
+        address: d.address,
+        agent_port: d.agent_port,
+        delivery: d.delivery,
+        checksum: d.checksum,
+        confirmed: state.and_then(confirmed),
+    })
 }
 
 /// `GET /director/config/pending`: the hosts whose rendered allowlist
