@@ -1,13 +1,14 @@
 //! Appending to and reading the activity log.
 
+use sea_orm::sea_query::{self, Expr};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Set,
+    QueryTrait,
 };
 use serde_json::Value;
 
 use super::entities::activity;
-use super::exec::Exec;
+use super::exec::{Exec, Shape, insert_statement};
 use crate::domain::activity::{Entry, GENESIS};
 
 /// A stored entry with its id and chain checksums.
@@ -60,32 +61,60 @@ fn decode(row: activity::Model) -> StoredEntry {
 /// transaction of the change it records (writes are serialised, so the last
 /// checksum cannot move meanwhile).
 pub async fn append(db: &impl Exec, entry: &Entry) -> Result<(), DbErr> {
-    let last = activity::Entity::find()
-        .select_only()
-        .column(activity::Column::Checksum)
-        .order_by_desc(activity::Column::Id)
-        .limit(1)
-        .into_query();
+    static LAST: Shape<0> = Shape::new(|backend, []| {
+        backend.build(
+            &activity::Entity::find()
+                .select_only()
+                .column(activity::Column::Checksum)
+                .order_by_desc(activity::Column::Id)
+                .limit(1)
+                .into_query(),
+        )
+    });
+    static INSERT: Shape<10> = Shape::new(|backend, values| {
+        use activity::Column as C;
+        let mut query = sea_query::Query::insert();
+        query.into_table(activity::Entity).columns([
+            C::At,
+            C::Author,
+            C::Action,
+            C::ObjectType,
+            C::ObjectName,
+            C::Before,
+            C::After,
+            C::RequestId,
+            C::ParentChecksum,
+            C::Checksum,
+        ]);
+        // As many values as columns: it cannot fail (and a value left out
+        // would fail the shape's build).
+        let _ = query.values(values.map(Expr::from));
+        insert_statement(backend, &query)
+    });
+    let backend = db.backend();
     let parent = db
-        .row::<(String,), _>(&last)
+        .rows_raw::<(String,)>(LAST.bind(backend, [])?)
         .await?
+        .into_iter()
+        .next()
         .map_or_else(|| GENESIS.to_owned(), |(checksum,)| checksum);
     let checksum = entry.checksum(&parent);
-    let query = activity::Entity::insert(activity::ActiveModel {
-        at: Set(entry.at),
-        author: Set(entry.author.clone()),
-        action: Set(entry.action.clone()),
-        object_type: Set(entry.object_type.clone()),
-        object_name: Set(entry.object_name.clone()),
-        before: Set(entry.before.as_ref().map(Value::to_string)),
-        after: Set(entry.after.as_ref().map(Value::to_string)),
-        request_id: Set(entry.request_id.clone()),
-        parent_checksum: Set(parent),
-        checksum: Set(checksum),
-        ..Default::default()
-    })
-    .into_query();
-    db.insert(&query).await?;
+    let stmt = INSERT.bind(
+        backend,
+        [
+            entry.at.into(),
+            entry.author.as_str().into(),
+            entry.action.as_str().into(),
+            entry.object_type.as_str().into(),
+            entry.object_name.as_str().into(),
+            entry.before.as_ref().map(Value::to_string).into(),
+            entry.after.as_ref().map(Value::to_string).into(),
+            entry.request_id.clone().into(),
+            parent.into(),
+            checksum.into(),
+        ],
+    )?;
+    db.insert_raw(stmt).await?;
     Ok(())
 }
 

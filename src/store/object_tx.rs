@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sea_orm::sea_query::InsertStatement;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use tokio::sync::MutexGuard;
 
@@ -194,7 +193,7 @@ impl Exec for ObjectTx<'_> {
         on_conn!(self, rows_raw(stmt))
     }
 
-    async fn insert(&self, stmt: &InsertStatement) -> Result<i64, DbErr> {
-        on_conn!(self, insert(stmt))
+    async fn insert_raw(&self, stmt: Statement) -> Result<i64, DbErr> {
+        on_conn!(self, insert_raw(stmt))
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use sea_orm::Value as SeaValue;
 use sea_orm::sea_query::{DeleteStatement, Expr, ExprTrait, Query, SelectStatement};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -10,7 +11,7 @@ use sea_orm::{
 use serde_json::{Map, Value};
 
 use super::entities::{object, object_ref, template_revision};
-use super::exec::{Exec, FromRow, Row};
+use super::exec::{Exec, FromRow, Row, Shape, insert_statement};
 use super::now_millis;
 use crate::domain::{Draft, Kind, ObjectName, ObjectType, Props};
 
@@ -64,12 +65,18 @@ pub(super) fn encode_props(draft: &Draft) -> String {
 
 /// One object by kind and name.
 pub async fn find(db: &impl Exec, kind: Kind, name: &str) -> Result<Option<StoredObject>, DbErr> {
-    db.row(&by_name(kind, name)).await?.map(decode).transpose()
+    static FIND: Shape<2> = Shape::new(|backend, [kind, name]| backend.build(&by_name(kind, name)));
+    let stmt = FIND.bind(db.backend(), [kind.as_str().into(), name.into()])?;
+    first(db.rows_raw(stmt).await?).map(decode).transpose()
 }
 
-fn by_name(kind: Kind, name: &str) -> SelectStatement {
+fn first<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
+}
+
+fn by_name(kind: SeaValue, name: SeaValue) -> SelectStatement {
     object::Entity::find()
-        .filter(object::Column::Kind.eq(kind.as_str()))
+        .filter(object::Column::Kind.eq(kind))
         .filter(object::Column::ObjectName.eq(name))
         .into_query()
 }
@@ -82,20 +89,19 @@ pub async fn find_with_revision(
     kind: Kind,
     name: &str,
 ) -> Result<Option<(object::Model, i64)>, DbErr> {
-    let revision = Query::select()
-        .column(template_revision::Column::Revision)
-        .from(template_revision::Entity)
-        .and_where(
-            Expr::col((template_revision::Entity, template_revision::Column::Kind))
-                .equals((object::Entity, object::Column::Kind)),
-        )
-        .to_owned();
-    let query = by_name(kind, name)
-        .expr_as(Expr::from(revision), "template_revision")
-        .to_owned();
-    Ok(db
-        .row::<WithRevision, _>(&query)
-        .await?
+    static FIND: Shape<2> = Shape::new(|backend, [kind, name]| {
+        let revision = Query::select()
+            .column(template_revision::Column::Revision)
+            .from(template_revision::Entity)
+            .and_where(
+                Expr::col((template_revision::Entity, template_revision::Column::Kind))
+                    .equals((object::Entity, object::Column::Kind)),
+            )
+            .to_owned();
+        backend.build(by_name(kind, name).expr_as(Expr::from(revision), "template_revision"))
+    });
+    let stmt = FIND.bind(db.backend(), [kind.as_str().into(), name.into()])?;
+    Ok(first(db.rows_raw::<WithRevision>(stmt).await?)
         .map(|WithRevision(row, revision)| (row, revision.unwrap_or(0))))
 }
 
@@ -203,20 +209,38 @@ pub async fn count(
 
 /// Inserts a new object and answers its id.
 pub async fn insert(db: &impl Exec, draft: &Draft) -> Result<StoredObject, DbErr> {
+    static INSERT: Shape<7> = Shape::new(|backend, values| {
+        use object::Column as C;
+        let mut query = Query::insert();
+        query.into_table(object::Entity).columns([
+            C::Kind,
+            C::ObjectName,
+            C::ObjectType,
+            C::Properties,
+            C::Checksum,
+            C::CreatedAt,
+            C::UpdatedAt,
+        ]);
+        // As many values as columns: it cannot fail (and a value left out
+        // would fail the shape's build).
+        let _ = query.values(values.map(Expr::from));
+        insert_statement(backend, &query)
+    });
     let now = now_millis();
     let checksum = draft.checksum();
-    let query = object::Entity::insert(object::ActiveModel {
-        kind: Set(draft.kind.as_str().to_owned()),
-        object_name: Set(draft.name.as_str().to_owned()),
-        object_type: Set(draft.object_type.as_str().to_owned()),
-        properties: Set(encode_props(draft)),
-        checksum: Set(checksum.clone()),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    })
-    .into_query();
-    let id = db.insert(&query).await?;
+    let stmt = INSERT.bind(
+        db.backend(),
+        [
+            draft.kind.as_str().into(),
+            draft.name.as_str().into(),
+            draft.object_type.as_str().into(),
+            encode_props(draft).into(),
+            checksum.clone().into(),
+            now.into(),
+            now.into(),
+        ],
+    )?;
+    let id = db.insert_raw(stmt).await?;
     if is_template(draft) {
         bump_templates(db, draft.kind).await?;
     }
@@ -233,15 +257,29 @@ pub async fn update(
     current: &StoredObject,
     draft: &Draft,
 ) -> Result<StoredObject, DbErr> {
+    static UPDATE: Shape<5> = Shape::new(|backend, [name, properties, checksum, at, id]| {
+        backend.build(
+            &object::Entity::update_many()
+                .col_expr(object::Column::ObjectName, Expr::value(name))
+                .col_expr(object::Column::Properties, Expr::value(properties))
+                .col_expr(object::Column::Checksum, Expr::value(checksum))
+                .col_expr(object::Column::UpdatedAt, Expr::value(at))
+                .filter(object::Column::Id.eq(id))
+                .into_query(),
+        )
+    });
     let checksum = draft.checksum();
-    let query = object::Entity::update_many()
-        .col_expr(object::Column::ObjectName, Expr::value(draft.name.as_str()))
-        .col_expr(object::Column::Properties, Expr::value(encode_props(draft)))
-        .col_expr(object::Column::Checksum, Expr::value(checksum.clone()))
-        .col_expr(object::Column::UpdatedAt, Expr::value(now_millis()))
-        .filter(object::Column::Id.eq(current.id))
-        .into_query();
-    db.run(&query).await?;
+    let stmt = UPDATE.bind(
+        db.backend(),
+        [
+            draft.name.as_str().into(),
+            encode_props(draft).into(),
+            checksum.clone().into(),
+            now_millis().into(),
+            current.id.into(),
+        ],
+    )?;
+    db.run_raw(stmt).await?;
     if is_template(&current.draft) || is_template(draft) {
         bump_templates(db, draft.kind).await?;
     }
@@ -277,27 +315,35 @@ fn is_template(draft: &Draft) -> bool {
 /// Every change to a template bumps its kind's revision in the same
 /// transaction: the template cache ([`super::reads`]) compares it.
 async fn bump_templates(db: &impl Exec, kind: Kind) -> Result<(), DbErr> {
-    let query = template_revision::Entity::update_many()
-        .col_expr(
-            template_revision::Column::Revision,
-            Expr::col(template_revision::Column::Revision).add(1),
+    static BUMP: Shape<1> = Shape::new(|backend, [kind]| {
+        backend.build(
+            &template_revision::Entity::update_many()
+                .col_expr(
+                    template_revision::Column::Revision,
+                    Expr::col(template_revision::Column::Revision).add(1),
+                )
+                .filter(template_revision::Column::Kind.eq(kind))
+                .into_query(),
         )
-        .filter(template_revision::Column::Kind.eq(kind.as_str()))
-        .into_query();
-    db.run(&query).await?;
+    });
+    db.run_raw(BUMP.bind(db.backend(), [kind.as_str().into()])?)
+        .await?;
     Ok(())
 }
 
 /// The current template revision of a kind.
 pub async fn template_revision(db: &impl Exec, kind: Kind) -> Result<i64, DbErr> {
-    let query = template_revision::Entity::find_by_id(kind.as_str())
-        .select_only()
-        .column(template_revision::Column::Revision)
-        .into_query();
-    Ok(db
-        .row::<(i64,), _>(&query)
-        .await?
-        .map_or(0, |(revision,)| revision))
+    static REVISION: Shape<1> = Shape::new(|backend, [kind]| {
+        backend.build(
+            &template_revision::Entity::find()
+                .select_only()
+                .column(template_revision::Column::Revision)
+                .filter(template_revision::Column::Kind.eq(kind))
+                .into_query(),
+        )
+    });
+    let stmt = REVISION.bind(db.backend(), [kind.as_str().into()])?;
+    Ok(first(db.rows_raw::<(i64,)>(stmt).await?).map_or(0, |(revision,)| revision))
 }
 
 /// Replaces the references object `from_id` holds.
