@@ -36,7 +36,7 @@ pub struct Status {
 }
 
 // `steward-agent` reads this with a reader of its own that also takes
-// older servers' answers (`agent::client::AgentConfig`); a test below
+// older servers' answers (`steward_agent::client::AgentConfig`); a test below
 // keeps the two in step.
 /// What an agent needs: its host, its stable id, the server's key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -281,7 +281,7 @@ mod tests {
             serial_floor: Some(42),
         };
         let text = serde_json::to_string(&written).expect("serialises");
-        let read: crate::agent::client::AgentConfig =
+        let read: steward_agent::client::AgentConfig =
             serde_json::from_str(&text).expect("the agent reads it");
         assert_eq!(read.host, "node-1.example");
         assert_eq!(read.host_id, 7);

@@ -5,7 +5,6 @@
 //! `store/`.
 
 pub mod admission;
-pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::SigningKey;
-use sha2::{Digest, Sha256};
 
 use crate::files::write_private;
 
@@ -137,10 +136,7 @@ pub fn promote(data_dir: &Path) -> Result<String, String> {
     Ok(fingerprint(&next.verifying_key().to_bytes()))
 }
 
-/// The fingerprint of a raw Ed25519 public key.
-pub fn fingerprint(public_key: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(public_key)))
-}
+pub use crate::domain::allowlist::fingerprint;
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{AGENT, Server, free_port};
+use support::{Server, agent_binary, free_port};
 
 const ADMIN_PASSWORD: &str = "admin-password-x";
 
@@ -73,7 +73,7 @@ fn agent(args: &[&str]) -> Run {
         status,
         stdout,
         stderr,
-    } = Command::new(AGENT)
+    } = Command::new(agent_binary())
         .args(args)
         .env_remove("STEWARD_SERVER")
         .env_remove("STEWARD_KEY")
@@ -670,7 +670,7 @@ fn usage_errors_exit_2() {
 fn the_environment_supplies_server_key_and_state_dir_and_help_hides_the_key() {
     let fake = Fake::start(good_server(Arc::new(Mutex::new([7u8; 32]))));
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(AGENT)
+    let output = Command::new(agent_binary())
         .args(["register", "--name", "node1.example"])
         .env("STEWARD_SERVER", &fake.url)
         .env("STEWARD_KEY", TEMPLATE_KEY)
@@ -680,7 +680,7 @@ fn the_environment_supplies_server_key_and_state_dir_and_help_hides_the_key() {
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert_eq!(read_state(dir.path())["host_key"], HOST_KEY);
 
-    let help = Command::new(AGENT)
+    let help = Command::new(agent_binary())
         .args(["register", "--help"])
         .env("STEWARD_KEY", TEMPLATE_KEY)
         .output()

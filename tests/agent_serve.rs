@@ -16,10 +16,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
-use steward::agent::state::{self, State};
 use steward::domain::allowlist::{ScriptSource, render};
 use steward::domain::canonical::canonical;
-use support::{AGENT, free_port};
+use steward_agent::state::{self, State};
+use support::{agent_binary, free_port};
 
 const HOST_ID: i64 = 41;
 const GENERATED_AT: &str = "2024-05-01T12:00:00.000Z";
@@ -151,7 +151,7 @@ impl Serving {
         let port = free_port(ip);
         let listen = SocketAddr::new(ip.parse().unwrap(), port).to_string();
         let stderr = dir.join(format!("serve-{port}.log"));
-        let mut child = Command::new(AGENT)
+        let mut child = Command::new(agent_binary())
             .args(["serve", "--listen", &listen, "--state-dir"])
             .arg(dir)
             .args(args)
@@ -508,7 +508,7 @@ async fn the_held_allowlist_is_reloaded_at_start_and_a_tampered_one_ignored() {
 #[test]
 fn serve_without_state_exits_2_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(AGENT)
+    let output = Command::new(agent_binary())
         .args(["serve", "--listen", "127.0.0.24:1", "--state-dir"])
         .arg(dir.path())
         .env_remove("STEWARD_AGENT_STATE_DIR")
@@ -521,7 +521,7 @@ fn serve_without_state_exits_2_and_says_why() {
 
     // A relative --allowed-dir is a usage error too.
     write_state(dir.path());
-    let output = Command::new(AGENT)
+    let output = Command::new(agent_binary())
         .args(["serve", "--listen", "127.0.0.24:1", "--allowed-dir", "usr"])
         .arg("--state-dir")
         .arg(dir.path())
@@ -532,7 +532,7 @@ fn serve_without_state_exits_2_and_says_why() {
 
 /// `steward-agent check --state-dir DIR ARGS`: exit code and stdout.
 fn check(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(AGENT)
+    let output = Command::new(agent_binary())
         .arg("check")
         .arg("--state-dir")
         .arg(dir)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{AGENT, Agent, Killed, free_port, http, wait_for};
+use support::{Agent, Killed, agent_binary, free_port, http, wait_for};
 
 const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
 const PASSWORD: &str = "cli-deploy-Pa55word";
@@ -84,7 +84,7 @@ impl World {
             let ip = format!("127.0.0.{octet}");
             let port = free_port(&ip);
             let state = w.dir.path().join(format!("agent-{octet}"));
-            let out = Command::new(AGENT)
+            let out = Command::new(agent_binary())
                 .args(["register", "--server", &w.url(), "--key", &key])
                 .args(["--name", &format!("node-{octet}.example"), "--address", &ip])
                 .args(["--agent-port", &port.to_string(), "--state-dir"])

@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{AGENT, Agent, Killed, STEWARD, Server, ServerOptions, basic, free_port, http};
+use support::{
+    Agent, Killed, STEWARD, Server, ServerOptions, agent_binary, basic, free_port, http,
+};
 
 const PASSWORD: &str = "deploy-admin-password";
 
@@ -128,7 +130,7 @@ fn build(setup: Setup) -> World {
         let ip = format!("127.0.0.{}", 30 + i);
         let port = free_port(&ip);
         let state = w.dir.path().join(format!("agent-{i}"));
-        let out = Command::new(AGENT)
+        let out = Command::new(agent_binary())
             .args([
                 "register",
                 "--server",
@@ -636,7 +638,7 @@ fn pull_agent(w: &World, a: PullAgent) -> (PathBuf, Killed) {
     let (ip, name) = (a.ip, a.name);
     let state = w.dir.path().join(name);
     let (_, key) = w.call("POST", "/director/host/api-key?name=agents", json!({}));
-    let mut register = Command::new(AGENT);
+    let mut register = Command::new(agent_binary());
     register
         .args([
             "register",
@@ -659,7 +661,7 @@ fn pull_agent(w: &World, a: PullAgent) -> (PathBuf, Killed) {
     );
     let log = std::fs::File::create(w.dir.path().join(format!("{name}.log"))).unwrap();
     let puller = Killed(
-        Command::new(AGENT)
+        Command::new(agent_binary())
             .args(["pull", "--wait", &a.wait.to_string(), "--state-dir"])
             .arg(&state)
             .stdout(Stdio::null())
@@ -680,7 +682,7 @@ fn held(state: &Path) -> Value {
 
 /// `steward-agent check` on a state directory: its exit code.
 fn check(state: &Path, args: &[&str]) -> Option<i32> {
-    Command::new(AGENT)
+    Command::new(agent_binary())
         .args(["check", "--state-dir"])
         .arg(state)
         .args(args)
@@ -728,7 +730,7 @@ fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
         .clone();
     assert_eq!(puller["result"], json!("deployed"), "{puller}");
     assert_eq!(held(&state)["scripts"].as_array().map(Vec::len), Some(2));
-    let check = Command::new(AGENT)
+    let check = Command::new(agent_binary())
         .args(["check", "--state-dir"])
         .arg(&state)
         .args(["df", "-h"])
@@ -754,7 +756,7 @@ fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
     assert_eq!(settled["status"], json!("unchanged"), "{settled}");
 
     // `--once` with the newest held: exit 0 after one 304.
-    let once = Command::new(AGENT)
+    let once = Command::new(agent_binary())
         .args(["pull", "--once", "--wait", "0", "--state-dir"])
         .arg(&state)
         .output()
@@ -952,7 +954,7 @@ fn a_node_registered_afresh_refuses_an_older_validly_signed_allowlist() {
     assert_eq!(status, 200);
     let (_, key) = w.call("POST", "/director/host/api-key?name=agents", json!({}));
     let agent = &mut w.agents[0];
-    let out = Command::new(AGENT)
+    let out = Command::new(agent_binary())
         .args([
             "register",
             "--server",

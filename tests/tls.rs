@@ -18,7 +18,7 @@ use rcgen::{
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{AGENT, Killed, STEWARD, Server, ServerOptions, free_port};
+use support::{Killed, STEWARD, Server, ServerOptions, agent_binary, free_port};
 
 const PASSWORD: &str = "tls-admin-password";
 
@@ -251,7 +251,7 @@ impl Run {
 /// Runs `steward-agent ARGS` with none of its environment variables set.
 fn agent(args: &[&str]) -> Run {
     Run::of(
-        Command::new(AGENT)
+        Command::new(agent_binary())
             .args(args)
             .env_remove("STEWARD_SERVER")
             .env_remove("STEWARD_KEY")

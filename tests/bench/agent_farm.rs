@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, put};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use steward::agent::holding::{self, Held, Pinned, Verdict};
+use steward_agent::holding::{self, Held, Pinned, Verdict};
 use tokio::sync::Mutex;
 
 #[derive(Default)]
@@ -136,7 +136,7 @@ async fn push(State(node): State<Arc<Node>>, body: axum::body::Bytes) -> Respons
     match holding::assess(&document, &node.pinned, held.as_ref(), &[]) {
         Err(refusal) => {
             node.stats.refused.fetch_add(1, Ordering::Relaxed);
-            let status = steward::agent::serve::refusal_status(refusal.kind);
+            let status = steward_agent::serve::refusal_status(refusal.kind);
             (status, Json(json!({"error": refusal.message}))).into_response()
         }
         Ok(Verdict::Unchanged) => {
@@ -170,7 +170,7 @@ async fn main() -> Result<(), String> {
     let mut nodes = 0usize;
     for r in registered {
         let (name, port, host_id, public_key) = r?;
-        let state = steward::agent::state::State {
+        let state = steward_agent::state::State {
             server: a.server.clone(),
             host: name,
             host_id,

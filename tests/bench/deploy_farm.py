@@ -15,7 +15,7 @@ each, checking signatures as steward-agent does), then measures:
 The server runs with MALLOC_ARENA_MAX=2 (as docs/OPERATIONS.md recommends
 for production; `--malloc-arena-max ''` for glibc's default).
 
-    CARGO_TARGET_DIR=target cargo build --release --bin steward --example agent_farm
+    CARGO_TARGET_DIR=target cargo build --release --workspace --bin steward --example agent_farm
     python3 tests/bench/deploy_farm.py [--agents 10000] [--runs 3] [--json FILE] [--target-dir target]
 """
 import argparse

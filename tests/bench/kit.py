@@ -114,7 +114,7 @@ ROWS = [
 
 
 def build(target_dir):
-    cmd = ["cargo", "build", "--release", "--bin", "steward", "--bin", "steward-agent",
+    cmd = ["cargo", "build", "--release", "--workspace", "--bin", "steward", "--bin", "steward-agent",
            "--example", "agent_farm", "--example", "pull_farm", "--example", "seed"]
     print("building:", " ".join(cmd), f"(target dir {target_dir})", flush=True)
     subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, CARGO_TARGET_DIR=target_dir), check=True)

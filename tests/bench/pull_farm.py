@@ -27,7 +27,7 @@ measures:
 The open-files limit is raised here (children inherit it), not in the
 server.
 
-    cargo build --release --bin steward --example pull_farm --example agent_farm
+    cargo build --release --workspace --bin steward --example pull_farm --example agent_farm
     python3 tests/bench/pull_farm.py [--agents 10000] [--runs 3] [--database URL] [--json FILE]
 """
 import argparse

@@ -31,8 +31,8 @@ use axum::response::Json;
 use axum::routing::get;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use steward::agent::client::pull_delay;
-use steward::agent::holding::{self, Held, Pinned, Verdict};
+use steward_agent::client::pull_delay;
+use steward_agent::holding::{self, Held, Pinned, Verdict};
 use tokio::sync::Mutex;
 
 struct Args {
@@ -157,7 +157,7 @@ async fn register(http: &reqwest::Client, a: &Args, i: usize) -> Result<Node, St
         .json()
         .await
         .map_err(|e| format!("{name}: {e}"))?;
-    let state = steward::agent::state::State {
+    let state = steward_agent::state::State {
         server: a.server.clone(),
         host: name.clone(),
         host_id: config["host_id"]

@@ -13,8 +13,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The agent binary.
-pub const AGENT: &str = env!("CARGO_BIN_EXE_steward-agent");
+/// The agent binary: `steward-agent`, of the workspace's agent crate, is
+/// built into the directory above the test binaries' `deps/` (as
+/// `cargo nextest run --workspace` and `cargo test --workspace` build it).
+pub fn agent_binary() -> &'static std::path::Path {
+    static AGENT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    AGENT.get_or_init(|| {
+        let test = std::env::current_exe().expect("the test binary's path");
+        let dir = test
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("the target directory");
+        let agent = dir.join(format!("steward-agent{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            agent.is_file(),
+            "{} is missing: build it with `cargo build -p steward-agent` \
+             (or run the tests with --workspace)",
+            agent.display()
+        );
+        agent
+    })
+}
 /// The server binary.
 pub const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
 
@@ -110,7 +129,7 @@ impl Agent {
             .append(true)
             .open(self.log())
             .expect("agent log");
-        let mut command = Command::new(AGENT);
+        let mut command = Command::new(agent_binary());
         command
             .args([
                 "serve",

@@ -238,6 +238,12 @@ pub fn verify_signature(doc: &Value, public_key: &VerifyingKey) -> Result<(), St
         .map_err(|_| "the signature does not verify with the server's key".to_owned())
 }
 
+/// The fingerprint of a raw Ed25519 public key: `sha256:` and the hex
+/// SHA-256 of the key, as agents pin the server's key.
+pub fn fingerprint(public_key: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(public_key)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

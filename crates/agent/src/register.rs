@@ -306,7 +306,7 @@ mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used)]
 
     use super::*;
-    use crate::agent::client::SigningKeyInfo;
+    use crate::client::SigningKeyInfo;
 
     const RAW: [u8; 32] = [7; 32];
 

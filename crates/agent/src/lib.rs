@@ -18,3 +18,5 @@ pub mod serve;
 pub mod state;
 
 pub use error::AgentError;
+
+use steward_domain as domain;

@@ -13,13 +13,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use steward::agent::AgentError;
-use steward::agent::check::{self, Outcome};
-use steward::agent::client::Registration;
-use steward::agent::pull::{self, PullOptions};
-use steward::agent::register::{self, Options, parse_fingerprint};
-use steward::agent::serve::{self, ServeOptions};
-use steward::agent::state::DEFAULT_STATE_DIR;
+use steward_agent::AgentError;
+use steward_agent::check::{self, Outcome};
+use steward_agent::client::Registration;
+use steward_agent::pull::{self, PullOptions};
+use steward_agent::register::{self, Options, parse_fingerprint};
+use steward_agent::serve::{self, ServeOptions};
+use steward_agent::state::DEFAULT_STATE_DIR;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -218,7 +218,7 @@ async fn run_register(args: RegisterArgs) -> Result<(), AgentError> {
             address: args.address,
             address6: args.address6,
             agent_port: args.agent_port,
-            delivery: args.pull.then_some(steward::domain::kind::Delivery::Pull),
+            delivery: args.pull.then_some(steward_domain::kind::Delivery::Pull),
         },
         state_dir: args.state_dir,
         server_key: args.server_key,

@@ -214,7 +214,7 @@ impl Agent {
         .unwrap_or_else(|e| Err(AgentError::State(e.to_string())));
         match saved {
             Ok(_) if promoted => tracing::info!(
-                fingerprint = %crate::signing::fingerprint(&keys.key.to_bytes()),
+                fingerprint = %crate::domain::allowlist::fingerprint(&keys.key.to_bytes()),
                 "the server's key rotated: trusting the new key only"
             ),
             Ok(_) => tracing::info!("the server announced its next key: trusting it too"),

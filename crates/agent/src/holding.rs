@@ -73,7 +73,7 @@ impl Pinned {
     pub fn to_state(&self, state: &mut State) {
         let raw = self.key.to_bytes();
         state.server_public_key = STANDARD.encode(raw);
-        state.server_fingerprint = crate::signing::fingerprint(&raw);
+        state.server_fingerprint = crate::domain::allowlist::fingerprint(&raw);
         state.next_server_key = self.next.map(|k| STANDARD.encode(k.to_bytes()));
     }
 }
