@@ -131,7 +131,7 @@ impl<C: ConnectionTrait> Exec for C {
     }
 
     async fn insert_raw(&self, stmt: Statement) -> Result<i64, DbErr> {
-        if self.get_database_backend().support_returning() {
+        if self.get_database_backend() == DbBackend::Postgres {
             let row = self.query_one_raw(stmt).await?;
             return row
                 .ok_or_else(|| DbErr::RecordNotInserted)?
@@ -143,10 +143,10 @@ impl<C: ConnectionTrait> Exec for C {
     }
 }
 
-/// An insert built for `backend`: with `RETURNING id` where the backend
-/// has it (PostgreSQL), otherwise the id is the connection's last one.
+/// An insert built for `backend`: with `RETURNING id` on PostgreSQL; on
+/// SQLite the id is the connection's last one.
 pub fn insert_statement(backend: DbBackend, stmt: &InsertStatement) -> Statement {
-    if backend.support_returning() {
+    if backend == DbBackend::Postgres {
         let mut stmt = stmt.clone();
         stmt.returning_col(sea_orm::sea_query::Alias::new("id"));
         return backend.build(&stmt);
