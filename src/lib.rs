@@ -5,7 +5,6 @@
 //! `store/`.
 
 pub mod admission;
-pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -13,6 +12,10 @@ pub mod deploy;
 /// The rules, in a crate of their own (`crates/domain`) that the agent
 /// shares.
 pub use steward_domain as domain;
+
+/// The API's answers as types, in a crate of their own (`crates/api`)
+/// shared by the server, its document and `steward deploy`.
+pub use steward_api as api;
 pub mod error;
 pub mod files;
 pub mod handlers;

@@ -382,7 +382,7 @@ pub async fn revoke_key(
         ("If-None-Match" = Option<String>, Header, nullable = false, description = "The ETag the agent holds: `304` when current"),
     ),
     responses(
-        (status = 200, description = "The signed allowlist", body = crate::openapi::schemas::SignedAllowlist,
+        (status = 200, description = "The signed allowlist", body = crate::api::SignedAllowlist,
             headers(("ETag" = String, description = "`\"CHECKSUM-SERIAL\"`"))),
         (status = 304, description = "The agent holds the newest: no body", headers(("ETag" = String))),
         (status = 400, description = "No key, or a bad `wait`", body = crate::openapi::schemas::ErrorBody),

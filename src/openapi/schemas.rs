@@ -476,40 +476,6 @@ built_schema!(
         .into()
 );
 
-/// One script of an allowlist.
-#[derive(Debug, ToSchema)]
-pub struct AllowedScript {
-    pub name: String,
-    pub command: String,
-    /// `null`: any arguments; a list: only those; `[]`: none at all.
-    pub arguments: Option<Vec<String>>,
-    pub timeout: Option<i64>,
-}
-
-/// A signed allowlist, as agents receive it.
-#[derive(Debug, ToSchema)]
-pub struct SignedAllowlist {
-    pub format: i64,
-    pub host_id: i64,
-    pub host: String,
-    pub serial: i64,
-    pub checksum: String,
-    pub generated_at: String,
-    pub scripts: Vec<AllowedScript>,
-    /// Base64 Ed25519 signature over the canonical JSON of the other fields.
-    pub signature: String,
-    /// During a key rotation: the next public key.
-    pub next_key: Option<String>,
-}
-
-/// The allowlist a host would get now.
-#[derive(Debug, ToSchema)]
-pub struct Allowlist {
-    pub host_id: i64,
-    pub host: String,
-    pub scripts: Vec<AllowedScript>,
-}
-
 built_schema!(
     /// The `200` of a deploy: nothing changed, or with `wait` the finished deployment.
     DeployResult => AnyOfBuilder::new()

@@ -1,15 +1,16 @@
-//! The API's answers as types, each shape written once: what the server
-//! serializes, what the OpenAPI document describes (`ToSchema`), and what
-//! `steward deploy` reads back (`Deserialize`). The enums of `domain/` are
-//! documented as the strings they are written as.
+//! The API's answers as types (`steward-api`), each shape written once:
+//! what the server serializes, what the OpenAPI document describes
+//! (`ToSchema`), and what `steward deploy` reads back (`Deserialize`). The
+//! enums of `steward-domain` are documented as the strings they are
+//! written as. The server re-exports it as `steward::api`.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::deployment::{Counts, DeploymentStatus, DirectorState, HostResult};
-use crate::domain::kind::Delivery;
+use steward_domain::deployment::{Counts, DeploymentStatus, DirectorState, HostResult};
+use steward_domain::kind::Delivery;
 
 /// `{"error": "..."}`: every error answer. Some carry more fields (a
 /// deployment conflict names the running `deployment_id` and its `checksum`).
@@ -214,7 +215,7 @@ pub struct AllowlistPreview {
     /// The checksum of `allowlist`.
     pub checksum: String,
     /// The allowlist document (`domain::allowlist::Allowlist::document`).
-    #[schema(value_type = crate::openapi::schemas::Allowlist)]
+    #[schema(value_type = Allowlist)]
     pub allowlist: serde_json::Value,
     /// What the agent last confirmed, or `null`.
     pub confirmed: Option<Confirmed>,
@@ -256,6 +257,43 @@ pub struct ActiveConfiguration {
     pub stage_name: Option<String>,
     /// The checksum of the newest activity entry when it started.
     pub activity: Option<String>,
+}
+
+// The allowlist documents are `serde_json` values, written once in
+// `steward_domain::allowlist`; the three types below describe them.
+
+/// One script of an allowlist.
+#[derive(Debug, ToSchema)]
+pub struct AllowedScript {
+    pub name: String,
+    pub command: String,
+    /// `null`: any arguments; a list: only those; `[]`: none at all.
+    pub arguments: Option<Vec<String>>,
+    pub timeout: Option<i64>,
+}
+
+/// A signed allowlist, as agents receive it.
+#[derive(Debug, ToSchema)]
+pub struct SignedAllowlist {
+    pub format: i64,
+    pub host_id: i64,
+    pub host: String,
+    pub serial: i64,
+    pub checksum: String,
+    pub generated_at: String,
+    pub scripts: Vec<AllowedScript>,
+    /// Base64 Ed25519 signature over the canonical JSON of the other fields.
+    pub signature: String,
+    /// During a key rotation: the next public key.
+    pub next_key: Option<String>,
+}
+
+/// The allowlist a host would get now.
+#[derive(Debug, ToSchema)]
+pub struct Allowlist {
+    pub host_id: i64,
+    pub host: String,
+    pub scripts: Vec<AllowedScript>,
 }
 
 #[cfg(test)]
