@@ -128,7 +128,7 @@ impl Authenticator {
     /// Reloads the users when the database says they may have changed.
     pub async fn refresh(&self) -> Result<(), DbErr> {
         let epoch = match &self.watcher {
-            Watcher::Sqlite(watch) => watch.users_epoch_if_changed()?,
+            Watcher::Sqlite(watch) => watch.users_epoch_if_changed().await?,
             Watcher::Postgres { checked } => {
                 let due = {
                     let mut checked = checked.lock().unwrap_or_else(|e| e.into_inner());

@@ -5,10 +5,11 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
+use crate::api::ActivityList;
 use crate::error::ApiError;
 use crate::http::json::json_response;
 use crate::http::query::QueryParams;
-use crate::openapi::schemas::{ActivityList, ErrorBody};
+use crate::openapi::schemas::ErrorBody;
 use crate::service::activity::{self as service, ActivityRequest, decode_cursor, parse_since};
 use crate::service::caller::Caller;
 use crate::service::lists::MAX_LIMIT;

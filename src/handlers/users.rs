@@ -5,11 +5,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 
 use super::not_modified;
+use crate::api::{User, UserList};
 use crate::error::ApiError;
 use crate::http::body::JsonObject;
-use crate::http::json::json_response;
+use crate::http::json::typed_response;
 use crate::http::query::QueryParams;
-use crate::openapi::schemas::{ErrorBody, User, UserBody, UserList};
+use crate::openapi::schemas::{ErrorBody, UserBody};
 use crate::service::caller::Caller;
 use crate::service::users::{self as service, UserWritten};
 use crate::state::AppState;
@@ -17,15 +18,17 @@ use crate::state::AppState;
 fn answer(state: &AppState, written: UserWritten) -> Response {
     match written {
         UserWritten::Created(body) => {
-            let mut response = json_response(StatusCode::CREATED, &body);
-            let name = body["object_name"].as_str().unwrap_or_default();
-            let location = format!("{}/director/user?name={name}", state.config.base_path);
+            let mut response = typed_response(StatusCode::CREATED, &body);
+            let location = format!(
+                "{}/director/user?name={}",
+                state.config.base_path, body.object_name
+            );
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, value);
             }
             response
         }
-        UserWritten::Changed(body) => json_response(StatusCode::OK, &body),
+        UserWritten::Changed(body) => typed_response(StatusCode::OK, &body),
         UserWritten::Unchanged => not_modified(""),
     }
 }
@@ -49,7 +52,7 @@ pub async fn get_user(
     query: QueryParams,
 ) -> Result<Response, ApiError> {
     let body = service::show(&state.store, &caller, query.required_name()?).await?;
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(typed_response(StatusCode::OK, &body))
 }
 
 /// `POST`: creates without `?name=`, merges with it.
@@ -143,7 +146,7 @@ pub async fn delete_user(
         query.required_name()?,
     )
     .await?;
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(typed_response(StatusCode::OK, &body))
 }
 
 /// `GET /director/users`.
@@ -158,7 +161,7 @@ pub async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    Ok(json_response(
+    Ok(typed_response(
         StatusCode::OK,
         &service::list(&state.store, &caller).await?,
     ))

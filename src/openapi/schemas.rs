@@ -359,19 +359,6 @@ pub struct ScriptList {
     pub total: Option<u64>,
 }
 
-/// An API user as answered (never a password).
-#[derive(Debug, ToSchema)]
-pub struct User {
-    pub object_name: String,
-    /// `admin`, `operator` or `reader`.
-    pub role: String,
-    /// Permissions beyond the role's.
-    pub permissions: Option<Vec<String>>,
-    /// Host name globs; absent means every host.
-    pub restrictions: Option<Vec<String>>,
-    pub disabled: Option<bool>,
-}
-
 built_schema!(
     /// An API user as written. Unknown keys with a value other than `null` get `422`.
     UserBody => typed(Type::Object)
@@ -394,46 +381,6 @@ built_schema!(
         .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(null()))))
         .into()
 );
-
-/// Every user, by name.
-#[derive(Debug, ToSchema)]
-pub struct UserList {
-    pub objects: Vec<User>,
-}
-
-/// One activity log entry.
-#[derive(Debug, ToSchema)]
-pub struct ActivityEntry {
-    pub id: i64,
-    /// RFC 3339, milliseconds, UTC.
-    pub time: String,
-    /// A user name, `cli`, or `self-service (ADDRESS)`.
-    pub author: String,
-    /// `create`, `modify`, `rename`, `delete`, `create-key`, `revoke-key`,
-    /// `register`, `deploy-start`, `deploy-end`, ...
-    pub action: String,
-    /// `host`, `script`, `user`, `deployment`.
-    pub object_type: String,
-    pub object_name: String,
-    /// The object before the change (absent on create).
-    #[schema(value_type = Option<Object>)]
-    pub before: Option<Value>,
-    /// The object after the change (absent on delete).
-    #[schema(value_type = Option<Object>)]
-    pub after: Option<Value>,
-    pub request_id: Option<String>,
-    /// Hex SHA-256 chaining this entry to the previous one.
-    pub checksum: String,
-    pub parent_checksum: String,
-}
-
-/// A page of the activity log, newest first.
-#[derive(Debug, ToSchema)]
-pub struct ActivityList {
-    pub objects: Vec<ActivityEntry>,
-    /// The cursor of the next page: only with `limit`.
-    pub next: Option<String>,
-}
 
 built_schema!(
     /// Limits of a host template's key. Host keys take neither (`422`).

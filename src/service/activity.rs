@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::caller::Caller;
 use super::waiting::Wait;
+use crate::api::ActivityEntry;
 use crate::domain::activity::{Break, GENESIS, verify as verify_chain};
 use crate::domain::auth::Permission;
 use crate::error::ApiError;
@@ -71,30 +72,26 @@ fn time(ms: i64) -> String {
 }
 
 /// An entry as the API shows it.
-fn render(stored: &StoredEntry) -> Value {
+fn render(stored: &StoredEntry) -> ActivityEntry {
     let e = &stored.entry;
-    let mut map = Map::new();
-    map.insert("id".into(), stored.id.into());
-    map.insert("time".into(), time(e.at).into());
-    map.insert("author".into(), e.author.clone().into());
-    map.insert("action".into(), e.action.clone().into());
-    map.insert("object_type".into(), e.object_type.clone().into());
-    map.insert("object_name".into(), e.object_name.clone().into());
-    if let Some(before) = &e.before {
-        map.insert("before".into(), before.clone());
+    ActivityEntry {
+        id: stored.id,
+        time: time(e.at),
+        author: e.author.clone(),
+        action: e.action.clone(),
+        object_type: e.object_type.clone(),
+        object_name: e.object_name.clone(),
+        before: e.before.clone(),
+        after: e.after.clone(),
+        request_id: e.request_id.clone(),
+        checksum: stored.checksum.clone(),
+        parent_checksum: stored.parent_checksum.clone(),
     }
-    if let Some(after) = &e.after {
-        map.insert("after".into(), after.clone());
-    }
-    if let Some(id) = &e.request_id {
-        map.insert("request_id".into(), id.clone().into());
-    }
-    map.insert("checksum".into(), stored.checksum.clone().into());
-    map.insert(
-        "parent_checksum".into(),
-        stored.parent_checksum.clone().into(),
-    );
-    Value::Object(map)
+}
+
+/// An entry as JSON: strings and JSON values, so it always serialises.
+fn to_value(entry: ActivityEntry) -> Value {
+    serde_json::to_value(entry).unwrap_or_default()
 }
 
 /// Whether the caller may see an entry: entries about users (names, roles,
@@ -160,7 +157,7 @@ pub async fn page(store: &Store, request: &ActivityRequest, limit: u64) -> Resul
     }
     body.insert(
         "objects".into(),
-        Value::Array(all.iter().map(render).collect()),
+        Value::Array(all.iter().map(|e| to_value(render(e))).collect()),
     );
     Ok(Value::Object(body))
 }
@@ -192,7 +189,7 @@ pub fn stream(
         let mut out = Vec::new();
         for entry in batch.iter().filter(|e| visible(&request.caller, e)) {
             out.extend_from_slice(if first { b"\n" } else { b",\n" });
-            out.extend(to_pretty_nested(&render(entry), 2));
+            out.extend(to_pretty_nested(&to_value(render(entry)), 2));
             first = false;
         }
         if last {

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
+use crate::api::{User, UserList};
+
 use super::caller::Caller;
 use crate::auth::Authenticator;
 use crate::auth::password;
@@ -19,9 +21,15 @@ use sea_orm::ConnectionTrait;
 /// The result of a user write.
 #[derive(Debug, Clone)]
 pub enum UserWritten {
-    Created(Value),
-    Changed(Value),
+    Created(User),
+    Changed(User),
     Unchanged,
+}
+
+/// A user as its activity entries show it: as the API does.
+fn shown(user: &UserDraft) -> Value {
+    // Strings and lists of them: it always serialises.
+    serde_json::to_value(User::from(user)).unwrap_or_default()
 }
 
 fn no_such_user(name: &str) -> ApiError {
@@ -29,23 +37,23 @@ fn no_such_user(name: &str) -> ApiError {
 }
 
 /// `GET /director/user?name=`.
-pub async fn show(store: &Store, caller: &Caller, name: &str) -> Result<Value, ApiError> {
+pub async fn show(store: &Store, caller: &Caller, name: &str) -> Result<User, ApiError> {
     caller.require(Permission::Users)?;
     let user = rows::find(store.db(), name)
         .await?
         .ok_or_else(|| no_such_user(name))?;
-    Ok(user.draft.render())
+    Ok(User::from(&user.draft))
 }
 
 /// `GET /director/users`.
-pub async fn list(store: &Store, caller: &Caller) -> Result<Value, ApiError> {
+pub async fn list(store: &Store, caller: &Caller) -> Result<UserList, ApiError> {
     caller.require(Permission::Users)?;
-    let users: Vec<Value> = rows::all(store.db())
+    let objects = rows::all(store.db())
         .await?
         .iter()
-        .map(|u| u.draft.render())
+        .map(|u| User::from(&u.draft))
         .collect();
-    Ok(json!({ "objects": users }))
+    Ok(UserList { objects })
 }
 
 async fn hash(password: Option<&str>) -> Result<Option<String>, ApiError> {
@@ -72,7 +80,7 @@ async fn log(
         .map(|d| d.name.clone())
         .unwrap_or_default();
     let after = after.map(|(draft, password_changed)| {
-        let mut value = draft.render();
+        let mut value = shown(draft);
         if password_changed {
             value["password_changed"] = Value::Bool(true);
         }
@@ -84,7 +92,7 @@ async fn log(
         action: action.to_owned(),
         object_type: "user".to_owned(),
         object_name: name,
-        before: before.map(UserDraft::render),
+        before: before.map(shown),
         after,
         request_id: caller.request_id.clone(),
     };
@@ -136,7 +144,7 @@ pub async fn create(
     log(&tx.tx, caller, "create", None, Some((&stored.draft, true))).await?;
     tx.commit().await?;
     reload(auth).await?;
-    Ok(UserWritten::Created(stored.draft.render()))
+    Ok(UserWritten::Created(User::from(&stored.draft)))
 }
 
 /// `POST ?name=`: merges.
@@ -221,7 +229,7 @@ async fn change(
     .await?;
     tx.commit().await?;
     reload(auth).await?;
-    Ok(UserWritten::Changed(stored.draft.render()))
+    Ok(UserWritten::Changed(User::from(&stored.draft)))
 }
 
 async fn same_password(password: &str, phc: &str) -> bool {
@@ -237,7 +245,7 @@ pub async fn delete(
     auth: Option<&Authenticator>,
     caller: &Caller,
     name: &str,
-) -> Result<Value, ApiError> {
+) -> Result<User, ApiError> {
     caller.require(Permission::Users)?;
     let tx = store.begin_write().await?;
     let current = rows::find(&tx.tx, name)
@@ -248,7 +256,7 @@ pub async fn delete(
     log(&tx.tx, caller, "delete", Some(&current.draft), None).await?;
     tx.commit().await?;
     reload(auth).await?;
-    Ok(current.draft.render())
+    Ok(User::from(&current.draft))
 }
 
 /// Every user (for the CLI).

@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set,
+    QuerySelect, QueryTrait, Set,
 };
 
 use super::entities::{setting, user};
+use super::exec::Exec;
 use super::now_millis;
 use crate::domain::auth::{Permission, Restrictions, Role};
 use crate::domain::user::UserDraft;
@@ -150,11 +151,15 @@ pub async fn delete(db: &impl ConnectionTrait, id: i64) -> Result<(), DbErr> {
 }
 
 /// The users epoch: changes whenever any user changes, in any process.
-pub async fn epoch(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    Ok(setting::Entity::find_by_id(USERS_EPOCH.to_owned())
-        .one(db)
+pub async fn epoch(db: &impl Exec) -> Result<i64, DbErr> {
+    let query = setting::Entity::find_by_id(USERS_EPOCH.to_owned())
+        .select_only()
+        .column(setting::Column::Value)
+        .into_query();
+    Ok(db
+        .row::<(String,), _>(&query)
         .await?
-        .and_then(|row| row.value.parse().ok())
+        .and_then(|(value,)| value.parse().ok())
         .unwrap_or(0))
 }
 

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sea_orm::DbErr;
 
-use super::users::USERS_EPOCH;
+use super::exec::Inline;
 use super::wal_index::{Mark, WalIndex};
 
 /// Connections kept at most (as many are used as requests check at once).
@@ -37,7 +37,7 @@ const MAX_IDLE: usize = 16;
 pub struct DataWatch {
     path: PathBuf,
     /// Idle connections with the `data_version` each saw last.
-    idle: Mutex<Vec<(rusqlite::Connection, i64)>>,
+    idle: Mutex<Vec<(Mutex<rusqlite::Connection>, i64)>>,
     /// The WAL-index of the file.
     index: Arc<WalIndex>,
     /// The mark read before the last full check.
@@ -60,7 +60,7 @@ impl DataWatch {
     /// The users epoch when a commit may have happened since the connection
     /// at hand last looked (always on a new connection), read on that
     /// connection; `None` when nothing was committed.
-    pub fn users_epoch_if_changed(&self) -> Result<Option<i64>, DbErr> {
+    pub async fn users_epoch_if_changed(&self) -> Result<Option<i64>, DbErr> {
         let mark = self.index.mark();
         {
             let checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
@@ -68,14 +68,14 @@ impl DataWatch {
                 return Ok(None);
             }
         }
-        let epoch = self.full_check()?;
+        let epoch = self.full_check().await?;
         *self.checked.lock().unwrap_or_else(PoisonError::into_inner) = mark;
         Ok(epoch)
     }
 
     /// `data_version` on a connection of the set, and the users epoch when
     /// it moved.
-    fn full_check(&self) -> Result<Option<i64>, DbErr> {
+    async fn full_check(&self) -> Result<Option<i64>, DbErr> {
         self.full_checks.fetch_add(1, Ordering::Relaxed);
         let idle = self
             .idle
@@ -84,16 +84,18 @@ impl DataWatch {
             .pop();
         let (conn, seen) = match idle {
             Some(idle) => idle,
-            None => (open(&self.path).map_err(error)?, -1),
+            None => (Mutex::new(open(&self.path).map_err(error)?), -1),
         };
         let now = conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .prepare_cached("PRAGMA data_version")
             .and_then(|mut s| s.query_row([], |row| row.get::<_, i64>(0)))
             .map_err(error)?;
         let epoch = if now == seen {
             None
         } else {
-            Some(users_epoch(&conn).map_err(error)?)
+            Some(super::users::epoch(&Inline::new(&conn, "SQLite read")).await?)
         };
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
@@ -101,16 +103,6 @@ impl DataWatch {
         }
         Ok(epoch)
     }
-}
-
-/// As [`super::users::epoch`] reads it.
-fn users_epoch(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
-    let mut statement = conn.prepare_cached("SELECT value FROM settings WHERE key = ?1")?;
-    let mut rows = statement.query([USERS_EPOCH])?;
-    Ok(match rows.next()? {
-        Some(row) => row.get::<_, String>(0)?.parse().unwrap_or(0),
-        None => 0,
-    })
 }
 
 fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
@@ -126,6 +118,7 @@ fn error(e: rusqlite::Error) -> DbErr {
 
 #[cfg(test)]
 mod tests {
+    use super::super::users::USERS_EPOCH;
     use super::*;
 
     fn set_epoch(conn: &rusqlite::Connection, epoch: i64) {
@@ -136,8 +129,8 @@ mod tests {
         .expect("write the epoch");
     }
 
-    #[test]
-    fn every_commit_by_another_connection_is_seen_and_nothing_else_costs_a_check() {
+    #[tokio::test]
+    async fn every_commit_by_another_connection_is_seen_and_nothing_else_costs_a_check() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("watched.sqlite");
         // Another process's connection, kept open as the server keeps its own.
@@ -151,10 +144,13 @@ mod tests {
         set_epoch(&other, 1);
         let watch = DataWatch::new(&path, Arc::new(WalIndex::open(&path)));
 
-        assert_eq!(watch.users_epoch_if_changed().expect("check"), Some(1));
+        assert_eq!(
+            watch.users_epoch_if_changed().await.expect("check"),
+            Some(1)
+        );
         let checks = watch.full_checks.load(Ordering::Relaxed);
         for _ in 0..10 {
-            assert_eq!(watch.users_epoch_if_changed().expect("check"), None);
+            assert_eq!(watch.users_epoch_if_changed().await.expect("check"), None);
         }
         assert_eq!(
             watch.full_checks.load(Ordering::Relaxed),
@@ -165,11 +161,11 @@ mod tests {
         for epoch in 2..20 {
             set_epoch(&other, epoch);
             assert_eq!(
-                watch.users_epoch_if_changed().expect("check"),
+                watch.users_epoch_if_changed().await.expect("check"),
                 Some(epoch),
                 "a commit is seen by the next check"
             );
-            assert_eq!(watch.users_epoch_if_changed().expect("check"), None);
+            assert_eq!(watch.users_epoch_if_changed().await.expect("check"), None);
         }
 
         // A checkpoint that restarts the WAL moves the mark too.
@@ -177,6 +173,9 @@ mod tests {
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
             .expect("checkpoint");
         set_epoch(&other, 42);
-        assert_eq!(watch.users_epoch_if_changed().expect("check"), Some(42));
+        assert_eq!(
+            watch.users_epoch_if_changed().await.expect("check"),
+            Some(42)
+        );
     }
 }

@@ -286,7 +286,8 @@ impl LiteTx<'_> {
     /// when other object writes are queued, as part of a group (see
     /// [`SqliteWriter`]). Answers once the commit holding it is on disk.
     /// COMMIT waits for the disk on this thread: handing it to a blocking
-    /// thread measured slower (0.43 of the raw commit rate against 0.52).
+    /// thread measured slower (docs/PERFORMANCE.md, "One inline write
+    /// connection").
     pub async fn commit(mut self, guard: tokio::sync::MutexGuard<'_, ()>) -> Result<(), DbErr> {
         let lock = tokio::sync::MutexGuard::mutex(&guard);
         let writer = self.writer;

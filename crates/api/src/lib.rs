@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use steward_domain::deployment::{Counts, DeploymentStatus, DirectorState, HostResult};
 use steward_domain::kind::Delivery;
+use steward_domain::user::UserDraft;
 
 /// `{"error": "..."}`: every error answer. Some carry more fields (a
 /// deployment conflict names the running `deployment_id` and its `checksum`).
@@ -259,6 +260,84 @@ pub struct ActiveConfiguration {
     pub activity: Option<String>,
 }
 
+/// An API user as answered (never a password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub object_name: String,
+    /// `admin`, `operator` or `reader`.
+    pub role: String,
+    /// Permissions beyond the role's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+    /// Host name globs; absent means every host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restrictions: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}
+
+impl From<&UserDraft> for User {
+    fn from(user: &UserDraft) -> Self {
+        Self {
+            object_name: user.name.clone(),
+            role: user.role.as_str().to_owned(),
+            permissions: (!user.permissions.is_empty()).then(|| {
+                user.permissions
+                    .iter()
+                    .map(|p| p.as_str().to_owned())
+                    .collect()
+            }),
+            restrictions: (!user.restrictions.is_unrestricted())
+                .then(|| user.restrictions.globs().to_vec()),
+            disabled: user.disabled.then_some(true),
+        }
+    }
+}
+
+/// Every user, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserList {
+    pub objects: Vec<User>,
+}
+
+/// One activity log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ActivityEntry {
+    pub id: i64,
+    /// RFC 3339, milliseconds, UTC.
+    pub time: String,
+    /// A user name, `cli`, or `self-service (ADDRESS)`.
+    pub author: String,
+    /// `create`, `modify`, `rename`, `delete`, `create-key`, `revoke-key`,
+    /// `register`, `deploy-start`, `deploy-end`, ...
+    pub action: String,
+    /// `host`, `script`, `user`, `deployment`.
+    pub object_type: String,
+    pub object_name: String,
+    /// The object before the change (absent on create).
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    /// The object after the change (absent on delete).
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Hex SHA-256 chaining this entry to the previous one.
+    pub checksum: String,
+    pub parent_checksum: String,
+}
+
+// Streamed: its entries are `ActivityEntry`s written one by one.
+/// A page of the activity log, newest first.
+#[derive(Debug, ToSchema)]
+pub struct ActivityList {
+    pub objects: Vec<ActivityEntry>,
+    /// The cursor of the next page: only with `limit`.
+    pub next: Option<String>,
+}
+
 // The allowlist documents are `serde_json` values, written once in
 // `steward_domain::allowlist`; the three types below describe them.
 
@@ -344,5 +423,31 @@ mod tests {
         let value = serde_json::to_value(&plain).expect("serialises");
         assert!(value.get("serial_floor").is_none(), "{value}");
         assert!(value["signing_key"].get("next").is_none(), "{value}");
+    }
+
+    #[test]
+    fn a_user_is_shown_without_its_password_and_without_what_it_lacks() {
+        use serde_json::{Map, json};
+        let body = |v: serde_json::Value| -> Map<String, serde_json::Value> {
+            v.as_object().cloned().expect("an object")
+        };
+        let w = steward_domain::user::create(
+            None,
+            &body(json!({"object_name": "a", "password": "long enough", "restrictions": ["web-*"], "permissions": ["deploy"]})),
+        )
+        .expect("valid");
+        assert_eq!(
+            serde_json::to_value(User::from(&w.draft)).expect("serialises"),
+            json!({"object_name": "a", "role": "reader", "permissions": ["deploy"], "restrictions": ["web-*"]})
+        );
+        let plain = steward_domain::user::create(
+            None,
+            &body(json!({"object_name": "b", "role": "admin", "disabled": true, "password": "long enough"})),
+        )
+        .expect("valid");
+        assert_eq!(
+            serde_json::to_string(&User::from(&plain.draft)).expect("serialises"),
+            r#"{"object_name":"b","role":"admin","disabled":true}"#
+        );
     }
 }

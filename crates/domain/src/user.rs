@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::RuleError;
 use super::auth::{Permission, Restrictions, Role};
@@ -40,30 +40,6 @@ impl UserDraft {
         let mut all = self.role.permissions();
         all.extend(self.permissions.iter().copied());
         all
-    }
-
-    /// The representation: never the password or its hash.
-    pub fn render(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("object_name".into(), self.name.clone().into());
-        map.insert("role".into(), self.role.as_str().into());
-        if !self.permissions.is_empty() {
-            map.insert(
-                "permissions".into(),
-                self.permissions
-                    .iter()
-                    .map(|p| p.as_str())
-                    .collect::<Vec<_>>()
-                    .into(),
-            );
-        }
-        if !self.restrictions.is_unrestricted() {
-            map.insert("restrictions".into(), json!(self.restrictions.globs()));
-        }
-        if self.disabled {
-            map.insert("disabled".into(), true.into());
-        }
-        Value::Object(map)
     }
 }
 
@@ -243,6 +219,7 @@ mod tests {
     }
 
     use super::*;
+    use serde_json::json;
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
@@ -275,12 +252,8 @@ mod tests {
     }
 
     #[test]
-    fn the_representation_never_shows_the_password() {
+    fn permissions_add_to_the_role() {
         let w = create(None, &obj(json!({"object_name": "a", "password": "long enough", "restrictions": ["web-*"], "permissions": ["deploy"]}))).expect("valid");
-        assert_eq!(
-            w.draft.render(),
-            json!({"object_name": "a", "role": "reader", "permissions": ["deploy"], "restrictions": ["web-*"]})
-        );
         assert!(
             w.draft
                 .effective_permissions()
