@@ -754,7 +754,26 @@ def health(P):
             status=200, checks=[text_ct()]),
         Req("/metrics with Accept text/html gives 406", "GET", "/metrics", headers={"Accept": "text/html"},
             status=406, checks=[has_error()]),
+        Req("/openapi.json describes every endpoint", "GET", "/openapi.json", status=200,
+            checks=[json_ct(),
+                    t("OpenAPI 3.1", "expect(B.openapi).to.match(/^3\\.1\\./)"),
+                    t("every endpoint is a path",
+                      f"expect(Object.keys(B.paths)).to.include.members({js(ENDPOINTS)})")]),
     ]
+
+
+# Every endpoint the server has (its router and its document come from one
+# registration): the document must name each.
+ENDPOINTS = [
+    "/director/activity", "/director/config/deploy", "/director/config/deployment",
+    "/director/config/deployment-status", "/director/config/deployments", "/director/config/pending",
+    "/director/host", "/director/host/allowlist", "/director/host/api-key", "/director/host/ticket",
+    "/director/hosts", "/director/hosts/templates", "/director/script", "/director/scripts",
+    "/director/scripts/templates", "/director/self-service/agent-config",
+    "/director/self-service/allowlist", "/director/self-service/register-host",
+    "/director/self-service/ticket", "/director/user", "/director/users",
+    "/health", "/metrics", "/openapi.json", "/ready",
+]
 
 
 # --------------------------------------------------------------------------
