@@ -71,26 +71,23 @@ fn time(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// An entry as the API shows it.
-fn render(stored: &StoredEntry) -> ActivityEntry {
-    let e = &stored.entry;
-    ActivityEntry {
+/// An entry as the API shows it (its fields moved, not copied).
+fn shown(stored: StoredEntry) -> Value {
+    let e = stored.entry;
+    let entry = ActivityEntry {
         id: stored.id,
         time: time(e.at),
-        author: e.author.clone(),
-        action: e.action.clone(),
-        object_type: e.object_type.clone(),
-        object_name: e.object_name.clone(),
-        before: e.before.clone(),
-        after: e.after.clone(),
-        request_id: e.request_id.clone(),
-        checksum: stored.checksum.clone(),
-        parent_checksum: stored.parent_checksum.clone(),
-    }
-}
-
-/// An entry as JSON: strings and JSON values, so it always serialises.
-fn to_value(entry: ActivityEntry) -> Value {
+        author: e.author,
+        action: e.action,
+        object_type: e.object_type,
+        object_name: e.object_name,
+        before: e.before,
+        after: e.after,
+        request_id: e.request_id,
+        checksum: stored.checksum,
+        parent_checksum: stored.parent_checksum,
+    };
+    // Strings and JSON values: it always serialises.
     serde_json::to_value(entry).unwrap_or_default()
 }
 
@@ -157,7 +154,7 @@ pub async fn page(store: &Store, request: &ActivityRequest, limit: u64) -> Resul
     }
     body.insert(
         "objects".into(),
-        Value::Array(all.iter().map(|e| to_value(render(e))).collect()),
+        Value::Array(all.into_iter().map(shown).collect()),
     );
     Ok(Value::Object(body))
 }
@@ -187,9 +184,9 @@ pub fn stream(
         let last = (batch.len() as u64) < BATCH;
         request.query.before_id = batch.last().map(|e| e.id);
         let mut out = Vec::new();
-        for entry in batch.iter().filter(|e| visible(&request.caller, e)) {
+        for entry in batch.into_iter().filter(|e| visible(&request.caller, e)) {
             out.extend_from_slice(if first { b"\n" } else { b",\n" });
-            out.extend(to_pretty_nested(&to_value(render(entry)), 2));
+            out.extend(to_pretty_nested(&shown(entry), 2));
             first = false;
         }
         if last {

@@ -93,10 +93,8 @@ pub async fn append(db: &impl Exec, entry: &Entry) -> Result<(), DbErr> {
     });
     let backend = db.backend();
     let parent = db
-        .rows_raw::<(String,)>(LAST.bind(backend, [])?)
+        .row_raw::<(String,)>(LAST.bind(backend, [])?)
         .await?
-        .into_iter()
-        .next()
         .map_or_else(|| GENESIS.to_owned(), |(checksum,)| checksum);
     let checksum = entry.checksum(&parent);
     let stmt = INSERT.bind(

@@ -92,12 +92,17 @@ pub trait Exec: Sync {
         self.rows_raw(self.backend().build(stmt)).await
     }
 
-    /// The first row of a query, decoded.
+    /// The first row of a query, decoded (for queries by a unique key).
+    async fn row_raw<T: FromRow + Send>(&self, stmt: Statement) -> Result<Option<T>, DbErr> {
+        Ok(self.rows_raw(stmt).await?.into_iter().next())
+    }
+
+    /// The first row of a query, decoded (for queries by a unique key).
     async fn row<T: FromRow + Send, S: StatementBuilder>(
         &self,
         stmt: &S,
     ) -> Result<Option<T>, DbErr> {
-        Ok(self.rows(stmt).await?.into_iter().next())
+        self.row_raw(self.backend().build(stmt)).await
     }
 }
 
@@ -296,13 +301,7 @@ impl Exec for Inline<'_> {
     }
 
     async fn run_raw(&self, stmt: Statement) -> Result<u64, DbErr> {
-        self.with(|conn| {
-            let changed = conn
-                .prepare_cached(&stmt.sql)
-                .and_then(|mut s| s.execute(rusqlite::params_from_iter(params(&stmt))))
-                .map_err(sqlite)?;
-            Ok(changed as u64)
-        })
+        self.with(|conn| execute(conn, &stmt).map(|changed| changed as u64))
     }
 
     async fn rows_raw<T: FromRow + Send>(&self, stmt: Statement) -> Result<Vec<T>, DbErr> {
@@ -320,17 +319,17 @@ impl Exec for Inline<'_> {
     }
 
     async fn insert_raw(&self, stmt: Statement) -> Result<i64, DbErr> {
-        self.with(|conn| {
-            let mut prepared = conn.prepare_cached(&stmt.sql).map_err(sqlite)?;
-            let params = rusqlite::params_from_iter(params(&stmt));
-            // `RETURNING id` where sea-orm's SQLite has it (3.35 and later).
-            if prepared.column_count() > 0 {
-                return prepared.query_row(params, |row| row.get(0)).map_err(sqlite);
-            }
-            prepared.execute(params).map_err(sqlite)?;
-            Ok(conn.last_insert_rowid())
-        })
+        // Built without `RETURNING` for SQLite (see `insert_statement`).
+        self.with(|conn| execute(conn, &stmt).map(|_| conn.last_insert_rowid()))
     }
+}
+
+/// Runs `stmt` on `conn`, prepared once per connection; answers the number
+/// of rows it changed.
+fn execute(conn: &Connection, stmt: &Statement) -> Result<usize, DbErr> {
+    conn.prepare_cached(&stmt.sql)
+        .and_then(|mut s| s.execute(rusqlite::params_from_iter(params(stmt))))
+        .map_err(sqlite)
 }
 
 /// A row of an inline connection.

@@ -74,7 +74,6 @@ pub struct Store {
 pub struct WriteTx<'a> {
     pub tx: DatabaseTransaction,
     _guard: MutexGuard<'a, ()>,
-    reads: &'a Reads,
     changes: &'a Changes,
 }
 
@@ -93,11 +92,6 @@ impl WriteTx<'_> {
         self.tx.commit().await?;
         self.changes.recorded();
         Ok(())
-    }
-
-    /// The resolver over `kind`'s templates as this transaction sees them.
-    pub async fn resolver(&self, kind: Kind) -> Result<Arc<Resolver>, DbErr> {
-        self.reads.resolver_in(&self.tx, kind).await
     }
 }
 
@@ -438,7 +432,6 @@ impl Store {
             changes: &self.changes,
             tx,
             _guard: guard,
-            reads: &self.reads,
         })
     }
 }

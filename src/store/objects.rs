@@ -67,11 +67,7 @@ pub(super) fn encode_props(draft: &Draft) -> String {
 pub async fn find(db: &impl Exec, kind: Kind, name: &str) -> Result<Option<StoredObject>, DbErr> {
     static FIND: Shape<2> = Shape::new(|backend, [kind, name]| backend.build(&by_name(kind, name)));
     let stmt = FIND.bind(db.backend(), [kind.as_str().into(), name.into()])?;
-    first(db.rows_raw(stmt).await?).map(decode).transpose()
-}
-
-fn first<T>(rows: Vec<T>) -> Option<T> {
-    rows.into_iter().next()
+    db.row_raw(stmt).await?.map(decode).transpose()
 }
 
 fn by_name(kind: SeaValue, name: SeaValue) -> SelectStatement {
@@ -101,7 +97,9 @@ pub async fn find_with_revision(
         backend.build(by_name(kind, name).expr_as(Expr::from(revision), "template_revision"))
     });
     let stmt = FIND.bind(db.backend(), [kind.as_str().into(), name.into()])?;
-    Ok(first(db.rows_raw::<WithRevision>(stmt).await?)
+    Ok(db
+        .row_raw::<WithRevision>(stmt)
+        .await?
         .map(|WithRevision(row, revision)| (row, revision.unwrap_or(0))))
 }
 
@@ -343,7 +341,10 @@ pub async fn template_revision(db: &impl Exec, kind: Kind) -> Result<i64, DbErr>
         )
     });
     let stmt = REVISION.bind(db.backend(), [kind.as_str().into()])?;
-    Ok(first(db.rows_raw::<(i64,)>(stmt).await?).map_or(0, |(revision,)| revision))
+    Ok(db
+        .row_raw::<(i64,)>(stmt)
+        .await?
+        .map_or(0, |(revision,)| revision))
 }
 
 /// Replaces the references object `from_id` holds.

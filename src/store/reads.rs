@@ -238,7 +238,7 @@ impl Reads {
     /// `revision` may use it. Writers are serialised: the committed revision
     /// cannot move while the transaction runs, so it differs only if the
     /// transaction changed templates.
-    pub async fn committed_at(
+    async fn committed_at(
         &self,
         kind: Kind,
         revision: i64,
