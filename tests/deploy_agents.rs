@@ -1164,3 +1164,301 @@ fn a_deploy_on_one_replica_wakes_an_agent_pulling_from_the_other() {
     );
     assert_eq!(held(&state)["scripts"][0]["name"], json!("df"));
 }
+
+/// Every row of every table of a server's SQLite file, as text: equal
+/// snapshots mean nothing was written in between.
+fn snapshot(w: &World) -> String {
+    let path = w.dir.path().join("data-0").join("steward.sqlite");
+    let db =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("the server's database");
+    let mut tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables.retain(|t| t != "sqlite_sequence");
+    let mut out = String::new();
+    for table in tables {
+        let mut statement = db.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let columns = statement.column_count();
+        let mut rows: Vec<String> = statement
+            .query_map([], |r| {
+                Ok((0..columns)
+                    .map(|i| {
+                        format!("{:?}", r.get_ref(i).map(|v| v.data_type()))
+                            + &format!("{:?}", r.get::<_, rusqlite::types::Value>(i))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows.sort();
+        out.push_str(&format!("{table}: {}\n", rows.join("\n  ")));
+    }
+    out
+}
+
+fn pushes(w: &World) -> Vec<usize> {
+    w.agents.iter().map(Agent::pushes).collect()
+}
+
+fn dry_host<'a>(dry: &'a Value, host: &str) -> &'a Value {
+    dry["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == json!(host))
+        .unwrap_or_else(|| panic!("{host} in {dry}"))
+}
+
+#[test]
+fn a_dry_run_shows_each_hosts_changes_and_changes_nothing() {
+    let w = world(4);
+    let (status, first) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(
+        (status, first["status"].clone()),
+        (200, json!("succeeded")),
+        "{first}"
+    );
+    // A changed script, an added one, and a host leaving the deploy set.
+    assert_eq!(
+        w.call(
+            "POST",
+            "/director/script?name=uptime",
+            json!({"timeout": 30})
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        w.call(
+            "POST",
+            "/director/host?name=agents",
+            json!({"scripts": ["uptime", "df"]})
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        w.call(
+            "POST",
+            "/director/host?name=node-3.example",
+            json!({"disabled": true})
+        )
+        .0,
+        200
+    );
+    let before = (snapshot(&w), pushes(&w));
+
+    let (status, dry) = w.call("POST", "/director/config/deploy?dry_run=1", json!([]));
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["status"], json!("would-deploy"));
+    assert_eq!(
+        dry["counts"],
+        json!({"update": 3, "revoke": 1, "skip": 0}),
+        "{dry}"
+    );
+    assert_eq!(dry["scope"], Value::Null);
+    let (_, pending) = w.call("GET", "/director/config/pending", json!({}));
+    assert_eq!(
+        dry["checksum"], pending["checksum"],
+        "the config a deploy would deploy"
+    );
+    let node0 = dry_host(&dry, "node-0.example");
+    assert_eq!(node0["action"], json!("update"));
+    assert_eq!(node0["delivery"], json!("push"));
+    assert_eq!(node0["checksum"], checksum_of(&w, "node-0.example"));
+    assert_eq!(
+        node0["added"],
+        json!([{"name": "df", "command": "/usr/bin/df", "arguments": ["-h"], "timeout": null}])
+    );
+    assert_eq!(node0["removed"], json!([]));
+    assert_eq!(
+        node0["changed"],
+        json!([{
+            "name": "uptime",
+            "old": {"name": "uptime", "command": "/usr/bin/uptime", "arguments": null, "timeout": null},
+            "new": {"name": "uptime", "command": "/usr/bin/uptime", "arguments": null, "timeout": 30},
+        }])
+    );
+    let node3 = dry_host(&dry, "node-3.example");
+    assert_eq!(node3["action"], json!("revoke"));
+    assert_eq!(node3["added"], json!([]));
+    assert_eq!(
+        node3["removed"],
+        json!([{"name": "uptime", "command": "/usr/bin/uptime", "arguments": null, "timeout": null}])
+    );
+    assert_eq!(node3["changed"], json!([]));
+
+    // Forced, every host would be sent its allowlist; still nothing moves.
+    let (_, forced) = w.call(
+        "POST",
+        "/director/config/deploy?dry_run=1&force=1",
+        json!([]),
+    );
+    assert_eq!(
+        forced["counts"],
+        json!({"update": 3, "revoke": 1, "skip": 0})
+    );
+    assert_eq!(
+        before,
+        (snapshot(&w), pushes(&w)),
+        "a dry run wrote or pushed"
+    );
+
+    // The deploy does what the dry run said, and then a dry run says so.
+    let (_, done) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(done["status"], json!("succeeded"), "{done}");
+    assert_eq!(done["counts"]["deployed"], json!(4));
+    assert_eq!(w.agents[0].held()["checksum"], node0["checksum"]);
+    assert_eq!(w.agents[3].held()["scripts"], json!([]));
+    // node-3's agent holds its empty allowlist: it is no longer a deploy's
+    // concern. The configuration of the other three is not on record yet,
+    // so a deploy would record it, pushing nothing.
+    let (_, after) = w.call("POST", "/director/config/deploy?dry_run=1", json!([]));
+    assert_eq!(after["status"], json!("would-deploy"), "{after}");
+    assert_eq!(
+        after["counts"],
+        json!({"update": 0, "revoke": 0, "skip": 3})
+    );
+    let pushed = pushes(&w);
+    let (_, recorded) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(recorded["checksum"], after["checksum"]);
+    assert_eq!(recorded["counts"]["skipped"], json!(3), "{recorded}");
+    assert_eq!(pushes(&w), pushed);
+    let (_, after) = w.call("POST", "/director/config/deploy?dry_run=1", json!([]));
+    assert_eq!(after["status"], json!("unchanged"), "{after}");
+}
+
+#[test]
+fn a_partial_deploy_pushes_to_the_matching_agents_only() {
+    let w = world(4);
+    let (_, first) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(first["status"], json!("succeeded"), "{first}");
+    for i in [0, 2] {
+        let name = format!("node-{i}.example");
+        let vars = json!({"vars": {"env": "canary"}});
+        assert_eq!(
+            w.call("POST", &format!("/director/host?name={name}"), vars)
+                .0,
+            200
+        );
+    }
+    assert_eq!(
+        w.call(
+            "POST",
+            "/director/host?name=agents",
+            json!({"scripts": ["uptime", "df"]})
+        )
+        .0,
+        200
+    );
+    let before = (snapshot(&w), pushes(&w));
+    // A mistyped filter or one that matches nothing changes nothing.
+    let (status, typo) = w.call("POST", "/director/config/deploy?var.env=canary", json!([]));
+    assert_eq!(status, 400, "{typo}");
+    assert!(
+        typo["error"].as_str().unwrap().contains("var.env"),
+        "{typo}"
+    );
+    let (status, none) = w.call(
+        "POST",
+        "/director/config/deploy?vars.env=nowhere",
+        json!([]),
+    );
+    assert_eq!(status, 422, "{none}");
+    assert_eq!(before, (snapshot(&w), pushes(&w)));
+
+    let (_, dry) = w.call(
+        "POST",
+        "/director/config/deploy?vars.env=canary&dry_run=1",
+        json!([]),
+    );
+    assert_eq!(dry["scope"], json!("vars.env=canary"));
+    assert_eq!(
+        dry["counts"],
+        json!({"update": 2, "revoke": 0, "skip": 0}),
+        "{dry}"
+    );
+    let (status, partial) = w.call(
+        "POST",
+        "/director/config/deploy?vars.env=canary&wait=60",
+        json!([]),
+    );
+    assert_eq!(status, 200, "{partial}");
+    assert_eq!(partial["status"], json!("succeeded"), "{partial}");
+    assert_eq!(partial["scope"], json!("vars.env=canary"));
+    assert_eq!(partial["checksum"], dry["checksum"]);
+    let hosts: Vec<&Value> = partial["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["host"])
+        .collect();
+    assert_eq!(hosts, [&json!("node-0.example"), &json!("node-2.example")]);
+    let now = pushes(&w);
+    assert_eq!(
+        now.iter()
+            .zip(&before.1)
+            .map(|(a, b)| a - b)
+            .collect::<Vec<_>>(),
+        [1, 0, 1, 0],
+        "only the canaries were pushed to"
+    );
+    assert_eq!(
+        w.agents[0].held()["checksum"],
+        checksum_of(&w, "node-0.example")
+    );
+    assert_ne!(
+        w.agents[1].held()["checksum"],
+        checksum_of(&w, "node-1.example")
+    );
+
+    // Director's view keeps the whole fleet's configuration active, and
+    // the rest of the fleet is pending.
+    let (_, status) = w.call(
+        "GET",
+        &format!(
+            "/director/config/deployment-status?configs={},{}",
+            first["checksum"].as_str().unwrap(),
+            partial["checksum"].as_str().unwrap()
+        ),
+        json!({}),
+    );
+    assert_eq!(
+        status["active_configuration"]["config"], first["checksum"],
+        "{status}"
+    );
+    let (_, pending) = w.call("GET", "/director/config/pending", json!({}));
+    let pending: Vec<&Value> = pending["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["host"])
+        .collect();
+    assert_eq!(
+        pending,
+        [&json!("node-1.example"), &json!("node-3.example")]
+    );
+    let (_, again) = w.call("POST", "/director/config/deploy?vars.env=canary", json!([]));
+    assert_eq!(again["status"], json!("unchanged"), "{again}");
+
+    // The deploy of the whole fleet sends the rest, and is the active one.
+    let (_, full) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
+    assert_eq!(full["status"], json!("succeeded"), "{full}");
+    assert_eq!(full["scope"], Value::Null);
+    assert_eq!(
+        (
+            full["counts"]["deployed"].clone(),
+            full["counts"]["skipped"].clone()
+        ),
+        (json!(2), json!(2))
+    );
+    let (_, status) = w.call("GET", "/director/config/deployment-status", json!({}));
+    assert_eq!(status["active_configuration"]["config"], full["checksum"]);
+}

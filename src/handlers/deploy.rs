@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use crate::api::{DeployAnswer, DeployConflict, UNCHANGED};
+use crate::domain::Kind;
 use crate::domain::deployment::DeploymentStatus;
 use crate::error::ApiError;
 use crate::http::json::typed_response;
@@ -63,28 +64,56 @@ fn deployment_id(query: &QueryParams) -> Result<i64, ApiError> {
         })
 }
 
-/// `POST /director/config/deploy?force=1&wait=SECONDS`: any body is ignored.
+/// The parameters of `POST /director/config/deploy`: a mistyped filter
+/// must not widen a deploy to the whole fleet, so any other is a `400`.
+const DEPLOY_PARAMETERS: [&str; 7] = [
+    "force",
+    "wait",
+    "dry_run",
+    "q",
+    "has_agent",
+    "disabled",
+    "imports",
+];
+
+/// `POST /director/config/deploy?force=1&wait=SECONDS&dry_run=1&FILTERS`:
+/// any body is ignored.
 #[utoipa::path(
     post,
     path = "/director/config/deploy",
     tag = "deploy",
-    summary = "Deploy every agent's allowlist",
-    description = "Any request body is read (up to the body limit: 413 beyond) and ignored. One deployment runs at a time.",
+    summary = "Deploy every agent's allowlist, or the matching hosts' only",
+    description = "Any request body is read (up to the body limit: 413 beyond) and ignored. One deployment \
+        runs at a time. With the hosts list's filters (`q`, `has_agent`, `disabled`, `imports`, \
+        `vars.KEY=VALUE`) only the matching hosts are deployed to (a partial deployment: the others keep \
+        what they hold). With `dry_run` nothing is pushed or recorded: the answer says what the same deploy \
+        would do now. Any other parameter is a 400.",
     params(
         ("force" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
             description = "A flag: deploy even when nothing changed, and push to hosts that hold it already"),
         ("wait" = Option<crate::openapi::schemas::DeployWait>, Query,
             description = "Wait up to this many seconds for the end"),
+        ("dry_run" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+            description = "A flag: answer what the deploy would do, and do nothing"),
+        ("q" = Option<String>, Query, description = "Only hosts whose name or display name contains this"),
+        ("has_agent" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+            description = "Only hosts whose resolved `has_agent` is this"),
+        ("disabled" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
+            description = "Only hosts whose own `disabled` is this"),
+        ("imports" = Option<String>, Query, description = "Only hosts importing this template (anywhere in the chain)"),
     ),
     responses(
         (status = 200, description = "Nothing changed (`status: unchanged`), or with `wait` the finished \
-            deployment", body = crate::openapi::schemas::DeployResult),
+            deployment, or with `dry_run` what the deploy would do", body = crate::openapi::schemas::DeployResult),
         (status = 202, description = "A deployment is running (this one, or the running one with the same \
             checksum)", body = crate::api::DeployAnswer, headers(("Location" = String))),
-        (status = 400, description = "A bad `force` or `wait`", body = crate::openapi::schemas::ErrorBody),
+        (status = 400, description = "A bad `force`, `wait`, `dry_run` or filter, or an unknown parameter",
+            body = crate::openapi::schemas::ErrorBody),
         (status = 409, description = "Another deployment is running with another checksum",
             body = crate::api::DeployConflict),
         (status = 413, description = "A body over the limit", body = crate::openapi::schemas::ErrorBody),
+        (status = 422, description = "A filter that matches no host a deploy concerns",
+            body = crate::openapi::schemas::ErrorBody),
     ),
 )]
 pub async fn start_deploy(
@@ -94,14 +123,22 @@ pub async fn start_deploy(
     _body: crate::http::body::IgnoredBody,
 ) -> Result<Response, ApiError> {
     query.check_flags()?;
-    let force = query.is_set("force")?;
+    query.only(&DEPLOY_PARAMETERS, true)?;
+    let options = service::DeployOptions {
+        force: query.is_set("force")?,
+        scope: Some(query.filter(Kind::Host)?),
+    };
     let wait = query.wait(600)?;
+    if query.is_set("dry_run")? {
+        let body = service::dry_run(&state.store, &caller, &options).await?;
+        return Ok(typed_response(StatusCode::OK, &body));
+    }
     let server_key = state.signing_key()?;
     let started = service::start(
         &state.store,
         &caller,
         &server_key,
-        force,
+        &options,
         state.deployer.owner(),
         &state.metrics,
     )

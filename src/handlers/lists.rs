@@ -5,36 +5,12 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
 use super::view_from;
-use crate::domain::filter::Filter;
 use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
 use crate::http::query::QueryParams;
 use crate::service::caller::Caller;
 use crate::service::lists::{self as service, ListRequest, MAX_LIMIT, decode_cursor};
 use crate::state::AppState;
-
-fn filter_from(kind: Kind, query: &QueryParams) -> Result<Filter, ApiError> {
-    let mut filter = Filter {
-        q: query
-            .get("q")
-            .filter(|q| !q.is_empty())
-            .map(str::to_lowercase),
-        disabled: query.flag("disabled")?,
-        imports: query
-            .get("imports")
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned),
-        vars: query
-            .with_prefix("vars.")
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-        ..Filter::default()
-    };
-    if kind == Kind::Host {
-        filter.has_agent = query.flag("has_agent")?;
-    }
-    Ok(filter)
-}
 
 fn request_from(
     caller: Caller,
@@ -48,7 +24,7 @@ fn request_from(
     Ok(ListRequest {
         kind,
         object_type,
-        filter: filter_from(kind, query)?,
+        filter: query.filter(kind)?,
         view: view_from(query)?,
         limit,
         after,

@@ -3,6 +3,8 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use crate::domain::Kind;
+use crate::domain::filter::Filter;
 use crate::error::ApiError;
 
 /// The decoded query parameters of a request, in order.
@@ -107,6 +109,50 @@ impl QueryParams {
         self.get("name").filter(|n| !n.is_empty())
     }
 
+    /// The list filters of `kind`: `q`, `disabled`, `imports`, `vars.KEY`,
+    /// and for hosts `has_agent`.
+    pub fn filter(&self, kind: Kind) -> Result<Filter, ApiError> {
+        let mut filter = Filter {
+            q: self
+                .get("q")
+                .filter(|q| !q.is_empty())
+                .map(str::to_lowercase),
+            disabled: self.flag("disabled")?,
+            imports: self
+                .get("imports")
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+            vars: self
+                .with_prefix("vars.")
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            ..Filter::default()
+        };
+        if kind == Kind::Host {
+            filter.has_agent = self.flag("has_agent")?;
+        }
+        Ok(filter)
+    }
+
+    /// Refuses any parameter not in `known` and not a `vars.KEY` filter
+    /// (when `vars` is true): where a mistyped filter would widen what an
+    /// action touches, ignoring it is not safe.
+    pub fn only(&self, known: &[&str], vars: bool) -> Result<(), ApiError> {
+        match self
+            .0
+            .iter()
+            .find(|(k, _)| !(known.contains(&k.as_str()) || vars && k.starts_with("vars.")))
+        {
+            Some((unknown, _)) => Err(ApiError::BadRequest(format!(
+                "Unknown parameter \"{}\": use {}{}",
+                unknown.escape_debug(),
+                known.join(", "),
+                if vars { ", vars.KEY" } else { "" }
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Parameters whose names start with `prefix`, with the prefix removed.
     pub fn with_prefix<'a>(
         &'a self,
@@ -119,13 +165,14 @@ impl QueryParams {
 }
 
 /// The query flags of the API.
-const KNOWN_FLAGS: [&str; 6] = [
+const KNOWN_FLAGS: [&str; 7] = [
     "resolved",
     "withNull",
     "count",
     "force",
     "has_agent",
     "disabled",
+    "dry_run",
 ];
 
 /// Parses a flag value.

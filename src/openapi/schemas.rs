@@ -428,5 +428,6 @@ built_schema!(
     DeployResult => AnyOfBuilder::new()
         .item(Ref::from_schema_name("DeployAnswer"))
         .item(Ref::from_schema_name("Deployment"))
+        .item(Ref::from_schema_name("DryRun"))
         .into()
 );

@@ -8,16 +8,20 @@ use serde_json::{Value, json};
 use super::caller::Caller;
 use super::waiting::Wait;
 use crate::api::{
-    ActiveConfiguration, AllowlistPreview, Confirmed, Deployment, DeploymentHost, DeploymentList,
-    DeploymentSummary, DirectorStatus, Pending, PendingHost,
+    ActionCounts, ActiveConfiguration, AllowlistPreview, BUSY, Confirmed, Deployment,
+    DeploymentHost, DeploymentList, DeploymentSummary, DirectorStatus, DryRun, DryRunHost, Pending,
+    PendingHost, ScriptChange, ScriptDefinition, UNCHANGED, WOULD_DEPLOY,
 };
 use crate::domain::allowlist::{
-    Allowlist, ScriptSource, config_checksum, nothing_to_deploy, render,
+    AllowedScript, Allowlist, ScriptSource, compare, config_checksum, nothing_to_deploy, render,
+    scripts_of,
 };
 use crate::domain::auth::Permission;
 use crate::domain::deployment::{
-    Counts, DeploymentStatus, HostResult, activity_state, config_state, results_version,
+    Action, Counts, DeploymentStatus, HostResult, action, activity_state, config_state,
+    results_version,
 };
+use crate::domain::filter::Filter;
 use crate::domain::kind::{DEFAULT_AGENT_PORT, Delivery};
 use crate::domain::normalise::parse_bool;
 use crate::domain::resolve::Resolver;
@@ -46,8 +50,19 @@ pub struct Desired {
 /// The whole rendering: every host that gets an allowlist, and the config checksum.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendering {
+    /// The hosts covered: all of them, or those matching the scope.
     pub hosts: Vec<Desired>,
+    /// The config checksum of the covered hosts.
     pub checksum: String,
+    /// How many hosts a deploy of the whole fleet would cover.
+    pub fleet: usize,
+}
+
+impl Rendering {
+    /// Whether it covers only part of the fleet.
+    pub fn is_partial(&self) -> bool {
+        self.hosts.len() < self.fleet
+    }
 }
 
 async fn script_sources(
@@ -71,12 +86,16 @@ async fn script_sources(
         .collect())
 }
 
+/// A host's desired allowlist, and whether it matches `scope` (any host
+/// does without one).
 fn desired(
     host: &StoredObject,
     resolver: &Resolver,
     sources: &HashMap<String, ScriptSource>,
-) -> Desired {
+    scope: Option<&Filter>,
+) -> (Desired, bool) {
     let resolved = resolver.resolve(&host.draft);
+    let matches = scope.is_none_or(|f| f.matches(&host.draft, Some(&resolved)));
     let props = &resolved.props;
     let has_agent = props.get("has_agent").and_then(parse_bool) == Some(true);
     let disabled = host.draft.props.get("disabled").and_then(parse_bool) == Some(true);
@@ -87,7 +106,7 @@ fn desired(
         Vec::new()
     };
     let allowlist = render(host.id, host.draft.name.as_str(), &names, sources);
-    Desired {
+    let desired = Desired {
         host_id: host.id,
         host: host.draft.name.as_str().to_owned(),
         address: props
@@ -102,33 +121,44 @@ fn desired(
         in_deploy_set,
         checksum: allowlist.checksum(),
         allowlist,
-    }
+    };
+    (desired, matches)
 }
 
 /// Renders every host a deployment concerns: the hosts in the deploy set,
 /// and those that left it (disabled, no longer agents, deleted) while their
 /// agent may still hold something: they get an empty allowlist, a deleted
-/// host at its last known address.
+/// host at its last known address. With a `scope`, only the hosts matching
+/// it are covered (a deleted host by its name: [`Filter::matches_name`]).
 pub async fn render_all(
     db: &impl ConnectionTrait,
     states: &HashMap<i64, AgentState>,
+    scope: Option<&Filter>,
 ) -> Result<Rendering, ApiError> {
     let resolver = Resolver::new(rows::templates(db, Kind::Host).await?);
     let sources = script_sources(db).await?;
     let mut hosts = Vec::new();
     let mut seen = HashSet::new();
+    let mut fleet = 0;
     let stored = rows::all_of(db, Kind::Host, ObjectType::Object).await?;
-    for d in on_every_core(&stored, |host| desired(host, &resolver, &sources)) {
+    for (d, matches) in on_every_core(&stored, |host| desired(host, &resolver, &sources, scope)) {
         seen.insert(d.host_id);
         let held = states.get(&d.host_id).is_some_and(|s| s.in_deploy_set);
         if d.in_deploy_set || held {
-            hosts.push(d);
+            fleet += 1;
+            if matches {
+                hosts.push(d);
+            }
         }
     }
     for state in states
         .values()
         .filter(|s| s.in_deploy_set && !seen.contains(&s.host_id))
     {
+        fleet += 1;
+        if !scope.is_none_or(|f| f.matches_name(&state.host_name)) {
+            continue;
+        }
         let allowlist = render(state.host_id, &state.host_name, &[], &HashMap::new());
         hosts.push(Desired {
             host_id: state.host_id,
@@ -154,6 +184,7 @@ pub async fn render_all(
     Ok(Rendering {
         checksum: config_checksum(&map),
         hosts,
+        fleet,
     })
 }
 
@@ -208,7 +239,7 @@ pub async fn preview(
         .filter(|h| h.draft.object_type == ObjectType::Object && caller.sees_draft(&h.draft))
         .ok_or_else(|| ApiError::no_such_object(Kind::Host, name))?;
     let resolver = Resolver::new(rows::templates(db, Kind::Host).await?);
-    let d = desired(&host, &resolver, &script_sources(db).await?);
+    let (d, _) = desired(&host, &resolver, &script_sources(db).await?, None);
     let state = agents::of_host(db, host.id).await?;
     Ok(AllowlistPreview {
         allowlist: d.allowlist.document(),
@@ -230,7 +261,7 @@ pub async fn pending(store: &Store, caller: &Caller) -> Result<Pending, ApiError
     caller.require(Permission::HostsRead)?;
     let db = store.db();
     let states = agents::all(db).await?;
-    let rendering = render_all(db, &states).await?;
+    let rendering = render_all(db, &states, None).await?;
     let mut hosts = Vec::new();
     for d in &rendering.hosts {
         if !caller.restrictions.allows(&d.host) {
@@ -295,6 +326,249 @@ pub enum Started {
     },
 }
 
+/// What a deploy is asked to do: its parameters but `wait`.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    /// Deploy even when nothing changed, and push to hosts that hold it.
+    pub force: bool,
+    /// Only the hosts matching this (a partial deploy); `None`: all.
+    pub scope: Option<Filter>,
+}
+
+impl DeployOptions {
+    fn scope(&self) -> Option<&Filter> {
+        self.scope.as_ref().filter(|f| !f.is_empty())
+    }
+}
+
+/// Whether `host`'s agent holds its rendered allowlist, with the serial it
+/// came with (a host without a serial on record is sent it again).
+fn held_serial(states: &HashMap<i64, AgentState>, host: &Desired) -> Option<i64> {
+    states
+        .get(&host.host_id)
+        .filter(|s| s.confirmed_checksum.as_deref() == Some(host.checksum.as_str()))
+        .and_then(|s| s.confirmed_serial)
+}
+
+/// What a deploy does to each covered host.
+fn actions(rendering: &Rendering, states: &HashMap<i64, AgentState>, force: bool) -> Vec<Action> {
+    rendering
+        .hosts
+        .iter()
+        .map(|h| {
+            action(
+                held_serial(states, h).is_some(),
+                !h.allowlist.scripts.is_empty(),
+                force,
+            )
+        })
+        .collect()
+}
+
+/// What a deploy of `rendering` comes to, before anything is written: a
+/// deployment running already, nothing to do, or a new deployment (`None`).
+async fn decide(
+    db: &impl ConnectionTrait,
+    rendering: &Rendering,
+    actions: &[Action],
+    force: bool,
+) -> Result<Option<Started>, ApiError> {
+    use crate::store::deployments;
+    if let Some(running) = deployments::running(db).await? {
+        if running.checksum == rendering.checksum {
+            let hosts = deployments::hosts(db, running.id).await?.len();
+            return Ok(Some(Started::Running {
+                checksum: running.checksum,
+                deployment_id: running.id,
+                hosts,
+            }));
+        }
+        return Ok(Some(Started::Busy {
+            checksum: running.checksum,
+            deployment_id: running.id,
+        }));
+    }
+    let agents_hold_it = actions.iter().all(|a| *a == Action::Skip);
+    // A partial deploy records nothing when its hosts hold their
+    // allowlists; a deploy of the whole fleet also needs its configuration
+    // on record as the active one.
+    let unchanged = if rendering.is_partial() {
+        agents_hold_it && !force
+    } else {
+        let active = deployments::active(db).await?;
+        let active_checksum = active.as_ref().map(|d| d.checksum.as_str());
+        !force && nothing_to_deploy(agents_hold_it, active_checksum, &rendering.checksum)
+    };
+    if unchanged {
+        let latest = deployments::latest(db).await?.map(|d| d.id);
+        return Ok(Some(Started::Unchanged {
+            checksum: rendering.checksum.clone(),
+            deployment_id: latest,
+        }));
+    }
+    Ok(None)
+}
+
+/// A partial deploy that covers no host is refused: its filter most likely
+/// names nothing the operator meant.
+fn check_covers_something(options: &DeployOptions, rendering: &Rendering) -> Result<(), ApiError> {
+    match options.scope() {
+        Some(scope) if rendering.hosts.is_empty() => Err(ApiError::Unprocessable(format!(
+            "No host a deploy concerns matches the filter {}",
+            scope.describe()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The scope a deployment records: the filter, when it covers only part
+/// of the fleet (one that matches every host is a deploy of the fleet).
+fn recorded_scope(options: &DeployOptions, rendering: &Rendering) -> Option<String> {
+    options
+        .scope()
+        .filter(|_| rendering.is_partial())
+        .map(Filter::describe)
+}
+
+fn definition(script: &AllowedScript) -> ScriptDefinition {
+    ScriptDefinition {
+        name: script.name.clone(),
+        command: Some(script.command.clone()),
+        arguments: script.arguments.clone(),
+        timeout: script.timeout,
+    }
+}
+
+/// How `host`'s scripts would change: from the document its agent holds
+/// when that is on record, from the script names it confirmed otherwise.
+fn script_changes(
+    host: &Desired,
+    state: Option<&AgentState>,
+    held_document: Option<&str>,
+) -> (
+    Vec<ScriptDefinition>,
+    Vec<ScriptDefinition>,
+    Option<Vec<ScriptChange>>,
+) {
+    let wanted = &host.allowlist.scripts;
+    let confirmed = state.and_then(|s| s.confirmed_checksum.as_deref());
+    let held = match confirmed {
+        None => Some(Vec::new()),
+        Some(_) => held_document
+            .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            .and_then(|d| scripts_of(&d)),
+    };
+    if let Some(held) = held {
+        let changes = compare(&held, wanted);
+        let changed = changes
+            .changed
+            .iter()
+            .map(|(old, new)| ScriptChange {
+                name: new.name.clone(),
+                old: definition(old),
+                new: definition(new),
+            })
+            .collect();
+        return (
+            changes.added.iter().map(definition).collect(),
+            changes.removed.iter().map(definition).collect(),
+            Some(changed),
+        );
+    }
+    let names: Vec<String> = state
+        .and_then(|s| s.confirmed_scripts.as_deref())
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    let added = wanted
+        .iter()
+        .filter(|w| !names.contains(&w.name))
+        .map(definition)
+        .collect();
+    let removed = names
+        .iter()
+        .filter(|n| !wanted.iter().any(|w| &w.name == *n))
+        .map(|n| ScriptDefinition {
+            name: n.clone(),
+            command: None,
+            arguments: None,
+            timeout: None,
+        })
+        .collect();
+    (added, removed, None)
+}
+
+/// `POST /director/config/deploy?dry_run=1`: what that deploy would do
+/// now, without pushing, recording a deployment or using a serial.
+pub async fn dry_run(
+    store: &Store,
+    caller: &Caller,
+    options: &DeployOptions,
+) -> Result<DryRun, ApiError> {
+    use crate::store::deployments;
+    caller.require(Permission::Deploy)?;
+    let db = store.db();
+    let states = agents::all(db).await?;
+    let rendering = render_all(db, &states, options.scope()).await?;
+    check_covers_something(options, &rendering)?;
+    let actions = actions(&rendering, &states, options.force);
+    let status = match decide(db, &rendering, &actions, options.force).await? {
+        Some(Started::Unchanged { .. }) => UNCHANGED.to_owned(),
+        Some(Started::Running { .. }) => DeploymentStatus::Running.as_str().to_owned(),
+        Some(Started::Busy { .. }) => BUSY.to_owned(),
+        None => WOULD_DEPLOY.to_owned(),
+    };
+    let mut counts = ActionCounts::default();
+    let mut held = Vec::new();
+    for (h, a) in rendering.hosts.iter().zip(&actions) {
+        *match a {
+            Action::Update => &mut counts.update,
+            Action::Revoke => &mut counts.revoke,
+            Action::Skip => &mut counts.skip,
+        } += 1;
+        let confirmed = states
+            .get(&h.host_id)
+            .and_then(|s| s.confirmed_checksum.clone());
+        if let Some(confirmed) = confirmed.filter(|_| *a != Action::Skip)
+            && caller.restrictions.allows(&h.host)
+        {
+            held.push((h.host_id, confirmed));
+        }
+    }
+    let documents = deployments::held_documents(db, &held).await?;
+    let hosts = rendering
+        .hosts
+        .iter()
+        .zip(&actions)
+        .filter(|(h, _)| caller.restrictions.allows(&h.host))
+        .map(|(h, a)| {
+            let state = states.get(&h.host_id);
+            let (added, removed, changed) = if *a == Action::Skip {
+                (Vec::new(), Vec::new(), Some(Vec::new()))
+            } else {
+                script_changes(h, state, documents.get(&h.host_id).map(String::as_str))
+            };
+            DryRunHost {
+                host: h.host.clone(),
+                host_id: h.host_id,
+                delivery: h.delivery,
+                action: *a,
+                checksum: h.checksum.clone(),
+                confirmed_checksum: state.and_then(|s| s.confirmed_checksum.clone()),
+                added,
+                removed,
+                changed,
+            }
+        })
+        .collect();
+    Ok(DryRun {
+        checksum: rendering.checksum.clone(),
+        status,
+        scope: recorded_scope(options, &rendering),
+        counts,
+        hosts,
+    })
+}
+
 /// Starts a deployment: renders, short-circuits when unchanged, stores the
 /// signed allowlists and the targets in one write transaction, and leaves
 /// the pushing to [`crate::deploy::run`] (which the caller spawns).
@@ -302,43 +576,20 @@ pub async fn start(
     store: &Store,
     caller: &Caller,
     key: &crate::signing::ServerKey,
-    force: bool,
+    options: &DeployOptions,
     owner: &str,
     metrics: &crate::metrics::Metrics,
 ) -> Result<Started, ApiError> {
     use crate::store::deployments;
     caller.require(Permission::Deploy)?;
+    let force = options.force;
     let tx = store.begin_write().await?;
     let states = agents::all(&tx.tx).await?;
-    let rendering = render_all(&tx.tx, &states).await?;
-    if let Some(running) = deployments::running(&tx.tx).await? {
-        if running.checksum == rendering.checksum {
-            let hosts = deployments::hosts(&tx.tx, running.id).await?.len();
-            return Ok(Started::Running {
-                checksum: running.checksum,
-                deployment_id: running.id,
-                hosts,
-            });
-        }
-        return Ok(Started::Busy {
-            checksum: running.checksum,
-            deployment_id: running.id,
-        });
-    }
-    let agents_hold_it = rendering.hosts.iter().all(|h| {
-        states
-            .get(&h.host_id)
-            .and_then(|s| s.confirmed_checksum.as_deref())
-            == Some(h.checksum.as_str())
-    });
-    let active = deployments::active(&tx.tx).await?;
-    let active_checksum = active.as_ref().map(|d| d.checksum.as_str());
-    if !force && nothing_to_deploy(agents_hold_it, active_checksum, &rendering.checksum) {
-        let latest = deployments::latest(&tx.tx).await?.map(|d| d.id);
-        return Ok(Started::Unchanged {
-            checksum: rendering.checksum,
-            deployment_id: latest,
-        });
+    let rendering = render_all(&tx.tx, &states, options.scope()).await?;
+    check_covers_something(options, &rendering)?;
+    let actions = actions(&rendering, &states, force);
+    if let Some(decided) = decide(&tx.tx, &rendering, &actions, force).await? {
+        return Ok(decided);
     }
     let serial = deployments::next_serial(&tx.tx).await?;
     let activity_checksum = crate::store::activity::latest_checksum(&tx.tx).await?;
@@ -351,6 +602,7 @@ pub async fn start(
         activity_checksum,
         owner,
         crate::deploy::lease_until(crate::store::now_millis()),
+        recorded_scope(options, &rendering),
     )
     .await?;
     let generated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -359,13 +611,10 @@ pub async fn start(
     // Only what changed is signed and pushed: a host whose agent holds
     // its rendered allowlist is `skipped` from the start (unless `force`),
     // its row naming the serial the agent holds and carrying no document.
-    let rows: Vec<deployments::DeploymentHost> = on_every_core(&rendering.hosts, |h| {
-        let held = states
-            .get(&h.host_id)
-            .filter(|s| s.confirmed_checksum.as_deref() == Some(h.checksum.as_str()))
-            .and_then(|s| s.confirmed_serial);
-        let (serial, allowlist, result) = match held {
-            Some(held) if !force => (held, String::new(), HostResult::Skipped),
+    let planned: Vec<(&Desired, Action)> = rendering.hosts.iter().zip(actions).collect();
+    let rows: Vec<deployments::DeploymentHost> = on_every_core(&planned, |(h, action)| {
+        let (serial, allowlist, result) = match held_serial(&states, h) {
+            Some(held) if *action == Action::Skip => (held, String::new(), HostResult::Skipped),
             _ => {
                 let signed = h.allowlist.sign(
                     serial,
@@ -425,9 +674,12 @@ pub async fn start(
         object_type: "deployment".into(),
         object_name: deployment.id.to_string(),
         before: None,
-        after: Some(
-            json!({"checksum": rendering.checksum, "hosts": rendering.hosts.len(), "force": force}),
-        ),
+        after: Some(json!({
+            "checksum": rendering.checksum,
+            "hosts": rendering.hosts.len(),
+            "force": force,
+            "scope": recorded_scope(options, &rendering),
+        })),
         request_id: caller.request_id.clone(),
     };
     crate::store::activity::append(&tx.tx, &entry).await?;
@@ -480,6 +732,7 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployme
         author: d.author,
         status: d.status,
         force: d.force,
+        scope: d.scope,
         started_at: time(d.started_at),
         finished_at: d.finished_at.and_then(time),
         version: results_version(d.status, &counts),
@@ -568,6 +821,7 @@ pub async fn list(
             checksum: d.checksum,
             author: d.author,
             status: d.status,
+            scope: d.scope,
         })
         .collect();
     Ok(DeploymentList { objects, next })
@@ -598,7 +852,11 @@ pub async fn director_status(
     let rendered = if configs.is_empty() {
         None
     } else {
-        Some(render_all(db, &agents::all(db).await?).await?.checksum)
+        Some(
+            render_all(db, &agents::all(db).await?, None)
+                .await?
+                .checksum,
+        )
     };
     for c in configs {
         let is_active = active.as_ref().is_some_and(|d| d.checksum == *c);

@@ -199,6 +199,7 @@ pub async fn create(
     activity_checksum: Option<String>,
     owner: &str,
     lease_until: i64,
+    scope: Option<String>,
 ) -> Result<Deployment, DbErr> {
     deployment::ActiveModel {
         checksum: Set(checksum.to_owned()),
@@ -212,6 +213,7 @@ pub async fn create(
         request_id: Set(request_id),
         activity_checksum: Set(activity_checksum),
         counts: Set(None),
+        scope: Set(scope),
         ..Default::default()
     }
     .insert(db)
@@ -458,9 +460,12 @@ fn confirmation(
         )
 }
 
-/// The newest deployment that has not failed (a running one included).
+/// The newest deployment of the whole fleet that has not failed (a running
+/// one included). A partial deployment never makes its configuration the
+/// active one: only part of the fleet holds it.
 pub async fn active(db: &impl ConnectionTrait) -> Result<Option<Deployment>, DbErr> {
     deployment::Entity::find()
+        .filter(deployment::Column::Scope.is_null())
         .filter(deployment::Column::Status.is_in([
             DeploymentStatus::Running,
             DeploymentStatus::Succeeded,
@@ -486,13 +491,14 @@ pub async fn count_by_status(
         .await
 }
 
-/// The statuses of the deployments of a config checksum.
+/// The statuses of the whole-fleet deployments of a config checksum.
 pub async fn statuses_of(
     db: &impl ConnectionTrait,
     checksum: &str,
 ) -> Result<Vec<DeploymentStatus>, DbErr> {
     Ok(deployment::Entity::find()
         .filter(deployment::Column::Checksum.eq(checksum))
+        .filter(deployment::Column::Scope.is_null())
         .all(db)
         .await?
         .into_iter()
@@ -512,6 +518,41 @@ pub async fn latest_for_host(
         .order_by_desc(deployment_host::Column::DeploymentId)
         .one(db)
         .await
+}
+
+/// The documents the agents hold, as far as they are on record: for each
+/// `(host id, confirmed checksum)`, the newest allowlist with that checksum
+/// issued to the host. Hosts whose document was pruned are left out.
+pub async fn held_documents(
+    db: &impl ConnectionTrait,
+    held: &[(i64, String)],
+) -> Result<std::collections::HashMap<i64, String>, DbErr> {
+    const CHUNK: usize = 500;
+    let mut found = std::collections::HashMap::new();
+    for chunk in held.chunks(CHUNK) {
+        let wanted: std::collections::HashMap<i64, &str> =
+            chunk.iter().map(|(id, c)| (*id, c.as_str())).collect();
+        let rows: Vec<(i64, String, String)> = deployment_host::Entity::find()
+            .select_only()
+            .column(deployment_host::Column::HostId)
+            .column(deployment_host::Column::Checksum)
+            .column(deployment_host::Column::Allowlist)
+            .filter(deployment_host::Column::HostId.is_in(wanted.keys().copied()))
+            .filter(
+                deployment_host::Column::Checksum.is_in(wanted.values().map(|c| (*c).to_owned())),
+            )
+            .filter(deployment_host::Column::Allowlist.ne(""))
+            .order_by_desc(deployment_host::Column::DeploymentId)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (host_id, checksum, allowlist) in rows {
+            if wanted.get(&host_id) == Some(&checksum.as_str()) {
+                found.entry(host_id).or_insert(allowlist);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Which allowlist was issued to a host last, without the document.

@@ -147,7 +147,7 @@ db_test!(
             .unwrap();
         }
         let states = steward::store::agents::all(app.store.db()).await.unwrap();
-        let rendering = steward::service::deploy::render_all(app.store.db(), &states)
+        let rendering = steward::service::deploy::render_all(app.store.db(), &states, None)
             .await
             .unwrap();
         let names: Vec<&str> = rendering.hosts.iter().map(|h| h.host.as_str()).collect();
@@ -1022,3 +1022,106 @@ async fn push_networks_keep_the_server_from_connecting_elsewhere() {
     let (host, connections) = deploy_within(&[]).await;
     assert!(connections >= 1, "{host}");
 }
+
+db_test!(
+    a_dry_run_needs_deploy_shows_a_restricted_user_their_hosts_and_writes_nothing,
+    async |app: &TestApp| {
+        world(app).await;
+        app.create(
+            "host",
+            json!({"object_name": "db-01", "imports": ["agents"], "vars": {"env": "prod"}}),
+        )
+        .await;
+        let before = app.snapshot().await;
+        let deployments = app.rows("SELECT id FROM deployments").await;
+
+        let r = app
+            .post("/director/config/deploy?dry_run=1", &json!({}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let dry = r.json();
+        assert_eq!(dry["status"], json!("would-deploy"));
+        assert_eq!(dry["counts"], json!({"update": 2, "revoke": 0, "skip": 0}));
+        let names: Vec<&str> = dry["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["host"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["db-01", "web-01"]);
+        assert_eq!(dry["hosts"][1]["confirmed_checksum"], json!(null));
+        assert_eq!(
+            dry["hosts"][1]["added"],
+            json!([
+                {"name": "check_disk", "command": "/usr/lib/nagios/plugins/check_disk", "arguments": ["-w", "10%"], "timeout": null},
+                {"name": "uptime", "command": "/usr/bin/uptime", "arguments": null, "timeout": 30}
+            ])
+        );
+        assert_eq!(dry["hosts"][1]["changed"], json!([]), "nothing is held yet");
+
+        let scoped = app
+            .post(
+                "/director/config/deploy?dry_run=1&vars.env=prod",
+                &json!({}),
+            )
+            .await
+            .json();
+        assert_eq!(scoped["scope"], json!("vars.env=prod"));
+        assert_eq!(scoped["counts"]["update"], json!(1));
+        assert_ne!(
+            scoped["checksum"], dry["checksum"],
+            "the covered hosts' config"
+        );
+
+        let reader = app.user("looker", "reader", json!({})).await;
+        let r = app
+            .as_user(
+                &reader,
+                "POST",
+                "/director/config/deploy?dry_run=1",
+                Some(&json!({})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        let operator = app
+            .user("dbops", "operator", json!({"restrictions": ["db-*"]}))
+            .await;
+        let mine = app
+            .as_user(
+                &operator,
+                "POST",
+                "/director/config/deploy?dry_run=1",
+                Some(&json!({})),
+            )
+            .await
+            .json();
+        assert_eq!(mine["hosts"].as_array().unwrap().len(), 1, "{mine}");
+        assert_eq!(mine["hosts"][0]["host"], json!("db-01"));
+        assert_eq!(
+            mine["counts"]["update"],
+            json!(2),
+            "counts cover the deploy"
+        );
+
+        for bad in [
+            "dry_run=maybe",
+            "dry_run=1&has_agent=perhaps",
+            "dry_run=1&name=web-01",
+        ] {
+            let r = app
+                .post(&format!("/director/config/deploy?{bad}"), &json!({}))
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+            assert!(r.json()["error"].is_string());
+        }
+        let r = app
+            .post(
+                "/director/config/deploy?dry_run=1&q=nothing-like-it",
+                &json!({}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        assert_eq!(app.snapshot().await, before);
+        assert_eq!(app.rows("SELECT id FROM deployments").await, deployments);
+    }
+);

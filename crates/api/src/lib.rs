@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use steward_domain::deployment::{Counts, DeploymentStatus, DirectorState, HostResult};
+use steward_domain::deployment::{Action, Counts, DeploymentStatus, DirectorState, HostResult};
 use steward_domain::kind::Delivery;
 use steward_domain::user::UserDraft;
 
@@ -89,6 +89,9 @@ pub struct Deployment {
     #[schema(value_type = String)]
     pub status: DeploymentStatus,
     pub force: bool,
+    /// The host filter of a partial deployment (`null`: the whole fleet).
+    #[serde(default)]
+    pub scope: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     /// Changes whenever the status or the counts move: `since` of a blocking query.
@@ -127,6 +130,9 @@ pub struct DeploymentSummary {
     /// `running`, `succeeded`, `partial`, `failed`, `cancelled`.
     #[schema(value_type = String)]
     pub status: DeploymentStatus,
+    /// The host filter of a partial deployment (`null`: the whole fleet).
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// Deployments, newest first.
@@ -160,6 +166,83 @@ pub struct Pending {
     pub checksum: String,
     pub hosts: Vec<PendingHost>,
 }
+
+/// One script of an allowlist: what its agent may run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScriptDefinition {
+    pub name: String,
+    /// The absolute path of the executable; `null` for a held script whose
+    /// definition is no longer on record.
+    pub command: Option<String>,
+    /// `null`: any arguments.
+    pub arguments: Option<Vec<String>>,
+    /// Seconds.
+    pub timeout: Option<i64>,
+}
+
+/// A script a deploy would keep under its name but change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScriptChange {
+    pub name: String,
+    /// What the agent holds.
+    pub old: ScriptDefinition,
+    /// What it would get.
+    pub new: ScriptDefinition,
+}
+
+/// What a deploy would do to one host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DryRunHost {
+    pub host: String,
+    pub host_id: i64,
+    /// `push` or `pull`.
+    #[schema(value_type = String)]
+    pub delivery: Delivery,
+    /// `update`, `revoke` (an empty allowlist) or `skip` (its agent holds it).
+    #[schema(value_type = String)]
+    pub action: Action,
+    /// The checksum of the allowlist it would get.
+    pub checksum: String,
+    /// What its agent last confirmed holding (`null`: nothing yet).
+    pub confirmed_checksum: Option<String>,
+    pub added: Vec<ScriptDefinition>,
+    pub removed: Vec<ScriptDefinition>,
+    /// `null` when the definitions the agent holds are no longer on record
+    /// (the deployment that sent them was pruned): `added` and `removed`
+    /// then go by the script names the agent confirmed.
+    pub changed: Option<Vec<ScriptChange>>,
+}
+
+/// Hosts per action of a dry run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ActionCounts {
+    pub update: u64,
+    pub revoke: u64,
+    pub skip: u64,
+}
+
+/// `POST /director/config/deploy?dry_run=1`: what that deploy would do now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DryRun {
+    /// The config checksum it would deploy (of the covered hosts only, for
+    /// a partial deploy).
+    pub checksum: String,
+    /// `would-deploy`; `unchanged` when the deploy would record nothing;
+    /// `running` when a deployment of this very configuration runs (the
+    /// deploy would answer it); `busy` when another runs (a `409`).
+    pub status: String,
+    /// The host filter when the deploy would cover only part of the fleet.
+    pub scope: Option<String>,
+    pub counts: ActionCounts,
+    /// Every covered host, by name.
+    pub hosts: Vec<DryRunHost>,
+}
+
+/// The status of a dry run whose deploy would start a deployment.
+pub const WOULD_DEPLOY: &str = "would-deploy";
+/// The status of a dry run whose deploy would be refused (`409`): another
+/// deployment runs with another checksum.
+pub const BUSY: &str = "busy";
 
 /// The status of a deploy that found nothing to deploy.
 pub const UNCHANGED: &str = "unchanged";

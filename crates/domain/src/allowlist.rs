@@ -180,6 +180,66 @@ pub fn script_names(doc: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The scripts of an allowlist document, signed or not; `None` when it
+/// is not one (a stored document is read back, not trusted blindly).
+pub fn scripts_of(doc: &Value) -> Option<Vec<AllowedScript>> {
+    doc["scripts"]
+        .as_array()?
+        .iter()
+        .map(|s| {
+            let arguments = match &s["arguments"] {
+                Value::Null => None,
+                Value::Array(items) => Some(
+                    items
+                        .iter()
+                        .map(|a| a.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()?,
+                ),
+                _ => return None,
+            };
+            Some(AllowedScript {
+                name: s["name"].as_str()?.to_owned(),
+                command: s["command"].as_str()?.to_owned(),
+                arguments,
+                timeout: s["timeout"].as_i64(),
+            })
+        })
+        .collect()
+}
+
+/// How a host's scripts would change from what its agent holds to what it
+/// would get: scripts added, removed, and changed (same name, another
+/// command, arguments or timeout), each sorted by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScriptChanges {
+    pub added: Vec<AllowedScript>,
+    pub removed: Vec<AllowedScript>,
+    /// The held definition and the new one.
+    pub changed: Vec<(AllowedScript, AllowedScript)>,
+}
+
+/// Compares the scripts an agent holds with those it would get.
+pub fn compare(held: &[AllowedScript], wanted: &[AllowedScript]) -> ScriptChanges {
+    let held_by_name: BTreeMap<&str, &AllowedScript> =
+        held.iter().map(|s| (s.name.as_str(), s)).collect();
+    let wanted_by_name: BTreeMap<&str, &AllowedScript> =
+        wanted.iter().map(|s| (s.name.as_str(), s)).collect();
+    let mut changes = ScriptChanges::default();
+    for (name, new) in &wanted_by_name {
+        match held_by_name.get(name) {
+            None => changes.added.push((*new).clone()),
+            Some(old) if old != new => changes.changed.push(((*old).clone(), (*new).clone())),
+            Some(_) => {}
+        }
+    }
+    changes.removed = held_by_name
+        .iter()
+        .filter(|(name, _)| !wanted_by_name.contains_key(*name))
+        .map(|(_, old)| (*old).clone())
+        .collect();
+    changes
+}
+
 /// What an agent holds, as far as its recorded state goes: the checksum
 /// and serial of an allowlist, and whether it lists any script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +307,74 @@ pub fn fingerprint(public_key: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn script(
+        name: &str,
+        command: &str,
+        arguments: Option<&[&str]>,
+        timeout: Option<i64>,
+    ) -> AllowedScript {
+        AllowedScript {
+            name: name.into(),
+            command: command.into(),
+            arguments: arguments.map(|a| a.iter().map(|s| (*s).to_owned()).collect()),
+            timeout,
+        }
+    }
+
+    #[test]
+    fn a_comparison_names_what_is_added_removed_and_changed() {
+        let held = [
+            script("backup", "/usr/bin/backup", None, Some(60)),
+            script(
+                "restart",
+                "/bin/systemctl",
+                Some(&["restart", "nginx"]),
+                None,
+            ),
+            script("uptime", "/usr/bin/uptime", None, None),
+        ];
+        let wanted = [
+            script("backup", "/usr/bin/backup", None, Some(120)),
+            script("disk", "/bin/df", Some(&["-h"]), None),
+            script("uptime", "/usr/bin/uptime", None, None),
+        ];
+        let changes = compare(&held, &wanted);
+        assert_eq!(changes.added, vec![wanted[1].clone()]);
+        assert_eq!(changes.removed, vec![held[1].clone()]);
+        assert_eq!(changes.changed, vec![(held[0].clone(), wanted[0].clone())]);
+        assert_eq!(compare(&wanted, &wanted), ScriptChanges::default());
+        let arguments_only = [script("disk", "/bin/df", None, None)];
+        assert_eq!(
+            compare(&arguments_only, &wanted[1..2]).changed.len(),
+            1,
+            "any arguments and a fixed list differ"
+        );
+    }
+
+    #[test]
+    fn a_documents_scripts_read_back_as_rendered() {
+        let list = Allowlist {
+            host_id: 7,
+            host: "web1".into(),
+            scripts: vec![
+                script("a", "/bin/a", Some(&["x", "y"]), Some(5)),
+                script("b", "/bin/b", None, None),
+            ],
+        };
+        let key = SigningKey::from_bytes(&[7; 32]);
+        assert_eq!(
+            scripts_of(&list.sign(3, "2026-12-04T00:00:00Z", &key, None)),
+            Some(list.scripts.clone())
+        );
+        assert_eq!(scripts_of(&list.document()), Some(list.scripts));
+        assert_eq!(scripts_of(&json!({"scripts": [{"name": "a"}]})), None);
+        assert_eq!(
+            scripts_of(&json!({"scripts": [{"name": "a", "command": "/a", "arguments": [1]}]})),
+            None
+        );
+        assert_eq!(scripts_of(&json!({})), None);
+    }
 
     #[test]
     fn only_a_config_on_record_that_every_agent_holds_is_nothing_to_deploy() {

@@ -90,6 +90,38 @@ impl HostResult {
     }
 }
 
+/// What a deploy would do to one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Send the host a new allowlist with scripts.
+    Update,
+    /// Send the host an empty allowlist: it may run nothing.
+    Revoke,
+    /// Send nothing: its agent holds the allowlist already.
+    Skip,
+}
+
+words!(Action, "deploy action", {
+    Update => "update",
+    Revoke => "revoke",
+    Skip => "skip",
+});
+
+/// What a deploy does to a host whose agent `holds_it` (has confirmed the
+/// very allowlist, with a serial on record) or not: without `force` such
+/// a host is skipped; any other gets its allowlist, a revocation when that
+/// lists no script.
+pub fn action(holds_it: bool, has_scripts: bool, force: bool) -> Action {
+    if holds_it && !force {
+        Action::Skip
+    } else if has_scripts {
+        Action::Update
+    } else {
+        Action::Revoke
+    }
+}
+
 /// The final status from the per-host results: `succeeded` when every
 /// host holds the allowlist (also when there are none), `failed` when none
 /// does, `partial` between.
@@ -257,6 +289,16 @@ pub fn results_version(status: DeploymentStatus, counts: &Counts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_holding_its_allowlist_is_skipped_unless_forced() {
+        assert_eq!(action(true, true, false), Action::Skip);
+        assert_eq!(action(true, false, false), Action::Skip);
+        assert_eq!(action(true, true, true), Action::Update);
+        assert_eq!(action(false, true, false), Action::Update);
+        assert_eq!(action(false, false, false), Action::Revoke);
+        assert_eq!(action(true, false, true), Action::Revoke);
+    }
 
     #[test]
     fn every_word_parses_back_to_its_value_and_nothing_else_does() {

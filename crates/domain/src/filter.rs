@@ -86,6 +86,47 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// Whether a host that no longer exists, known by its last name only,
+    /// matches: only a filter on nothing but `q` can say.
+    pub fn matches_name(&self, name: &str) -> bool {
+        let only_q = self.has_agent.is_none()
+            && self.disabled.is_none()
+            && self.imports.is_none()
+            && self.vars.is_empty();
+        only_q
+            && self
+                .q
+                .as_ref()
+                .is_none_or(|q| name.to_lowercase().contains(q))
+    }
+
+    /// The filter as query parameters, in a fixed order: how a deployment
+    /// records the hosts it covered.
+    pub fn describe(&self) -> String {
+        let flag = |b: bool| if b { "1" } else { "0" };
+        let mut parts: Vec<(String, String)> = Vec::new();
+        if let Some(q) = &self.q {
+            parts.push(("q".into(), q.clone()));
+        }
+        if let Some(b) = self.has_agent {
+            parts.push(("has_agent".into(), flag(b).into()));
+        }
+        if let Some(b) = self.disabled {
+            parts.push(("disabled".into(), flag(b).into()));
+        }
+        if let Some(t) = &self.imports {
+            parts.push(("imports".into(), t.clone()));
+        }
+        for (k, v) in &self.vars {
+            parts.push((format!("vars.{k}"), v.clone()));
+        }
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(parts)
+            .finish()
+    }
+}
+
 /// A variable matches a query value when it is that string, a number or
 /// boolean written that way, or a list containing such an element.
 fn var_matches(value: &Value, wanted: &str) -> bool {
@@ -106,6 +147,39 @@ mod tests {
     use crate::resolve::Resolver;
     use crate::{Kind, ObjectName, ObjectType, Props};
     use serde_json::json;
+
+    #[test]
+    fn a_gone_host_matches_only_a_filter_on_its_name() {
+        assert!(Filter::default().matches_name("web1"));
+        let q = Filter {
+            q: Some("web".into()),
+            ..Filter::default()
+        };
+        assert!(q.matches_name("Web1"));
+        assert!(!q.matches_name("db1"));
+        let vars = Filter {
+            q: Some("web".into()),
+            vars: vec![("env".into(), "prod".into())],
+            ..Filter::default()
+        };
+        assert!(!vars.matches_name("web1"), "its vars are gone with it");
+    }
+
+    #[test]
+    fn a_filter_describes_itself_as_query_parameters() {
+        let filter = Filter {
+            q: Some("web 1".into()),
+            has_agent: Some(true),
+            disabled: Some(false),
+            imports: Some("linux&co".into()),
+            vars: vec![("env".into(), "prod".into()), ("rack".into(), "a=b".into())],
+        };
+        assert_eq!(
+            filter.describe(),
+            "q=web+1&has_agent=1&disabled=0&imports=linux%26co&vars.env=prod&vars.rack=a%3Db"
+        );
+        assert_eq!(Filter::default().describe(), "");
+    }
 
     fn draft(name: &str, object_type: ObjectType, props: Value) -> Draft {
         let Value::Object(map) = props else {

@@ -24,6 +24,9 @@ pub struct Model {
     /// Hosts per result (JSON), set when the deployment finishes.
     #[sea_orm(column_type = "Text", nullable)]
     pub counts: Option<String>,
+    /// The host filter of a partial deployment; `None` for the whole fleet.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub scope: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
