@@ -353,3 +353,56 @@ fn refused_busy_timed_out_and_unreachable_deploys_exit_with_their_own_codes() {
     assert_eq!(nobody.code, Some(6), "{nobody}");
     assert!(nobody.stderr.contains("not reachable"), "{nobody}");
 }
+
+#[test]
+fn a_dry_run_prints_each_hosts_changes_and_hosts_limits_the_deploy() {
+    let w = World::new("", &[(72, None), (73, None)]);
+    let url = w.url();
+    let first = deploy(&url, Password::Env(PASSWORD), &["--wait"]);
+    assert_eq!(first.code, Some(0), "{first}");
+    let canary = json!({"vars": {"ring": "canary"}});
+    assert_eq!(
+        w.call("POST", "/director/host?name=node-72.example", canary)
+            .0,
+        200
+    );
+    w.allow_df();
+    let held = |i: usize| w.agents[i].held()["checksum"].clone();
+    let before = (held(0), held(1));
+
+    let dry = deploy(&url, Password::Env(PASSWORD), &["--dry-run"]);
+    assert_eq!(dry.code, Some(0), "{dry}");
+    let row = dry
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("node-72.example"))
+        .unwrap_or_else(|| panic!("no row for node-72:\n{dry}"));
+    assert!(row.contains("push") && row.contains("update"), "{row}");
+    assert!(row.contains("+ df: /usr/bin/df"), "{row}");
+    assert!(
+        dry.stdout
+            .contains("2 to update, 0 to revoke, 0 to skip: would-deploy"),
+        "{dry}"
+    );
+    assert_eq!((held(0), held(1)), before, "a dry run pushed");
+    let (_, list) = w.call("GET", "/director/config/deployments", json!({}));
+    assert_eq!(list["objects"].as_array().unwrap().len(), 1, "{list}");
+
+    let typo = deploy(
+        &url,
+        Password::Env(PASSWORD),
+        &["--hosts", "var.ring=canary"],
+    );
+    assert_eq!(typo.code, Some(2), "{typo}");
+    assert!(typo.stderr.contains("not a host filter"), "{typo}");
+
+    let partial = deploy(
+        &url,
+        Password::Env(PASSWORD),
+        &["--hosts", "vars.ring=canary", "--wait"],
+    );
+    assert_eq!(partial.code, Some(0), "{partial}");
+    assert_eq!(partial.count("deployed"), Some(1), "{partial}");
+    assert_ne!(held(0), before.0, "the canary got it");
+    assert_eq!(held(1), before.1, "the other host did not");
+}

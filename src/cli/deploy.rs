@@ -15,7 +15,11 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-pub use crate::api::{DeployAnswer, Deployment, DeploymentHost, UNCHANGED};
+pub use crate::api::{
+    BUSY, DeployAnswer, Deployment, DeploymentHost, DryRun, DryRunHost, ScriptChange,
+    ScriptDefinition, UNCHANGED,
+};
+use crate::domain::deployment::Action;
 pub use crate::domain::deployment::Counts;
 use crate::domain::deployment::{DeploymentStatus, HostResult};
 
@@ -42,6 +46,15 @@ pub struct DeployArgs {
     /// Push to every host, also to those that already hold their allowlist.
     #[arg(long)]
     pub force: bool,
+    /// Show what the deploy would do (a table of each host's changes), and
+    /// do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Deploy only to the hosts matching the hosts list's filters, joined
+    /// with & (e.g. 'vars.env=canary&has_agent=1'; q, has_agent, disabled,
+    /// imports, vars.KEY).
+    #[arg(long, value_name = "FILTER")]
+    pub hosts: Option<String>,
     /// Follow the deployment to its end, then print a summary table.
     #[arg(long)]
     pub wait: bool,
@@ -160,10 +173,55 @@ pub fn server_base(server: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-/// `POST` here starts a deployment.
-pub fn deploy_url(base: &str, force: bool) -> String {
-    let force = if force { "?force=1" } else { "" };
-    format!("{base}/director/config/deploy{force}")
+/// The host filters `--hosts` may name.
+const FILTERS: [&str; 4] = ["q", "has_agent", "disabled", "imports"];
+
+/// Parses `--hosts`: `KEY=VALUE` pairs joined with `&`, each a filter of
+/// the hosts list, values percent-decoded.
+pub fn host_filter(text: &str) -> Result<Vec<(String, String)>, String> {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(text.as_bytes())
+        .into_owned()
+        .collect();
+    if pairs.is_empty() {
+        return Err("--hosts needs a filter such as 'vars.env=canary'".into());
+    }
+    for (key, _) in &pairs {
+        let known = FILTERS.contains(&key.as_str())
+            || key.strip_prefix("vars.").is_some_and(|k| !k.is_empty());
+        if !known {
+            return Err(format!(
+                "--hosts: {key:?} is not a host filter: use q, has_agent, disabled, imports or vars.KEY"
+            ));
+        }
+    }
+    Ok(pairs)
+}
+
+/// What `POST /director/config/deploy` is asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeployQuery {
+    pub force: bool,
+    pub dry_run: bool,
+    /// Host filters (from [`host_filter`]).
+    pub hosts: Vec<(String, String)>,
+}
+
+/// `POST` here starts a deployment (or with `dry_run` tells what it would do).
+pub fn deploy_url(base: &str, query: &DeployQuery) -> String {
+    let mut params = form_urlencoded::Serializer::new(String::new());
+    if query.force {
+        params.append_pair("force", "1");
+    }
+    if query.dry_run {
+        params.append_pair("dry_run", "1");
+    }
+    params.extend_pairs(&query.hosts);
+    let params = params.finish();
+    if params.is_empty() {
+        format!("{base}/director/config/deploy")
+    } else {
+        format!("{base}/director/config/deploy?{params}")
+    }
 }
 
 /// `GET` here shows deployment `id`.
@@ -267,6 +325,124 @@ pub fn summary(deployment: &Deployment) -> String {
     lines.join("\n")
 }
 
+/// One script as a dry run's table shows it: its command and arguments.
+fn script_line(script: &ScriptDefinition) -> String {
+    let command = script.command.as_deref().unwrap_or("(no longer on record)");
+    match &script.arguments {
+        Some(arguments) if !arguments.is_empty() => {
+            format!("{}: {command} {}", script.name, arguments.join(" "))
+        }
+        Some(_) => format!("{}: {command} (no arguments)", script.name),
+        None => format!("{}: {command}", script.name),
+    }
+}
+
+/// What differs between a held script and the one that would replace it.
+fn change_line(change: &ScriptChange) -> String {
+    let arguments = |a: &Option<Vec<String>>| match a {
+        None => "any".to_owned(),
+        Some(a) => format!("[{}]", a.join(" ")),
+    };
+    let timeout = |t: Option<i64>| t.map_or_else(|| "none".to_owned(), |t| format!("{t}s"));
+    let (old, new) = (&change.old, &change.new);
+    let mut parts = Vec::new();
+    if old.command != new.command {
+        parts.push(format!(
+            "command {} -> {}",
+            old.command.as_deref().unwrap_or("?"),
+            new.command.as_deref().unwrap_or("?")
+        ));
+    }
+    if old.arguments != new.arguments {
+        parts.push(format!(
+            "arguments {} -> {}",
+            arguments(&old.arguments),
+            arguments(&new.arguments)
+        ));
+    }
+    if old.timeout != new.timeout {
+        parts.push(format!(
+            "timeout {} -> {}",
+            timeout(old.timeout),
+            timeout(new.timeout)
+        ));
+    }
+    format!("{}: {}", change.name, parts.join(", "))
+}
+
+/// The table `--dry-run` prints: each host that would get something, with
+/// its scripts added (`+`), removed (`-`) and changed (`~`), then the
+/// counts. Hosts that would be skipped are only counted.
+///
+/// ```text
+/// HOST            DELIVERY  ACTION  SCRIPTS
+/// node-0.example  push      update  + df: /usr/bin/df -h
+///                                   ~ uptime: timeout none -> 30s
+/// node-3.example  push      revoke  - uptime: /usr/bin/uptime
+/// 3 to update, 1 to revoke, 0 to skip: would-deploy (config 37a7e51e9486)
+/// ```
+pub fn dry_run_table(dry: &DryRun) -> String {
+    let shown: Vec<&DryRunHost> = dry
+        .hosts
+        .iter()
+        .filter(|h| h.action != Action::Skip)
+        .collect();
+    let width = shown
+        .iter()
+        .map(|h| printable(&h.host).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("HOST".len());
+    let mut lines = Vec::new();
+    if !shown.is_empty() {
+        lines.push(format!("{:<width$}  DELIVERY  ACTION  SCRIPTS", "HOST"));
+    }
+    for host in shown {
+        let mut scripts: Vec<String> = host
+            .added
+            .iter()
+            .map(|s| format!("+ {}", script_line(s)))
+            .collect();
+        scripts.extend(host.removed.iter().map(|s| format!("- {}", script_line(s))));
+        match &host.changed {
+            Some(changed) => {
+                scripts.extend(changed.iter().map(|c| format!("~ {}", change_line(c))))
+            }
+            None => scripts.push("? what the agent holds is no longer on record".into()),
+        }
+        if scripts.is_empty() {
+            scripts.push("(the same scripts, sent again)".into());
+        }
+        let lead = format!(
+            "{:<width$}  {:<8}  {:<6}  ",
+            printable(&host.host),
+            host.delivery.as_str(),
+            host.action.as_str()
+        );
+        let indent = " ".repeat(lead.chars().count());
+        for (i, script) in scripts.iter().enumerate() {
+            let lead = if i == 0 { &lead } else { &indent };
+            lines.push(format!("{lead}{}", printable(script)));
+        }
+    }
+    let c = &dry.counts;
+    let scope = dry
+        .scope
+        .as_deref()
+        .map(|s| format!(", hosts {}", printable(s)))
+        .unwrap_or_default();
+    lines.push(format!(
+        "{} to update, {} to revoke, {} to skip: {} (config {}{scope})",
+        c.update,
+        c.revoke,
+        c.skip,
+        dry.status,
+        dry.checksum.get(..12).unwrap_or(&dry.checksum)
+    ));
+    lines.push(String::new());
+    lines.join("\n")
+}
+
 /// Runs `steward deploy`: prints what became of the deployment on standard
 /// output, what went wrong on standard error, and answers the exit code.
 pub async fn run(args: &DeployArgs) -> ExitCode {
@@ -285,7 +461,24 @@ async fn deploy(args: &DeployArgs) -> Result<Exit, Failure> {
     let base = server_base(&args.server).map_err(|e| Failure::new(Exit::Usage, e))?;
     let password = read_password(&args.user)?;
     let api = Api::new(base, args.user.clone(), password)?;
-    let started = api.start(args.force).await?;
+    let query = DeployQuery {
+        force: args.force,
+        dry_run: args.dry_run,
+        hosts: match &args.hosts {
+            Some(text) => host_filter(text).map_err(|e| Failure::new(Exit::Usage, e))?,
+            None => Vec::new(),
+        },
+    };
+    if args.dry_run {
+        let dry: DryRun = api.post(&query, "dry run").await?;
+        print!("{}", dry_run_table(&dry));
+        return Ok(if dry.status == BUSY {
+            Exit::Conflict
+        } else {
+            Exit::Done
+        });
+    }
+    let started: Started = api.post(&query, "deploy").await?;
     let id = match (started.status.as_str(), started.deployment_id) {
         (status, Some(id)) if args.wait && is_running(status) => id,
         (status, _) if is_running(status) || status == UNCHANGED => {
@@ -379,19 +572,24 @@ impl Api {
         })
     }
 
-    /// `POST /director/config/deploy`: started, joined or unchanged; a
-    /// running deployment with another checksum is a [`Exit::Conflict`].
-    async fn start(&self, force: bool) -> Result<Started, Failure> {
+    /// `POST /director/config/deploy`: started, joined or unchanged (or a
+    /// dry run's answer); a running deployment with another checksum is a
+    /// [`Exit::Conflict`].
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &DeployQuery,
+        what: &str,
+    ) -> Result<T, Failure> {
         let request = self
             .http
-            .post(deploy_url(&self.base, force))
+            .post(deploy_url(&self.base, query))
             .header(CONTENT_TYPE, "application/json")
             .body("[]");
         let body = self.call(request).await?;
         serde_json::from_value(body).map_err(|e| {
             Failure::new(
                 Exit::NotDone,
-                format!("the server answered the deploy with an unexpected body: {e}"),
+                format!("the server answered the {what} with an unexpected body: {e}"),
             )
         })
     }
@@ -610,16 +808,76 @@ mod tests {
         );
         let base = server_base("https://h.example:8443/icingaweb2//").unwrap();
         assert_eq!(
-            deploy_url(&base, false),
+            deploy_url(&base, &DeployQuery::default()),
             "https://h.example:8443/icingaweb2/director/config/deploy"
         );
+        let forced = DeployQuery {
+            force: true,
+            ..DeployQuery::default()
+        };
         assert_eq!(
-            deploy_url(&base, true),
+            deploy_url(&base, &forced),
             "https://h.example:8443/icingaweb2/director/config/deploy?force=1"
+        );
+        let scoped = DeployQuery {
+            dry_run: true,
+            hosts: host_filter("vars.env=canary&q=web 1%26co").unwrap(),
+            ..DeployQuery::default()
+        };
+        assert_eq!(
+            deploy_url(&base, &scoped),
+            "https://h.example:8443/icingaweb2/director/config/deploy?dry_run=1&vars.env=canary&q=web+1%26co"
         );
         assert_eq!(
             deployment_url(&base, 42),
             "https://h.example:8443/icingaweb2/director/config/deployment?id=42"
+        );
+    }
+
+    #[test]
+    fn hosts_takes_only_the_hosts_lists_filters() {
+        assert_eq!(
+            host_filter("has_agent=1&vars.rack=a").unwrap(),
+            [
+                ("has_agent".to_owned(), "1".to_owned()),
+                ("vars.rack".to_owned(), "a".to_owned())
+            ]
+        );
+        for bad in ["", "var.env=prod", "name=web", "vars.=x", "q=web&force=1"] {
+            assert!(host_filter(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_dry_run_table_lists_what_each_host_would_get() {
+        let dry: DryRun = serde_json::from_value(json!({
+            "checksum": "37a7e51e9486e1065e85", "status": "would-deploy", "scope": "vars.env=canary",
+            "counts": {"update": 1, "revoke": 1, "skip": 1},
+            "hosts": [
+                {"host": "node-0.example", "host_id": 1, "delivery": "push", "action": "update",
+                 "checksum": "a", "confirmed_checksum": "b",
+                 "added": [{"name": "df", "command": "/usr/bin/df", "arguments": ["-h"], "timeout": null}],
+                 "removed": [],
+                 "changed": [{"name": "uptime",
+                     "old": {"name": "uptime", "command": "/usr/bin/uptime", "arguments": null, "timeout": null},
+                     "new": {"name": "uptime", "command": "/usr/bin/uptime", "arguments": [], "timeout": 30}}]},
+                {"host": "node-1.example", "host_id": 2, "delivery": "pull", "action": "skip",
+                 "checksum": "a", "confirmed_checksum": "a", "added": [], "removed": [], "changed": []},
+                {"host": "node-\u{1b}[2J3", "host_id": 3, "delivery": "pull", "action": "revoke",
+                 "checksum": "e", "confirmed_checksum": "f", "added": [],
+                 "removed": [{"name": "uptime", "command": null, "arguments": null, "timeout": null}],
+                 "changed": null},
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            dry_run_table(&dry),
+            "HOST            DELIVERY  ACTION  SCRIPTS\n\
+             node-0.example  push      update  + df: /usr/bin/df -h\n\
+             \x20                                 ~ uptime: arguments any -> [], timeout none -> 30s\n\
+             node- [2J3      pull      revoke  - uptime: (no longer on record)\n\
+             \x20                                 ? what the agent holds is no longer on record\n\
+             1 to update, 1 to revoke, 1 to skip: would-deploy (config 37a7e51e9486, hosts vars.env=canary)\n"
         );
     }
 
