@@ -370,7 +370,7 @@ fn actions(rendering: &Rendering, states: &HashMap<i64, AgentState>, force: bool
 async fn decide(
     db: &impl ConnectionTrait,
     rendering: &Rendering,
-    actions: &[Action],
+    states: &HashMap<i64, AgentState>,
     force: bool,
 ) -> Result<Option<Started>, ApiError> {
     use crate::store::deployments;
@@ -388,7 +388,12 @@ async fn decide(
             deployment_id: running.id,
         }));
     }
-    let agents_hold_it = actions.iter().all(|a| *a == Action::Skip);
+    let agents_hold_it = rendering.hosts.iter().all(|h| {
+        states
+            .get(&h.host_id)
+            .and_then(|s| s.confirmed_checksum.as_deref())
+            == Some(h.checksum.as_str())
+    });
     // A partial deploy records nothing when its hosts hold their
     // allowlists; a deploy of the whole fleet also needs its configuration
     // on record as the active one.
@@ -511,7 +516,7 @@ pub async fn dry_run(
     let rendering = render_all(db, &states, options.scope()).await?;
     check_covers_something(options, &rendering)?;
     let actions = actions(&rendering, &states, options.force);
-    let status = match decide(db, &rendering, &actions, options.force).await? {
+    let status = match decide(db, &rendering, &states, options.force).await? {
         Some(Started::Unchanged { .. }) => UNCHANGED.to_owned(),
         Some(Started::Running { .. }) => DeploymentStatus::Running.as_str().to_owned(),
         Some(Started::Busy { .. }) => BUSY.to_owned(),
@@ -588,7 +593,7 @@ pub async fn start(
     let rendering = render_all(&tx.tx, &states, options.scope()).await?;
     check_covers_something(options, &rendering)?;
     let actions = actions(&rendering, &states, force);
-    if let Some(decided) = decide(&tx.tx, &rendering, &actions, force).await? {
+    if let Some(decided) = decide(&tx.tx, &rendering, &states, force).await? {
         return Ok(decided);
     }
     let serial = deployments::next_serial(&tx.tx).await?;
