@@ -84,6 +84,8 @@ fn shown(stored: StoredEntry) -> Value {
         before: e.before,
         after: e.after,
         request_id: e.request_id,
+        object_id: e.object_id,
+        reverts: e.reverts,
         checksum: stored.checksum,
         parent_checksum: stored.parent_checksum,
     };

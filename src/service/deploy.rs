@@ -429,6 +429,8 @@ pub async fn start(
             json!({"checksum": rendering.checksum, "hosts": rendering.hosts.len(), "force": force}),
         ),
         request_id: caller.request_id.clone(),
+        object_id: None,
+        reverts: None,
     };
     crate::store::activity::append(&tx.tx, &entry).await?;
     let publishing = store.changes().publishing();

@@ -309,7 +309,7 @@ pub struct ActivityEntry {
     /// A user name, `cli`, or `self-service (ADDRESS)`.
     pub author: String,
     /// `create`, `modify`, `rename`, `delete`, `create-key`, `revoke-key`,
-    /// `register`, `deploy-start`, `deploy-end`, ...
+    /// `register`, `revert`, `deploy-start`, `deploy-end`, ...
     pub action: String,
     /// `host`, `script`, `user`, `deployment`.
     pub object_type: String,
@@ -324,6 +324,13 @@ pub struct ActivityEntry {
     pub after: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The changed object's stable id (object changes logged since undo
+    /// exists; absent on older entries and on entries about other things).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<i64>,
+    /// On a `revert` entry: the id of the entry it undid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverts: Option<i64>,
     /// Hex SHA-256 chaining this entry to the previous one.
     pub checksum: String,
     pub parent_checksum: String,
