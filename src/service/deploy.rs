@@ -487,6 +487,10 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployme
         version: results_version(d.status, &counts),
         counts,
         hosts: visible,
+        activity_id: match d.activity_checksum.as_deref() {
+            Some(checksum) => crate::store::activity::id_of(store.db(), checksum).await?,
+            None => None,
+        },
     })
 }
 
