@@ -124,7 +124,8 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(exit: Exit, message: impl Into<String>) -> Self {
+    /// A failure that exits with `exit`.
+    pub(crate) fn new(exit: Exit, message: impl Into<String>) -> Self {
         Failure {
             exit,
             message: message.into(),
@@ -206,7 +207,7 @@ pub fn progress(deployment: &Deployment) -> (u64, u64) {
 
 /// Control characters (a terminal's escape sequences among them) become
 /// spaces: hosts and errors come from the server, errors from its agents.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
@@ -320,7 +321,7 @@ async fn deploy(args: &DeployArgs) -> Result<Exit, Failure> {
 
 /// The password: `STEWARD_PASSWORD`, else a prompt when standard input is
 /// a terminal, else the first line of standard input.
-fn read_password(user: &str) -> Result<String, Failure> {
+pub(crate) fn read_password(user: &str) -> Result<String, Failure> {
     match std::env::var("STEWARD_PASSWORD") {
         Ok(password) if !password.is_empty() => return Ok(password),
         Ok(_) | Err(std::env::VarError::NotPresent) => {}
@@ -354,15 +355,16 @@ fn read_password(user: &str) -> Result<String, Failure> {
 }
 
 /// The server's API as one user sees it.
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
-    base: String,
+    pub(crate) base: String,
     user: String,
     password: String,
 }
 
 impl Api {
-    fn new(base: String, user: String, password: String) -> Result<Self, Failure> {
+    /// A client of the API at `base` as `user`.
+    pub(crate) fn new(base: String, user: String, password: String) -> Result<Self, Failure> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -377,6 +379,11 @@ impl Api {
             user,
             password,
         })
+    }
+
+    /// A `POST` to `url` (without a body).
+    pub(crate) fn post(&self, url: &str) -> reqwest::RequestBuilder {
+        self.http.post(url)
     }
 
     /// `POST /director/config/deploy`: started, joined or unchanged; a
@@ -411,7 +418,27 @@ impl Api {
 
     /// Sends `request` with the credentials: the JSON body of a 2xx, or a
     /// [`Failure`] saying what else came.
-    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+    pub(crate) async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let (status, location, bytes) = self.send(request).await?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Failure::new(
+                    Exit::NotDone,
+                    format!("the server answered {status} without JSON: {e}"),
+                )
+            });
+        }
+        // A refusal's meaning is in its status; its body may be anything.
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(self.refusal(status, &body, location))
+    }
+
+    /// Sends `request` with the credentials: the status, the `Location`
+    /// (printable) and the body of whatever answer came.
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Option<String>, bytes::Bytes), Failure> {
         let response = request
             .basic_auth(&self.user, Some(&self.password))
             .header(ACCEPT, "application/json")
@@ -428,21 +455,16 @@ impl Api {
             .bytes()
             .await
             .map_err(|e| unreachable(&self.base, &e))?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                Failure::new(
-                    Exit::NotDone,
-                    format!("the server answered {status} without JSON: {e}"),
-                )
-            });
-        }
-        // A refusal's meaning is in its status; its body may be anything.
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Err(self.refusal(status, &body, location))
+        Ok((status, location, bytes))
     }
 
     /// What a non-2xx answer means, in words and as an exit.
-    fn refusal(&self, status: StatusCode, body: &Value, location: Option<String>) -> Failure {
+    pub(crate) fn refusal(
+        &self,
+        status: StatusCode,
+        body: &Value,
+        location: Option<String>,
+    ) -> Failure {
         let reason = body["error"]
             .as_str()
             .map(printable)
