@@ -13,7 +13,6 @@ pub use crate::api::{Revert, RevertChange};
 /// The options of `steward revert` (its help text is on the `Revert`
 /// variant of the command enum in `main.rs`).
 #[derive(Debug, Clone, clap::Args)]
-#[group(required = true, multiple = false, id = "target")]
 pub struct RevertArgs {
     /// The server's URL, http or https, with its base path if it has one.
     #[arg(long, env = "STEWARD_SERVER", value_name = "URL")]
@@ -24,11 +23,16 @@ pub struct RevertArgs {
     #[arg(long, env = "STEWARD_USER", default_value = "admin")]
     pub user: String,
     /// Undo this activity entry alone (while its object is as it left it).
-    #[arg(long, group = "target", value_name = "ENTRY")]
+    #[arg(
+        long,
+        value_name = "ENTRY",
+        required_unless_present = "to",
+        conflicts_with = "to"
+    )]
     pub id: Option<i64>,
     /// Undo every object change after this activity entry (a deployment's
     /// activity_id), newest first, all or nothing.
-    #[arg(long, group = "target", value_name = "ENTRY")]
+    #[arg(long, value_name = "ENTRY", required_unless_present = "id")]
     pub to: Option<i64>,
     /// Show the changes it would make, and make none.
     #[arg(long)]
