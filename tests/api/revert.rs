@@ -475,3 +475,31 @@ db_test!(
         assert_eq!(d["activity_id"], json!(n));
     }
 );
+
+db_test!(
+    an_operator_without_the_users_permission_reverts_across_user_entries,
+    async |app: &TestApp| {
+        arrange(app).await;
+        let n = newest(app).await;
+        app.user("bob", "reader", json!({})).await;
+        let user_entry = newest(app).await;
+        app.create("host", json!({"object_name": "web-2"})).await;
+        let op = app.user("olga", "operator", json!({})).await;
+        let olga_entry = newest(app).await;
+
+        let uri = format!("/director/activity/revert?to={n}");
+        let r = app.as_user(&op, "POST", &uri, None).await;
+
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["skipped"], json!([olga_entry, user_entry]));
+        assert_eq!(
+            app.get("/director/host?name=web-2").await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            app.get("/director/user?name=bob").await.status,
+            StatusCode::OK,
+            "users are not reverted"
+        );
+    }
+);
