@@ -62,11 +62,12 @@ pub async fn revert(
                      revert to a later entry first"
                 )));
             }
-            // Host restrictions hide host entries; entries about users are
-            // left alone (skipped) whoever reverts.
+            // Host restrictions hide the changes of hosts outside them; what
+            // is not an object change (users, keys) is skipped, whoever
+            // reverts.
             let mut hosts = entries
                 .iter()
-                .filter(|e| e.entry.object_type == Kind::Host.as_str());
+                .filter(|e| undo_of(e.id, &e.entry).is_ok_and(|step| step.kind == Kind::Host));
             if !hosts.all(|e| visible(caller, e)) {
                 return Err(ApiError::Forbidden(format!(
                     "The changes after entry {n} include hosts outside your host restrictions"

@@ -503,3 +503,33 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    a_restricted_user_reverts_a_span_of_their_hosts_changes_and_key_entries,
+    async |app: &TestApp| {
+        arrange(app).await;
+        let n = newest(app).await;
+        app.post("/director/host/api-key?name=web-1", &json!({}))
+            .await;
+        let key_entry = newest(app).await;
+        app.post(
+            "/director/host?name=web-1",
+            &json!({"address": "127.0.0.2"}),
+        )
+        .await;
+        let webop = app
+            .user("webop", "operator", json!({"restrictions": ["web-*"]}))
+            .await;
+        let user_entry = newest(app).await;
+
+        let uri = format!("/director/activity/revert?to={n}");
+        let r = app.as_user(&webop, "POST", &uri, None).await;
+
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.json()["skipped"], json!([user_entry, key_entry]));
+        assert_eq!(
+            app.get("/director/host?name=web-1").await.json()["address"],
+            json!("127.0.0.1")
+        );
+    }
+);
