@@ -765,7 +765,8 @@ def health(P):
 # Every endpoint the server has (its router and its document come from one
 # registration): the document must name each.
 ENDPOINTS = [
-    "/director/activity", "/director/config/deploy", "/director/config/deployment",
+    "/director/activity", "/director/activity/revert", "/director/config/deploy",
+    "/director/config/deployment",
     "/director/config/deployment-status", "/director/config/deployments", "/director/config/pending",
     "/director/host", "/director/host/allowlist", "/director/host/api-key", "/director/host/ticket",
     "/director/hosts", "/director/hosts/templates", "/director/script", "/director/scripts",
@@ -1984,6 +1985,69 @@ def pull(P):
     ]
 
 
+# --------------------------------------------------------------------------
+# Undo: POST /director/activity/revert
+
+
+def revert(P):
+    h = f"{P}rv-h1"
+    H = f"/director/host?name={h}"
+    A = "/director/activity"
+    R = A + "/revert"
+
+    def newest(var):
+        return t(f"remember the newest entry as {var}",
+                 f"expect(B.objects[0].id).to.be.a('number'); setv({js(var)}, String(B.objects[0].id))")
+
+    return [
+        cleanup("host", h),
+        Req("create a host", "POST", "/director/host", body={"object_name": h, "address": "127.0.3.1"},
+            status=201, checks=[field("object_name", h)]),
+        Req("its create entry", "GET", A + f"?name={h}&limit=1", status=200, checks=[newest("rvCreate")]),
+        Req("change its address", "POST", H, body={"address": "127.0.3.2"}, status=200,
+            checks=[field("address", "127.0.3.2")]),
+        Req("the modify entry", "GET", A + f"?name={h}&limit=1", status=200, checks=[newest("rvModify")]),
+        Req("change its address again", "POST", H, body={"address": "127.0.3.3"}, status=200,
+            checks=[field("address", "127.0.3.3")]),
+        Req("the newest entry", "GET", A + f"?name={h}&limit=1", status=200, checks=[newest("rvLast")]),
+        Req("undoing the older change answers 409 naming what changed since", "POST",
+            R + "?id={{rvModify}}", status=409,
+            checks=[error_contains("address"), error_contains("changed since")]),
+        Req("the 409 changed nothing", "GET", H, status=200, checks=[field("address", "127.0.3.3")]),
+        Req("a dry run of undoing the newest change lists it", "POST", R + "?id={{rvLast}}&dry_run=1",
+            status=200,
+            checks=[field("dry_run", True),
+                    t("one modify, back to the address before",
+                      "expect(B.changes.length).to.equal(1); expect(B.changes[0].action).to.equal('modify'); "
+                      "expect(String(B.changes[0].reverts)).to.equal(getv('rvLast')); "
+                      "expect(B.changes[0].after.address).to.equal('127.0.3.2'); "
+                      "expect(B).to.not.have.property('activity_id')")]),
+        Req("the dry run changed nothing", "GET", H, status=200, checks=[field("address", "127.0.3.3")]),
+        Req("undo the newest change", "POST", R + "?id={{rvLast}}", status=200,
+            checks=[field("dry_run", False),
+                    t("it names the entry undone and the newest entry after it",
+                      "expect(String(B.changes[0].reverts)).to.equal(getv('rvLast')); "
+                      "expect(B.activity_id).to.be.a('number')")]),
+        Req("the address is back", "GET", H, status=200, checks=[field("address", "127.0.3.2")]),
+        Req("the revert entry names the entry it undid", "GET", A + f"?name={h}&action=revert&limit=1",
+            status=200,
+            checks=[t("a revert entry", "expect(B.objects[0].action).to.equal('revert'); "
+                                        "expect(String(B.objects[0].reverts)).to.equal(getv('rvLast'))")]),
+        Req("a dry run of undoing everything after the create", "POST", R + "?to={{rvCreate}}&dry_run=1",
+            status=200,
+            checks=[t("the changes, newest first, none made",
+                      "expect(B.dry_run).to.equal(true); expect(B.changes.length).to.be.above(0); "
+                      "expect(B.changes[0].action).to.equal('modify')")]),
+        Req("the dry run changed nothing either", "GET", H, status=200, checks=[field("address", "127.0.3.2")]),
+        Req("neither id nor to answers 400", "POST", R, status=400,
+            checks=[error_contains("exactly one of id")]),
+        Req("a non-numeric id answers 400", "POST", R + "?id=abc", status=400, checks=[error_contains("Invalid id")]),
+        Req("an unknown entry answers 404", "POST", R + "?id=2147483647", status=404,
+            checks=[error_contains("No activity entry")]),
+        Req("delete the host", "DELETE", H, status=200, checks=[field("object_name", h)]),
+    ]
+
+
 FOLDERS = [
     ("01-scenario", "Director sample scenario (CONTRACT section 11)", lambda P: scenario()),
     ("02-hosts", "One host: GET/POST/PUT/PATCH/DELETE, ETags, renames", hosts),
@@ -2002,6 +2066,7 @@ FOLDERS = [
     ("15-allowlists", "Allowlist preview of hosts and pending config: the deploy set, resolved scripts, checksums", allowlists),
     ("16-deploy", "Deploying: deployments, status, an unreachable agent, 409/404/400/403", deploy),
     ("17-pull", "Pulling agents: the signed allowlist by host key, ETag, long poll, a fetch counts as deployed", pull),
+    ("18-revert", "Undo: one entry, a dry run, everything after an entry, the 409 of a changed object, 400/404", revert),
 ]
 
 # --------------------------------------------------------------------------

@@ -54,6 +54,25 @@ enum Command {
     ///   6  the server is not reachable
     #[command(verbatim_doc_comment)]
     Deploy(steward::cli::deploy::DeployArgs),
+    /// Undo logged object changes through a running server's API.
+    ///
+    /// --id ENTRY undoes that activity entry while its object is still as
+    /// the entry left it; --to ENTRY undoes every host and script change
+    /// after that entry, newest first, all or nothing (a deployment's
+    /// activity_id: back to what that deployment rolled out). --dry-run
+    /// shows the changes and makes none. Prints a table of the changes.
+    /// The password comes as for `steward deploy`.
+    ///
+    /// Exit codes:
+    ///   0  the changes were made (or, with --dry-run, could be)
+    ///   1  the server answered something unexpected
+    ///   2  usage: --server, no password, no such entry, an entry that is
+    ///      not an object change, more than 1000 entries (400, 404, 422)
+    ///   3  the credentials or a permission were refused (401, 403, 429)
+    ///   4  an object changed since the entry, or is still referenced (409)
+    ///   6  the server is not reachable
+    #[command(verbatim_doc_comment)]
+    Revert(steward::cli::revert::RevertArgs),
 }
 
 /// The commands that work on a server's configuration (its database and
@@ -441,6 +460,7 @@ async fn main() -> ExitCode {
     let command = match Cli::parse().command {
         // A client of a running server: no server configuration to load.
         Command::Deploy(args) => return steward::cli::deploy::run(&args).await,
+        Command::Revert(args) => return steward::cli::revert::run(&args).await,
         Command::Server(command) => *command,
     };
     let config = match command.config_args().load() {

@@ -46,6 +46,8 @@ use utoipa::{Modify, OpenApi};
         crate::api::UserList,
         crate::api::ActivityEntry,
         crate::api::ActivityList,
+        crate::api::Revert,
+        crate::api::RevertChange,
         schemas::ApiKey,
         schemas::ApiKeyBody,
         schemas::RegisterBody,

@@ -49,6 +49,7 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         ))
         .routes(routes!(users::list_users))
         .routes(routes!(activity::list_activity))
+        .routes(routes!(activity::revert_activity))
         .routes(routes!(
             selfservice::show_key,
             selfservice::create_key,

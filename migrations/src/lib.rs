@@ -12,6 +12,7 @@ mod m20261202_000007_retired_keys;
 mod m20261203_000008_delivery_and_notifications;
 mod m20261204_000009_key_changes;
 mod m20261204_000010_deployment_scope;
+mod m20261204_000011_activity_revert;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_delivery_and_notifications::Migration),
             Box::new(m20261204_000009_key_changes::Migration),
             Box::new(m20261204_000010_deployment_scope::Migration),
+            Box::new(m20261204_000011_activity_revert::Migration),
         ]
     }
 }

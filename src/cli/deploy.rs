@@ -137,7 +137,8 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn new(exit: Exit, message: impl Into<String>) -> Self {
+    /// A failure that exits with `exit`.
+    pub(crate) fn new(exit: Exit, message: impl Into<String>) -> Self {
         Failure {
             exit,
             message: message.into(),
@@ -264,7 +265,7 @@ pub fn progress(deployment: &Deployment) -> (u64, u64) {
 
 /// Control characters (a terminal's escape sequences among them) become
 /// spaces: hosts and errors come from the server, errors from its agents.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
@@ -470,7 +471,7 @@ async fn deploy(args: &DeployArgs) -> Result<Exit, Failure> {
         },
     };
     if args.dry_run {
-        let dry: DryRun = api.post(&query, "dry run").await?;
+        let dry: DryRun = api.start(&query, "dry run").await?;
         print!("{}", dry_run_table(&dry));
         return Ok(if dry.status == BUSY {
             Exit::Conflict
@@ -478,7 +479,7 @@ async fn deploy(args: &DeployArgs) -> Result<Exit, Failure> {
             Exit::Done
         });
     }
-    let started: Started = api.post(&query, "deploy").await?;
+    let started: Started = api.start(&query, "deploy").await?;
     let id = match (started.status.as_str(), started.deployment_id) {
         (status, Some(id)) if args.wait && is_running(status) => id,
         (status, _) if is_running(status) || status == UNCHANGED => {
@@ -513,7 +514,7 @@ async fn deploy(args: &DeployArgs) -> Result<Exit, Failure> {
 
 /// The password: `STEWARD_PASSWORD`, else a prompt when standard input is
 /// a terminal, else the first line of standard input.
-fn read_password(user: &str) -> Result<String, Failure> {
+pub(crate) fn read_password(user: &str) -> Result<String, Failure> {
     match std::env::var("STEWARD_PASSWORD") {
         Ok(password) if !password.is_empty() => return Ok(password),
         Ok(_) | Err(std::env::VarError::NotPresent) => {}
@@ -547,15 +548,16 @@ fn read_password(user: &str) -> Result<String, Failure> {
 }
 
 /// The server's API as one user sees it.
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
-    base: String,
+    pub(crate) base: String,
     user: String,
     password: String,
 }
 
 impl Api {
-    fn new(base: String, user: String, password: String) -> Result<Self, Failure> {
+    /// A client of the API at `base` as `user`.
+    pub(crate) fn new(base: String, user: String, password: String) -> Result<Self, Failure> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -572,10 +574,15 @@ impl Api {
         })
     }
 
+    /// A `POST` to `url` (without a body).
+    pub(crate) fn post(&self, url: &str) -> reqwest::RequestBuilder {
+        self.http.post(url)
+    }
+
     /// `POST /director/config/deploy`: started, joined or unchanged (or a
     /// dry run's answer); a running deployment with another checksum is a
     /// [`Exit::Conflict`].
-    async fn post<T: serde::de::DeserializeOwned>(
+    async fn start<T: serde::de::DeserializeOwned>(
         &self,
         query: &DeployQuery,
         what: &str,
@@ -609,7 +616,27 @@ impl Api {
 
     /// Sends `request` with the credentials: the JSON body of a 2xx, or a
     /// [`Failure`] saying what else came.
-    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+    pub(crate) async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let (status, location, bytes) = self.send(request).await?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                Failure::new(
+                    Exit::NotDone,
+                    format!("the server answered {status} without JSON: {e}"),
+                )
+            });
+        }
+        // A refusal's meaning is in its status; its body may be anything.
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Err(self.refusal(status, &body, location))
+    }
+
+    /// Sends `request` with the credentials: the status, the `Location`
+    /// (printable) and the body of whatever answer came.
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Option<String>, bytes::Bytes), Failure> {
         let response = request
             .basic_auth(&self.user, Some(&self.password))
             .header(ACCEPT, "application/json")
@@ -626,21 +653,16 @@ impl Api {
             .bytes()
             .await
             .map_err(|e| unreachable(&self.base, &e))?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                Failure::new(
-                    Exit::NotDone,
-                    format!("the server answered {status} without JSON: {e}"),
-                )
-            });
-        }
-        // A refusal's meaning is in its status; its body may be anything.
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Err(self.refusal(status, &body, location))
+        Ok((status, location, bytes))
     }
 
     /// What a non-2xx answer means, in words and as an exit.
-    fn refusal(&self, status: StatusCode, body: &Value, location: Option<String>) -> Failure {
+    pub(crate) fn refusal(
+        &self,
+        status: StatusCode,
+        body: &Value,
+        location: Option<String>,
+    ) -> Failure {
         let reason = body["error"]
             .as_str()
             .map(printable)

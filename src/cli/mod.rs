@@ -3,3 +3,4 @@
 //! directory.
 
 pub mod deploy;
+pub mod revert;

@@ -507,6 +507,8 @@ impl Deployer {
             before: None,
             after: Some(after),
             request_id: current.request_id.clone(),
+            object_id: None,
+            reverts: None,
         };
         activity::append(&tx.tx, &entry).await?;
         let pruned = deployments::prune(&tx.tx, self.keep).await?;

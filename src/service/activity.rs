@@ -84,6 +84,8 @@ fn shown(stored: StoredEntry) -> Value {
         before: e.before,
         after: e.after,
         request_id: e.request_id,
+        object_id: e.object_id,
+        reverts: e.reverts,
         checksum: stored.checksum,
         parent_checksum: stored.parent_checksum,
     };
@@ -94,7 +96,7 @@ fn shown(stored: StoredEntry) -> Value {
 /// Whether the caller may see an entry: entries about users (names, roles,
 /// restrictions) only with the `users` permission, and entries about host
 /// objects outside the caller's restrictions never.
-fn visible(caller: &Caller, stored: &StoredEntry) -> bool {
+pub(crate) fn visible(caller: &Caller, stored: &StoredEntry) -> bool {
     let e = &stored.entry;
     if e.object_type == USER_ENTRIES {
         return caller.permissions.contains(&Permission::Users);

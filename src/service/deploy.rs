@@ -686,6 +686,8 @@ pub async fn start(
             "scope": recorded_scope(options, &rendering),
         })),
         request_id: caller.request_id.clone(),
+        object_id: None,
+        reverts: None,
     };
     crate::store::activity::append(&tx.tx, &entry).await?;
     let publishing = store.changes().publishing();
@@ -743,6 +745,10 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployme
         version: results_version(d.status, &counts),
         counts,
         hosts: visible,
+        activity_id: match d.activity_checksum.as_deref() {
+            Some(checksum) => crate::store::activity::id_of(store.db(), checksum).await?,
+            None => None,
+        },
     })
 }
 

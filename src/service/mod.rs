@@ -6,6 +6,7 @@ pub mod caller;
 pub mod deploy;
 pub mod lists;
 pub mod objects;
+pub mod revert;
 pub mod selfservice;
 pub mod users;
 pub mod waiting;

@@ -158,11 +158,30 @@ pub(crate) fn representation(draft: &Draft) -> Value {
     )
 }
 
-/// Logs one change of an object in the write transaction.
-pub(crate) async fn log(
+/// How a change is logged: its action, and the entry it undoes when it is
+/// a `revert`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Logged<'a> {
+    pub action: &'a str,
+    pub reverts: Option<i64>,
+}
+
+impl<'a> Logged<'a> {
+    /// A change logged as `action`.
+    pub(crate) fn as_action(action: &'a str) -> Self {
+        Self {
+            action,
+            reverts: None,
+        }
+    }
+}
+
+/// Logs one change of object `object_id` in the write transaction.
+async fn log(
     tx: &ObjectTx<'_>,
     caller: &Caller,
-    action: &str,
+    logged: Logged<'_>,
+    object_id: i64,
     before: Option<&Draft>,
     after: Option<&Draft>,
 ) -> Result<(), ApiError> {
@@ -172,12 +191,14 @@ pub(crate) async fn log(
     let entry = Entry {
         at: now_millis(),
         author: caller.author.clone(),
-        action: action.to_owned(),
+        action: logged.action.to_owned(),
         object_type: subject.kind.as_str().to_owned(),
         object_name: subject.name.as_str().to_owned(),
         before: before.map(representation),
         after: after.map(representation),
         request_id: caller.request_id.clone(),
+        object_id: Some(object_id),
+        reverts: logged.reverts,
     };
     tx.append_activity(&entry).await?;
     Ok(())
@@ -319,13 +340,13 @@ async fn finish_change(
 
 /// Writes `next` over `current` inside a write transaction: a rename
 /// rewrites every dependant; references are checked and recorded, and each
-/// changed object gets an activity entry (`action`, or `modify`/`rename`).
+/// changed object gets an activity entry (as `logged`, or `modify`/`rename`).
 pub(crate) async fn apply_change(
     tx: &ObjectTx<'_>,
     caller: &Caller,
     current: &StoredObject,
     next: &Draft,
-    action: Option<&str>,
+    logged: Option<Logged<'_>>,
 ) -> Result<StoredObject, ApiError> {
     let renamed = next.name != current.draft.name;
     if renamed {
@@ -348,7 +369,8 @@ pub(crate) async fn apply_change(
             log(
                 tx,
                 caller,
-                "modify",
+                Logged::as_action("modify"),
+                dependant.id,
                 Some(&dependant.draft),
                 Some(&followed),
             )
@@ -365,8 +387,17 @@ pub(crate) async fn apply_change(
     if references_changed {
         store_refs(tx, &stored).await?;
     }
-    let action = action.unwrap_or(if renamed { "rename" } else { "modify" });
-    log(tx, caller, action, Some(&current.draft), Some(next)).await?;
+    let logged =
+        logged.unwrap_or_else(|| Logged::as_action(if renamed { "rename" } else { "modify" }));
+    log(
+        tx,
+        caller,
+        logged,
+        current.id,
+        Some(&current.draft),
+        Some(next),
+    )
+    .await?;
     Ok(stored)
 }
 
@@ -383,6 +414,20 @@ pub async fn delete(
     let current = find_visible(&tx, caller, kind, name).await?;
     check_if_match(conditions, Some(&current))?;
     caller.may_write(&current.draft)?;
+    delete_in(&tx, caller, &current, Logged::as_action("delete")).await?;
+    tx.commit().await?;
+    Ok(shown(&current))
+}
+
+/// Deletes `current` inside a write transaction (409 while others
+/// reference it), retiring its key, with an activity entry as `logged`.
+pub(crate) async fn delete_in(
+    tx: &ObjectTx<'_>,
+    caller: &Caller,
+    current: &StoredObject,
+    logged: Logged<'_>,
+) -> Result<(), ApiError> {
+    let (kind, name) = (current.draft.kind, &current.draft.name);
     let dependants = tx.dependants(current.id).await?;
     if !dependants.is_empty() {
         let what = if current.draft.object_type == ObjectType::Template {
@@ -398,10 +443,8 @@ pub async fn delete(
         )));
     }
     tx.retire_key(current.id).await?;
-    tx.delete(&current).await?;
-    log(&tx, caller, "delete", Some(&current.draft), None).await?;
-    tx.commit().await?;
-    Ok(shown(&current))
+    tx.delete(current).await?;
+    log(tx, caller, logged, current.id, Some(&current.draft), None).await
 }
 
 /// Names the dependants the caller may see, and counts the others.
@@ -438,21 +481,26 @@ async fn insert(
     caller: &Caller,
     draft: &Draft,
 ) -> Result<StoredObject, ApiError> {
-    insert_as(tx, caller, draft, "create").await
+    insert_as(tx, caller, draft, Logged::as_action("create"), None).await
 }
 
-/// Inserts a new object inside a write transaction, with its references
-/// checked and recorded and an activity entry for `action`.
+/// Inserts a new object inside a write transaction (with the stable id
+/// `id` when given, which no object may have), with its references
+/// checked and recorded and an activity entry as `logged`.
 pub(crate) async fn insert_as(
     tx: &ObjectTx<'_>,
     caller: &Caller,
     draft: &Draft,
-    action: &str,
+    logged: Logged<'_>,
+    id: Option<i64>,
 ) -> Result<StoredObject, ApiError> {
     check_references(tx, draft, None).await?;
-    let stored = tx.insert(draft).await?;
+    let stored = match id {
+        Some(id) => tx.insert_with_id(id, draft).await?,
+        None => tx.insert(draft).await?,
+    };
     store_refs(tx, &stored).await?;
-    log(tx, caller, action, None, Some(draft)).await?;
+    log(tx, caller, logged, stored.id, None, Some(draft)).await?;
     Ok(stored)
 }
 

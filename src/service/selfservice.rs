@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::caller::Caller;
-use super::objects::{apply_change, insert_as, resolver};
+use super::objects::{Logged, apply_change, insert_as, resolver};
 use super::waiting::Wait;
 use crate::api::{AgentConfig, ApiKey, NextKey, SigningKey};
 use crate::domain::activity::Entry;
@@ -85,6 +85,8 @@ async fn log_key(
         before,
         after,
         request_id: caller.request_id.clone(),
+        object_id: None,
+        reverts: None,
     };
     activity::append(db, &entry).await?;
     Ok(())
@@ -237,7 +239,14 @@ pub async fn register(
         }
         let next = write::merge(&owner.draft, &props).map_err(ApiError::from)?;
         if next != owner.draft {
-            apply_change(&tx, caller, &owner, &next, Some("register")).await?;
+            apply_change(
+                &tx,
+                caller,
+                &owner,
+                &next,
+                Some(Logged::as_action("register")),
+            )
+            .await?;
             tx.keys_changed();
             tx.commit().await?;
         }
@@ -297,7 +306,14 @@ pub async fn register(
                 .into());
             }
             let next = write::merge(&host.draft, &props).map_err(ApiError::from)?;
-            apply_change(&tx, caller, &host, &next, Some("register")).await?
+            apply_change(
+                &tx,
+                caller,
+                &host,
+                &next,
+                Some(Logged::as_action("register")),
+            )
+            .await?
         }
         // 8. A new host importing the template.
         None => {
@@ -305,7 +321,7 @@ pub async fn register(
             body.insert("object_name".into(), host_name.as_str().into());
             body.insert("imports".into(), json!([owner.draft.name.as_str()]));
             let draft = write::create(Kind::Host, None, &body).map_err(ApiError::from)?;
-            insert_as(&tx, caller, &draft, "register").await?
+            insert_as(&tx, caller, &draft, Logged::as_action("register"), None).await?
         }
     };
     keys::replace(&tx, host.id, &new_key.hash, Limits::default()).await?;

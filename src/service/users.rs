@@ -95,6 +95,8 @@ async fn log(
         before: before.map(shown),
         after,
         request_id: caller.request_id.clone(),
+        object_id: None,
+        reverts: None,
     };
     activity::append(db, &entry).await?;
     Ok(())

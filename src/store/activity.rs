@@ -51,6 +51,8 @@ fn decode(row: activity::Model) -> StoredEntry {
             before: parse_json(row.before),
             after: parse_json(row.after),
             request_id: row.request_id,
+            object_id: row.object_id,
+            reverts: row.reverts,
         },
         parent_checksum: row.parent_checksum,
         checksum: row.checksum,
@@ -71,7 +73,7 @@ pub async fn append(db: &impl Exec, entry: &Entry) -> Result<(), DbErr> {
                 .into_query(),
         )
     });
-    static INSERT: Shape<10> = Shape::new(|backend, values| {
+    static INSERT: Shape<12> = Shape::new(|backend, values| {
         use activity::Column as C;
         let mut query = sea_query::Query::insert();
         query.into_table(activity::Entity).columns([
@@ -83,6 +85,8 @@ pub async fn append(db: &impl Exec, entry: &Entry) -> Result<(), DbErr> {
             C::Before,
             C::After,
             C::RequestId,
+            C::ObjectId,
+            C::Reverts,
             C::ParentChecksum,
             C::Checksum,
         ]);
@@ -108,12 +112,59 @@ pub async fn append(db: &impl Exec, entry: &Entry) -> Result<(), DbErr> {
             entry.before.as_ref().map(Value::to_string).into(),
             entry.after.as_ref().map(Value::to_string).into(),
             entry.request_id.clone().into(),
+            entry.object_id.into(),
+            entry.reverts.into(),
             parent.into(),
             checksum.into(),
         ],
     )?;
     db.insert_raw(stmt).await?;
     Ok(())
+}
+
+/// Entry `id`, read through any connection (a write transaction too).
+pub async fn get(db: &impl Exec, id: i64) -> Result<Option<StoredEntry>, DbErr> {
+    let query = activity::Entity::find_by_id(id).into_query();
+    Ok(db.row::<activity::Model, _>(&query).await?.map(decode))
+}
+
+/// The entries after `after_id`, newest first, at most `limit`, read
+/// through any connection (a write transaction too).
+pub async fn newest_after(
+    db: &impl Exec,
+    after_id: i64,
+    limit: u64,
+) -> Result<Vec<StoredEntry>, DbErr> {
+    let query = activity::Entity::find()
+        .filter(activity::Column::Id.gt(after_id))
+        .order_by_desc(activity::Column::Id)
+        .limit(limit)
+        .into_query();
+    Ok(db
+        .rows::<activity::Model, _>(&query)
+        .await?
+        .into_iter()
+        .map(decode)
+        .collect())
+}
+
+/// The id of the newest entry about `object_type` `name` after `after_id`.
+pub async fn newest_about(
+    db: &impl Exec,
+    object_type: &str,
+    name: &str,
+    after_id: i64,
+) -> Result<Option<i64>, DbErr> {
+    let query = activity::Entity::find()
+        .select_only()
+        .column(activity::Column::Id)
+        .filter(activity::Column::Id.gt(after_id))
+        .filter(activity::Column::ObjectType.eq(object_type))
+        .filter(activity::Column::ObjectName.eq(name))
+        .order_by_desc(activity::Column::Id)
+        .limit(1)
+        .into_query();
+    Ok(db.row::<(i64,), _>(&query).await?.map(|(id,)| id))
 }
 
 /// Entries matching `query`, newest first, at most `limit`.

@@ -179,6 +179,16 @@ pub async fn retire(db: &impl Exec, object_id: i64) -> Result<(), DbErr> {
     Ok(())
 }
 
+/// Forgets the retired keys of `host_id` inside an object write: a host
+/// recreated with its id does not get back the key its deletion retired.
+pub async fn forget_retired_in(db: &impl Exec, host_id: i64) -> Result<(), DbErr> {
+    let query = retired_key::Entity::delete_many()
+        .filter(retired_key::Column::HostId.eq(host_id))
+        .into_query();
+    db.run(&query).await?;
+    Ok(())
+}
+
 /// Forgets the retired key of `host_id`: its agent holds an empty
 /// allowlist, and needs nothing more.
 pub async fn forget_retired(db: &impl ConnectionTrait, host_id: i64) -> Result<(), DbErr> {

@@ -120,6 +120,22 @@ impl<'a> ObjectTx<'a> {
         objects::insert(self, draft).await
     }
 
+    /// Inserts a new object with the stable id `id` (see [`objects::insert_with_id`]).
+    pub async fn insert_with_id(&self, id: i64, draft: &Draft) -> Result<StoredObject, DbErr> {
+        objects::insert_with_id(self, id, draft).await
+    }
+
+    /// One object by its stable id.
+    pub async fn find_by_id(&self, id: i64) -> Result<Option<StoredObject>, DbErr> {
+        objects::find_by_id(self, id).await
+    }
+
+    /// Forgets the retired keys of host `host_id` (see [`keys::forget_retired_in`]).
+    pub async fn forget_retired_keys(&self, host_id: i64) -> Result<(), DbErr> {
+        self.keys_changed();
+        keys::forget_retired_in(self, host_id).await
+    }
+
     /// Overwrites `current` with `draft`.
     pub async fn update(
         &self,

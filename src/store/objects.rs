@@ -208,36 +208,68 @@ pub async fn count(
 /// Inserts a new object and answers its id.
 pub async fn insert(db: &impl Exec, draft: &Draft) -> Result<StoredObject, DbErr> {
     static INSERT: Shape<7> = Shape::new(|backend, values| {
-        use object::Column as C;
         let mut query = Query::insert();
-        query.into_table(object::Entity).columns([
-            C::Kind,
-            C::ObjectName,
-            C::ObjectType,
-            C::Properties,
-            C::Checksum,
-            C::CreatedAt,
-            C::UpdatedAt,
-        ]);
+        query.into_table(object::Entity).columns(INSERTED);
         // As many values as columns: it cannot fail (and a value left out
         // would fail the shape's build).
         let _ = query.values(values.map(Expr::from));
         insert_statement(backend, &query)
     });
-    let now = now_millis();
     let checksum = draft.checksum();
-    let stmt = INSERT.bind(
-        db.backend(),
-        [
-            draft.kind.as_str().into(),
-            draft.name.as_str().into(),
-            draft.object_type.as_str().into(),
-            encode_props(draft).into(),
-            checksum.clone().into(),
-            now.into(),
-            now.into(),
-        ],
-    )?;
+    let stmt = INSERT.bind(db.backend(), inserted_values(draft, &checksum))?;
+    inserted(db, draft, stmt, checksum).await
+}
+
+/// Inserts a new object with the stable id `id`, which no object has (an
+/// undone delete recreates the object it was).
+pub async fn insert_with_id(db: &impl Exec, id: i64, draft: &Draft) -> Result<StoredObject, DbErr> {
+    static INSERT: Shape<8> = Shape::new(|backend, values| {
+        let mut query = Query::insert();
+        query
+            .into_table(object::Entity)
+            .columns(std::iter::once(object::Column::Id).chain(INSERTED));
+        let _ = query.values(values.map(Expr::from));
+        insert_statement(backend, &query)
+    });
+    let checksum = draft.checksum();
+    let [a, b, c, d, e, f, g] = inserted_values(draft, &checksum);
+    let stmt = INSERT.bind(db.backend(), [id.into(), a, b, c, d, e, f, g])?;
+    inserted(db, draft, stmt, checksum).await
+}
+
+/// The columns an insert sets (besides the id).
+const INSERTED: [object::Column; 7] = [
+    object::Column::Kind,
+    object::Column::ObjectName,
+    object::Column::ObjectType,
+    object::Column::Properties,
+    object::Column::Checksum,
+    object::Column::CreatedAt,
+    object::Column::UpdatedAt,
+];
+
+/// The values of [`INSERTED`] for `draft`.
+fn inserted_values(draft: &Draft, checksum: &str) -> [SeaValue; 7] {
+    let now = now_millis();
+    [
+        draft.kind.as_str().into(),
+        draft.name.as_str().into(),
+        draft.object_type.as_str().into(),
+        encode_props(draft).into(),
+        checksum.into(),
+        now.into(),
+        now.into(),
+    ]
+}
+
+/// Runs an insert of `draft` and bumps its kind's template revision when
+/// it is a template.
+async fn inserted(
+    db: &impl Exec,
+    draft: &Draft,
+    stmt: sea_orm::Statement,
+    checksum: String,
+) -> Result<StoredObject, DbErr> {
     let id = db.insert_raw(stmt).await?;
     if is_template(draft) {
         bump_templates(db, draft.kind).await?;

@@ -388,6 +388,8 @@ mod tests {
             before: None,
             after: Some(json!({ "object_name": name })),
             request_id: None,
+            object_id: None,
+            reverts: None,
         }
     }
 

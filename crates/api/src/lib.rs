@@ -102,6 +102,11 @@ pub struct Deployment {
     pub counts: Counts,
     /// The hosts the user may see; `[]` once the details were pruned.
     pub hosts: Vec<DeploymentHost>,
+    /// The newest activity entry when it started (`null` before any):
+    /// `POST /director/activity/revert?to=` with it brings the objects back
+    /// to what it rolled out.
+    #[serde(default)]
+    pub activity_id: Option<i64>,
 }
 
 /// One host's result in a deployment.
@@ -392,7 +397,7 @@ pub struct ActivityEntry {
     /// A user name, `cli`, or `self-service (ADDRESS)`.
     pub author: String,
     /// `create`, `modify`, `rename`, `delete`, `create-key`, `revoke-key`,
-    /// `register`, `deploy-start`, `deploy-end`, ...
+    /// `register`, `revert`, `deploy-start`, `deploy-end`, ...
     pub action: String,
     /// `host`, `script`, `user`, `deployment`.
     pub object_type: String,
@@ -407,6 +412,13 @@ pub struct ActivityEntry {
     pub after: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The changed object's stable id (object changes logged since undo
+    /// exists; absent on older entries and on entries about other things).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<i64>,
+    /// On a `revert` entry: the id of the entry it undid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverts: Option<i64>,
     /// Hex SHA-256 chaining this entry to the previous one.
     pub checksum: String,
     pub parent_checksum: String,
@@ -533,4 +545,43 @@ mod tests {
             r#"{"object_name":"b","role":"admin","disabled":true}"#
         );
     }
+}
+
+/// One change an undo makes (or, on a dry run, would make).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RevertChange {
+    /// The id of the activity entry undone.
+    pub reverts: i64,
+    /// What the undo does to the object: `create`, `delete`, `modify` or `rename`.
+    pub action: String,
+    /// `host` or `script`.
+    pub object_type: String,
+    /// The object's name when the undo finds it (for `create`: the name it
+    /// is created with).
+    pub object_name: String,
+    /// The name a `rename` gives it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_name: Option<String>,
+    /// The object as the undo leaves it (absent for `delete`).
+    #[schema(value_type = Option<Object>)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+}
+
+/// What `POST /director/activity/revert` did, or on a dry run would do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Revert {
+    pub dry_run: bool,
+    /// The changes, in the order they run (newest entry first).
+    pub changes: Vec<RevertChange>,
+    /// Entries already undone by an earlier change of this revert (a
+    /// dependant a rename back rewrote): nothing to do.
+    pub unchanged: Vec<i64>,
+    /// Entries that are not changes of hosts or scripts (users,
+    /// deployments, keys): left alone.
+    pub skipped: Vec<i64>,
+    /// The newest activity entry once the revert is written (absent on a
+    /// dry run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_id: Option<i64>,
 }

@@ -23,13 +23,18 @@ pub struct Entry {
     /// The object after the change (no secrets), if it still exists.
     pub after: Option<Value>,
     pub request_id: Option<String>,
+    /// The changed object's stable id, on object changes (absent on entries
+    /// written before it was kept, and on entries about other things).
+    pub object_id: Option<i64>,
+    /// On a `revert` entry: the id of the entry it undid.
+    pub reverts: Option<i64>,
 }
 
 impl Entry {
     /// Hex SHA-256 over the entry's canonical JSON and its parent's checksum:
     /// altering any stored entry breaks its checksum or the next one's link.
     pub fn checksum(&self, parent: &str) -> String {
-        let canonical = json!({
+        let mut canonical = json!({
             "action": self.action,
             "after": self.after,
             "at": self.at,
@@ -40,6 +45,13 @@ impl Entry {
             "parent_checksum": parent,
             "request_id": self.request_id,
         });
+        // Covered only when set: entries from before these fields existed
+        // keep the checksums they were written with.
+        for (key, value) in [("object_id", self.object_id), ("reverts", self.reverts)] {
+            if let Some(value) = value {
+                canonical[key] = json!(value);
+            }
+        }
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
 }
@@ -84,6 +96,8 @@ mod tests {
             before: None,
             after: Some(json!({"object_name": name})),
             request_id: Some("r1".into()),
+            object_id: None,
+            reverts: None,
         }
     }
 
@@ -120,5 +134,24 @@ mod tests {
         changed.request_id = None;
         assert_ne!(base.checksum(GENESIS), changed.checksum(GENESIS));
         assert_ne!(base.checksum(GENESIS), base.checksum("x"));
+        let mut with_id = base.clone();
+        with_id.object_id = Some(7);
+        assert_ne!(base.checksum(GENESIS), with_id.checksum(GENESIS));
+        let mut reverting = base.clone();
+        reverting.reverts = Some(3);
+        assert_ne!(base.checksum(GENESIS), reverting.checksum(GENESIS));
+        assert_ne!(with_id.checksum(GENESIS), reverting.checksum(GENESIS));
+    }
+
+    #[test]
+    fn an_entry_without_object_id_or_reverts_keeps_the_checksum_it_had() {
+        // The checksum of this entry as written before those fields existed.
+        let canonical = json!({
+            "action": "create", "after": {"object_name": "a"}, "at": 1,
+            "author": "alice", "before": null, "object_name": "a",
+            "object_type": "host", "parent_checksum": GENESIS, "request_id": "r1",
+        });
+        let old = hex::encode(Sha256::digest(canonical.to_string().as_bytes()));
+        assert_eq!(entry("a").checksum(GENESIS), old);
     }
 }
