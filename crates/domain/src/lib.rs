@@ -16,6 +16,7 @@ pub mod network;
 pub mod normalise;
 pub mod object;
 pub mod resolve;
+pub mod staging;
 #[cfg(feature = "sea-orm")]
 mod stored;
 pub mod text;
