@@ -11,6 +11,7 @@ mod m20261123_000006_template_revisions;
 mod m20261202_000007_retired_keys;
 mod m20261203_000008_delivery_and_notifications;
 mod m20261204_000009_key_changes;
+mod m20261204_000010_staged_deploys;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_retired_keys::Migration),
             Box::new(m20261203_000008_delivery_and_notifications::Migration),
             Box::new(m20261204_000009_key_changes::Migration),
+            Box::new(m20261204_000010_staged_deploys::Migration),
         ]
     }
 }

@@ -119,7 +119,8 @@ impl QueryParams {
 }
 
 /// The query flags of the API.
-const KNOWN_FLAGS: [&str; 6] = [
+const KNOWN_FLAGS: [&str; 7] = [
+    "resume",
     "resolved",
     "withNull",
     "count",

@@ -9,7 +9,7 @@ use super::caller::Caller;
 use super::waiting::Wait;
 use crate::api::{
     ActiveConfiguration, AllowlistPreview, Confirmed, Deployment, DeploymentHost, DeploymentList,
-    DeploymentSummary, DirectorStatus, Pending, PendingHost,
+    DeploymentSummary, DirectorStatus, Pending, PendingHost, StageSummary, Staging as StagingView,
 };
 use crate::domain::allowlist::{
     Allowlist, ScriptSource, config_checksum, nothing_to_deploy, render,
@@ -17,10 +17,12 @@ use crate::domain::allowlist::{
 use crate::domain::auth::Permission;
 use crate::domain::deployment::{
     Counts, DeploymentStatus, HostResult, activity_state, config_state, results_version,
+    stage_state,
 };
 use crate::domain::kind::{DEFAULT_AGENT_PORT, Delivery};
 use crate::domain::normalise::parse_bool;
 use crate::domain::resolve::Resolver;
+use crate::domain::staging::Plan;
 use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
 use crate::store::agents::{self, AgentState};
@@ -303,6 +305,7 @@ pub async fn start(
     caller: &Caller,
     key: &crate::signing::ServerKey,
     force: bool,
+    staging: Option<&Plan>,
     owner: &str,
     metrics: &crate::metrics::Metrics,
 ) -> Result<Started, ApiError> {
@@ -359,7 +362,7 @@ pub async fn start(
     // Only what changed is signed and pushed: a host whose agent holds
     // its rendered allowlist is `skipped` from the start (unless `force`),
     // its row naming the serial the agent holds and carrying no document.
-    let rows: Vec<deployments::DeploymentHost> = on_every_core(&rendering.hosts, |h| {
+    let mut rows: Vec<deployments::DeploymentHost> = on_every_core(&rendering.hosts, |h| {
         let held = states
             .get(&h.host_id)
             .filter(|s| s.confirmed_checksum.as_deref() == Some(h.checksum.as_str()))
@@ -390,8 +393,13 @@ pub async fn start(
             attempts: 0,
             updated_at: now,
             delivery: h.delivery,
+            stage: 1,
+            staged_allowlist: String::new(),
         }
     });
+    if let Some(plan) = staging {
+        stage(&tx.tx, deployment.id, plan, &mut rows, now).await?;
+    }
     let skipped = rows
         .iter()
         .filter(|r| r.result == HostResult::Skipped)
@@ -460,6 +468,21 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployme
     // details were pruned.
     let counts = deployments::stored_counts(&d)
         .unwrap_or_else(|| Counts::of(&hosts.iter().map(|h| h.result).collect::<Vec<_>>()));
+    let staged = d.stages.is_some();
+    let staging = d.stages.clone().map(|stages| StagingView {
+        summary: stage_summary(&hosts, d.stage_count, d.stage),
+        stages,
+        stage_count: u32::try_from(d.stage_count).unwrap_or(0),
+        stage: u32::try_from(d.stage).unwrap_or(0),
+        max_failed: d
+            .max_failed
+            .and_then(|m| u64::try_from(m).ok())
+            .unwrap_or(0),
+        accepted_failures: u64::try_from(d.accepted_failures).unwrap_or(0),
+        stage_wait: u32::try_from(d.stage_wait).unwrap_or(0),
+        next_stage_at: d.next_stage_at.and_then(time),
+        halted_reason: d.halted_reason.clone(),
+    });
     let visible = hosts
         .into_iter()
         .filter(|h| caller.restrictions.allows(&h.host_name))
@@ -472,6 +495,7 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployme
             result: h.result,
             error: h.error,
             attempts: h.attempts,
+            stage: u32::try_from(h.stage).ok().filter(|s| staged && *s > 0),
         })
         .collect();
     Ok(Deployment {
@@ -482,8 +506,14 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployme
         force: d.force,
         started_at: time(d.started_at),
         finished_at: d.finished_at.and_then(time),
-        version: results_version(d.status, &counts),
+        version: results_version(
+            d.status,
+            &counts,
+            u32::try_from(d.stage).unwrap_or(0),
+            d.next_stage_at.is_some(),
+        ),
         counts,
+        staging,
         hosts: visible,
     })
 }
@@ -535,15 +565,141 @@ pub async fn cancel(store: &Store, caller: &Caller, id: i64) -> Result<Deploymen
     let d = deployments::get(&tx.tx, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("No such deployment {id}")))?;
-    if d.status.is_final() {
+    match d.status {
+        DeploymentStatus::Running => {
+            deployments::set_status(&tx.tx, id, DeploymentStatus::Cancelled).await?;
+        }
+        // Nobody runs a halted deployment: its end is written here.
+        DeploymentStatus::Halted => {
+            let hosts = deployments::hosts(&tx.tx, id).await?;
+            let counts = Counts::of(&hosts.iter().map(|h| h.result).collect::<Vec<_>>());
+            deployments::finish(&tx.tx, id, DeploymentStatus::Cancelled, &counts).await?;
+            let entry = crate::deploy::end_entry(&d, DeploymentStatus::Cancelled, &counts);
+            crate::store::activity::append(&tx.tx, &entry).await?;
+        }
+        _ => {
+            return Err(ApiError::Conflict(format!(
+                "Deployment {id} is {}, not running or halted",
+                d.status
+            )));
+        }
+    }
+    tx.commit_keys_unchanged().await?;
+    details(store, caller, id).await
+}
+
+/// `POST /director/config/deployment?id=N&resume=1`: a halted deployment
+/// goes on with its next stage, run by `owner` (the caller spawns the
+/// runner). Only the newest deployment may be resumed: a later one's
+/// serials are newer, and agents refuse older ones.
+pub async fn resume(store: &Store, caller: &Caller, id: i64, owner: &str) -> Result<(), ApiError> {
+    use crate::store::deployments;
+    caller.require(Permission::Deploy)?;
+    let tx = store.begin_write().await?;
+    let d = deployments::get(&tx.tx, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("No such deployment {id}")))?;
+    if d.status != DeploymentStatus::Halted {
         return Err(ApiError::Conflict(format!(
-            "Deployment {id} is {}, not running",
+            "Deployment {id} is {}, not halted",
             d.status
         )));
     }
-    deployments::set_status(&tx.tx, id, DeploymentStatus::Cancelled).await?;
+    let newest = deployments::newest_id(&tx.tx).await?;
+    if newest != id {
+        return Err(ApiError::Conflict(format!(
+            "Deployment {id} cannot be resumed: deployment {newest} is newer"
+        )));
+    }
+    let now = crate::store::now_millis();
+    let accepted = deployments::trouble_count(&tx.tx, id, d.stage).await?;
+    deployments::resume(
+        &tx.tx,
+        id,
+        owner,
+        crate::deploy::lease_until(now),
+        i64::try_from(accepted).unwrap_or(i64::MAX),
+        now,
+    )
+    .await?;
+    let entry = crate::domain::activity::Entry {
+        at: now,
+        author: caller.author.clone(),
+        action: "deploy-resume".into(),
+        object_type: "deployment".into(),
+        object_name: id.to_string(),
+        before: None,
+        after: Some(json!({
+            "checksum": d.checksum,
+            "stage": d.stage,
+            "accepted_failures": accepted,
+        })),
+        request_id: caller.request_id.clone(),
+    };
+    crate::store::activity::append(&tx.tx, &entry).await?;
     tx.commit_keys_unchanged().await?;
-    details(store, caller, id).await
+    Ok(())
+}
+
+/// Gives a new deployment's rows their stages ([`crate::domain::staging`]):
+/// the hosts that get a new allowlist (not the skipped ones) in the
+/// spread order; the allowlists of every stage but the first are kept
+/// apart until their stage begins. Records the plan on the deployment.
+async fn stage(
+    db: &impl ConnectionTrait,
+    id: i64,
+    plan: &Plan,
+    rows: &mut [crate::store::deployments::DeploymentHost],
+    now: i64,
+) -> Result<(), ApiError> {
+    use crate::domain::staging::{assign, stage_sizes};
+    let covered: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.result == HostResult::Pending)
+        .map(|r| r.host_id)
+        .collect();
+    let sizes = stage_sizes(&plan.stages, covered.len() as u64);
+    let stages: HashMap<i64, u32> = assign(&covered, &sizes).into_iter().collect();
+    for row in rows.iter_mut() {
+        let stage = stages.get(&row.host_id).copied().unwrap_or(0);
+        row.stage = i32::try_from(stage).unwrap_or(i32::MAX);
+        if stage > 1 {
+            row.staged_allowlist = std::mem::take(&mut row.allowlist);
+        }
+    }
+    let recorded = crate::store::deployments::StagePlan {
+        stages: plan.stages_text(),
+        stage_count: i32::try_from(sizes.len()).unwrap_or(i32::MAX),
+        max_failed: i64::try_from(plan.allowed_failures(covered.len() as u64)).unwrap_or(i64::MAX),
+        stage_wait: i32::try_from(plan.stage_wait).unwrap_or(i32::MAX),
+    };
+    crate::store::deployments::set_plan(db, id, &recorded, now).await?;
+    Ok(())
+}
+
+/// Per stage: its hosts, their results, and where it stands.
+fn stage_summary(
+    hosts: &[crate::store::deployments::DeploymentHost],
+    stage_count: i32,
+    current: i32,
+) -> Vec<StageSummary> {
+    let current = u32::try_from(current).unwrap_or(0);
+    (1..=u32::try_from(stage_count).unwrap_or(0))
+        .map(|stage| {
+            let results: Vec<HostResult> = hosts
+                .iter()
+                .filter(|h| u32::try_from(h.stage).ok() == Some(stage))
+                .map(|h| h.result)
+                .collect();
+            let counts = Counts::of(&results);
+            StageSummary {
+                stage,
+                hosts: counts.total(),
+                state: stage_state(stage, current, counts.pending),
+                counts,
+            }
+        })
+        .collect()
 }
 
 /// `GET /director/config/deployments`: newest first.

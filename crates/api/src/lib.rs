@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use steward_domain::deployment::{Counts, DeploymentStatus, DirectorState, HostResult};
+use steward_domain::deployment::{Counts, DeploymentStatus, DirectorState, HostResult, StageState};
 use steward_domain::kind::Delivery;
 use steward_domain::user::UserDraft;
 
@@ -85,20 +85,66 @@ pub struct Deployment {
     pub id: i64,
     pub checksum: String,
     pub author: String,
-    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`.
+    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`, `halted`.
     #[schema(value_type = String)]
     pub status: DeploymentStatus,
     pub force: bool,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
-    /// Changes whenever the status or the counts move: `since` of a blocking query.
+    /// Changes whenever the status, the counts or the stage move: `since`
+    /// of a blocking query.
     pub version: String,
     /// Hosts per result, over all hosts (also those a restricted user does
     /// not see).
     #[schema(value_type = Object)]
     pub counts: Counts,
+    /// A staged deployment's stages (absent when it is not staged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging: Option<Staging>,
     /// The hosts the user may see; `[]` once the details were pruned.
     pub hosts: Vec<DeploymentHost>,
+}
+
+/// A staged deployment's plan and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Staging {
+    /// The stages as asked for, cumulative (`1,10%,100%`).
+    pub stages: String,
+    /// How many stages the hosts were given (entries that added no host
+    /// dropped, a final one added when the list stops short).
+    pub stage_count: u32,
+    /// The stage begun last (from 1).
+    pub stage: u32,
+    /// Failed or unreachable hosts tolerated before halting (a percentage
+    /// taken of the covered hosts, rounded down).
+    pub max_failed: u64,
+    /// Failed or unreachable hosts resumed past (not counted again).
+    pub accepted_failures: u64,
+    /// Seconds between a stage's end and the next one's start.
+    pub stage_wait: u32,
+    /// Between stages: when the next begins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_stage_at: Option<String>,
+    /// Why the deployment halted (while it is halted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted_reason: Option<String>,
+    /// Each stage's hosts and results.
+    pub summary: Vec<StageSummary>,
+}
+
+/// One stage of a staged deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StageSummary {
+    /// Its number, from 1.
+    pub stage: u32,
+    /// How many hosts it has.
+    pub hosts: u64,
+    /// `waiting` (not begun), `running`, `done`.
+    #[schema(value_type = String)]
+    pub state: StageState,
+    /// Its hosts per result.
+    #[schema(value_type = Object)]
+    pub counts: Counts,
 }
 
 /// One host's result in a deployment.
@@ -116,6 +162,10 @@ pub struct DeploymentHost {
     pub result: HostResult,
     pub error: Option<String>,
     pub attempts: i32,
+    /// Its stage in a staged deployment (absent for a skipped host, and
+    /// when the deployment is not staged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u32>,
 }
 
 /// A deployment in the list.
@@ -124,7 +174,7 @@ pub struct DeploymentSummary {
     pub id: i64,
     pub checksum: String,
     pub author: String,
-    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`.
+    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`, `halted`.
     #[schema(value_type = String)]
     pub status: DeploymentStatus,
 }
