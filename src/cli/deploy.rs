@@ -48,6 +48,40 @@ pub struct DeployArgs {
     /// How long --wait waits for the end.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub timeout: u64,
+    /// A staged deploy: cumulative stages, each a number of hosts or a
+    /// percentage of those that get a new allowlist (e.g. 1,10%,100%).
+    #[arg(long, value_name = "LIST", conflicts_with = "resume")]
+    pub stages: Option<String>,
+    /// With --stages: failed or unreachable hosts tolerated (N or N%);
+    /// more halt the deployment after a stage. Default 0.
+    #[arg(long, value_name = "N", requires = "stages")]
+    pub max_failed: Option<String>,
+    /// With --stages: seconds between a stage's end and the next one's start.
+    #[arg(long, value_name = "SECONDS", requires = "stages")]
+    pub stage_wait: Option<u32>,
+    /// Resume halted deployment ID with its next stage instead of deploying.
+    #[arg(long, value_name = "ID", conflicts_with = "force")]
+    pub resume: Option<i64>,
+}
+
+/// A staged deploy's parameters, passed on to the server as given (it
+/// checks them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Staging {
+    pub stages: Option<String>,
+    pub max_failed: Option<String>,
+    pub stage_wait: Option<u32>,
+}
+
+impl DeployArgs {
+    /// The staged deploy's parameters (all absent without --stages).
+    pub fn staging(&self) -> Staging {
+        Staging {
+            stages: self.stages.clone(),
+            max_failed: self.max_failed.clone(),
+            stage_wait: self.stage_wait,
+        }
+    }
 }
 
 /// How `steward deploy` exits.
@@ -64,8 +98,12 @@ pub enum Exit {
     Usage,
     /// 3: the server refused the credentials or the permission.
     Refused,
-    /// 4: another deployment is running.
+    /// 4: another deployment is running (or, with `--resume`, the
+    /// deployment cannot be resumed).
     Conflict,
+    /// 5: a staged deployment halted: more hosts failed than allowed; the
+    /// later stages got nothing (`--resume ID` goes on).
+    Halted,
     /// 6: the server is not reachable.
     Unreachable,
 }
@@ -79,16 +117,19 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Refused => 3,
             Exit::Conflict => 4,
+            Exit::Halted => 5,
             Exit::Unreachable => 6,
         }
     }
 }
 
 /// The exit for a deployment's final status: 0 only when every host was
-/// deployed or skipped.
+/// deployed or skipped, 5 when it halted.
 pub fn exit_for_status(status: &str) -> Exit {
     if status == UNCHANGED || status == DeploymentStatus::Succeeded.as_str() {
         Exit::Done
+    } else if status == DeploymentStatus::Halted.as_str() {
+        Exit::Halted
     } else {
         Exit::NotDone
     }
@@ -160,10 +201,33 @@ pub fn server_base(server: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-/// `POST` here starts a deployment.
-pub fn deploy_url(base: &str, force: bool) -> String {
-    let force = if force { "?force=1" } else { "" };
-    format!("{base}/director/config/deploy{force}")
+/// `POST` here starts a deployment (staged when `staging` says so).
+pub fn deploy_url(base: &str, force: bool, staging: &Staging) -> String {
+    let mut url = format!("{base}/director/config/deploy");
+    let mut pairs = form_urlencoded::Serializer::new(String::new());
+    if force {
+        pairs.append_pair("force", "1");
+    }
+    if let Some(stages) = &staging.stages {
+        pairs.append_pair("stages", stages);
+    }
+    if let Some(max_failed) = &staging.max_failed {
+        pairs.append_pair("max_failed", max_failed);
+    }
+    if let Some(wait) = staging.stage_wait {
+        pairs.append_pair("stage_wait", &wait.to_string());
+    }
+    let query = pairs.finish();
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query);
+    }
+    url
+}
+
+/// `POST` here resumes halted deployment `id`.
+pub fn resume_url(base: &str, id: i64) -> String {
+    format!("{base}/director/config/deployment?id={id}&resume=1")
 }
 
 /// `GET` here shows deployment `id`.
@@ -204,6 +268,28 @@ pub fn progress(deployment: &Deployment) -> (u64, u64) {
     (done as u64, deployment.hosts.len() as u64)
 }
 
+/// The progress bar's words: the stage of a staged deployment, and the
+/// hosts missed so far.
+pub fn progress_message(deployment: &Deployment) -> String {
+    let mut words = Vec::new();
+    if let Some(staging) = &deployment.staging {
+        let waiting = if staging.next_stage_at.is_some() {
+            ", waiting for the next"
+        } else {
+            ""
+        };
+        words.push(format!(
+            "stage {}/{}{waiting}",
+            staging.stage, staging.stage_count
+        ));
+    }
+    let missed = deployment.counts.failed + deployment.counts.unreachable;
+    if missed > 0 {
+        words.push(format!("{missed} failed/unreachable"));
+    }
+    words.join(", ")
+}
+
 /// Control characters (a terminal's escape sequences among them) become
 /// spaces: hosts and errors come from the server, errors from its agents.
 fn printable(text: &str) -> String {
@@ -238,6 +324,21 @@ pub fn summary(deployment: &Deployment) -> String {
         "deployment {}: {}",
         deployment.id, deployment.status
     ));
+    if let Some(staging) = &deployment.staging {
+        lines.push(format!(
+            "stage {} of {} ({})",
+            staging.stage,
+            staging.stage_count,
+            printable(&staging.stages)
+        ));
+        if let Some(reason) = &staging.halted_reason {
+            lines.push(format!(
+                "halted: {}; resume with --resume {}",
+                printable(reason),
+                deployment.id
+            ));
+        }
+    }
     let missed: Vec<&DeploymentHost> = deployment
         .hosts
         .iter()
@@ -285,7 +386,10 @@ async fn deploy(args: &DeployArgs) -> Result<Exit, Failure> {
     let base = server_base(&args.server).map_err(|e| Failure::new(Exit::Usage, e))?;
     let password = read_password(&args.user)?;
     let api = Api::new(base, args.user.clone(), password)?;
-    let started = api.start(args.force).await?;
+    let started = match args.resume {
+        Some(id) => api.resume(id).await?,
+        None => api.start(args.force, &args.staging()).await?,
+    };
     let id = match (started.status.as_str(), started.deployment_id) {
         (status, Some(id)) if args.wait && is_running(status) => id,
         (status, _) if is_running(status) || status == UNCHANGED => {
@@ -381,10 +485,10 @@ impl Api {
 
     /// `POST /director/config/deploy`: started, joined or unchanged; a
     /// running deployment with another checksum is a [`Exit::Conflict`].
-    async fn start(&self, force: bool) -> Result<Started, Failure> {
+    async fn start(&self, force: bool, staging: &Staging) -> Result<Started, Failure> {
         let request = self
             .http
-            .post(deploy_url(&self.base, force))
+            .post(deploy_url(&self.base, force, staging))
             .header(CONTENT_TYPE, "application/json")
             .body("[]");
         let body = self.call(request).await?;
@@ -393,6 +497,29 @@ impl Api {
                 Exit::NotDone,
                 format!("the server answered the deploy with an unexpected body: {e}"),
             )
+        })
+    }
+
+    /// `POST /director/config/deployment?id=N&resume=1`: the resumed
+    /// deployment, as a start would answer it.
+    async fn resume(&self, id: i64) -> Result<Started, Failure> {
+        let request = self
+            .http
+            .post(resume_url(&self.base, id))
+            .header(CONTENT_TYPE, "application/json")
+            .body("[]");
+        let body = self.call(request).await?;
+        let resumed: Deployment = serde_json::from_value(body).map_err(|e| {
+            Failure::new(
+                Exit::NotDone,
+                format!("the server answered the resume with an unexpected body: {e}"),
+            )
+        })?;
+        Ok(Started {
+            checksum: resumed.checksum,
+            status: resumed.status.as_str().to_owned(),
+            deployment_id: Some(resumed.id),
+            hosts: Some(resumed.counts.total()),
         })
     }
 
@@ -538,12 +665,7 @@ async fn follow(
                 let (done, total) = progress(&deployment);
                 bar.set_length(total);
                 bar.set_position(done);
-                let missed = deployment.counts.failed + deployment.counts.unreachable;
-                bar.set_message(if missed > 0 {
-                    format!("{missed} failed/unreachable")
-                } else {
-                    String::new()
-                });
+                bar.set_message(progress_message(&deployment));
                 let ended = deployment.status.is_final();
                 last = Some(deployment);
                 if ended {
@@ -609,13 +731,28 @@ mod tests {
             "https://steward.example/icingaweb2"
         );
         let base = server_base("https://h.example:8443/icingaweb2//").unwrap();
+        let plain = Staging::default();
         assert_eq!(
-            deploy_url(&base, false),
+            deploy_url(&base, false, &plain),
             "https://h.example:8443/icingaweb2/director/config/deploy"
         );
         assert_eq!(
-            deploy_url(&base, true),
+            deploy_url(&base, true, &plain),
             "https://h.example:8443/icingaweb2/director/config/deploy?force=1"
+        );
+        let staged = Staging {
+            stages: Some("1,10%,100%".into()),
+            max_failed: Some("5%".into()),
+            stage_wait: Some(30),
+        };
+        assert_eq!(
+            deploy_url(&base, false, &staged),
+            "https://h.example:8443/icingaweb2/director/config/deploy\
+             ?stages=1%2C10%25%2C100%25&max_failed=5%25&stage_wait=30"
+        );
+        assert_eq!(
+            resume_url(&base, 7),
+            "https://h.example:8443/icingaweb2/director/config/deployment?id=7&resume=1"
         );
         assert_eq!(
             deployment_url(&base, 42),
@@ -639,9 +776,11 @@ mod tests {
     }
 
     #[test]
-    fn only_succeeded_and_unchanged_exit_0() {
+    fn only_succeeded_and_unchanged_exit_0_and_halted_has_its_own_code() {
         assert_eq!(exit_for_status("succeeded"), Exit::Done);
         assert_eq!(exit_for_status("unchanged"), Exit::Done);
+        assert_eq!(exit_for_status("halted"), Exit::Halted);
+        assert_eq!(Exit::Halted.code(), 5);
         for status in ["partial", "failed", "cancelled", "running", ""] {
             assert_eq!(exit_for_status(status), Exit::NotDone, "{status}");
         }
@@ -727,6 +866,27 @@ long-name.example  unreachable  connection failed
 e.example          failed       403:  [31mwrong key see log
 "
         );
+    }
+
+    #[test]
+    fn a_halted_summary_and_progress_name_the_stage_and_the_reason() {
+        let d = deployment(json!({
+            "id": 4, "status": "halted",
+            "counts": {"pending": 3, "deployed": 0, "skipped": 0, "failed": 1, "unreachable": 0},
+            "staging": {"stages": "1,100%", "stage_count": 2, "stage": 1, "max_failed": 0,
+                        "accepted_failures": 0, "stage_wait": 0,
+                        "halted_reason": "1 hosts failed or were unreachable after stage 1 of 2 (0 allowed)",
+                        "summary": []},
+            "hosts": [],
+        }));
+        let table = summary(&d);
+        assert!(
+            table.contains("deployment 4: halted\nstage 1 of 2 (1,100%)\n"),
+            "{table}"
+        );
+        assert!(table.contains("halted: 1 hosts failed"), "{table}");
+        assert!(table.contains("resume with --resume 4"), "{table}");
+        assert_eq!(progress_message(&d), "stage 1/2, 1 failed/unreachable");
     }
 
     #[test]
