@@ -16,6 +16,7 @@ mod metrics;
 mod objects;
 mod scenario;
 mod selfservice;
+mod staged;
 mod templates;
 mod transport;
 mod users;
