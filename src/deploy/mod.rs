@@ -210,6 +210,9 @@ pub struct Deployer {
     keep: u64,
     /// Deployments this process is running.
     running: Arc<Mutex<HashSet<i64>>>,
+    /// Running deployments asked to run again when their run ends (taken
+    /// with `running` locked).
+    again: Arc<Mutex<HashSet<i64>>>,
     /// Told when a run ends.
     ended: Arc<tokio::sync::Notify>,
     client: reqwest::Client,
@@ -239,6 +242,7 @@ impl Deployer {
             owner: owner.into(),
             keep: keep.max(1),
             running: Arc::default(),
+            again: Arc::default(),
             ended: Arc::default(),
             client: client(),
             push_networks: push_networks.into(),
@@ -256,20 +260,36 @@ impl Deployer {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs deployment `id` in the background, unless this server runs it
-    /// already or another server holds its lease.
+    /// Runs deployment `id` in the background, unless another server
+    /// holds its lease. When this server runs it already, it is run again
+    /// once that run ends: a deployment resumed while its halted run was
+    /// still ending is not left to the lease's expiry.
     pub fn spawn(&self, id: i64) {
-        if !self.running().insert(id) {
-            return;
+        {
+            let mut running = self.running();
+            if !running.insert(id) {
+                self.again().insert(id);
+                return;
+            }
         }
         let this = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = this.run(id).await {
-                tracing::error!(deployment = id, error = %e, "deployment runner failed");
+            loop {
+                if let Err(e) = this.run(id).await {
+                    tracing::error!(deployment = id, error = %e, "deployment runner failed");
+                }
+                let mut running = this.running();
+                if !this.again().remove(&id) {
+                    running.remove(&id);
+                    break;
+                }
             }
-            this.running().remove(&id);
             this.ended.notify_waiters();
         });
+    }
+
+    fn again(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.again.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes over, now and every few seconds, every running deployment no

@@ -465,8 +465,10 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployme
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     };
     // A finished deployment keeps its counts, also once its per-host
-    // details were pruned.
+    // details were pruned. A halted one is counted afresh: a late fetch
+    // of its begun stages still moves its hosts.
     let counts = deployments::stored_counts(&d)
+        .filter(|_| d.status != DeploymentStatus::Halted)
         .unwrap_or_else(|| Counts::of(&hosts.iter().map(|h| h.result).collect::<Vec<_>>()));
     let staged = d.stages.is_some();
     let staging = d.stages.clone().map(|stages| StagingView {

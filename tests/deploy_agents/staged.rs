@@ -325,3 +325,54 @@ fn a_halted_deployment_stays_halted_across_a_server_kill_and_resumes_after() {
     assert_eq!(pushes, [1, 1], "{ended}");
     assert_eq!(refuser.pushes(), 1);
 }
+
+#[test]
+#[cfg_attr(
+    not(steward_postgres_tests),
+    ignore = "STEWARD_TEST_DATABASE_URL was not set when the tests were built"
+)]
+fn a_replica_takes_over_a_staged_deployment_whose_server_died_between_stages() {
+    let database = fresh_postgres();
+    let mut w = build(Setup {
+        agents: 0,
+        reload: None,
+        database: Some(database.url.clone()),
+        replicas: 2,
+    });
+    let nodes = register_nodes(&w, "replicated", 100, 3);
+    let agents: Vec<Agent> = nodes.iter().map(|n| n.serve(&[])).collect();
+    let (status, started) = w.call(
+        "POST",
+        "/director/config/deploy?stages=1,100%25&stage_wait=5",
+        json!([]),
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["deployment_id"].as_i64().unwrap();
+    let mut seen = deployment(&w, id);
+    for _ in 0..20 {
+        if seen["staging"]["next_stage_at"].is_string() {
+            break;
+        }
+        seen = w
+            .call(
+                "GET",
+                &format!(
+                    "/director/config/deployment?id={id}&wait=30&since={}",
+                    seen["version"].as_str().unwrap()
+                ),
+                json!({}),
+            )
+            .1;
+    }
+    assert!(seen["staging"]["next_stage_at"].is_string(), "{seen}");
+
+    // Act: the replica running it dies during the pause.
+    w.servers[0].kill();
+
+    // Assert: the other replica goes on with stage 2; nobody pushed twice.
+    let ended = w.finished(1, id, Duration::from_secs(120));
+    assert_eq!(ended["status"], json!("succeeded"), "{ended}");
+    assert_eq!(ended["staging"]["stage"], json!(2), "{ended}");
+    let pushes: Vec<usize> = agents.iter().map(Agent::pushes).collect();
+    assert_eq!(pushes, [1, 1, 1], "each agent exactly once");
+}
