@@ -425,3 +425,49 @@ db_test!(
         );
     }
 );
+
+db_test!(
+    a_pulling_agent_waiting_on_another_server_is_woken_when_its_stage_begins,
+    async |app: &TestApp| {
+        // Arrange: this server follows others' commits; another server on
+        // the same database runs the deployment.
+        let follower = tokio::spawn(
+            app.store
+                .clone()
+                .follow_changes(std::time::Duration::from_secs(3600)),
+        );
+        let hosts = fleet(app, &["far-a", "far-b"]).await;
+        let r = app
+            .post(
+                &format!("/director/host?name={}", hosts[1].0),
+                &json!({"delivery": "pull"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let other = app.replica().await;
+        let halted = other
+            .post("/director/config/deploy?stages=1&wait=60", &json!([]))
+            .await
+            .json();
+        assert_eq!(halted["status"], json!("halted"), "{halted}");
+        let id = halted["id"].as_i64().unwrap();
+        let (status, _) = pull(app, &hosts[1].2, 0).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "stage 2 was published");
+
+        // Act: the agent waits here while the other server resumes.
+        let (waited, resumed) = tokio::join!(pull(app, &hosts[1].2, 30), async {
+            other
+                .post(
+                    &format!("/director/config/deployment?id={id}&resume=1"),
+                    &json!([]),
+                )
+                .await
+        });
+
+        // Assert: woken with its allowlist, not at the end of its wait.
+        assert_eq!(resumed.status, StatusCode::ACCEPTED, "{}", resumed.text);
+        assert_eq!(waited.0, StatusCode::OK, "{}", waited.1);
+        assert_eq!(waited.1["host"], json!(hosts[1].0), "{}", waited.1);
+        follower.abort();
+    }
+);
