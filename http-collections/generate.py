@@ -2048,6 +2048,71 @@ def revert(P):
     ]
 
 
+def has_error_or_status(status):
+    return t(f"an error, or the status {status}",
+             f"expect(B.error === undefined ? B.status : 'error').to.be.oneOf(['error', {js(status)}])")
+
+
+def staged(P):
+    sc, a, b = f"{P}st-script", f"{P}st-a", f"{P}st-b"
+    DEP = "/director/config/deployment"
+    halted = [t("halted after stage 1", "expect(B.status).to.equal('halted'); expect(B.staging.stage).to.equal(1)"),
+              t("the stages as asked, and more than one",
+                "expect(B.staging.stages).to.equal('1'); expect(B.staging.stage_count).to.be.above(1)"),
+              t("why it halted", "expect(B.staging.halted_reason).to.be.a('string')"),
+              t("a summary per stage", "expect(B.staging.summary.length).to.equal(B.staging.stage_count); "
+                "expect(B.staging.summary[1].state).to.equal('waiting')"),
+              t("one host in stage 1", "expect(B.hosts.filter(function (h) { return h.stage === 1; }).length).to.equal(1)")]
+    return [
+        cleanup("host", a), cleanup("host", b), cleanup("script", sc),
+        # A deployment of an earlier folder may still run (it would be the
+        # newest): cancelled, so that this folder's deploys may start.
+        Req("the newest deployment", "GET", "/director/config/deployments?limit=1", status=200,
+            checks=[t("remember it", "setv('stPrev', B.objects.length ? B.objects[0].id : 0)")]),
+        Req("cancel it if it still runs", "DELETE", DEP + "?id={{stPrev}}", status=[200, 404, 409],
+            checks=[has_error_or_status("cancelled")]),
+        Req("script to stage", "POST", "/director/script", body={"object_name": sc, "command": "/bin/true"},
+            status=201, checks=[field("object_name", sc)]),
+        Req("agent host A on the discard port", "POST", "/director/host",
+            body={"object_name": a, "has_agent": True, "address": "127.0.0.1", "agent_port": 9, "scripts": [sc]},
+            status=201, checks=[field("agent_port", 9)]),
+        Req("agent host B on the discard port", "POST", "/director/host",
+            body={"object_name": b, "has_agent": True, "address": "127.0.0.1", "agent_port": 9, "scripts": [sc]},
+            status=201, checks=[field("agent_port", 9)]),
+        Req("stages not increasing give 400", "POST", "/director/config/deploy?stages=2,1", body=[], status=400,
+            checks=[has_error()]),
+        Req("stage_wait above 3600 gives 400", "POST", "/director/config/deploy?stages=1&stage_wait=3601", body=[],
+            status=400, checks=[has_error()]),
+        Req("max_failed without stages gives 400", "POST", "/director/config/deploy?max_failed=5", body=[],
+            status=400, checks=[has_error()]),
+        Req("a staged deploy halts on an unreachable host", "POST",
+            "/director/config/deploy?stages=1&max_failed=0&wait=30", body=[], status=200,
+            checks=halted + [t("remember it", "setv('stDep', B.id)"), json_ct()]),
+        Req("GET the halted deployment", "GET", DEP + "?id={{stDep}}", status=200, checks=halted),
+        Req("POST without resume gives 400", "POST", DEP + "?id={{stDep}}", body=[], status=400,
+            checks=[has_error()]),
+        Req("resume of an unknown deployment gives 404", "POST", DEP + "?id=999999&resume=1", body=[], status=404,
+            checks=[has_error()]),
+        Req("DELETE cancels a halted deployment", "DELETE", DEP + "?id={{stDep}}", status=200,
+            checks=[field("status", "cancelled")]),
+        Req("a cancelled deployment cannot resume: 409", "POST", DEP + "?id={{stDep}}&resume=1", body=[],
+            status=409, checks=[has_error()]),
+        Req("another staged deploy halts", "POST", "/director/config/deploy?stages=1&max_failed=0&wait=30", body=[],
+            status=200, checks=halted + [t("remember it", "setv('stDep2', B.id)")]),
+        Req("resume it", "POST", DEP + "?id={{stDep2}}&resume=1", body=[], status=202,
+            checks=[t("running again, stage 1 accepted",
+                      "expect(B.status).to.equal('running'); expect(B.staging.accepted_failures).to.equal(1)"),
+                    t("Location names it", "expect(H('location')).to.match(/deployment\\?id=\\d+$/)")]),
+        Req("its end (a deploy of the same configuration joins it)", "POST", "/director/config/deploy?wait=30",
+            body=[], status=200, checks=[t("ended", "expect(B.status).to.not.equal('running')")]),
+        Req("resume of a deployment that is not halted gives 409", "POST", DEP + "?id={{stDep2}}&resume=1",
+            body=[], status=409, checks=[has_error()]),
+        Req("DELETE host A", "DELETE", f"/director/host?name={a}", status=200, checks=[field("object_name", a)]),
+        Req("DELETE host B", "DELETE", f"/director/host?name={b}", status=200, checks=[field("object_name", b)]),
+        Req("DELETE the script", "DELETE", f"/director/script?name={sc}", status=200, checks=[field("object_name", sc)]),
+    ]
+
+
 FOLDERS = [
     ("01-scenario", "Director sample scenario (CONTRACT section 11)", lambda P: scenario()),
     ("02-hosts", "One host: GET/POST/PUT/PATCH/DELETE, ETags, renames", hosts),
@@ -2066,7 +2131,8 @@ FOLDERS = [
     ("15-allowlists", "Allowlist preview of hosts and pending config: the deploy set, resolved scripts, checksums", allowlists),
     ("16-deploy", "Deploying: deployments, status, an unreachable agent, 409/404/400/403", deploy),
     ("17-pull", "Pulling agents: the signed allowlist by host key, ETag, long poll, a fetch counts as deployed", pull),
-    ("18-revert", "Undo: one entry, a dry run, everything after an entry, the 409 of a changed object, 400/404", revert),
+    ("18-staged", "Staged deploys: halting after a stage, resume, cancel, 400/404/409", staged),
+    ("19-revert", "Undo: one entry, a dry run, everything after an entry, the 409 of a changed object, 400/404", revert),
 ]
 
 # --------------------------------------------------------------------------

@@ -37,9 +37,11 @@ enum Command {
     /// the password from STEWARD_PASSWORD, a prompt on a terminal, or the
     /// first line of standard input. Without --wait it prints the
     /// deployment's id, status and hosts; with --wait it shows a progress
-    /// bar on a terminal and prints a table of the results. With --dry-run
-    /// it prints what the deploy would do to each host and does nothing;
-    /// with --hosts it deploys only to the hosts matching the filter.
+    /// bar on a terminal (with the stage of a staged deploy) and prints a
+    /// table of the results. With --dry-run it prints what the deploy would
+    /// do to each host and does nothing; with --hosts it deploys only to the
+    /// hosts matching the filter. --stages, --max-failed and --stage-wait
+    /// make it a staged deploy; --resume ID resumes a halted one instead.
     ///
     /// Exit codes:
     ///   0  every host deployed or skipped, or nothing to deploy (without
@@ -50,7 +52,10 @@ enum Command {
     ///      at that URL
     ///   3  the credentials or the permission were refused (401, 403, 429)
     ///   4  another deployment is running (its id is printed; with
-    ///      --dry-run: the deploy would be refused for it)
+    ///      --dry-run: the deploy would be refused for it), or with
+    ///      --resume: the deployment is not halted, or a newer one exists
+    ///   5  a staged deployment halted (more hosts failed than
+    ///      --max-failed); --resume ID goes on with its next stage
     ///   6  the server is not reachable
     #[command(verbatim_doc_comment)]
     Deploy(steward::cli::deploy::DeployArgs),

@@ -63,7 +63,11 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(deploy::preview_allowlist))
         .routes(routes!(deploy::list_pending))
         .routes(routes!(deploy::start_deploy))
-        .routes(routes!(deploy::show_deployment, deploy::cancel_deployment))
+        .routes(routes!(
+            deploy::show_deployment,
+            deploy::cancel_deployment,
+            deploy::resume_deployment
+        ))
         .routes(routes!(deploy::list_deployments))
         .routes(routes!(deploy::deployment_status));
     let operations = OpenApiRouter::default()

@@ -3,6 +3,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "deploy_agents/staged.rs"]
+mod staged;
 mod support;
 
 use std::io::{Read, Write};

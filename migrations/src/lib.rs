@@ -13,6 +13,7 @@ mod m20261203_000008_delivery_and_notifications;
 mod m20261204_000009_key_changes;
 mod m20261204_000010_deployment_scope;
 mod m20261204_000011_activity_revert;
+mod m20261204_000012_staged_deploys;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000009_key_changes::Migration),
             Box::new(m20261204_000010_deployment_scope::Migration),
             Box::new(m20261204_000011_activity_revert::Migration),
+            Box::new(m20261204_000012_staged_deploys::Migration),
         ]
     }
 }

@@ -61,6 +61,40 @@ pub struct DeployArgs {
     /// How long --wait waits for the end.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub timeout: u64,
+    /// A staged deploy: cumulative stages, each a number of hosts or a
+    /// percentage of those that get a new allowlist (e.g. 1,10%,100%).
+    #[arg(long, value_name = "LIST", conflicts_with = "resume")]
+    pub stages: Option<String>,
+    /// With --stages: failed or unreachable hosts tolerated (N or N%);
+    /// more halt the deployment after a stage. Default 0.
+    #[arg(long, value_name = "N", requires = "stages")]
+    pub max_failed: Option<String>,
+    /// With --stages: seconds between a stage's end and the next one's start.
+    #[arg(long, value_name = "SECONDS", requires = "stages")]
+    pub stage_wait: Option<u32>,
+    /// Resume halted deployment ID with its next stage instead of deploying.
+    #[arg(long, value_name = "ID", conflicts_with = "force")]
+    pub resume: Option<i64>,
+}
+
+/// A staged deploy's parameters, passed on to the server as given (it
+/// checks them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Staging {
+    pub stages: Option<String>,
+    pub max_failed: Option<String>,
+    pub stage_wait: Option<u32>,
+}
+
+impl DeployArgs {
+    /// The staged deploy's parameters (all absent without --stages).
+    pub fn staging(&self) -> Staging {
+        Staging {
+            stages: self.stages.clone(),
+            max_failed: self.max_failed.clone(),
+            stage_wait: self.stage_wait,
+        }
+    }
 }
 
 /// How `steward deploy` exits.
@@ -77,8 +111,12 @@ pub enum Exit {
     Usage,
     /// 3: the server refused the credentials or the permission.
     Refused,
-    /// 4: another deployment is running.
+    /// 4: another deployment is running (or, with `--resume`, the
+    /// deployment cannot be resumed).
     Conflict,
+    /// 5: a staged deployment halted: more hosts failed than allowed; the
+    /// later stages got nothing (`--resume ID` goes on).
+    Halted,
     /// 6: the server is not reachable.
     Unreachable,
 }
@@ -92,16 +130,19 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Refused => 3,
             Exit::Conflict => 4,
+            Exit::Halted => 5,
             Exit::Unreachable => 6,
         }
     }
 }
 
 /// The exit for a deployment's final status: 0 only when every host was
-/// deployed or skipped.
+/// deployed or skipped, 5 when it halted.
 pub fn exit_for_status(status: &str) -> Exit {
     if status == UNCHANGED || status == DeploymentStatus::Succeeded.as_str() {
         Exit::Done
+    } else if status == DeploymentStatus::Halted.as_str() {
+        Exit::Halted
     } else {
         Exit::NotDone
     }
@@ -203,11 +244,14 @@ pub fn host_filter(text: &str) -> Result<Vec<(String, String)>, String> {
 pub struct DeployQuery {
     pub force: bool,
     pub dry_run: bool,
+    /// A staged deploy's parameters.
+    pub staging: Staging,
     /// Host filters (from [`host_filter`]).
     pub hosts: Vec<(String, String)>,
 }
 
-/// `POST` here starts a deployment (or with `dry_run` tells what it would do).
+/// `POST` here starts a deployment (staged when `staging` says so), or
+/// with `dry_run` tells what it would do.
 pub fn deploy_url(base: &str, query: &DeployQuery) -> String {
     let mut params = form_urlencoded::Serializer::new(String::new());
     if query.force {
@@ -216,6 +260,16 @@ pub fn deploy_url(base: &str, query: &DeployQuery) -> String {
     if query.dry_run {
         params.append_pair("dry_run", "1");
     }
+    let staging = &query.staging;
+    if let Some(stages) = &staging.stages {
+        params.append_pair("stages", stages);
+    }
+    if let Some(max_failed) = &staging.max_failed {
+        params.append_pair("max_failed", max_failed);
+    }
+    if let Some(wait) = staging.stage_wait {
+        params.append_pair("stage_wait", &wait.to_string());
+    }
     params.extend_pairs(&query.hosts);
     let params = params.finish();
     if params.is_empty() {
@@ -223,6 +277,11 @@ pub fn deploy_url(base: &str, query: &DeployQuery) -> String {
     } else {
         format!("{base}/director/config/deploy?{params}")
     }
+}
+
+/// `POST` here resumes halted deployment `id`.
+pub fn resume_url(base: &str, id: i64) -> String {
+    format!("{base}/director/config/deployment?id={id}&resume=1")
 }
 
 /// `GET` here shows deployment `id`.
@@ -263,6 +322,28 @@ pub fn progress(deployment: &Deployment) -> (u64, u64) {
     (done as u64, deployment.hosts.len() as u64)
 }
 
+/// The progress bar's words: the stage of a staged deployment, and the
+/// hosts missed so far.
+pub fn progress_message(deployment: &Deployment) -> String {
+    let mut words = Vec::new();
+    if let Some(staging) = &deployment.staging {
+        let waiting = if staging.next_stage_at.is_some() {
+            ", waiting for the next"
+        } else {
+            ""
+        };
+        words.push(format!(
+            "stage {}/{}{waiting}",
+            staging.stage, staging.stage_count
+        ));
+    }
+    let missed = deployment.counts.failed + deployment.counts.unreachable;
+    if missed > 0 {
+        words.push(format!("{missed} failed/unreachable"));
+    }
+    words.join(", ")
+}
+
 /// Control characters (a terminal's escape sequences among them) become
 /// spaces: hosts and errors come from the server, errors from its agents.
 pub(crate) fn printable(text: &str) -> String {
@@ -297,6 +378,21 @@ pub fn summary(deployment: &Deployment) -> String {
         "deployment {}: {}",
         deployment.id, deployment.status
     ));
+    if let Some(staging) = &deployment.staging {
+        lines.push(format!(
+            "stage {} of {} ({})",
+            staging.stage,
+            staging.stage_count,
+            printable(&staging.stages)
+        ));
+        if let Some(reason) = &staging.halted_reason {
+            lines.push(format!(
+                "halted: {}; resume with --resume {}",
+                printable(reason),
+                deployment.id
+            ));
+        }
+    }
     let missed: Vec<&DeploymentHost> = deployment
         .hosts
         .iter()
@@ -394,9 +490,14 @@ pub fn dry_run_table(dry: &DryRun) -> String {
         .max()
         .unwrap_or(0)
         .max("HOST".len());
+    let staged = shown.iter().any(|h| h.stage.is_some());
     let mut lines = Vec::new();
     if !shown.is_empty() {
-        lines.push(format!("{:<width$}  DELIVERY  ACTION  SCRIPTS", "HOST"));
+        let stage = if staged { "STAGE  " } else { "" };
+        lines.push(format!(
+            "{:<width$}  DELIVERY  ACTION  {stage}SCRIPTS",
+            "HOST"
+        ));
     }
     for host in shown {
         let mut scripts: Vec<String> = host
@@ -414,8 +515,13 @@ pub fn dry_run_table(dry: &DryRun) -> String {
         if scripts.is_empty() {
             scripts.push("(the same scripts, sent again)".into());
         }
+        let stage = match host.stage {
+            Some(stage) if staged => format!("{stage:<5}  "),
+            _ if staged => "-      ".to_owned(),
+            _ => String::new(),
+        };
         let lead = format!(
-            "{:<width$}  {:<8}  {:<6}  ",
+            "{:<width$}  {:<8}  {:<6}  {stage}",
             printable(&host.host),
             host.delivery.as_str(),
             host.action.as_str()
@@ -465,6 +571,7 @@ async fn deploy(args: &DeployArgs) -> Result<Exit, Failure> {
     let query = DeployQuery {
         force: args.force,
         dry_run: args.dry_run,
+        staging: args.staging(),
         hosts: match &args.hosts {
             Some(text) => host_filter(text).map_err(|e| Failure::new(Exit::Usage, e))?,
             None => Vec::new(),
@@ -479,7 +586,10 @@ async fn deploy(args: &DeployArgs) -> Result<Exit, Failure> {
             Exit::Done
         });
     }
-    let started: Started = api.start(&query, "deploy").await?;
+    let started: Started = match args.resume {
+        Some(id) => api.resume(id).await?,
+        None => api.start(&query, "deploy").await?,
+    };
     let id = match (started.status.as_str(), started.deployment_id) {
         (status, Some(id)) if args.wait && is_running(status) => id,
         (status, _) if is_running(status) || status == UNCHANGED => {
@@ -598,6 +708,29 @@ impl Api {
                 Exit::NotDone,
                 format!("the server answered the {what} with an unexpected body: {e}"),
             )
+        })
+    }
+
+    /// `POST /director/config/deployment?id=N&resume=1`: the resumed
+    /// deployment, as a start would answer it.
+    async fn resume(&self, id: i64) -> Result<Started, Failure> {
+        let request = self
+            .http
+            .post(resume_url(&self.base, id))
+            .header(CONTENT_TYPE, "application/json")
+            .body("[]");
+        let body = self.call(request).await?;
+        let resumed: Deployment = serde_json::from_value(body).map_err(|e| {
+            Failure::new(
+                Exit::NotDone,
+                format!("the server answered the resume with an unexpected body: {e}"),
+            )
+        })?;
+        Ok(Started {
+            checksum: resumed.checksum,
+            status: resumed.status.as_str().to_owned(),
+            deployment_id: Some(resumed.id),
+            hosts: Some(resumed.counts.total()),
         })
     }
 
@@ -758,12 +891,7 @@ async fn follow(
                 let (done, total) = progress(&deployment);
                 bar.set_length(total);
                 bar.set_position(done);
-                let missed = deployment.counts.failed + deployment.counts.unreachable;
-                bar.set_message(if missed > 0 {
-                    format!("{missed} failed/unreachable")
-                } else {
-                    String::new()
-                });
+                bar.set_message(progress_message(&deployment));
                 let ended = deployment.status.is_final();
                 last = Some(deployment);
                 if ended {
@@ -850,6 +978,23 @@ mod tests {
             deploy_url(&base, &scoped),
             "https://h.example:8443/icingaweb2/director/config/deploy?dry_run=1&vars.env=canary&q=web+1%26co"
         );
+        let staged = DeployQuery {
+            staging: Staging {
+                stages: Some("1,10%,100%".into()),
+                max_failed: Some("5%".into()),
+                stage_wait: Some(30),
+            },
+            ..DeployQuery::default()
+        };
+        assert_eq!(
+            deploy_url(&base, &staged),
+            "https://h.example:8443/icingaweb2/director/config/deploy\
+             ?stages=1%2C10%25%2C100%25&max_failed=5%25&stage_wait=30"
+        );
+        assert_eq!(
+            resume_url(&base, 7),
+            "https://h.example:8443/icingaweb2/director/config/deployment?id=7&resume=1"
+        );
         assert_eq!(
             deployment_url(&base, 42),
             "https://h.example:8443/icingaweb2/director/config/deployment?id=42"
@@ -904,6 +1049,32 @@ mod tests {
     }
 
     #[test]
+    fn a_staged_dry_run_shows_each_hosts_stage() {
+        let dry: DryRun = serde_json::from_value(json!({
+            "checksum": "c", "status": "would-deploy", "scope": null,
+            "counts": {"update": 2, "revoke": 0, "skip": 0},
+            "hosts": [
+                {"host": "a", "host_id": 1, "delivery": "push", "action": "update", "stage": 2,
+                 "checksum": "a", "confirmed_checksum": null, "added": [], "removed": [], "changed": []},
+                {"host": "b", "host_id": 2, "delivery": "push", "action": "update", "stage": 1,
+                 "checksum": "a", "confirmed_checksum": null, "added": [], "removed": [], "changed": []},
+            ]
+        }))
+        .unwrap();
+        let table = dry_run_table(&dry);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "HOST  DELIVERY  ACTION  STAGE  SCRIPTS");
+        assert_eq!(
+            lines[1],
+            "a     push      update  2      (the same scripts, sent again)"
+        );
+        assert_eq!(
+            lines[2],
+            "b     push      update  1      (the same scripts, sent again)"
+        );
+    }
+
+    #[test]
     fn a_server_url_that_cannot_lead_to_the_api_is_refused() {
         for bad in [
             "steward.example",
@@ -919,9 +1090,11 @@ mod tests {
     }
 
     #[test]
-    fn only_succeeded_and_unchanged_exit_0() {
+    fn only_succeeded_and_unchanged_exit_0_and_halted_has_its_own_code() {
         assert_eq!(exit_for_status("succeeded"), Exit::Done);
         assert_eq!(exit_for_status("unchanged"), Exit::Done);
+        assert_eq!(exit_for_status("halted"), Exit::Halted);
+        assert_eq!(Exit::Halted.code(), 5);
         for status in ["partial", "failed", "cancelled", "running", ""] {
             assert_eq!(exit_for_status(status), Exit::NotDone, "{status}");
         }
@@ -1007,6 +1180,27 @@ long-name.example  unreachable  connection failed
 e.example          failed       403:  [31mwrong key see log
 "
         );
+    }
+
+    #[test]
+    fn a_halted_summary_and_progress_name_the_stage_and_the_reason() {
+        let d = deployment(json!({
+            "id": 4, "status": "halted",
+            "counts": {"pending": 3, "deployed": 0, "skipped": 0, "failed": 1, "unreachable": 0},
+            "staging": {"stages": "1,100%", "stage_count": 2, "stage": 1, "max_failed": 0,
+                        "accepted_failures": 0, "stage_wait": 0,
+                        "halted_reason": "1 hosts failed or were unreachable after stage 1 of 2 (0 allowed)",
+                        "summary": []},
+            "hosts": [],
+        }));
+        let table = summary(&d);
+        assert!(
+            table.contains("deployment 4: halted\nstage 1 of 2 (1,100%)\n"),
+            "{table}"
+        );
+        assert!(table.contains("halted: 1 hosts failed"), "{table}");
+        assert!(table.contains("resume with --resume 4"), "{table}");
+        assert_eq!(progress_message(&d), "stage 1/2, 1 failed/unreachable");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::domain::activity::Entry;
 use crate::domain::deployment::{Counts, DeploymentStatus, HostResult, final_status};
 use crate::domain::kind::Delivery;
 use crate::domain::network::{Network, push_allowed};
+use crate::domain::staging::halts;
 use crate::store::deployments::{self, DeploymentHost};
 use crate::store::{Store, activity, agents, now_millis};
 
@@ -209,6 +210,9 @@ pub struct Deployer {
     keep: u64,
     /// Deployments this process is running.
     running: Arc<Mutex<HashSet<i64>>>,
+    /// Running deployments asked to run again when their run ends (taken
+    /// with `running` locked).
+    again: Arc<Mutex<HashSet<i64>>>,
     /// Told when a run ends.
     ended: Arc<tokio::sync::Notify>,
     client: reqwest::Client,
@@ -238,6 +242,7 @@ impl Deployer {
             owner: owner.into(),
             keep: keep.max(1),
             running: Arc::default(),
+            again: Arc::default(),
             ended: Arc::default(),
             client: client(),
             push_networks: push_networks.into(),
@@ -255,20 +260,36 @@ impl Deployer {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs deployment `id` in the background, unless this server runs it
-    /// already or another server holds its lease.
+    /// Runs deployment `id` in the background, unless another server
+    /// holds its lease. When this server runs it already, it is run again
+    /// once that run ends: a deployment resumed while its halted run was
+    /// still ending is not left to the lease's expiry.
     pub fn spawn(&self, id: i64) {
-        if !self.running().insert(id) {
-            return;
+        {
+            let mut running = self.running();
+            if !running.insert(id) {
+                self.again().insert(id);
+                return;
+            }
         }
         let this = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = this.run(id).await {
-                tracing::error!(deployment = id, error = %e, "deployment runner failed");
+            loop {
+                if let Err(e) = this.run(id).await {
+                    tracing::error!(deployment = id, error = %e, "deployment runner failed");
+                }
+                let mut running = this.running();
+                if !this.again().remove(&id) {
+                    running.remove(&id);
+                    break;
+                }
             }
-            this.running().remove(&id);
             this.ended.notify_waiters();
         });
+    }
+
+    fn again(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.again.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes over, now and every few seconds, every running deployment no
@@ -326,9 +347,11 @@ impl Deployer {
         }
     }
 
-    /// Runs (or resumes) deployment `id` while holding its lease: every
-    /// host still pending is pushed or skipped, the results are written in
-    /// batches, then the deployment gets its final status.
+    /// Runs (or resumes) deployment `id` while holding its lease: stage by
+    /// stage (one stage when it is not staged), every host still pending
+    /// is pushed or skipped, the results are written in batches, then the
+    /// deployment goes on to its next stage, halts, or gets its final
+    /// status.
     async fn run(&self, id: i64) -> Result<(), sea_orm::DbErr> {
         let store = &self.store;
         {
@@ -340,7 +363,7 @@ impl Deployer {
                 return Ok(());
             }
         }
-        let Some(deployment) = deployments::get(store.db(), id).await? else {
+        let Some(mut deployment) = deployments::get(store.db(), id).await? else {
             return Ok(());
         };
         let stop = Arc::new(AtomicBool::new(false));
@@ -358,20 +381,82 @@ impl Deployer {
                 stop.store(true, Ordering::Relaxed);
             }
         });
+        let ran = self.stages(&mut deployment, &stop).await;
+        keeper.abort();
+        stopper.abort();
+        ran
+    }
+
+    /// The stages of a deployment, from where it stands: a pause before
+    /// the next stage when one is due, then the stage's pushes and
+    /// fetches, then the halt rule (before every stage but the last).
+    async fn stages(
+        &self,
+        deployment: &mut deployments::Deployment,
+        stop: &AtomicBool,
+    ) -> Result<(), sea_orm::DbErr> {
+        let id = deployment.id;
+        loop {
+            if let Some(at) = deployment.next_stage_at {
+                self.pause_until(at, stop).await;
+                if stop.load(Ordering::Relaxed) || self.shutdown.is_stopping() {
+                    return self.stopped(id).await;
+                }
+                let next = deployment.stage + 1;
+                if !self.begin_stage(id, next).await? {
+                    return Ok(());
+                }
+                deployment.stage = next;
+                deployment.stage_started_at = Some(now_millis());
+                deployment.next_stage_at = None;
+            }
+            self.push_stage(deployment, stop).await?;
+            self.await_fetches(deployment, stop).await?;
+            if stop.load(Ordering::Relaxed) || self.shutdown.is_stopping() {
+                return self.stopped(id).await;
+            }
+            if deployment.stage >= deployment.stage_count {
+                return self.finish(id).await;
+            }
+            match self.after_stage(deployment).await? {
+                Some(at) => deployment.next_stage_at = Some(at),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// After a stop: at a server's stop, nothing (the results so far are
+    /// written; the next holder of the lease goes on from there);
+    /// otherwise (cancelled, or the lease lost) the end, if still ours.
+    async fn stopped(&self, id: i64) -> Result<(), sea_orm::DbErr> {
+        if self.shutdown.is_stopping() {
+            return Ok(());
+        }
+        self.finish(id).await
+    }
+
+    /// Pushes the pending hosts of the stages begun (pull hosts wait for
+    /// their agents), and writes the results in batches.
+    async fn push_stage(
+        &self,
+        deployment: &deployments::Deployment,
+        stop: &AtomicBool,
+    ) -> Result<(), sea_orm::DbErr> {
+        let store = &self.store;
         let states = agents::all(store.db()).await?;
-        let pending = deployments::pending_hosts(store.db(), id).await?;
+        let pending =
+            deployments::pending_hosts(store.db(), deployment.id, deployment.stage).await?;
         let (results, received) = mpsc::channel(BATCH);
         let writer = tokio::spawn(write_results(
             store.clone(),
-            id,
+            deployment.id,
             received,
             self.metrics.clone(),
         ));
         futures::stream::iter(pending)
             .for_each_concurrent(CONCURRENCY, |host| {
-                let (client, states, stop, results) = (&self.client, &states, &stop, &results);
+                let (client, states, results) = (&self.client, &states, &results);
                 let networks = &*self.push_networks;
-                let store = &self.store;
                 async move {
                     if stop.load(Ordering::Relaxed) {
                         return;
@@ -405,22 +490,122 @@ impl Deployer {
             })
             .await;
         drop(results);
-        let written = writer.await;
-        if let Ok(Err(e)) = written {
-            keeper.abort();
-            stopper.abort();
-            return Err(e);
+        match writer.await {
+            Ok(written) => written,
+            Err(e) => Err(sea_orm::DbErr::Custom(format!(
+                "the results' writer failed: {e}"
+            ))),
         }
-        let fetched = self.await_fetches(&deployment, &stop).await;
-        keeper.abort();
-        stopper.abort();
-        fetched?;
-        if self.shutdown.is_stopping() {
-            // Checkpointed: the results so far are written; the next
-            // holder of the lease pushes the hosts still pending.
-            return Ok(());
+    }
+
+    /// Sleeps until `at` (milliseconds), a stop, or the lease lost: the
+    /// pause between stages. Woken by commits (a cancellation) and every
+    /// [`RENEW_EVERY`].
+    async fn pause_until(&self, at: i64, stop: &AtomicBool) {
+        loop {
+            let mut committed = self.store.changes().watch_committed();
+            let left = u64::try_from(at - now_millis()).unwrap_or(0);
+            if left == 0 || stop.load(Ordering::Relaxed) || self.shutdown.is_stopping() {
+                return;
+            }
+            tokio::select! {
+                () = committed.changed() => {}
+                () = tokio::time::sleep(Duration::from_millis(left).min(RENEW_EVERY)) => {}
+                () = self.shutdown.stopping() => {}
+            }
         }
-        self.finish(id).await
+    }
+
+    /// Begins stage `stage`: publishes its hosts' allowlists (agents may
+    /// fetch them from now on, and this server's waiting agents are
+    /// answered from memory). False when the deployment is no longer this
+    /// server's to run.
+    async fn begin_stage(&self, id: i64, stage: i32) -> Result<bool, sea_orm::DbErr> {
+        let tx = self.store.begin_write().await?;
+        let ours = deployments::get(&tx.tx, id).await?.is_some_and(|d| {
+            d.status == DeploymentStatus::Running && d.lease_owner.as_deref() == Some(&*self.owner)
+        });
+        if !ours {
+            return Ok(false);
+        }
+        let published = deployments::begin_stage(&tx.tx, id, stage, now_millis()).await?;
+        let publishing = self.store.changes().publishing();
+        tx.commit_keys_unchanged().await?;
+        let stage = u32::try_from(stage).unwrap_or(u32::MAX);
+        self.store
+            .changes()
+            .issued_stage_documents(id, stage, published);
+        drop(publishing);
+        tracing::info!(deployment = id, stage, "stage begun");
+        Ok(true)
+    }
+
+    /// After a stage that is not the last: the halt rule. Halted, the
+    /// deployment records why, its counts and a `deploy-halt` entry, and
+    /// gives its lease up; otherwise the time the next stage may begin
+    /// (after `stage_wait`) is recorded and returned. `None` also when the
+    /// deployment is no longer this server's.
+    async fn after_stage(
+        &self,
+        deployment: &deployments::Deployment,
+    ) -> Result<Option<i64>, sea_orm::DbErr> {
+        let id = deployment.id;
+        let tx = self.store.begin_write().await?;
+        let Some(current) = deployments::get(&tx.tx, id).await? else {
+            return Ok(None);
+        };
+        if current.lease_owner.as_deref() != Some(&*self.owner)
+            || current.status != DeploymentStatus::Running
+        {
+            return Ok(None);
+        }
+        let trouble = deployments::trouble_count(&tx.tx, id, current.stage).await?;
+        let accepted = u64::try_from(current.accepted_failures).unwrap_or(0);
+        let allowed = current
+            .max_failed
+            .and_then(|m| u64::try_from(m).ok())
+            .unwrap_or(u64::MAX);
+        if !halts(trouble, accepted, allowed) {
+            let wait = i64::from(current.stage_wait.max(0)) * 1000;
+            let at = now_millis() + wait;
+            deployments::next_stage_at(&tx.tx, id, at).await?;
+            tx.commit_keys_unchanged().await?;
+            return Ok(Some(at));
+        }
+        let reason = format!(
+            "{} hosts failed or were unreachable after stage {} of {} ({} allowed)",
+            trouble.saturating_sub(accepted),
+            current.stage,
+            current.stage_count,
+            allowed
+        );
+        let hosts = deployments::hosts(&tx.tx, id).await?;
+        let counts = Counts::of(&hosts.iter().map(|h| h.result).collect::<Vec<_>>());
+        deployments::halt(&tx.tx, id, &reason, &counts).await?;
+        let mut after = json!({
+            "checksum": current.checksum,
+            "status": DeploymentStatus::Halted,
+            "stage": current.stage,
+            "reason": reason,
+        });
+        for result in HostResult::SETTLED {
+            after[result.as_str()] = counts.get(*result).into();
+        }
+        activity::append(
+            &tx.tx,
+            &Entry::deployment(
+                now_millis(),
+                &current.author,
+                "deploy-halt",
+                id,
+                after,
+                current.request_id.clone(),
+            ),
+        )
+        .await?;
+        tx.commit_keys_unchanged().await?;
+        tracing::warn!(deployment = id, stage = current.stage, %reason, "deployment halted");
+        Ok(None)
     }
 
     /// Waits until no host of the deployment is pending (its pulling
@@ -434,10 +619,12 @@ impl Deployer {
         stop: &AtomicBool,
     ) -> Result<(), sea_orm::DbErr> {
         let grace = i64::try_from(PULL_GRACE.as_millis()).unwrap_or(i64::MAX);
-        let ends = deployment.started_at.saturating_add(grace);
+        let began = deployment.stage_started_at.unwrap_or(deployment.started_at);
+        let ends = began.saturating_add(grace);
         loop {
             let mut committed = self.store.changes().watch_committed();
-            if deployments::pending_count(self.store.db(), deployment.id).await? == 0
+            if deployments::pending_count(self.store.db(), deployment.id, deployment.stage).await?
+                == 0
                 || stop.load(Ordering::Relaxed)
                 || self.shutdown.is_stopping()
             {
@@ -457,6 +644,7 @@ impl Deployer {
         let settled = deployments::settle_pending(
             &tx.tx,
             deployment.id,
+            deployment.stage,
             HostResult::Unreachable,
             &format!(
                 "the agent did not fetch its allowlist within {} s",
@@ -494,23 +682,7 @@ impl Deployer {
         };
         let counts = Counts::of(&results);
         deployments::finish(&tx.tx, id, status, &counts).await?;
-        let mut after = json!({"checksum": current.checksum, "status": status});
-        for result in HostResult::SETTLED {
-            after[result.as_str()] = counts.get(*result).into();
-        }
-        let entry = Entry {
-            at: now_millis(),
-            author: current.author.clone(),
-            action: "deploy-end".into(),
-            object_type: "deployment".into(),
-            object_name: id.to_string(),
-            before: None,
-            after: Some(after),
-            request_id: current.request_id.clone(),
-            object_id: None,
-            reverts: None,
-        };
-        activity::append(&tx.tx, &entry).await?;
+        activity::append(&tx.tx, &end_entry(&current, status, &counts)).await?;
         let pruned = deployments::prune(&tx.tx, self.keep).await?;
         tx.commit_keys_unchanged().await?;
         if pruned > 0 {
@@ -524,9 +696,29 @@ impl Deployer {
     }
 }
 
+/// The `deploy-end` activity entry of a deployment ending with `status`.
+pub fn end_entry(
+    deployment: &deployments::Deployment,
+    status: DeploymentStatus,
+    counts: &Counts,
+) -> Entry {
+    let mut after = json!({"checksum": deployment.checksum, "status": status});
+    for result in HostResult::SETTLED {
+        after[result.as_str()] = counts.get(*result).into();
+    }
+    Entry::deployment(
+        now_millis(),
+        &deployment.author,
+        "deploy-end",
+        deployment.id,
+        after,
+        deployment.request_id.clone(),
+    )
+}
+
 /// How long a deployment waits for its pulling agents (pull hosts, and
 /// push hosts the server could not reach whose agent pulled before) to
-/// fetch their new allowlists, from its start.
+/// fetch their new allowlists, from the start of their stage.
 pub const PULL_GRACE: Duration = Duration::from_secs(90);
 
 /// Whether the host's agent can fetch its allowlist: a host whose key was
@@ -668,6 +860,8 @@ mod tests {
             attempts: 0,
             updated_at: 0,
             delivery: Delivery::Push,
+            stage: 1,
+            staged_allowlist: String::new(),
         }
     }
 

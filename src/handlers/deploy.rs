@@ -7,6 +7,7 @@ use axum::response::Response;
 use crate::api::{DeployAnswer, DeployConflict, UNCHANGED};
 use crate::domain::Kind;
 use crate::domain::deployment::DeploymentStatus;
+use crate::domain::staging::Plan;
 use crate::error::ApiError;
 use crate::http::json::typed_response;
 use crate::http::query::QueryParams;
@@ -64,19 +65,45 @@ fn deployment_id(query: &QueryParams) -> Result<i64, ApiError> {
         })
 }
 
+/// `202` with `body` and the `Location` of deployment `id`.
+fn accepted(state: &AppState, id: i64, body: &impl serde::Serialize) -> Response {
+    let mut response = typed_response(StatusCode::ACCEPTED, body);
+    let location = format!(
+        "{}/director/config/deployment?id={id}",
+        state.config.base_path
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&location) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, value);
+    }
+    response
+}
+
+/// A staged deploy's `stages`, `max_failed` and `stage_wait` (empty
+/// values are absent ones).
+fn staging(query: &QueryParams) -> Result<Option<Plan>, ApiError> {
+    let given = |name| query.get(name).filter(|v| !v.is_empty());
+    Plan::parse(given("stages"), given("max_failed"), given("stage_wait"))
+        .map_err(ApiError::BadRequest)
+}
+
 /// The parameters of `POST /director/config/deploy`: a mistyped filter
 /// must not widen a deploy to the whole fleet, so any other is a `400`.
-const DEPLOY_PARAMETERS: [&str; 7] = [
+const DEPLOY_PARAMETERS: [&str; 10] = [
     "force",
     "wait",
     "dry_run",
+    "stages",
+    "max_failed",
+    "stage_wait",
     "q",
     "has_agent",
     "disabled",
     "imports",
 ];
 
-/// `POST /director/config/deploy?force=1&wait=SECONDS&dry_run=1&FILTERS`:
+/// `POST /director/config/deploy?force=1&wait=SECONDS&dry_run=1&stages=…&FILTERS`:
 /// any body is ignored.
 #[utoipa::path(
     post,
@@ -92,7 +119,16 @@ const DEPLOY_PARAMETERS: [&str; 7] = [
         ("force" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
             description = "A flag: deploy even when nothing changed, and push to hosts that hold it already"),
         ("wait" = Option<crate::openapi::schemas::DeployWait>, Query,
-            description = "Wait up to this many seconds for the end"),
+            description = "Wait up to this many seconds for the end (a halt ends it too)"),
+        ("stages" = Option<String>, Query, pattern = "^[0-9%, ]*$",
+            description = "A staged deploy: up to 20 comma-separated cumulative stages, each a number of \
+                hosts or a percentage of the hosts that get a new allowlist, strictly increasing \
+                (`1,10%,100%`); a final stage takes the hosts left"),
+        ("max_failed" = Option<String>, Query, pattern = "^([0-9]+%?)?$",
+            description = "With `stages`: failed or unreachable hosts tolerated (a number, or a \
+                percentage of the staged hosts); more after a stage halt the deployment. Default 0"),
+        ("stage_wait" = Option<crate::openapi::schemas::StageWait>, Query,
+            description = "With `stages`: seconds between a stage's end and the next one's start"),
         ("dry_run" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
             description = "A flag: answer what the deploy would do, and do nothing"),
         ("q" = Option<String>, Query, description = "Only hosts whose name or display name contains this"),
@@ -107,7 +143,8 @@ const DEPLOY_PARAMETERS: [&str; 7] = [
             deployment, or with `dry_run` what the deploy would do", body = crate::openapi::schemas::DeployResult),
         (status = 202, description = "A deployment is running (this one, or the running one with the same \
             checksum)", body = crate::api::DeployAnswer, headers(("Location" = String))),
-        (status = 400, description = "A bad `force`, `wait`, `dry_run` or filter, or an unknown parameter",
+        (status = 400, description = "A bad `force`, `wait`, `dry_run`, `stages`, `max_failed`, `stage_wait` \
+            or filter, or an unknown parameter",
             body = crate::openapi::schemas::ErrorBody),
         (status = 409, description = "Another deployment is running with another checksum",
             body = crate::api::DeployConflict),
@@ -127,6 +164,7 @@ pub async fn start_deploy(
     let options = service::DeployOptions {
         force: query.is_set("force")?,
         scope: Some(query.filter(Kind::Host)?),
+        staging: staging(&query)?,
     };
     let wait = query.wait(600)?;
     if query.is_set("dry_run")? {
@@ -184,17 +222,7 @@ pub async fn start_deploy(
         deployment_id: Some(id),
         hosts: Some(u64::try_from(hosts).unwrap_or(u64::MAX)),
     };
-    let mut response = typed_response(StatusCode::ACCEPTED, &body);
-    let location = format!(
-        "{}/director/config/deployment?id={id}",
-        state.config.base_path
-    );
-    if let Ok(value) = axum::http::HeaderValue::from_str(&location) {
-        response
-            .headers_mut()
-            .insert(axum::http::header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(accepted(&state, id, &body))
 }
 
 /// `GET /director/config/deployment?id=N`.
@@ -236,13 +264,13 @@ pub async fn show_deployment(
     delete,
     path = "/director/config/deployment",
     tag = "deploy",
-    summary = "Cancel a running deployment: pushes not yet made are not made",
+    summary = "Cancel a running or halted deployment: pushes not yet made are not made",
     params(("id" = i64, Query, description = "The deployment's number")),
     responses(
         (status = 200, description = "The cancelled deployment", body = crate::api::Deployment),
         (status = 400, description = "No `id`, or not a number", body = crate::openapi::schemas::ErrorBody),
         (status = 404, description = "No such deployment", body = crate::openapi::schemas::ErrorBody),
-        (status = 409, description = "The deployment is not running", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The deployment is neither running nor halted", body = crate::openapi::schemas::ErrorBody),
     ),
 )]
 pub async fn cancel_deployment(
@@ -252,6 +280,49 @@ pub async fn cancel_deployment(
 ) -> Result<Response, ApiError> {
     let body = service::cancel(&state.store, &caller, deployment_id(&query)?).await?;
     Ok(typed_response(StatusCode::OK, &body))
+}
+
+/// `POST /director/config/deployment?id=N&resume=1`: a halted deployment
+/// goes on with its next stage.
+#[utoipa::path(
+    post,
+    path = "/director/config/deployment",
+    tag = "deploy",
+    summary = "Resume a halted deployment with its next stage",
+    description = "Only the newest deployment may be resumed (agents refuse older serials). The \
+        hosts that failed stay as they are, and are not counted against `max_failed` again. Any \
+        request body is read (up to the body limit) and ignored.",
+    params(
+        ("id" = i64, Query, description = "The deployment's number"),
+        ("resume" = String, Query, pattern = "^(1|true|y)?$", description = "Required: `1`"),
+    ),
+    responses(
+        (status = 202, description = "Resumed: the deployment, running", body = crate::api::Deployment,
+            headers(("Location" = String))),
+        (status = 400, description = "No `id`, not a number, or no `resume`", body = crate::openapi::schemas::ErrorBody),
+        (status = 404, description = "No such deployment", body = crate::openapi::schemas::ErrorBody),
+        (status = 409, description = "The deployment is not halted, or a newer one exists",
+            body = crate::openapi::schemas::ErrorBody),
+        (status = 413, description = "A body over the limit", body = crate::openapi::schemas::ErrorBody),
+    ),
+)]
+pub async fn resume_deployment(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: QueryParams,
+    _body: crate::http::body::IgnoredBody,
+) -> Result<Response, ApiError> {
+    query.check_flags()?;
+    let id = deployment_id(&query)?;
+    if !query.is_set("resume")? {
+        return Err(ApiError::BadRequest(
+            "resume=1 is required: POST on a deployment resumes it".into(),
+        ));
+    }
+    service::resume(&state.store, &caller, id, state.deployer.owner()).await?;
+    state.deployer.spawn(id);
+    let body = service::details(&state.store, &caller, id).await?;
+    Ok(accepted(&state, id, &body))
 }
 
 /// `GET /director/config/deployments?limit=&cursor=`.

@@ -165,7 +165,8 @@ impl QueryParams {
 }
 
 /// The query flags of the API.
-const KNOWN_FLAGS: [&str; 7] = [
+const KNOWN_FLAGS: [&str; 8] = [
+    "resume",
     "resolved",
     "withNull",
     "count",

@@ -331,6 +331,10 @@ built_schema!(
     DeployWait => seconds_up_to(600)
 );
 built_schema!(
+    /// `stage_wait` of a staged deploy: 0 to 3600 seconds.
+    StageWait => seconds_up_to(3600)
+);
+built_schema!(
     /// `wait` of an allowlist pull: 0 to 300 seconds.
     PullWait => seconds_up_to(300)
 );

@@ -10,7 +10,8 @@ use super::waiting::Wait;
 use crate::api::{
     ActionCounts, ActiveConfiguration, AllowlistPreview, BUSY, Confirmed, Deployment,
     DeploymentHost, DeploymentList, DeploymentSummary, DirectorStatus, DryRun, DryRunHost, Pending,
-    PendingHost, ScriptChange, ScriptDefinition, UNCHANGED, WOULD_DEPLOY,
+    PendingHost, ScriptChange, ScriptDefinition, StageSummary, Staging as StagingView, UNCHANGED,
+    WOULD_DEPLOY,
 };
 use crate::domain::allowlist::{
     AllowedScript, Allowlist, ScriptSource, compare, config_checksum, nothing_to_deploy, render,
@@ -19,12 +20,13 @@ use crate::domain::allowlist::{
 use crate::domain::auth::Permission;
 use crate::domain::deployment::{
     Action, Counts, DeploymentStatus, HostResult, action, activity_state, config_state,
-    results_version,
+    results_version, stage_state,
 };
 use crate::domain::filter::Filter;
 use crate::domain::kind::{DEFAULT_AGENT_PORT, Delivery};
 use crate::domain::normalise::parse_bool;
 use crate::domain::resolve::Resolver;
+use crate::domain::staging::Plan;
 use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
 use crate::store::agents::{self, AgentState};
@@ -333,6 +335,8 @@ pub struct DeployOptions {
     pub force: bool,
     /// Only the hosts matching this (a partial deploy); `None`: all.
     pub scope: Option<Filter>,
+    /// A staged deploy's stages, failures tolerated and pause.
+    pub staging: Option<Plan>,
 }
 
 impl DeployOptions {
@@ -540,6 +544,16 @@ pub async fn dry_run(
         }
     }
     let documents = deployments::held_documents(db, &held).await?;
+    let stages = options.staging.as_ref().map(|plan| {
+        let covered: Vec<i64> = rendering
+            .hosts
+            .iter()
+            .zip(&actions)
+            .filter(|(_, a)| **a != Action::Skip)
+            .map(|(h, _)| h.host_id)
+            .collect();
+        stages_of(plan, &covered).1
+    });
     let hosts = rendering
         .hosts
         .iter()
@@ -557,6 +571,7 @@ pub async fn dry_run(
                 host_id: h.host_id,
                 delivery: h.delivery,
                 action: *a,
+                stage: stages.as_ref().and_then(|s| s.get(&h.host_id).copied()),
                 checksum: h.checksum.clone(),
                 confirmed_checksum: state.and_then(|s| s.confirmed_checksum.clone()),
                 added,
@@ -617,7 +632,7 @@ pub async fn start(
     // its rendered allowlist is `skipped` from the start (unless `force`),
     // its row naming the serial the agent holds and carrying no document.
     let planned: Vec<(&Desired, Action)> = rendering.hosts.iter().zip(actions).collect();
-    let rows: Vec<deployments::DeploymentHost> = on_every_core(&planned, |(h, action)| {
+    let mut rows: Vec<deployments::DeploymentHost> = on_every_core(&planned, |(h, action)| {
         let (serial, allowlist, result) = match held_serial(&states, h) {
             Some(held) if *action == Action::Skip => (held, String::new(), HostResult::Skipped),
             _ => {
@@ -644,8 +659,13 @@ pub async fn start(
             attempts: 0,
             updated_at: now,
             delivery: h.delivery,
+            stage: 1,
+            staged_allowlist: String::new(),
         }
     });
+    if let Some(plan) = &options.staging {
+        stage(&tx.tx, deployment.id, plan, &mut rows, now).await?;
+    }
     let skipped = rows
         .iter()
         .filter(|r| r.result == HostResult::Skipped)
@@ -672,23 +692,20 @@ pub async fn start(
                 .await?;
         }
     }
-    let entry = crate::domain::activity::Entry {
-        at: now,
-        author: caller.author.clone(),
-        action: "deploy-start".into(),
-        object_type: "deployment".into(),
-        object_name: deployment.id.to_string(),
-        before: None,
-        after: Some(json!({
+    let entry = crate::domain::activity::Entry::deployment(
+        now,
+        &caller.author,
+        "deploy-start",
+        deployment.id,
+        json!({
             "checksum": rendering.checksum,
             "hosts": rendering.hosts.len(),
             "force": force,
             "scope": recorded_scope(options, &rendering),
-        })),
-        request_id: caller.request_id.clone(),
-        object_id: None,
-        reverts: None,
-    };
+            "stages": options.staging.as_ref().map(|p| p.stages_text()),
+        }),
+        caller.request_id.clone(),
+    );
     crate::store::activity::append(&tx.tx, &entry).await?;
     let publishing = store.changes().publishing();
     tx.commit_keys_unchanged().await?;
@@ -716,9 +733,26 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployme
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     };
     // A finished deployment keeps its counts, also once its per-host
-    // details were pruned.
+    // details were pruned. A halted one is counted afresh: a late fetch
+    // of its begun stages still moves its hosts.
     let counts = deployments::stored_counts(&d)
+        .filter(|_| d.status != DeploymentStatus::Halted)
         .unwrap_or_else(|| Counts::of(&hosts.iter().map(|h| h.result).collect::<Vec<_>>()));
+    let staged = d.stages.is_some();
+    let staging = d.stages.clone().map(|stages| StagingView {
+        summary: stage_summary(&hosts, d.stage_count, d.stage),
+        stages,
+        stage_count: u32::try_from(d.stage_count).unwrap_or(0),
+        stage: u32::try_from(d.stage).unwrap_or(0),
+        max_failed: d
+            .max_failed
+            .and_then(|m| u64::try_from(m).ok())
+            .unwrap_or(0),
+        accepted_failures: u64::try_from(d.accepted_failures).unwrap_or(0),
+        stage_wait: u32::try_from(d.stage_wait).unwrap_or(0),
+        next_stage_at: d.next_stage_at.and_then(time),
+        halted_reason: d.halted_reason.clone(),
+    });
     let visible = hosts
         .into_iter()
         .filter(|h| caller.restrictions.allows(&h.host_name))
@@ -731,6 +765,7 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployme
             result: h.result,
             error: h.error,
             attempts: h.attempts,
+            stage: u32::try_from(h.stage).ok().filter(|s| staged && *s > 0),
         })
         .collect();
     Ok(Deployment {
@@ -742,8 +777,14 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployme
         scope: d.scope,
         started_at: time(d.started_at),
         finished_at: d.finished_at.and_then(time),
-        version: results_version(d.status, &counts),
+        version: results_version(
+            d.status,
+            &counts,
+            u32::try_from(d.stage).unwrap_or(0),
+            d.next_stage_at.is_some(),
+        ),
         counts,
+        staging,
         hosts: visible,
         activity_id: match d.activity_checksum.as_deref() {
             Some(checksum) => crate::store::activity::id_of(store.db(), checksum).await?,
@@ -799,15 +840,146 @@ pub async fn cancel(store: &Store, caller: &Caller, id: i64) -> Result<Deploymen
     let d = deployments::get(&tx.tx, id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("No such deployment {id}")))?;
-    if d.status.is_final() {
+    match d.status {
+        DeploymentStatus::Running => {
+            deployments::set_status(&tx.tx, id, DeploymentStatus::Cancelled).await?;
+        }
+        // Nobody runs a halted deployment: its end is written here.
+        DeploymentStatus::Halted => {
+            let hosts = deployments::hosts(&tx.tx, id).await?;
+            let counts = Counts::of(&hosts.iter().map(|h| h.result).collect::<Vec<_>>());
+            deployments::finish(&tx.tx, id, DeploymentStatus::Cancelled, &counts).await?;
+            let entry = crate::deploy::end_entry(&d, DeploymentStatus::Cancelled, &counts);
+            crate::store::activity::append(&tx.tx, &entry).await?;
+        }
+        _ => {
+            return Err(ApiError::Conflict(format!(
+                "Deployment {id} is {}, not running or halted",
+                d.status
+            )));
+        }
+    }
+    tx.commit_keys_unchanged().await?;
+    details(store, caller, id).await
+}
+
+/// `POST /director/config/deployment?id=N&resume=1`: a halted deployment
+/// goes on with its next stage, run by `owner` (the caller spawns the
+/// runner). Only the newest deployment may be resumed: a later one's
+/// serials are newer, and agents refuse older ones.
+pub async fn resume(store: &Store, caller: &Caller, id: i64, owner: &str) -> Result<(), ApiError> {
+    use crate::store::deployments;
+    caller.require(Permission::Deploy)?;
+    let tx = store.begin_write().await?;
+    let d = deployments::get(&tx.tx, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("No such deployment {id}")))?;
+    if d.status != DeploymentStatus::Halted {
         return Err(ApiError::Conflict(format!(
-            "Deployment {id} is {}, not running",
+            "Deployment {id} is {}, not halted",
             d.status
         )));
     }
-    deployments::set_status(&tx.tx, id, DeploymentStatus::Cancelled).await?;
+    let newest = deployments::newest_id(&tx.tx).await?;
+    if newest != id {
+        return Err(ApiError::Conflict(format!(
+            "Deployment {id} cannot be resumed: deployment {newest} is newer"
+        )));
+    }
+    let now = crate::store::now_millis();
+    let accepted = deployments::trouble_count(&tx.tx, id, d.stage).await?;
+    deployments::resume(
+        &tx.tx,
+        id,
+        owner,
+        crate::deploy::lease_until(now),
+        i64::try_from(accepted).unwrap_or(i64::MAX),
+        now,
+    )
+    .await?;
+    let entry = crate::domain::activity::Entry::deployment(
+        now,
+        &caller.author,
+        "deploy-resume",
+        id,
+        json!({
+            "checksum": d.checksum,
+            "stage": d.stage,
+            "accepted_failures": accepted,
+        }),
+        caller.request_id.clone(),
+    );
+    crate::store::activity::append(&tx.tx, &entry).await?;
     tx.commit_keys_unchanged().await?;
-    details(store, caller, id).await
+    Ok(())
+}
+
+/// The cumulative stage sizes of `plan` over the `covered` hosts (those
+/// that get a new allowlist), and each one's stage.
+fn stages_of(plan: &Plan, covered: &[i64]) -> (Vec<u64>, HashMap<i64, u32>) {
+    use crate::domain::staging::{assign, stage_sizes};
+    let sizes = stage_sizes(&plan.stages, covered.len() as u64);
+    let stages = assign(covered, &sizes).into_iter().collect();
+    (sizes, stages)
+}
+
+/// Gives a new deployment's rows their stages ([`crate::domain::staging`]):
+/// the hosts that get a new allowlist (not the skipped ones) in the
+/// spread order; the allowlists of every stage but the first are kept
+/// apart until their stage begins. Records the plan on the deployment.
+async fn stage(
+    db: &impl ConnectionTrait,
+    id: i64,
+    plan: &Plan,
+    rows: &mut [crate::store::deployments::DeploymentHost],
+    now: i64,
+) -> Result<(), ApiError> {
+    let covered: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.result == HostResult::Pending)
+        .map(|r| r.host_id)
+        .collect();
+    let (sizes, stages) = stages_of(plan, &covered);
+    for row in rows.iter_mut() {
+        let stage = stages.get(&row.host_id).copied().unwrap_or(0);
+        row.stage = i32::try_from(stage).unwrap_or(i32::MAX);
+        if stage > 1 {
+            row.staged_allowlist = std::mem::take(&mut row.allowlist);
+        }
+    }
+    let recorded = crate::store::deployments::StagePlan {
+        stages: plan.stages_text(),
+        stage_count: i32::try_from(sizes.len()).unwrap_or(i32::MAX),
+        max_failed: i64::try_from(plan.allowed_failures(covered.len() as u64)).unwrap_or(i64::MAX),
+        stage_wait: i32::try_from(plan.stage_wait).unwrap_or(i32::MAX),
+    };
+    crate::store::deployments::set_plan(db, id, &recorded, now).await?;
+    Ok(())
+}
+
+/// Per stage: its hosts, their results, and where it stands.
+fn stage_summary(
+    hosts: &[crate::store::deployments::DeploymentHost],
+    stage_count: i32,
+    current: i32,
+) -> Vec<StageSummary> {
+    let current = u32::try_from(current).unwrap_or(0);
+    (1..=u32::try_from(stage_count).unwrap_or(0))
+        .map(|stage| {
+            let results: Vec<HostResult> = hosts
+                .iter()
+                .filter(|h| u32::try_from(h.stage).ok() == Some(stage))
+                .map(|h| h.result)
+                .collect();
+            let counts = Counts::of(&results);
+            StageSummary {
+                stage,
+                hosts: counts.total(),
+                state: stage_state(stage, current, counts.pending),
+                counts,
+            }
+        })
+        .collect()
 }
 
 /// `GET /director/config/deployments`: newest first.

@@ -51,15 +51,19 @@ impl Issued {
     }
 }
 
+/// What one entry of the issued log publishes: a deployment's stage (1
+/// for a deployment that is not staged).
+type Publication = (i64, u32);
+
 #[derive(Debug, Default)]
 struct IssuedLog {
-    /// `(revision, deployment, hosts)`, oldest first.
-    entries: VecDeque<(u64, i64, Issued)>,
+    /// `(revision, publication, hosts)`, oldest first.
+    entries: VecDeque<(u64, Publication, Issued)>,
     /// The newest deployment published.
     newest: i64,
     /// The allowlists the newest deployment issued, when this process made
-    /// it: a woken agent is answered from here, without reading the
-    /// database. Only the newest deployment's are kept.
+    /// it (or began its stages): a woken agent is answered from here,
+    /// without reading the database. Only the newest deployment's are kept.
     documents: Option<(i64, Arc<Documents>)>,
 }
 
@@ -177,12 +181,23 @@ impl Changes {
     /// Deployment `deployment` issued allowlists to `hosts`: wakes the
     /// waiters of those hosts. Publishing a deployment again does nothing.
     pub fn issued(&self, deployment: i64, hosts: Issued) {
+        self.issued_stage(deployment, 1, hosts);
+    }
+
+    /// Stage `stage` of deployment `deployment` began: its allowlists to
+    /// `hosts` may be fetched. Publishing a stage again does nothing.
+    pub fn issued_stage(&self, deployment: i64, stage: u32, hosts: Issued) {
         let mut log = self.log();
-        if log.entries.iter().any(|(_, d, _)| *d == deployment) {
+        if log
+            .entries
+            .iter()
+            .any(|(_, published, _)| *published == (deployment, stage))
+        {
             return;
         }
         let revision = *self.issued_revision.borrow() + 1;
-        log.entries.push_back((revision, deployment, hosts));
+        log.entries
+            .push_back((revision, (deployment, stage), hosts));
         while log.entries.len() > ISSUED_KEPT {
             log.entries.pop_front();
         }
@@ -205,18 +220,39 @@ impl Changes {
     /// allowlists (signed, as stored): wakes their hosts' waiters, and
     /// keeps the documents to answer them from memory.
     pub fn issued_documents(&self, deployment: i64, documents: Vec<DeploymentHost>) {
+        self.issued_stage_documents(deployment, 1, documents);
+    }
+
+    /// Stage `stage` of deployment `deployment`, run by this process,
+    /// began with these allowlists: wakes their hosts' waiters, and keeps
+    /// the documents with those of the deployment's earlier stages.
+    pub fn issued_stage_documents(
+        &self,
+        deployment: i64,
+        stage: u32,
+        documents: Vec<DeploymentHost>,
+    ) {
         let hosts: HashSet<i64> = documents.iter().map(|d| d.host_id).collect();
-        let documents: Documents = documents
-            .into_iter()
-            .map(|d| (d.host_id, Arc::new(d)))
-            .collect();
         {
             let mut log = self.log();
             if deployment >= log.newest {
-                log.documents = Some((deployment, Arc::new(documents)));
+                let mut kept: Documents = match &log.documents {
+                    Some((held, earlier)) if *held == deployment => (**earlier).clone(),
+                    _ => Documents::new(),
+                };
+                kept.extend(documents.into_iter().map(|d| (d.host_id, Arc::new(d))));
+                log.documents = Some((deployment, Arc::new(kept)));
             }
         }
-        self.issued(deployment, Issued::Hosts(Arc::new(hosts)));
+        self.issued_stage(deployment, stage, Issued::Hosts(Arc::new(hosts)));
+    }
+
+    /// Whether stage `stage` of `deployment` was published here.
+    pub fn stage_published(&self, deployment: i64, stage: u32) -> bool {
+        self.log()
+            .entries
+            .iter()
+            .any(|(_, published, _)| *published == (deployment, stage))
     }
 
     /// The allowlist the newest deployment issued to `host`, when it was
@@ -480,7 +516,29 @@ mod tests {
             attempts: 0,
             updated_at: 0,
             delivery: crate::domain::kind::Delivery::Pull,
+            stage: 1,
+            staged_allowlist: String::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn each_stage_of_a_deployment_wakes_its_own_hosts_and_adds_its_documents() {
+        let changes = Arc::new(Changes::new());
+        let mut first = changes.watch_issued();
+        let mut later = changes.watch_issued();
+        changes.issued_stage_documents(10, 1, vec![document(10, 1)]);
+        assert!(wakes(first.issued(1)).await);
+        assert!(!wakes(later.issued(2)).await, "stage 2 has not begun");
+        assert!(changes.issued_document(2).is_none());
+        changes.issued_stage_documents(10, 2, vec![document(10, 2)]);
+        assert!(wakes(later.issued(2)).await);
+        assert!(changes.stage_published(10, 2));
+        // Both stages' documents answer from memory.
+        assert_eq!(changes.issued_document(1).map(|d| d.serial), Some(10));
+        assert_eq!(changes.issued_document(2).map(|d| d.serial), Some(10));
+        // A stage published again (a catch-up) wakes nobody.
+        changes.issued_stage(10, 2, hosts(&[2]));
+        assert!(!wakes(later.issued(2)).await);
     }
 
     #[tokio::test]

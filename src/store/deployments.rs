@@ -240,6 +240,8 @@ pub async fn add_hosts(db: &impl ConnectionTrait, hosts: Vec<DeploymentHost>) ->
             attempts: Set(h.attempts),
             updated_at: Set(h.updated_at),
             delivery: Set(h.delivery),
+            stage: Set(h.stage),
+            staged_allowlist: Set(h.staged_allowlist),
         });
         deployment_host::Entity::insert_many(rows).exec(db).await?;
     }
@@ -285,16 +287,179 @@ pub async fn hosts(db: &impl ConnectionTrait, id: i64) -> Result<Vec<DeploymentH
         .await
 }
 
-/// The hosts of a deployment not pushed yet.
+/// The hosts of a deployment not pushed yet, in the stages up to `stage`.
 pub async fn pending_hosts(
     db: &impl ConnectionTrait,
     id: i64,
+    stage: i32,
 ) -> Result<Vec<DeploymentHost>, DbErr> {
     deployment_host::Entity::find()
         .filter(deployment_host::Column::DeploymentId.eq(id))
         .filter(deployment_host::Column::Result.eq(HostResult::Pending))
+        .filter(deployment_host::Column::Stage.lte(stage))
         .all(db)
         .await
+}
+
+/// What a staged deployment records at its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagePlan {
+    /// The stages as asked for (`1,10%,100%`).
+    pub stages: String,
+    pub stage_count: i32,
+    pub max_failed: i64,
+    pub stage_wait: i32,
+}
+
+/// Records a new deployment's stages; its first stage begins `now`.
+pub async fn set_plan(
+    db: &impl ConnectionTrait,
+    id: i64,
+    plan: &StagePlan,
+    now: i64,
+) -> Result<(), DbErr> {
+    deployment::Entity::update_many()
+        .col_expr(deployment::Column::Stages, Expr::value(plan.stages.clone()))
+        .col_expr(
+            deployment::Column::StageCount,
+            Expr::value(plan.stage_count),
+        )
+        .col_expr(deployment::Column::Stage, Expr::value(1))
+        .col_expr(deployment::Column::MaxFailed, Expr::value(plan.max_failed))
+        .col_expr(deployment::Column::StageWait, Expr::value(plan.stage_wait))
+        .col_expr(deployment::Column::StageStartedAt, Expr::value(now))
+        .filter(deployment::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Begins stage `stage` of a deployment: its hosts' allowlists are
+/// published (moved to `allowlist`, where agents fetch them), in one
+/// statement. Returns the published rows.
+pub async fn begin_stage(
+    db: &impl ConnectionTrait,
+    id: i64,
+    stage: i32,
+    now: i64,
+) -> Result<Vec<DeploymentHost>, DbErr> {
+    let mut rows = deployment_host::Entity::find()
+        .filter(deployment_host::Column::DeploymentId.eq(id))
+        .filter(deployment_host::Column::Stage.eq(stage))
+        .filter(deployment_host::Column::StagedAllowlist.ne(""))
+        .all(db)
+        .await?;
+    deployment_host::Entity::update_many()
+        .col_expr(
+            deployment_host::Column::Allowlist,
+            Expr::col(deployment_host::Column::StagedAllowlist),
+        )
+        .col_expr(deployment_host::Column::StagedAllowlist, Expr::value(""))
+        .filter(deployment_host::Column::DeploymentId.eq(id))
+        .filter(deployment_host::Column::Stage.eq(stage))
+        .filter(deployment_host::Column::StagedAllowlist.ne(""))
+        .exec(db)
+        .await?;
+    for row in &mut rows {
+        row.allowlist = std::mem::take(&mut row.staged_allowlist);
+    }
+    deployment::Entity::update_many()
+        .col_expr(deployment::Column::Stage, Expr::value(stage))
+        .col_expr(deployment::Column::StageStartedAt, Expr::value(now))
+        .col_expr(
+            deployment::Column::NextStageAt,
+            Expr::value(Option::<i64>::None),
+        )
+        .filter(deployment::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        // Other replicas' pulling agents learn of the stage as of a new
+        // deployment (the `i` of migration 8).
+        db.execute_unprepared("SELECT pg_notify('steward_changes', 'i')")
+            .await?;
+    }
+    Ok(rows)
+}
+
+/// A stage ended and the halt rule let the deployment go on: the next
+/// stage may begin at `at`.
+pub async fn next_stage_at(db: &impl ConnectionTrait, id: i64, at: i64) -> Result<(), DbErr> {
+    deployment::Entity::update_many()
+        .col_expr(deployment::Column::NextStageAt, Expr::value(at))
+        .filter(deployment::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// How many hosts of a deployment's stages up to `stage` failed or were
+/// unreachable.
+pub async fn trouble_count(db: &impl ConnectionTrait, id: i64, stage: i32) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    deployment_host::Entity::find()
+        .filter(deployment_host::Column::DeploymentId.eq(id))
+        .filter(deployment_host::Column::Stage.lte(stage))
+        .filter(
+            deployment_host::Column::Result.is_in([HostResult::Failed, HostResult::Unreachable]),
+        )
+        .count(db)
+        .await
+}
+
+/// Halts a deployment: its status, why, its counts so far; the lease is
+/// given up (nobody runs it until it is resumed).
+pub async fn halt(
+    db: &impl ConnectionTrait,
+    id: i64,
+    reason: &str,
+    counts: &Counts,
+) -> Result<(), DbErr> {
+    finish(db, id, DeploymentStatus::Halted, counts).await?;
+    deployment::Entity::update_many()
+        .col_expr(deployment::Column::HaltedReason, Expr::value(reason))
+        .filter(deployment::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Resumes a halted deployment, leased to `owner` until `lease_until`:
+/// running again, its next stage due `now`, the failures so far accepted.
+pub async fn resume(
+    db: &impl ConnectionTrait,
+    id: i64,
+    owner: &str,
+    lease_until: i64,
+    accepted: i64,
+    now: i64,
+) -> Result<(), DbErr> {
+    deployment::Entity::update_many()
+        .col_expr(
+            deployment::Column::Status,
+            Expr::value(DeploymentStatus::Running),
+        )
+        .col_expr(
+            deployment::Column::FinishedAt,
+            Expr::value(Option::<i64>::None),
+        )
+        .col_expr(
+            deployment::Column::Counts,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            deployment::Column::HaltedReason,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(deployment::Column::AcceptedFailures, Expr::value(accepted))
+        .col_expr(deployment::Column::NextStageAt, Expr::value(now))
+        .col_expr(deployment::Column::LeaseOwner, Expr::value(owner))
+        .col_expr(deployment::Column::LeaseUntil, Expr::value(lease_until))
+        .filter(deployment::Column::Id.eq(id))
+        .filter(deployment::Column::Status.eq(DeploymentStatus::Halted))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Records one host's result. A host recorded `deployed` stays so (a
@@ -656,21 +821,24 @@ pub async fn issued_hosts(db: &impl ConnectionTrait, id: i64) -> Result<Vec<i64>
         .await
 }
 
-/// How many hosts of a deployment have no result yet.
-pub async fn pending_count(db: &impl ConnectionTrait, id: i64) -> Result<u64, DbErr> {
+/// How many hosts of a deployment's stages up to `stage` have no result yet.
+pub async fn pending_count(db: &impl ConnectionTrait, id: i64, stage: i32) -> Result<u64, DbErr> {
     use sea_orm::PaginatorTrait;
     deployment_host::Entity::find()
         .filter(deployment_host::Column::DeploymentId.eq(id))
         .filter(deployment_host::Column::Result.eq(HostResult::Pending))
+        .filter(deployment_host::Column::Stage.lte(stage))
         .count(db)
         .await
 }
 
-/// Ends the wait for the agents of a deployment that did not fetch: every
-/// host still pending gets `result` with `error`.
+/// Ends the wait for the agents of a deployment's stages up to `stage`
+/// that did not fetch: every such host still pending gets `result` with
+/// `error`.
 pub async fn settle_pending(
     db: &impl ConnectionTrait,
     id: i64,
+    stage: i32,
     result: HostResult,
     error: &str,
 ) -> Result<u64, DbErr> {
@@ -683,6 +851,7 @@ pub async fn settle_pending(
         )
         .filter(deployment_host::Column::DeploymentId.eq(id))
         .filter(deployment_host::Column::Result.eq(HostResult::Pending))
+        .filter(deployment_host::Column::Stage.lte(stage))
         .exec(db)
         .await?;
     Ok(done.rows_affected)

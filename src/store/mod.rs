@@ -380,6 +380,22 @@ impl Store {
                 self.changes
                     .issued(id, Issued::Hosts(Arc::new(hosts.into_iter().collect())));
             }
+            // A staged deployment's later stages (begun by another
+            // replica, or before this server started): the hosts of every
+            // stage begun, since stages may have begun unseen.
+            if let Some(running) = deployments::running(&self.db).await?
+                && running.stage > 1
+            {
+                let stage = u32::try_from(running.stage).unwrap_or(u32::MAX);
+                if !self.changes.stage_published(running.id, stage) {
+                    let hosts = deployments::issued_hosts(&self.db, running.id).await?;
+                    self.changes.issued_stage(
+                        running.id,
+                        stage,
+                        Issued::Hosts(Arc::new(hosts.into_iter().collect())),
+                    );
+                }
+            }
             Ok::<(), DbErr>(())
         };
         if let Err(e) = found.await {

@@ -1072,6 +1072,19 @@ db_test!(
             scoped["checksum"], dry["checksum"],
             "the covered hosts' config"
         );
+        assert_eq!(dry["hosts"][0]["stage"], json!(null), "not staged");
+        let staged = app
+            .post("/director/config/deploy?dry_run=1&stages=1", &json!({}))
+            .await
+            .json();
+        let mut stages: Vec<i64> = staged["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["stage"].as_i64().unwrap())
+            .collect();
+        stages.sort_unstable();
+        assert_eq!(stages, [1, 2], "one canary, then the rest: {staged}");
 
         let reader = app.user("looker", "reader", json!({})).await;
         let r = app

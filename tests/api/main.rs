@@ -17,6 +17,7 @@ mod objects;
 mod revert;
 mod scenario;
 mod selfservice;
+mod staged;
 mod templates;
 mod transport;
 mod users;

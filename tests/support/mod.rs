@@ -124,6 +124,12 @@ impl Agent {
 
     /// Starts the agent and waits for its `/health`.
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts the agent with more `serve` arguments (`--allowed-dir DIR`)
+    /// and waits for its `/health`.
+    pub fn start_with(&mut self, args: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -141,6 +147,7 @@ impl Agent {
         if let Some(reload) = &self.reload {
             command.args(["--reload-command", reload]);
         }
+        command.args(args);
         let child = command
             .env("STEWARD_AGENT_LOG", "info")
             .stdout(Stdio::null())

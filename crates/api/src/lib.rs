@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use steward_domain::deployment::{Action, Counts, DeploymentStatus, DirectorState, HostResult};
+use steward_domain::deployment::{
+    Action, Counts, DeploymentStatus, DirectorState, HostResult, StageState,
+};
 use steward_domain::kind::Delivery;
 use steward_domain::user::UserDraft;
 
@@ -85,7 +87,7 @@ pub struct Deployment {
     pub id: i64,
     pub checksum: String,
     pub author: String,
-    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`.
+    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`, `halted`.
     #[schema(value_type = String)]
     pub status: DeploymentStatus,
     pub force: bool,
@@ -94,12 +96,16 @@ pub struct Deployment {
     pub scope: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
-    /// Changes whenever the status or the counts move: `since` of a blocking query.
+    /// Changes whenever the status, the counts or the stage move: `since`
+    /// of a blocking query.
     pub version: String,
     /// Hosts per result, over all hosts (also those a restricted user does
     /// not see).
     #[schema(value_type = Object)]
     pub counts: Counts,
+    /// A staged deployment's stages (absent when it is not staged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging: Option<Staging>,
     /// The hosts the user may see; `[]` once the details were pruned.
     pub hosts: Vec<DeploymentHost>,
     /// The newest activity entry when it started (`null` before any):
@@ -107,6 +113,48 @@ pub struct Deployment {
     /// to what it rolled out.
     #[serde(default)]
     pub activity_id: Option<i64>,
+}
+
+/// A staged deployment's plan and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Staging {
+    /// The stages as asked for, cumulative (`1,10%,100%`).
+    pub stages: String,
+    /// How many stages the hosts were given (entries that added no host
+    /// dropped, a final one added when the list stops short).
+    pub stage_count: u32,
+    /// The stage begun last (from 1).
+    pub stage: u32,
+    /// Failed or unreachable hosts tolerated before halting (a percentage
+    /// taken of the covered hosts, rounded down).
+    pub max_failed: u64,
+    /// Failed or unreachable hosts resumed past (not counted again).
+    pub accepted_failures: u64,
+    /// Seconds between a stage's end and the next one's start.
+    pub stage_wait: u32,
+    /// Between stages: when the next begins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_stage_at: Option<String>,
+    /// Why the deployment halted (while it is halted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted_reason: Option<String>,
+    /// Each stage's hosts and results.
+    pub summary: Vec<StageSummary>,
+}
+
+/// One stage of a staged deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StageSummary {
+    /// Its number, from 1.
+    pub stage: u32,
+    /// How many hosts it has.
+    pub hosts: u64,
+    /// `waiting` (not begun), `running`, `done`.
+    #[schema(value_type = String)]
+    pub state: StageState,
+    /// Its hosts per result.
+    #[schema(value_type = Object)]
+    pub counts: Counts,
 }
 
 /// One host's result in a deployment.
@@ -124,6 +172,10 @@ pub struct DeploymentHost {
     pub result: HostResult,
     pub error: Option<String>,
     pub attempts: i32,
+    /// Its stage in a staged deployment (absent for a skipped host, and
+    /// when the deployment is not staged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<u32>,
 }
 
 /// A deployment in the list.
@@ -132,7 +184,7 @@ pub struct DeploymentSummary {
     pub id: i64,
     pub checksum: String,
     pub author: String,
-    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`.
+    /// `running`, `succeeded`, `partial`, `failed`, `cancelled`, `halted`.
     #[schema(value_type = String)]
     pub status: DeploymentStatus,
     /// The host filter of a partial deployment (`null`: the whole fleet).
@@ -206,6 +258,9 @@ pub struct DryRunHost {
     /// `update`, `revoke` (an empty allowlist) or `skip` (its agent holds it).
     #[schema(value_type = String)]
     pub action: Action,
+    /// With `stages`: the stage it would be in (`null` when skipped or not
+    /// staged).
+    pub stage: Option<u32>,
     /// The checksum of the allowlist it would get.
     pub checksum: String,
     /// What its agent last confirmed holding (`null`: nothing yet).

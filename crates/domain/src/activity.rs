@@ -31,6 +31,30 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry about deployment `id` (`deploy-start`, `deploy-halt`,
+    /// `deploy-resume`, `deploy-end`): what it came to in `after`.
+    pub fn deployment(
+        at: i64,
+        author: &str,
+        action: &str,
+        id: i64,
+        after: Value,
+        request_id: Option<String>,
+    ) -> Self {
+        Entry {
+            at,
+            author: author.to_owned(),
+            action: action.to_owned(),
+            object_type: "deployment".into(),
+            object_name: id.to_string(),
+            before: None,
+            after: Some(after),
+            request_id,
+            object_id: None,
+            reverts: None,
+        }
+    }
+
     /// Hex SHA-256 over the entry's canonical JSON and its parent's checksum:
     /// altering any stored entry breaks its checksum or the next one's link.
     pub fn checksum(&self, parent: &str) -> String {

@@ -20,6 +20,9 @@ pub enum DeploymentStatus {
     Failed,
     /// An operator stopped it; the pushes made stay made.
     Cancelled,
+    /// A staged deployment stopped after a stage with more failures than
+    /// allowed: later stages got nothing; it may be resumed.
+    Halted,
 }
 
 words!(DeploymentStatus, "deployment status", {
@@ -28,10 +31,12 @@ words!(DeploymentStatus, "deployment status", {
     Partial => "partial",
     Failed => "failed",
     Cancelled => "cancelled",
+    Halted => "halted",
 });
 
 impl DeploymentStatus {
-    /// Whether the deployment ended (anything but `running`).
+    /// Whether the deployment ended (anything but `running`; a halted
+    /// one may be resumed).
     pub fn is_final(self) -> bool {
         self != DeploymentStatus::Running
     }
@@ -277,13 +282,49 @@ pub fn standing(confirmed: Option<&str>, issued: Option<&str>) -> AgentStanding 
     }
 }
 
-/// The version of a deployment's results (its status and counts) that a
+/// The version of a deployment's results (its status, counts, and the
+/// stage it is at: its number and whether it waits for the next) that a
 /// blocking query names in `since`: it changes whenever they move.
-pub fn results_version(status: DeploymentStatus, counts: &Counts) -> String {
+pub fn results_version(
+    status: DeploymentStatus,
+    counts: &Counts,
+    stage: u32,
+    waiting: bool,
+) -> String {
     use sha2::{Digest, Sha256};
     let counts = serde_json::to_string(counts).unwrap_or_default();
-    let digest = Sha256::digest(format!("{status}\n{counts}").as_bytes());
+    let digest = Sha256::digest(format!("{status}\n{counts}\n{stage}\n{waiting}").as_bytes());
     hex::encode(&digest[..8])
+}
+
+/// Where a stage of a staged deployment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageState {
+    /// Not begun: its hosts got nothing yet.
+    Waiting,
+    /// Begun: some of its hosts have no result yet.
+    Running,
+    /// Every host of it has a result.
+    Done,
+}
+
+words!(StageState, "stage state", {
+    Waiting => "waiting",
+    Running => "running",
+    Done => "done",
+});
+
+/// A stage's state from the deployment's current stage and the stage's
+/// hosts still pending.
+pub fn stage_state(stage: u32, current: u32, pending: u64) -> StageState {
+    if stage > current {
+        StageState::Waiting
+    } else if pending > 0 {
+        StageState::Running
+    } else {
+        StageState::Done
+    }
 }
 
 #[cfg(test)]
@@ -316,7 +357,7 @@ mod tests {
                 result.as_str()
             );
         }
-        for word in ["", "Running", "deployed ", "halted"] {
+        for word in ["", "Running", "deployed ", "paused"] {
             assert!(word.parse::<DeploymentStatus>().is_err(), "{word:?}");
         }
         assert!("running".parse::<HostResult>().is_err());
@@ -378,14 +419,17 @@ mod tests {
         use HostResult::{Deployed, Pending};
         let running = Counts::of(&[Pending, Deployed]);
         let moved = Counts::of(&[Deployed, Deployed]);
-        let version = results_version(Running, &running);
-        assert_eq!(version, results_version(Running, &running));
+        let version = results_version(Running, &running, 1, false);
+        assert_eq!(version, results_version(Running, &running, 1, false));
         assert_eq!(version.len(), 16);
-        assert_ne!(version, results_version(Running, &moved));
+        assert_ne!(version, results_version(Running, &moved, 1, false));
         assert_ne!(
-            results_version(Running, &moved),
-            results_version(Succeeded, &moved)
+            results_version(Running, &moved, 1, false),
+            results_version(Succeeded, &moved, 1, false)
         );
+        // A stage begun, or the wait for the next, moves it too.
+        assert_ne!(version, results_version(Running, &running, 2, false));
+        assert_ne!(version, results_version(Running, &running, 1, true));
     }
 
     #[test]
@@ -448,5 +492,18 @@ mod tests {
         assert!(DeploymentStatus::Cancelled.is_final());
         assert!(DeploymentStatus::Partial.reached_hosts());
         assert!(!DeploymentStatus::Failed.reached_hosts());
+        assert!(DeploymentStatus::Halted.is_final());
+        assert!(!DeploymentStatus::Halted.reached_hosts());
+    }
+
+    #[test]
+    fn a_stage_waits_runs_then_is_done() {
+        assert_eq!(stage_state(3, 2, 0), StageState::Waiting);
+        assert_eq!(stage_state(2, 2, 4), StageState::Running);
+        assert_eq!(stage_state(2, 2, 0), StageState::Done);
+        assert_eq!(stage_state(1, 2, 0), StageState::Done);
+        for state in StageState::ALL {
+            assert_eq!(state.as_str().parse::<StageState>(), Ok(*state));
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod normalise;
 pub mod object;
 pub mod resolve;
 pub mod revert;
+pub mod staging;
 #[cfg(feature = "sea-orm")]
 mod stored;
 pub mod text;

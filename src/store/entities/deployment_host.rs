@@ -27,6 +27,13 @@ pub struct Model {
     pub updated_at: i64,
     /// The host's `delivery`.
     pub delivery: Delivery,
+    /// Its stage in a staged deployment (from 1; 0 for a skipped host);
+    /// 1 in one that is not staged.
+    pub stage: i32,
+    /// The signed allowlist while its stage has not begun (then moved to
+    /// `allowlist`): what is not published cannot be fetched.
+    #[sea_orm(column_type = "Text")]
+    pub staged_allowlist: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
