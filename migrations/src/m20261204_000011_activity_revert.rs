@@ -2,8 +2,7 @@
 //! undo can recreate a deleted object with its id) and, for a `revert`
 //! entry, the entry it undid. Both are null on older entries, and an
 //! entry's checksum covers them only when they are set, so older chains
-//! keep verifying. And entries are found by checksum (a deployment names
-//! the newest entry at its start by its checksum) through an index.
+//! keep verifying.
 
 use sea_orm_migration::prelude::*;
 
@@ -13,7 +12,6 @@ pub struct Migration;
 #[derive(DeriveIden)]
 enum Activity {
     Table,
-    Checksum,
     ObjectId,
     Reverts,
 }
@@ -32,26 +30,10 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
-        manager
-            .create_index(
-                Index::create()
-                    .name("activity_checksum")
-                    .table(Activity::Table)
-                    .col(Activity::Checksum)
-                    .to_owned(),
-            )
-            .await
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_index(
-                Index::drop()
-                    .name("activity_checksum")
-                    .table(Activity::Table)
-                    .to_owned(),
-            )
-            .await?;
         for column in [Activity::ObjectId, Activity::Reverts] {
             manager
                 .alter_table(

@@ -612,7 +612,7 @@ pub async fn start(
         return Ok(decided);
     }
     let serial = deployments::next_serial(&tx.tx).await?;
-    let activity_checksum = crate::store::activity::latest_checksum(&tx.tx).await?;
+    let (activity_id, activity_checksum) = crate::store::activity::latest(&tx.tx).await?.unzip();
     let deployment = deployments::create(
         &tx.tx,
         &rendering.checksum,
@@ -620,6 +620,7 @@ pub async fn start(
         force,
         caller.request_id.clone(),
         activity_checksum,
+        activity_id,
         owner,
         crate::deploy::lease_until(crate::store::now_millis()),
         recorded_scope(options, &rendering),
@@ -786,10 +787,7 @@ pub async fn details(store: &Store, caller: &Caller, id: i64) -> Result<Deployme
         counts,
         staging,
         hosts: visible,
-        activity_id: match d.activity_checksum.as_deref() {
-            Some(checksum) => crate::store::activity::id_of(store.db(), checksum).await?,
-            None => None,
-        },
+        activity_id: d.activity_id,
     })
 }
 

@@ -222,6 +222,15 @@ pub async fn chain(
         .collect())
 }
 
+/// The newest entry's id and checksum, if any.
+pub async fn latest(db: &impl ConnectionTrait) -> Result<Option<(i64, String)>, DbErr> {
+    Ok(activity::Entity::find()
+        .order_by_desc(activity::Column::Id)
+        .one(db)
+        .await?
+        .map(|row| (row.id, row.checksum)))
+}
+
 /// The newest entry's checksum, if any.
 pub async fn latest_checksum(db: &impl ConnectionTrait) -> Result<Option<String>, DbErr> {
     Ok(activity::Entity::find()

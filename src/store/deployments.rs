@@ -197,6 +197,7 @@ pub async fn create(
     force: bool,
     request_id: Option<String>,
     activity_checksum: Option<String>,
+    activity_id: Option<i64>,
     owner: &str,
     lease_until: i64,
     scope: Option<String>,
@@ -212,6 +213,7 @@ pub async fn create(
         lease_until: Set(Some(lease_until)),
         request_id: Set(request_id),
         activity_checksum: Set(activity_checksum),
+        activity_id: Set(activity_id),
         counts: Set(None),
         scope: Set(scope),
         ..Default::default()

@@ -21,6 +21,8 @@ pub struct Model {
     pub request_id: Option<String>,
     /// The checksum of the newest activity entry when the deployment started.
     pub activity_checksum: Option<String>,
+    /// The id of that entry (`None` on deployments from before it was kept).
+    pub activity_id: Option<i64>,
     /// Hosts per result (JSON), set when the deployment finishes.
     #[sea_orm(column_type = "Text", nullable)]
     pub counts: Option<String>,
