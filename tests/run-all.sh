@@ -9,7 +9,8 @@
 #   3. schemathesis over GET /openapi.json, every check (installed with pip
 #      when missing), against another live `steward serve`;
 #   4. the crash check: merges from 16 clients, SIGKILL mid-stream, and every
-#      merge answered 200 must be there after a restart (tests/bench/durability.py).
+#      merge answered 200 must be there after a restart (tests/bench/durability.py),
+#      on SQLite, and on PostgreSQL too when STEWARD_TEST_DATABASE_URL is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +24,8 @@ fi
 bash tests/collections.sh target/debug/steward || status=$?
 bash tests/schemathesis.sh target/debug/steward || status=$?
 python3 tests/bench/durability.py --binary target/debug/steward --runs 2 || status=$?
+if [ -n "${STEWARD_TEST_DATABASE_URL:-}" ]; then
+    python3 tests/bench/durability.py --binary target/debug/steward --runs 2 \
+        --database "$STEWARD_TEST_DATABASE_URL" || status=$?
+fi
 exit "$status"

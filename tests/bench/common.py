@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 PASSWORD = "bench-admin-password"
@@ -212,3 +213,16 @@ def write_json(path, bench, database, settings, figures):
     if path:
         with open(path, "w") as f:
             json.dump({"bench": bench, "database": database, "settings": settings, "figures": figures}, f, indent=2)
+
+
+def psql(url, sql, capture=False):
+    """Runs `sql` with psql on the database at `url`; its output with `capture`."""
+    env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
+    done = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-tA", "-c", sql], env=env, check=True,
+                          capture_output=capture, text=True)
+    return done.stdout.strip() if capture else None
+
+
+def with_database(url, name):
+    """`url` naming the database `name` instead."""
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path="/" + name))

@@ -29,7 +29,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.parse
+
+from common import psql, with_database
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -124,15 +125,6 @@ def source():
     """The commit measured (`git describe --always --dirty`), if known."""
     described = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
     return described.stdout.strip() if described.returncode == 0 else "(not a git checkout)"
-
-
-def psql(admin_url, sql):
-    env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
-    subprocess.run(["psql", admin_url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], env=env, check=True)
-
-
-def with_database(url, name):
-    return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path="/" + name))
 
 
 def run_bench(name, args, target_dir, postgres):
