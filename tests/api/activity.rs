@@ -356,13 +356,7 @@ db_test!(
             json!({"object_name": "agents", "object_type": "template", "has_agent": true}),
         )
         .await;
-        let key = app
-            .post("/director/host/api-key?name=agents", &json!({}))
-            .await
-            .json()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let key = app.template_key("agents").await;
         let register = async |key: &str, address: &str, request_id: &str| {
             app.request(
                 "POST",

@@ -298,13 +298,7 @@ async fn register_puller(app: &TestApp, name: &str) -> (String, String) {
     )
     .await;
     app.create("host", json!({"object_name": "agents", "object_type": "template", "has_agent": true, "scripts": ["uptime"]})).await;
-    let key = app
-        .post("/director/host/api-key?name=agents", &json!({}))
-        .await
-        .json()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = app.template_key("agents").await;
     // Nothing listens on port 9.
     let body = json!({"address": "127.0.0.1", "agent_port": 9})
         .to_string()
@@ -821,13 +815,7 @@ db_test!(
             "delivery": "pull", "agent_port": 9, "scripts": ["uptime"]}),
         )
         .await;
-        let key = app
-            .post("/director/host/api-key?name=pullers", &json!({}))
-            .await
-            .json()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let key = app.template_key("pullers").await;
         let r = app
             .request(
                 "POST",

@@ -292,6 +292,22 @@ impl TestApp {
         basic(name, &password)
     }
 
+    /// A new self-service key of the host template `template` (replacing
+    /// any it had).
+    pub async fn template_key(&self, template: &str) -> String {
+        let r = self
+            .post(
+                &format!("/director/host/api-key?name={template}"),
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "a key for {template}: {}", r.text);
+        r.json()["api_key"]
+            .as_str()
+            .expect("the new key is in the answer")
+            .to_owned()
+    }
+
     /// A request as the user with this Authorization value.
     pub async fn as_user(
         &self,

@@ -69,13 +69,7 @@ db_test!(
             );
         }
 
-        let replaced = app
-            .post("/director/host/api-key?name=agents", &json!({}))
-            .await
-            .json()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let replaced = app.template_key("agents").await;
         assert_ne!(replaced, key);
         assert_eq!(
             register(app, "n1", &key, json!({})).await.status,
@@ -216,13 +210,7 @@ db_test!(
             json!({"object_name": "no-agent", "object_type": "template"}),
         )
         .await;
-        let no_agent_key = app
-            .post("/director/host/api-key?name=no-agent", &json!({}))
-            .await
-            .json()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let no_agent_key = app.template_key("no-agent").await;
         app.create(
             "host",
             json!({"object_name": "adoptable", "imports": ["agents"]}),
@@ -281,13 +269,7 @@ db_test!(
             app.get("/director/host?name=node-1.example").await.json()["address"],
             json!("127.0.0.6")
         );
-        let key = app
-            .post("/director/host/api-key?name=agents", &json!({}))
-            .await
-            .json()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let key = app.template_key("agents").await;
 
         // 3. Unknown keys and another host's key.
         assert_eq!(

@@ -19,13 +19,7 @@ async fn fleet(app: &TestApp, names: &[&str]) -> Vec<(String, i64, String)> {
     )
     .await;
     app.create("host", json!({"object_name": "agents", "object_type": "template", "has_agent": true, "scripts": ["uptime"]})).await;
-    let key = app
-        .post("/director/host/api-key?name=agents", &json!({}))
-        .await
-        .json()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = app.template_key("agents").await;
     let mut hosts = Vec::new();
     for name in names {
         let body = json!({"address": "127.0.0.1", "agent_port": 9})
