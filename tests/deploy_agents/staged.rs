@@ -112,6 +112,29 @@ fn deployment(w: &World, id: i64) -> Value {
     .1
 }
 
+/// Deployment `id` once stage 1 is done and the pause before the next is
+/// recorded (`staging.next_stage_at`), followed by blocking queries; as
+/// it is after 20 of them otherwise.
+fn until_paused(w: &World, id: i64) -> Value {
+    let mut seen = deployment(w, id);
+    for _ in 0..20 {
+        if seen["staging"]["next_stage_at"].is_string() {
+            break;
+        }
+        seen = w
+            .call(
+                "GET",
+                &format!(
+                    "/director/config/deployment?id={id}&wait=30&since={}",
+                    seen["version"].as_str().unwrap()
+                ),
+                json!({}),
+            )
+            .1;
+    }
+    seen
+}
+
 /// `steward deploy ARGS --server URL` as admin: exit code and standard output.
 fn steward_deploy(w: &World, args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(STEWARD)
@@ -248,22 +271,7 @@ fn a_deployment_killed_while_waiting_between_stages_goes_on_after_restart() {
     assert_eq!(status, 202, "{started}");
     let id = started["deployment_id"].as_i64().unwrap();
     // Until stage 1 is done and the pause before stage 2 is recorded.
-    let mut seen = deployment(&w, id);
-    for _ in 0..20 {
-        if seen["staging"]["next_stage_at"].is_string() {
-            break;
-        }
-        seen = w
-            .call(
-                "GET",
-                &format!(
-                    "/director/config/deployment?id={id}&wait=30&since={}",
-                    seen["version"].as_str().unwrap()
-                ),
-                json!({}),
-            )
-            .1;
-    }
+    let seen = until_paused(&w, id);
     let next_stage_at = seen["staging"]["next_stage_at"].clone();
     assert!(next_stage_at.is_string(), "{seen}");
 
@@ -352,22 +360,7 @@ fn a_replica_takes_over_a_staged_deployment_whose_server_died_between_stages() {
     );
     assert_eq!(status, 202, "{started}");
     let id = started["deployment_id"].as_i64().unwrap();
-    let mut seen = deployment(&w, id);
-    for _ in 0..20 {
-        if seen["staging"]["next_stage_at"].is_string() {
-            break;
-        }
-        seen = w
-            .call(
-                "GET",
-                &format!(
-                    "/director/config/deployment?id={id}&wait=30&since={}",
-                    seen["version"].as_str().unwrap()
-                ),
-                json!({}),
-            )
-            .1;
-    }
+    let seen = until_paused(&w, id);
     assert!(seen["staging"]["next_stage_at"].is_string(), "{seen}");
 
     // Act: the replica running it dies during the pause.
