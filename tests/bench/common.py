@@ -226,3 +226,24 @@ def psql(url, sql, capture=False):
 def with_database(url, name):
     """`url` naming the database `name` instead."""
     return urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(path="/" + name))
+
+
+def start_farm(base, admin, farm_bin, agents, first_port):
+    """Three scripts, an agent template `farm` and its key on the server at
+    `base`, then `examples/agent_farm` registering `agents` nodes with it
+    (`farm-00000.example` on `first_port` and so on): (the farm's process,
+    its control address). Exits when the farm does not start."""
+    for name in ("uptime", "df", "load"):
+        call("POST", base + "/director/script", {"object_name": name, "command": f"/usr/bin/{name}"}, admin)
+    call("POST", base + "/director/host", {"object_name": "farm", "object_type": "template",
+                                           "has_agent": True, "scripts": ["uptime", "df", "load"]}, admin)
+    _, key = call("POST", base + "/director/host/api-key?name=farm", {}, admin)
+    control = f"127.0.0.1:{free_port()}"
+    farm = subprocess.Popen([farm_bin, "--server", base, "--key", key["api_key"], "--count", str(agents),
+                             "--first-port", str(first_port), "--control", control],
+                            stdout=subprocess.PIPE, text=True)
+    line = farm.stdout.readline().strip()
+    if not line.startswith("ready"):
+        farm.terminate()
+        sys.exit(f"the farm did not start: {line!r}")
+    return farm, control

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from common import call, figure, free_port, reset_peak, rss_kib, write_json
+from common import call, figure, free_port, reset_peak, rss_kib, start_farm, write_json
 
 PASSWORD = "farm-admin-password"
 
@@ -67,19 +67,8 @@ def main():
             except OSError:
                 time.sleep(0.05)
         admin = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
-        for name in ("uptime", "df", "load"):
-            call("POST", base + "/director/script", {"object_name": name, "command": f"/usr/bin/{name}"}, admin)
-        call("POST", base + "/director/host", {"object_name": "farm", "object_type": "template",
-                                               "has_agent": True, "scripts": ["uptime", "df", "load"]}, admin)
-        _, key = call("POST", base + "/director/host/api-key?name=farm", {}, admin)
-        control = f"127.0.0.1:{free_port()}"
         started = time.monotonic()
-        farm = subprocess.Popen([farm_bin, "--server", base, "--key", key["api_key"], "--count", str(args.agents),
-                                 "--first-port", str(args.first_port), "--control", control],
-                                stdout=subprocess.PIPE, text=True)
-        line = farm.stdout.readline().strip()
-        if not line.startswith("ready"):
-            sys.exit(f"the farm did not start: {line!r}")
+        farm, control = start_farm(base, admin, farm_bin, args.agents, args.first_port)
         print(f"{args.agents} agents registered and listening in {time.monotonic() - started:.1f} s")
         idle = rss_kib(server.pid, "VmRSS")
 

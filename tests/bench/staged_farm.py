@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from common import call, free_port
+from common import call, free_port, start_farm
 
 PASSWORD = "farm-admin-password"
 
@@ -66,18 +66,7 @@ def main():
             except OSError:
                 time.sleep(0.05)
         admin = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
-        for name in ("uptime", "df", "load"):
-            call("POST", base + "/director/script", {"object_name": name, "command": f"/usr/bin/{name}"}, admin)
-        call("POST", base + "/director/host", {"object_name": "farm", "object_type": "template",
-                                               "has_agent": True, "scripts": ["uptime", "df", "load"]}, admin)
-        _, key = call("POST", base + "/director/host/api-key?name=farm", {}, admin)
-        control = f"127.0.0.1:{free_port()}"
-        farm = subprocess.Popen([farm_bin, "--server", base, "--key", key["api_key"], "--count", str(args.agents),
-                                 "--first-port", str(args.first_port), "--control", control],
-                                stdout=subprocess.PIPE, text=True)
-        line = farm.stdout.readline().strip()
-        if not line.startswith("ready"):
-            sys.exit(f"the farm did not start: {line!r}")
+        farm, control = start_farm(base, admin, farm_bin, args.agents, args.first_port)
         _, first = call("POST", base + "/director/config/deploy?wait=600", [], admin, timeout=900)
         print(f"{args.agents} agents; first deployment: {first.get('status')}, counts {first.get('counts')}")
 
