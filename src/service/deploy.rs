@@ -607,10 +607,11 @@ pub async fn start(
     let states = agents::all(&tx.tx).await?;
     let rendering = render_all(&tx.tx, &states, options.scope()).await?;
     check_covers_something(options, &rendering)?;
-    let actions = actions(&rendering, &states, force);
     if let Some(decided) = decide(&tx.tx, &rendering, &states, force).await? {
         return Ok(decided);
     }
+    let actions = actions(&rendering, &states, force);
+    let scope = recorded_scope(options, &rendering);
     let serial = deployments::next_serial(&tx.tx).await?;
     let (activity_id, activity_checksum) = crate::store::activity::latest(&tx.tx).await?.unzip();
     let deployment = deployments::create(
@@ -623,7 +624,7 @@ pub async fn start(
         activity_id,
         owner,
         crate::deploy::lease_until(crate::store::now_millis()),
-        recorded_scope(options, &rendering),
+        scope.clone(),
     )
     .await?;
     let generated_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -702,7 +703,7 @@ pub async fn start(
             "checksum": rendering.checksum,
             "hosts": rendering.hosts.len(),
             "force": force,
-            "scope": recorded_scope(options, &rendering),
+            "scope": scope,
             "stages": options.staging.as_ref().map(|p| p.stages_text()),
         }),
         caller.request_id.clone(),
