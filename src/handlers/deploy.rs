@@ -88,21 +88,6 @@ fn staging(query: &QueryParams) -> Result<Option<Plan>, ApiError> {
         .map_err(ApiError::BadRequest)
 }
 
-/// The parameters of `POST /director/config/deploy`: a mistyped filter
-/// must not widen a deploy to the whole fleet, so any other is a `400`.
-const DEPLOY_PARAMETERS: [&str; 10] = [
-    "force",
-    "wait",
-    "dry_run",
-    "stages",
-    "max_failed",
-    "stage_wait",
-    "q",
-    "has_agent",
-    "disabled",
-    "imports",
-];
-
 /// `POST /director/config/deploy?force=1&wait=SECONDS&dry_run=1&stages=…&FILTERS`:
 /// any body is ignored.
 #[utoipa::path(
@@ -114,7 +99,8 @@ const DEPLOY_PARAMETERS: [&str; 10] = [
         runs at a time. With the hosts list's filters (`q`, `has_agent`, `disabled`, `imports`, \
         `vars.KEY=VALUE`) only the matching hosts are deployed to (a partial deployment: the others keep \
         what they hold). With `dry_run` nothing is pushed or recorded: the answer says what the same deploy \
-        would do now. Any other parameter is a 400.",
+        would do now. A parameter meant as a `vars.KEY` filter that is not one (`var.env`, `vars.`) is a \
+        400; other unknown parameters are ignored, as everywhere.",
     params(
         ("force" = Option<String>, Query, pattern = "^(1|true|y|0|false|n)?$",
             description = "A flag: deploy even when nothing changed, and push to hosts that hold it already"),
@@ -144,7 +130,7 @@ const DEPLOY_PARAMETERS: [&str; 10] = [
         (status = 202, description = "A deployment is running (this one, or the running one with the same \
             checksum)", body = crate::api::DeployAnswer, headers(("Location" = String))),
         (status = 400, description = "A bad `force`, `wait`, `dry_run`, `stages`, `max_failed`, `stage_wait` \
-            or filter, or an unknown parameter",
+            or filter, or a mistyped `vars.KEY` filter",
             body = crate::openapi::schemas::ErrorBody),
         (status = 409, description = "Another deployment is running with another checksum",
             body = crate::api::DeployConflict),
@@ -160,7 +146,7 @@ pub async fn start_deploy(
     _body: crate::http::body::IgnoredBody,
 ) -> Result<Response, ApiError> {
     query.check_flags()?;
-    query.only(&DEPLOY_PARAMETERS, true)?;
+    query.check_vars_filters()?;
     let options = service::DeployOptions {
         force: query.is_set("force")?,
         scope: Some(query.filter(Kind::Host)?),

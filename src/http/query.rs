@@ -134,20 +134,20 @@ impl QueryParams {
         Ok(filter)
     }
 
-    /// Refuses any parameter not in `known` and not a `vars.KEY` filter
-    /// (when `vars` is true): where a mistyped filter would widen what an
-    /// action touches, ignoring it is not safe.
-    pub fn only(&self, known: &[&str], vars: bool) -> Result<(), ApiError> {
-        match self
-            .0
-            .iter()
-            .find(|(k, _)| !(known.contains(&k.as_str()) || vars && k.starts_with("vars.")))
-        {
-            Some((unknown, _)) => Err(ApiError::BadRequest(format!(
-                "Unknown parameter \"{}\": use {}{}",
-                unknown.escape_debug(),
-                known.join(", "),
-                if vars { ", vars.KEY" } else { "" }
+    /// Refuses a parameter meant as a `vars.KEY` filter that is not one
+    /// (`var.env`, `Vars.env`, `vars.` without a key): where an ignored
+    /// filter would widen what an action touches. Any other unknown
+    /// parameter stays ignored, as everywhere (Director clients send
+    /// `showStacktrace` and `withServices`).
+    pub fn check_vars_filters(&self) -> Result<(), ApiError> {
+        let mistyped = self.0.iter().find(|(k, _)| {
+            k.to_ascii_lowercase().starts_with("var")
+                && k.strip_prefix("vars.").is_none_or(str::is_empty)
+        });
+        match mistyped {
+            Some((name, _)) => Err(ApiError::BadRequest(format!(
+                "\"{}\" is not a host filter: a variable is filtered as vars.KEY=VALUE",
+                name.escape_debug()
             ))),
             None => Ok(()),
         }

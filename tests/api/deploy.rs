@@ -1107,7 +1107,9 @@ db_test!(
         for bad in [
             "dry_run=maybe",
             "dry_run=1&has_agent=perhaps",
-            "dry_run=1&name=web-01",
+            "dry_run=1&vars.=web-01",
+            "dry_run=1&var.env=prod",
+            "dry_run=1&Vars.env=prod",
         ] {
             let r = app
                 .post(&format!("/director/config/deploy?{bad}"), &json!({}))
@@ -1115,6 +1117,15 @@ db_test!(
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
             assert!(r.json()["error"].is_string());
         }
+        // What Director clients add is ignored, as on every endpoint.
+        let director = app
+            .post(
+                "/director/config/deploy?dry_run=1&showStacktrace=1&withServices=1",
+                &json!({}),
+            )
+            .await;
+        assert_eq!(director.status, StatusCode::OK, "{}", director.text);
+        assert_eq!(director.json(), dry);
         let r = app
             .post(
                 "/director/config/deploy?dry_run=1&q=nothing-like-it",
