@@ -14,6 +14,7 @@ mod m20261204_000009_key_changes;
 mod m20261204_000010_deployment_scope;
 mod m20261204_000011_activity_revert;
 mod m20261204_000012_staged_deploys;
+mod m20261205_000013_object_changes;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_deployment_scope::Migration),
             Box::new(m20261204_000011_activity_revert::Migration),
             Box::new(m20261204_000012_staged_deploys::Migration),
+            Box::new(m20261205_000013_object_changes::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ pub mod changes;
 pub mod deployments;
 pub mod entities;
 pub mod exec;
+pub mod fresh;
 pub mod keys;
 mod object_tx;
 pub mod objects;
@@ -43,6 +44,9 @@ use crate::domain::resolve::Resolver;
 /// The PostgreSQL channel commits are announced on (see the migration
 /// `delivery_and_notifications`).
 const CHANGES_CHANNEL: &str = "steward_changes";
+/// The PostgreSQL channel object changes are announced on (see the
+/// migration `object_changes` and [`fresh`]).
+const OBJECTS_CHANNEL: &str = "steward_objects";
 /// How often the SQLite WAL-index mark is looked at for others' commits.
 const MARK_EVERY: Duration = Duration::from_millis(250);
 /// At most this many new deployments are published one by one at a catch-up.
@@ -183,6 +187,11 @@ impl Store {
         self.reads.page(kind, object_type, after, limit).await
     }
 
+    /// How many reads of an object by name were answered from memory.
+    pub fn reads_from_memory(&self) -> u64 {
+        self.reads.from_memory()
+    }
+
     /// The resolver over `kind`'s current templates (cached).
     pub async fn resolver(&self, kind: Kind) -> Result<Arc<Resolver>, DbErr> {
         self.reads.resolver(kind).await
@@ -290,14 +299,26 @@ impl Store {
         }
     }
 
-    /// On PostgreSQL: one connection listening to `steward_changes`,
-    /// reconnected when lost.
+    /// On PostgreSQL: one connection listening to `steward_changes` and
+    /// `steward_objects`, connected again when lost. While it is not
+    /// listening, objects are not kept in memory ([`fresh`]).
     async fn follow_postgres(&self, catch_up_every: Duration) {
         use sea_orm::sqlx::postgres::PgListener;
+        let fresh = self.reads.fresh();
         let mut every = tokio::time::interval(catch_up_every);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let mut listener = match PgListener::connect(&self.url).await {
+            if let Some(fresh) = fresh {
+                fresh.stopped_listening();
+            }
+            let listening = async {
+                let mut listener = PgListener::connect(&self.url).await?;
+                listener
+                    .listen_all([CHANGES_CHANNEL, OBJECTS_CHANNEL])
+                    .await?;
+                Ok::<_, sea_orm::sqlx::Error>(listener)
+            };
+            let mut listener = match listening.await {
                 Ok(listener) => listener,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for changes: retrying in 1 s");
@@ -305,10 +326,15 @@ impl Store {
                     continue;
                 }
             };
-            if let Err(e) = listener.listen(CHANGES_CHANNEL).await {
-                tracing::warn!(error = %e, "cannot listen for changes: retrying in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+            // Read after listening began: what was committed before it is
+            // in the database, what after it will be notified.
+            if let Some(fresh) = fresh {
+                match objects::object_revision(&self.db).await {
+                    Ok(revision) => fresh.listening_from(revision),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the object revision: objects are not kept in memory")
+                    }
+                }
             }
             // What was committed while nobody listened.
             self.catch_up().await;
@@ -316,23 +342,18 @@ impl Store {
                 tokio::select! {
                     received = listener.try_recv() => match received {
                         Ok(Some(first)) => {
-                            let (mut issued, mut keys) =
-                                (first.payload() == "i", first.payload() == "k");
+                            let mut received = vec![first];
                             while let Some(next) = listener.next_buffered() {
-                                issued |= next.payload() == "i";
-                                keys |= next.payload() == "k";
+                                received.push(next);
                             }
-                            if keys {
-                                self.changes.committed();
-                            } else {
-                                self.changes.recorded();
-                            }
-                            if issued {
-                                self.catch_up_issued().await;
-                            }
+                            self.notified(&received).await;
                         }
-                        // Reconnected: notifications may have been lost.
-                        Ok(None) => self.catch_up().await,
+                        // The connection was lost: notifications may have
+                        // been lost with it.
+                        Ok(None) => {
+                            tracing::warn!("lost the connection listening for changes");
+                            break;
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "lost the connection listening for changes");
                             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -342,6 +363,33 @@ impl Store {
                     _ = every.tick() => self.periodic_catch_up().await,
                 }
             }
+        }
+    }
+
+    /// Gives the signals of notifications received together.
+    async fn notified(&self, received: &[sea_orm::sqlx::postgres::PgNotification]) {
+        let objects = received
+            .iter()
+            .filter(|n| n.channel() == OBJECTS_CHANNEL)
+            .map(|n| n.payload());
+        if let Some(fresh) = self.reads.fresh() {
+            fresh.changed(objects);
+        }
+        let changes: Vec<&str> = received
+            .iter()
+            .filter(|n| n.channel() == CHANGES_CHANNEL)
+            .map(|n| n.payload())
+            .collect();
+        if changes.is_empty() {
+            return;
+        }
+        if changes.contains(&"k") {
+            self.changes.committed();
+        } else {
+            self.changes.recorded();
+        }
+        if changes.contains(&"i") {
+            self.catch_up_issued().await;
         }
     }
 

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use sea_orm::Value as SeaValue;
 use sea_orm::sea_query::{DeleteStatement, Expr, ExprTrait, Query, SelectStatement};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, Set,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Set, Statement,
 };
 use serde_json::{Map, Value};
 
@@ -78,13 +78,15 @@ fn by_name(kind: SeaValue, name: SeaValue) -> SelectStatement {
 }
 
 /// One object by kind and name as stored, with its kind's template
-/// revision (0 before the kind has one), read in one statement: the read
-/// path compares the revision with its template cache ([`super::reads`]).
+/// revision (0 before the kind has one) and, on PostgreSQL, the object
+/// revision (`object_changes`) it was read at, in one statement: the read
+/// path compares the first with its template cache and keeps the object in
+/// memory by the second ([`super::reads`], [`super::fresh`]).
 pub async fn find_with_revision(
     db: &impl Exec,
     kind: Kind,
     name: &str,
-) -> Result<Option<(object::Model, i64)>, DbErr> {
+) -> Result<Option<Found>, DbErr> {
     static FIND: Shape<2> = Shape::new(|backend, [kind, name]| {
         let revision = Query::select()
             .column(template_revision::Column::Revision)
@@ -94,24 +96,56 @@ pub async fn find_with_revision(
                     .equals((object::Entity, object::Column::Kind)),
             )
             .to_owned();
-        backend.build(by_name(kind, name).expr_as(Expr::from(revision), "template_revision"))
+        let object_revision = match backend {
+            DbBackend::Postgres => Expr::cust("(SELECT revision FROM object_changes WHERE id = 1)"),
+            _ => Expr::cust("NULL"),
+        };
+        backend.build(
+            by_name(kind, name)
+                .expr_as(Expr::from(revision), "template_revision")
+                .expr_as(object_revision, "object_revision"),
+        )
     });
     let stmt = FIND.bind(db.backend(), [kind.as_str().into(), name.into()])?;
-    Ok(db
-        .row_raw::<WithRevision>(stmt)
-        .await?
-        .map(|WithRevision(row, revision)| (row, revision.unwrap_or(0))))
+    db.row_raw::<Found>(stmt).await
 }
 
-/// An object's row and its kind's template revision.
-struct WithRevision(object::Model, Option<i64>);
+/// An object's row, its kind's template revision, and (on PostgreSQL) the
+/// object revision it was read at.
+#[derive(Debug)]
+pub struct Found {
+    pub row: object::Model,
+    pub template_revision: i64,
+    pub object_revision: Option<i64>,
+}
 
-impl FromRow for WithRevision {
+impl FromRow for Found {
     fn from_row(row: &impl Row) -> Result<Self, DbErr> {
-        Ok(Self(
-            object::Model::from_row(row)?,
-            row.get("template_revision")?,
-        ))
+        Ok(Self {
+            row: object::Model::from_row(row)?,
+            template_revision: row.get::<Option<i64>>("template_revision")?.unwrap_or(0),
+            object_revision: row.get("object_revision")?,
+        })
+    }
+}
+
+/// The object revision now (PostgreSQL only: see [`super::fresh`]).
+pub async fn object_revision(db: &impl Exec) -> Result<i64, DbErr> {
+    let stmt = Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT revision FROM object_changes WHERE id = 1",
+    );
+    db.row_raw::<Revision>(stmt)
+        .await?
+        .map(|Revision(revision)| revision)
+        .ok_or_else(|| DbErr::Custom("object_changes has no row".into()))
+}
+
+struct Revision(i64);
+
+impl FromRow for Revision {
+    fn from_row(row: &impl Row) -> Result<Self, DbErr> {
+        Ok(Self(row.get_at(0)?))
     }
 }
 

@@ -41,9 +41,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
 use super::exec::{Exec, Inline, STATEMENT_CACHE};
+use super::fresh::Fresh;
 use super::objects::{self, StoredObject, decode};
 use super::wal_index::{Mark, WalIndex};
 use crate::domain::resolve::Resolver;
@@ -96,7 +97,9 @@ pub struct Reads {
     templates: RwLock<HashMap<Kind, Cached>>,
     /// Objects read by name on SQLite, and the mark they are current at.
     recent: RwLock<Recent>,
-    /// Reads answered from `recent` (the tests count them).
+    /// On PostgreSQL, objects read by name and what keeps them exact.
+    fresh: Option<Fresh>,
+    /// Reads answered from memory (the tests count them).
     recent_hits: AtomicU64,
 }
 
@@ -106,10 +109,71 @@ pub type Found = (Arc<StoredObject>, i64);
 #[derive(Debug, Default)]
 struct Recent {
     mark: Option<Mark>,
-    objects: HashMap<Kind, HashMap<String, Found>>,
+    kept: Kept,
+}
+
+/// Objects kept in memory by kind and name, within [`MAX_RECENT`] objects
+/// and [`MAX_RECENT_BYTES`] of stored text.
+#[derive(Debug, Default)]
+pub(super) struct Kept {
+    objects: HashMap<Kind, HashMap<String, (Found, usize)>>,
     len: usize,
     /// The stored text of the objects kept, in bytes.
     bytes: usize,
+}
+
+impl Kept {
+    pub(super) fn get(&self, kind: Kind, name: &str) -> Option<Found> {
+        let ((object, revision), _) = self.objects.get(&kind)?.get(name)?;
+        Some((Arc::clone(object), *revision))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn contains(&self, kind: Kind, name: &str) -> bool {
+        self.objects
+            .get(&kind)
+            .is_some_and(|objects| objects.contains_key(name))
+    }
+
+    /// Keeps `found` (`size` bytes of stored text) unless it is larger than
+    /// [`MAX_KEPT_BYTES`]; when the bounds are reached, everything kept is
+    /// forgotten first.
+    pub(super) fn keep(&mut self, kind: Kind, name: &str, found: &Found, size: usize) {
+        if size > MAX_KEPT_BYTES {
+            return;
+        }
+        self.forget(kind, name);
+        if self.len >= MAX_RECENT || self.bytes + size > MAX_RECENT_BYTES {
+            *self = Self::default();
+        }
+        self.objects
+            .entry(kind)
+            .or_default()
+            .insert(name.to_owned(), ((Arc::clone(&found.0), found.1), size));
+        self.len += 1;
+        self.bytes += size;
+    }
+
+    pub(super) fn forget(&mut self, kind: Kind, name: &str) {
+        if let Some((_, size)) = self
+            .objects
+            .get_mut(&kind)
+            .and_then(|objects| objects.remove(name))
+        {
+            self.len -= 1;
+            self.bytes -= size;
+        }
+    }
+
+    pub(super) fn forget_kind(&mut self, kind: Kind) {
+        if let Some(objects) = self.objects.remove(&kind) {
+            self.len -= objects.len();
+            self.bytes -= objects.values().map(|(_, size)| size).sum::<usize>();
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -122,7 +186,10 @@ impl Reads {
     /// Reads for the SQLite file at `sqlite.0` with its WAL-index, or
     /// through the pool.
     pub fn new(db: DatabaseConnection, sqlite: Option<(PathBuf, Arc<WalIndex>)>) -> Self {
+        let fresh =
+            (db.get_database_backend() == DbBackend::Postgres).then(|| Fresh::new(db.clone()));
         Self {
+            fresh,
             db,
             sqlite: sqlite.map(|(path, index)| SqliteReads::new(path, index)),
             templates: RwLock::new(HashMap::new()),
@@ -140,16 +207,35 @@ impl Reads {
             self.recent_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(found));
         }
+        if let Some(fresh) = &self.fresh
+            && let Some(found) = fresh.current(kind, name).await
+        {
+            self.recent_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(found));
+        }
         let read = read!(self, |db| objects::find_with_revision(db, kind, name));
-        let Some((row, revision)) = read? else {
+        let Some(read) = read? else {
             return Ok(None);
         };
-        let size = row.object_name.len() + row.properties.len();
-        let found = (Arc::new(decode(row)?), revision);
+        let size = read.row.object_name.len() + read.row.properties.len();
+        let found = (Arc::new(decode(read.row)?), read.template_revision);
         if let Some(mark) = mark {
             self.remember(mark, kind, name, &found, size);
         }
+        if let (Some(fresh), Some(read_at)) = (&self.fresh, read.object_revision) {
+            fresh.remember(read_at, kind, name, &found, size);
+        }
         Ok(Some(found))
+    }
+
+    /// How many reads of an object by name were answered from memory.
+    pub fn from_memory(&self) -> u64 {
+        self.recent_hits.load(Ordering::Relaxed)
+    }
+
+    /// On PostgreSQL, what keeps objects in memory exactly (see [`Fresh`]).
+    pub fn fresh(&self) -> Option<&Fresh> {
+        self.fresh.as_ref()
     }
 
     /// The object kept for `kind` and `name` when it is current at `mark`.
@@ -158,36 +244,20 @@ impl Reads {
         if recent.mark != Some(mark) {
             return None;
         }
-        let (object, revision) = recent.objects.get(&kind)?.get(name)?;
-        Some((Arc::clone(object), *revision))
+        recent.kept.get(kind, name)
     }
 
     /// Keeps `found` (`size` bytes of stored text), read after `mark` was
-    /// taken. A different mark starts the memory afresh; a full one is
-    /// emptied first.
+    /// taken. A different mark starts the memory afresh.
     fn remember(&self, mark: Mark, kind: Kind, name: &str, found: &Found, size: usize) {
-        if size > MAX_KEPT_BYTES {
-            return;
-        }
         let mut recent = self.recent.write().unwrap_or_else(PoisonError::into_inner);
-        if recent.mark != Some(mark)
-            || recent.len >= MAX_RECENT
-            || recent.bytes + size > MAX_RECENT_BYTES
-        {
+        if recent.mark != Some(mark) {
             *recent = Recent {
                 mark: Some(mark),
                 ..Recent::default()
             };
         }
-        let previous = recent
-            .objects
-            .entry(kind)
-            .or_default()
-            .insert(name.to_owned(), (Arc::clone(&found.0), found.1));
-        if previous.is_none() {
-            recent.len += 1;
-            recent.bytes += size;
-        }
+        recent.kept.keep(kind, name, found, size);
     }
 
     /// Up to `limit` objects of `kind` and `object_type` in name order
@@ -491,9 +561,9 @@ mod tests {
         let reads = &store.reads;
         let kept = || {
             let recent = reads.recent.read().expect("lock");
-            let counted: usize = recent.objects.values().map(HashMap::len).sum();
-            assert_eq!(counted, recent.len);
-            (recent.len, recent.bytes)
+            let counted: usize = recent.kept.objects.values().map(HashMap::len).sum();
+            assert_eq!(counted, recent.kept.len);
+            (recent.kept.len, recent.kept.bytes)
         };
 
         // By count, from empty.

@@ -14,6 +14,7 @@ mod deploy;
 mod lists;
 mod metrics;
 mod objects;
+mod replicas;
 mod revert;
 mod scenario;
 mod selfservice;
