@@ -8,9 +8,11 @@ pub mod deployments;
 pub mod entities;
 pub mod exec;
 pub mod fresh;
+mod group;
 pub mod keys;
 mod object_tx;
 pub mod objects;
+mod pg_writer;
 pub mod reads;
 pub mod settings;
 pub mod users;
@@ -33,6 +35,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use changes::{Changes, Issued};
 pub use object_tx::ObjectTx;
 pub use objects::StoredObject;
+use pg_writer::PgWriter;
 use reads::Reads;
 use wal_index::WalIndex;
 use watch::DataWatch;
@@ -63,9 +66,11 @@ const PG_WRITE_LOCK: i64 = 0x5745_4152_4400; // "STEWARD" writers
 pub struct Store {
     db: DatabaseConnection,
     url: String,
-    write_lock: Mutex<()>,
+    write_lock: Arc<Mutex<()>>,
     /// On a SQLite file, the connection object writes run on (see [`writer`]).
     writer: Option<SqliteWriter>,
+    /// On PostgreSQL, the group commit of object writes (see [`pg_writer`]).
+    pg_writer: Option<Arc<PgWriter>>,
     /// On a SQLite file, its WAL-index (see [`wal_index`]).
     wal_index: Option<Arc<WalIndex>>,
     reads: Reads,
@@ -138,10 +143,19 @@ impl Store {
         let path = sqlite_path(url);
         let writer = path.as_deref().map(SqliteWriter::open).transpose()?;
         let wal_index = path.as_deref().map(|path| Arc::new(WalIndex::open(path)));
+        let write_lock = Arc::new(Mutex::new(()));
+        let pg_writer = (db.get_database_backend() == DbBackend::Postgres).then(|| {
+            Arc::new(PgWriter::new(
+                db.clone(),
+                Arc::clone(&write_lock),
+                PG_WRITE_LOCK,
+            ))
+        });
         Ok(Self {
             url: url.to_owned(),
-            write_lock: Mutex::new(()),
+            write_lock,
             writer,
+            pg_writer,
             reads: Reads::new(db.clone(), path.zip(wal_index.clone())),
             wal_index,
             db,
@@ -187,6 +201,16 @@ impl Store {
         self.reads.page(kind, object_type, after, limit).await
     }
 
+    /// The group commit of object writes (the tests look into it).
+    #[cfg(test)]
+    pub(crate) fn groups(&self) -> &group::Groups {
+        match (&self.pg_writer, &self.writer) {
+            (Some(writer), _) => writer.groups(),
+            (None, Some(writer)) => writer.groups(),
+            (None, None) => panic!("a database in memory has no group commit"),
+        }
+    }
+
     /// How many reads of an object by name were answered from memory.
     pub fn reads_from_memory(&self) -> u64 {
         self.reads.from_memory()
@@ -221,6 +245,13 @@ impl Store {
     /// runs inline on the write connection (see [`writer`]), elsewhere it is
     /// a [`WriteTx`]. Serialised with every other write transaction.
     pub async fn begin_object_write(&self) -> Result<ObjectTx<'_>, DbErr> {
+        if let Some(writer) = &self.pg_writer {
+            let queued = writer.queue();
+            let guard = Arc::clone(&self.write_lock).lock_owned().await;
+            drop(queued);
+            let tx = writer.begin(guard).await?;
+            return Ok(ObjectTx::group(tx, &self.reads, &self.changes));
+        }
         let Some(writer) = &self.writer else {
             let guard = self.write_lock.lock().await;
             let tx = self.begin_pool_write(guard).await?;
@@ -239,6 +270,13 @@ impl Store {
     /// the write lock taken no write is under way, so an open group holds
     /// only finished writes.
     pub async fn commit_open_group(&self) -> Result<(), DbErr> {
+        if let Some(writer) = &self.pg_writer {
+            if !writer.is_open() {
+                return Ok(());
+            }
+            let _guard = self.write_lock.lock().await;
+            return writer.flush().await;
+        }
         let Some(writer) = &self.writer else {
             return Ok(());
         };
@@ -470,6 +508,10 @@ impl Store {
         // transaction needs SQLite's write lock, which their group holds.
         if let Some(writer) = &self.writer {
             writer.flush()?;
+        }
+        // So are they on PostgreSQL: their transaction holds the advisory lock.
+        if let Some(writer) = &self.pg_writer {
+            writer.flush().await?;
         }
         let backend = self.db.get_database_backend();
         let tx = match backend {

@@ -16,6 +16,7 @@ use tokio::sync::MutexGuard;
 
 use super::exec::{Exec, FromRow};
 use super::objects::{self, Relation, StoredObject};
+use super::pg_writer::PgTx;
 use super::reads::Reads;
 use super::writer::LiteTx;
 use super::{WriteTx, activity, keys};
@@ -40,6 +41,11 @@ enum Conn<'a> {
     },
     /// A transaction of the pool.
     Pool(WriteTx<'a>),
+    /// On PostgreSQL, a write in a group's transaction.
+    Group {
+        tx: PgTx,
+        changes: &'a super::Changes,
+    },
 }
 
 impl std::fmt::Debug for ObjectTx<'_> {
@@ -47,6 +53,7 @@ impl std::fmt::Debug for ObjectTx<'_> {
         let on = match self.conn {
             Conn::Inline { .. } => "inline",
             Conn::Pool(_) => "pool",
+            Conn::Group { .. } => "group",
         };
         f.debug_struct("ObjectTx").field("on", &on).finish()
     }
@@ -61,6 +68,14 @@ impl<'a> ObjectTx<'a> {
     ) -> Self {
         Self {
             conn: Conn::Inline { tx, guard, changes },
+            reads,
+            keys_changed: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn group(tx: PgTx, reads: &'a Reads, changes: &'a super::Changes) -> Self {
+        Self {
+            conn: Conn::Group { tx, changes },
             reads,
             keys_changed: AtomicBool::new(false),
         }
@@ -85,19 +100,24 @@ impl<'a> ObjectTx<'a> {
     /// key belongs to.
     pub async fn commit(self) -> Result<(), DbErr> {
         let keys_changed = self.keys_changed.into_inner();
-        match self.conn {
+        let changes = match self.conn {
             Conn::Inline { tx, guard, changes } => {
                 tx.commit(guard).await?;
-                if keys_changed {
-                    changes.committed();
-                } else {
-                    changes.recorded();
-                }
-                Ok(())
+                changes
             }
-            Conn::Pool(tx) if keys_changed => tx.commit().await,
-            Conn::Pool(tx) => tx.commit_keys_unchanged().await,
+            Conn::Group { tx, changes } => {
+                tx.commit().await?;
+                changes
+            }
+            Conn::Pool(tx) if keys_changed => return tx.commit().await,
+            Conn::Pool(tx) => return tx.commit_keys_unchanged().await,
+        };
+        if keys_changed {
+            changes.committed();
+        } else {
+            changes.recorded();
         }
+        Ok(())
     }
 
     /// Marks the transaction as changing keys (see [`Self::commit`]).
@@ -188,6 +208,7 @@ macro_rules! on_conn {
         match &$self.conn {
             Conn::Inline { tx, .. } => tx.inline().$method($($arg),*).await,
             Conn::Pool(tx) => tx.tx.$method($($arg),*).await,
+            Conn::Group { tx, .. } => tx.conn()?.$method($($arg),*).await,
         }
     };
 }
@@ -198,6 +219,7 @@ impl Exec for ObjectTx<'_> {
         match &self.conn {
             Conn::Inline { .. } => DbBackend::Sqlite,
             Conn::Pool(tx) => tx.tx.get_database_backend(),
+            Conn::Group { .. } => DbBackend::Postgres,
         }
     }
 

@@ -22,79 +22,37 @@
 //! when another process (the CLI) holds the write lock: it is retried after
 //! an asynchronous sleep, so a busy database never blocks a runtime thread.
 
-use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use sea_orm::DbErr;
-use tokio::sync::Notify;
 
 use super::exec::{Inline, STATEMENT_CACHE};
+use super::group::{Group, Groups, Queued};
 
 /// How long a statement inside a transaction may wait for a lock (only a
 /// checkpoint or WAL recovery by another process takes one).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// At most this many object writes share one commit.
-const MAX_GROUP: u32 = 32;
-
-/// How long a write that waits for its group's commit waits before it
-/// commits the group itself (when the write that was to do it went away).
-const GROUP_WAIT: Duration = Duration::from_millis(20);
-
-/// Outcomes of recent group commits kept for the writes that wait on them.
-const OUTCOMES_KEPT: usize = 64;
-
-/// The write connection of one SQLite file, and its group commit.
-///
-/// **Group commit.** Each object write runs in a savepoint of a transaction
-/// that may be shared. When it ends and other object writes are queued for
-/// the write lock, it releases its savepoint and hands the still open
-/// transaction to the next one, then waits for the commit; the last of the
-/// group (or the [`MAX_GROUP`]th) commits for all. Nobody is answered before
-/// the commit that holds their change is on disk, so the guarantee is that
-/// of one commit per write, and a group pays one `fsync`. A write that fails
-/// rolls back its savepoint only. Every other write transaction commits the
-/// open group first ([`SqliteWriter::flush`]).
+/// The write connection of one SQLite file, and its group commit (see
+/// [`super::group`]): object writes share a transaction, each in a
+/// savepoint, and a group pays one `fsync`. Every other write transaction
+/// commits the open group first ([`SqliteWriter::flush`]).
 #[derive(Debug)]
 pub struct SqliteWriter {
     conn: Mutex<Connection>,
-    group: Mutex<Group>,
-    /// Object writes waiting for the store's write lock.
-    queued: AtomicUsize,
-    committed: Notify,
-}
-
-/// The shared transaction.
-#[derive(Debug, Default)]
-struct Group {
-    /// A transaction is open on the connection.
-    open: bool,
-    /// Writes whose savepoint was released into it, waiting for its commit.
-    members: u32,
-    /// The number of the open (or the next) group.
-    generation: u64,
-    /// `(generation, outcome)` of the latest commits.
-    outcomes: VecDeque<(u64, Result<(), String>)>,
-}
-
-impl Group {
-    /// The open transaction ended (committed or rolled back): records how.
-    fn end(&mut self, outcome: Result<(), String>) {
-        if self.outcomes.len() == OUTCOMES_KEPT {
-            self.outcomes.pop_front();
-        }
-        self.outcomes.push_back((self.generation, outcome));
-        self.open = false;
-        self.members = 0;
-        self.generation += 1;
-    }
+    groups: Groups,
 }
 
 impl SqliteWriter {
+    /// Its group commit (the tests look into it).
+    #[cfg(test)]
+    pub(crate) fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
     /// Opens the file for writing with the settings the pool's connections
     /// have: WAL, `synchronous=FULL` (a commit is on disk when answered),
     /// foreign keys.
@@ -112,9 +70,7 @@ impl SqliteWriter {
         .map_err(sqlite_error)?;
         Ok(Self {
             conn: Mutex::new(conn),
-            group: Mutex::new(Group::default()),
-            queued: AtomicUsize::new(0),
-            committed: Notify::new(),
+            groups: Groups::default(),
         })
     }
 
@@ -123,7 +79,7 @@ impl SqliteWriter {
     }
 
     fn group(&self) -> MutexGuard<'_, Group> {
-        self.group.lock().unwrap_or_else(PoisonError::into_inner)
+        self.groups.group()
     }
 
     /// Whether a transaction is open (a group waits for its commit).
@@ -134,8 +90,7 @@ impl SqliteWriter {
     /// Counts an object write as queued for the write lock until the
     /// returned guard is dropped.
     pub fn queue(&self) -> Queued<'_> {
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        Queued(self)
+        self.groups.queue()
     }
 
     /// Begins an object write, with the store's write lock held: joins the
@@ -203,7 +158,7 @@ impl SqliteWriter {
         };
         group.end(outcome.clone());
         drop(group);
-        self.committed.notify_waiters();
+        self.groups.ended();
         outcome.map_err(|e| DbErr::Custom(format!("SQLite write: {e}")))
     }
 
@@ -212,49 +167,14 @@ impl SqliteWriter {
     /// takes the write `lock` and commits the group itself.
     async fn committed(&self, generation: u64, lock: &tokio::sync::Mutex<()>) -> Result<(), DbErr> {
         loop {
-            let notified = self.committed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(outcome) = self.outcome(generation) {
-                return outcome;
+            if let Some(outcome) = self.groups.outcome(generation).await {
+                return outcome.map_err(|e| DbErr::Custom(format!("SQLite write: {e}")));
             }
-            if tokio::time::timeout(GROUP_WAIT, notified).await.is_err() {
-                let _guard = lock.lock().await;
-                let pending = {
-                    let group = self.group();
-                    group.open && group.generation == generation
-                };
-                if pending {
-                    self.flush()?;
-                }
+            let _guard = lock.lock().await;
+            if self.groups.pending(generation) {
+                self.flush()?;
             }
         }
-    }
-
-    fn outcome(&self, generation: u64) -> Option<Result<(), DbErr>> {
-        let group = self.group();
-        if group.generation <= generation {
-            return None;
-        }
-        let outcome = group
-            .outcomes
-            .iter()
-            .find(|(g, _)| *g == generation)
-            .map(|(_, outcome)| outcome.clone())
-            // Older than the outcomes kept: cannot happen while the write
-            // waits, since a group commits only after its members joined.
-            .unwrap_or_else(|| Err("the outcome of the commit was lost".to_owned()));
-        Some(outcome.map_err(|e| DbErr::Custom(format!("SQLite write: {e}"))))
-    }
-}
-
-/// An object write queued for the write lock (see [`SqliteWriter::queue`]).
-#[derive(Debug)]
-pub struct Queued<'a>(&'a SqliteWriter);
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.0.queued.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -296,16 +216,7 @@ impl LiteTx<'_> {
             rollback(writer);
             return Err(e);
         }
-        let generation = {
-            let mut group = writer.group();
-            let others = writer.queued.load(Ordering::SeqCst) > 0;
-            if others && group.members + 1 < MAX_GROUP {
-                group.members += 1;
-                Some(group.generation)
-            } else {
-                None
-            }
-        };
+        let generation = writer.group().join(writer.groups.others_queued());
         match generation {
             Some(generation) => {
                 drop(guard);
@@ -336,7 +247,7 @@ fn rollback(writer: &SqliteWriter) {
         // is queued to carry the group on, it is now.
         drop(conn);
         drop(group);
-        if writer.queued.load(Ordering::SeqCst) == 0 {
+        if !writer.groups.others_queued() {
             let _ = writer.flush();
         }
         return;
@@ -347,7 +258,7 @@ fn rollback(writer: &SqliteWriter) {
     drop(conn);
     group.end(Err("the transaction was rolled back".to_owned()));
     drop(group);
-    writer.committed.notify_waiters();
+    writer.groups.ended();
 }
 
 impl Drop for LiteTx<'_> {
@@ -468,143 +379,5 @@ mod tests {
         assert_eq!(rows, 0);
         tx.commit(lock.lock().await).await.expect("commit");
         release.join().expect("thread");
-    }
-
-    async fn sqlite_store() -> (tempfile::TempDir, std::sync::Arc<Store>) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&sqlite_url(dir.path())).await.expect("store");
-        (dir, std::sync::Arc::new(store))
-    }
-
-    /// An object write of a new host in a task of its own, which joins the
-    /// open group when another write is queued.
-    fn spawn_member(
-        store: &std::sync::Arc<Store>,
-        name: &'static str,
-    ) -> tokio::task::JoinHandle<Result<(), DbErr>> {
-        let store = std::sync::Arc::clone(store);
-        tokio::spawn(async move {
-            let tx = store.begin_object_write().await?;
-            tx.insert(&host(name, json!({}))).await?;
-            tx.append_activity(&entry(name)).await?;
-            tx.commit().await
-        })
-    }
-
-    /// Waits (a bounded time) until `done` holds.
-    async fn until(mut done: impl FnMut() -> bool) {
-        for _ in 0..5000 {
-            if done() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        panic!("the condition never held");
-    }
-
-    #[tokio::test]
-    async fn a_group_is_answered_only_once_committed_and_a_failed_write_leaves_it_whole() {
-        let (_dir, store) = sqlite_store().await;
-        let writer = store.writer.as_ref().expect("a SQLite file has a writer");
-
-        // Another write is queued, so the first one joins a group and waits.
-        let queued = writer.queue();
-        let first = spawn_member(&store, "first");
-        until(|| writer.group().members == 1).await;
-        assert!(!first.is_finished(), "answered before its commit");
-        let seen = store.find_object(Kind::Host, "first").await.expect("read");
-        assert!(seen.is_none(), "committed before the group ended");
-
-        // The queued write joins the group and fails: its savepoint is rolled
-        // back and, nobody else being queued, the group is committed.
-        drop(queued);
-        let tx = store.begin_object_write().await.expect("begin");
-        tx.insert(&host("failed", json!({}))).await.expect("insert");
-        tx.append_activity(&entry("failed")).await.expect("log");
-        drop(tx);
-
-        first
-            .await
-            .expect("task")
-            .expect("the first write is committed");
-        let first = store.find_object(Kind::Host, "first").await.expect("read");
-        assert!(first.is_some());
-        let failed = store.find_object(Kind::Host, "failed").await.expect("read");
-        assert!(failed.is_none());
-        // The failed write's entry went with it: the next one chains to the
-        // first write's, and the whole log verifies.
-        spawn_member(&store, "next")
-            .await
-            .expect("task")
-            .expect("commit");
-        let chain = crate::service::activity::verify(&store)
-            .await
-            .expect("read the log");
-        assert_eq!(chain, Ok(2));
-    }
-
-    #[tokio::test]
-    async fn a_group_left_by_the_write_that_was_to_commit_it_is_committed_by_its_members() {
-        let (_dir, store) = sqlite_store().await;
-        let writer = store.writer.as_ref().expect("a SQLite file has a writer");
-
-        // A write counted as queued that never comes (its request went away).
-        let _gone = writer.queue();
-        let tx = store.begin_object_write().await.expect("begin");
-        tx.insert(&host("alone", json!({}))).await.expect("insert");
-        tx.commit().await.expect("committed after the wait");
-        let alone = store.find_object(Kind::Host, "alone").await.expect("read");
-        assert!(alone.is_some());
-        assert!(!writer.group().open);
-    }
-
-    #[tokio::test]
-    async fn another_write_transaction_commits_the_open_group_first() {
-        let (_dir, store) = sqlite_store().await;
-        let writer = store.writer.as_ref().expect("a SQLite file has a writer");
-
-        let queued = writer.queue();
-        let first = spawn_member(&store, "grouped");
-        until(|| writer.group().members == 1).await;
-        // A pool transaction (users, deploys, ...) needs SQLite's write lock.
-        let other = store.begin_write().await.expect("begin a pool transaction");
-        assert!(!writer.group().open);
-        other.commit().await.expect("commit");
-        drop(queued);
-        first
-            .await
-            .expect("task")
-            .expect("the grouped write is committed");
-        let grouped = store
-            .find_object(Kind::Host, "grouped")
-            .await
-            .expect("read");
-        assert!(grouped.is_some());
-    }
-
-    #[tokio::test]
-    async fn a_group_whose_every_member_went_away_is_committed_by_the_sweep() {
-        let (_dir, store) = sqlite_store().await;
-        let writer = store.writer.as_ref().expect("a SQLite file has a writer");
-
-        let queued = writer.queue();
-        let member = spawn_member(&store, "abandoned");
-        until(|| writer.group().members == 1).await;
-        // Its request is cancelled while it waits, and so is the queued one.
-        member.abort();
-        let _ = member.await;
-        drop(queued);
-        assert!(writer.is_open(), "the group still holds the write lock");
-
-        store.commit_open_group().await.expect("sweep");
-        assert!(!writer.is_open());
-        let abandoned = store
-            .find_object(Kind::Host, "abandoned")
-            .await
-            .expect("read");
-        assert!(
-            abandoned.is_some(),
-            "its change was answered by nobody but is kept"
-        );
     }
 }
