@@ -22,7 +22,8 @@
 //!   so `C` covers it. It then waits until `A >= C` (the notifications are
 //!   usually there already) and answers from memory if the object is still
 //!   kept. Many concurrent reads share one check, as many writes share one
-//!   commit, so under load a read costs a fraction of a round trip.
+//!   commit, so under load a read costs a fraction of a round trip; two
+//!   checks may be under way, so a read waits about one round trip.
 //!
 //! While nothing listens (before the listener is connected, after it lost
 //! its connection) nothing is kept and every read goes to the database: a
@@ -197,17 +198,24 @@ impl<'a> Change<'a> {
     }
 }
 
-/// The shared freshness checks: at most one query of the object revision
-/// is under way; the reads that arrive meanwhile wait for the next one,
-/// which is sent when it ends. Each check runs on a task of its own, so a
-/// read that goes away does not leave the others waiting.
+/// The shared freshness checks. A read needs a check sent after it
+/// arrived; when fewer than [`IN_FLIGHT`] are under way one is sent at
+/// once, otherwise the read waits for the next one, sent as soon as one
+/// ends. Checks are numbered in the order they are sent, and a read may
+/// take the answer of any check numbered after its arrival. Each check runs
+/// on a task of its own, so a read that goes away does not leave the
+/// others waiting.
 #[derive(Debug)]
 struct Checks {
     state: Mutex<CheckState>,
     /// The number of the latest check answered, and what it read (`None`
-    /// when it failed).
+    /// when it failed). It only moves forward.
     done: watch::Sender<(u64, Option<i64>)>,
 }
+
+/// Freshness checks under way at most: with two, a read arriving while one
+/// is under way need not wait for its answer before the next is sent.
+const IN_FLIGHT: usize = 2;
 
 impl Default for Checks {
     fn default() -> Self {
@@ -221,8 +229,8 @@ impl Default for Checks {
 #[derive(Debug, Default)]
 struct CheckState {
     /// Checks sent so far (the number of the latest).
-    started: u64,
-    running: bool,
+    sent: u64,
+    in_flight: usize,
     /// The highest check number a waiting read needs.
     wanted: u64,
 }
@@ -233,13 +241,13 @@ impl Checks {
     async fn revision_after_now(self: &Arc<Self>, db: &DatabaseConnection) -> Option<i64> {
         let need = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            let need = state.started + 1;
-            if state.running {
-                state.wanted = state.wanted.max(need);
-            } else {
-                state.running = true;
-                state.started = need;
+            let need = state.sent + 1;
+            if state.in_flight < IN_FLIGHT {
+                state.in_flight += 1;
+                state.sent = need;
                 tokio::spawn(Arc::clone(self).run(db.clone(), need));
+            } else {
+                state.wanted = state.wanted.max(need);
             }
             need
         };
@@ -258,13 +266,20 @@ impl Checks {
             if let Err(e) = &revision {
                 tracing::warn!(error = %e, "cannot read the object revision");
             }
-            self.done.send_replace((number, revision.ok()));
+            let revision = revision.ok();
+            self.done.send_if_modified(|done| {
+                let newer = number > done.0;
+                if newer {
+                    *done = (number, revision);
+                }
+                newer
+            });
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if state.wanted > number {
-                number = state.started + 1;
-                state.started = number;
+            if state.wanted > state.sent {
+                number = state.sent + 1;
+                state.sent = number;
             } else {
-                state.running = false;
+                state.in_flight -= 1;
                 return;
             }
         }

@@ -21,7 +21,9 @@
 //! newer than its mark; it is served only to reads that saw the same mark,
 //! which began before that commit was visible and so may see either.) Any
 //! commit moves the mark, and the next read that sees the new mark starts
-//! the memory afresh. At most [`MAX_RECENT`] objects are kept, and at most
+//! the memory afresh. On PostgreSQL, objects are kept by the object
+//! revision instead, exactly across replicas ([`super::fresh`]). At most
+//! [`MAX_RECENT`] objects are kept, and at most
 //! [`MAX_RECENT_BYTES`] of their stored text (an object may be as large as a
 //! request body); a larger object is not kept at all.
 //!

@@ -145,6 +145,27 @@ function setup(thread)
 end
 """
 
+# The end of a wrk script that counts its answers by status and prints
+# `answered STATUS: N` for each at the end (after WRK_THREAD_IDS).
+COUNT_ANSWERS = r"""
+function response(status, headers, body)
+  answers = answers or {}
+  answers[status] = (answers[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local total = {}
+  for _, t in ipairs(threads) do
+    for status, n in pairs(t:get("answers") or {}) do
+      total[status] = (total[status] or 0) + n
+    end
+  end
+  for status, n in pairs(total) do
+    io.write(string.format("answered %d: %d\n", status, n))
+  end
+end
+"""
+
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from common import call, figure, free_port, reset_peak, rss_kib, start_farm, write_json
+from common import call, database_label, figure, free_port, reset_peak, rss_kib, start_farm, write_json
 
 PASSWORD = "farm-admin-password"
 
@@ -42,6 +42,7 @@ def main():
     ap.add_argument("--malloc-arena-max", default="2",
                     help="MALLOC_ARENA_MAX for the server, as docs/OPERATIONS.md recommends "
                          "('' leaves glibc's default: up to 8 arenas per core)")
+    ap.add_argument("--database", default=None, help="an empty PostgreSQL database (default: SQLite)")
     ap.add_argument("--json", default=None, help="write the figures to this file")
     args = ap.parse_args()
     steward = os.path.join(args.target_dir, "release", "steward")
@@ -55,9 +56,12 @@ def main():
     env.pop("MALLOC_ARENA_MAX", None)
     if args.malloc_arena_max:
         env["MALLOC_ARENA_MAX"] = args.malloc_arena_max
-    print(f"server: SQLite, MALLOC_ARENA_MAX={args.malloc_arena_max or '(glibc default)'}")
-    server = subprocess.Popen([steward, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"server: {database_label(args.database)}, "
+          f"MALLOC_ARENA_MAX={args.malloc_arena_max or '(glibc default)'}")
+    cmd = [steward, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data]
+    if args.database:
+        cmd += ["--database", args.database]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     farm = None
     try:
         for _ in range(400):
@@ -102,7 +106,7 @@ def main():
               f"{peak / 1024:.1f} MB (runs: {', '.join(f'{p / 1024:.1f}' for p in peaks)})")
         print(f"deploy to {args.agents} agents: median {statistics.median(walls):.2f} s "
               f"(runs: {', '.join(f'{w:.2f}' for w in walls)})")
-        write_json(args.json, "deploy", "SQLite",
+        write_json(args.json, "deploy", database_label(args.database),
                    {"agents": args.agents, "malloc_arena_max": args.malloc_arena_max},
                    {"wall_s": figure(walls, "s"), "peak_rss_mb": figure([p / 1024 for p in peaks], "MB"),
                     "redeploy_pushes": figure([after["pushes"] - before["pushes"]], "pushes"),

@@ -10,7 +10,7 @@ every figure (the median of `--runs` runs, and the runs) next to its target.
 
   --quick      smaller data sets and shorter runs (1 run unless --runs):
                a smoke run; its figures are not compared with the targets
-  --postgres   also run reads, writes, lists, chain and startup on
+  --postgres   also run every bench on
                PostgreSQL (or set STEWARD_BENCH_DATABASE_URL): the URL of a
                database whose role may create databases; each bench gets a
                fresh database next to it, dropped afterwards (needs psql)
@@ -48,7 +48,8 @@ BENCHES = {
     "logins": ("login_flood.py", ["--seconds", "10"]),
     "pulls": ("pull_farm.py", ["--agents", "500", "--idle-seconds", "10"]),
 }
-POSTGRES_BENCHES = ("reads", "writes", "lists", "chain", "startup", "connections", "logins", "pulls")
+POSTGRES_BENCHES = ("reads", "writes", "lists", "chain", "startup", "connections", "logins", "pulls", "storm",
+                    "deploy")
 
 # Above this spread of the raw commit rate between a run's slices, the
 # writes ratio is flagged: the disk was busy with other work.

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 
-from common import (ADMIN, WRK_THREAD_IDS, Server, call, database_label, figure, psql, target_dir_default, wrk,
+from common import (ADMIN, COUNT_ANSWERS, WRK_THREAD_IDS, Server, call, database_label, figure, psql, target_dir_default, wrk,
                     write_json)
 
 MERGE_SCRIPT = WRK_THREAD_IDS + r"""
@@ -57,7 +57,6 @@ function init(args)
   hosts = tonumber(args[1])
   tag = args[2]
   sent = 0
-  answers = {}
 end
 
 function request()
@@ -66,22 +65,7 @@ function request()
   return wrk.format("POST", path, nil, string.format('{"vars.n": "%s-%d-%d"}', tag, id, sent))
 end
 
-function response(status, headers, body)
-  answers[status] = (answers[status] or 0) + 1
-end
-
-function done(summary, latency, requests)
-  local total = {}
-  for _, t in ipairs(threads) do
-    for status, n in pairs(t:get("answers")) do
-      total[status] = (total[status] or 0) + n
-    end
-  end
-  for status, n in pairs(total) do
-    io.write(string.format("answered %d: %d\n", status, n))
-  end
-end
-"""
+""" + COUNT_ANSWERS
 
 
 def raw_commits(directory, seconds):
