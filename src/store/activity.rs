@@ -63,6 +63,17 @@ fn decode(row: activity::Model) -> StoredEntry {
 /// transaction of the change it records (writes are serialised, so the last
 /// checksum cannot move meanwhile).
 pub async fn append(db: &impl Exec, entry: &Entry) -> Result<(), DbErr> {
+    append_after(db, entry, None).await.map(|_| ())
+}
+
+/// Appends an entry chained to `head`, the checksum of the log's last
+/// entry when the caller knows it (read from the log otherwise), and
+/// answers the new entry's checksum: the new head.
+pub async fn append_after(
+    db: &impl Exec,
+    entry: &Entry,
+    head: Option<&str>,
+) -> Result<String, DbErr> {
     static LAST: Shape<0> = Shape::new(|backend, []| {
         backend.build(
             &activity::Entity::find()
@@ -96,10 +107,13 @@ pub async fn append(db: &impl Exec, entry: &Entry) -> Result<(), DbErr> {
         insert_statement(backend, &query)
     });
     let backend = db.backend();
-    let parent = db
-        .row_raw::<(String,)>(LAST.bind(backend, [])?)
-        .await?
-        .map_or_else(|| GENESIS.to_owned(), |(checksum,)| checksum);
+    let parent = match head {
+        Some(head) => head.to_owned(),
+        None => db
+            .row_raw::<(String,)>(LAST.bind(backend, [])?)
+            .await?
+            .map_or_else(|| GENESIS.to_owned(), |(checksum,)| checksum),
+    };
     let checksum = entry.checksum(&parent);
     let stmt = INSERT.bind(
         backend,
@@ -115,11 +129,11 @@ pub async fn append(db: &impl Exec, entry: &Entry) -> Result<(), DbErr> {
             entry.object_id.into(),
             entry.reverts.into(),
             parent.into(),
-            checksum.into(),
+            checksum.as_str().into(),
         ],
     )?;
     db.insert_raw(stmt).await?;
-    Ok(())
+    Ok(checksum)
 }
 
 /// Entry `id`, read through any connection (a write transaction too).

@@ -198,7 +198,10 @@ impl<'a> ObjectTx<'a> {
 
     /// Appends an activity entry chained to the last one.
     pub async fn append_activity(&self, entry: &Entry) -> Result<(), DbErr> {
-        activity::append(self, entry).await
+        match &self.conn {
+            Conn::Group { tx, .. } => tx.append_activity(self, entry).await,
+            _ => activity::append(self, entry).await,
+        }
     }
 }
 

@@ -38,6 +38,11 @@ pub struct PgWriter {
     open: std::sync::Mutex<Option<DatabaseTransaction>>,
     /// The statements that begin a group: the advisory lock, the savepoint.
     begin_sql: String,
+    /// The activity log's head as the open transaction holds it after the
+    /// writes that joined it (`None`: read it from the log). Nobody else
+    /// appends while the transaction holds the advisory lock, so a group's
+    /// later writes chain their entries without reading the log.
+    head: std::sync::Mutex<Option<String>>,
 }
 
 impl PgWriter {
@@ -58,6 +63,7 @@ impl PgWriter {
             begin_sql: format!(
                 "SELECT pg_advisory_xact_lock({advisory_lock}); SAVEPOINT object_write"
             ),
+            head: std::sync::Mutex::new(None),
         }
     }
 
@@ -110,10 +116,12 @@ impl PgWriter {
         if first {
             self.groups.group().open = true;
         }
+        let head = if first { None } else { self.head().clone() };
         Ok(PgTx {
             writer: Arc::clone(self),
             tx: Some(tx),
             guard: Some(guard),
+            head: std::sync::Mutex::new(head),
         })
     }
 
@@ -133,8 +141,15 @@ impl PgWriter {
         committed
     }
 
+    fn head(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The group ended (committed or rolled back): its members learn how.
     fn end(&self, outcome: Result<(), String>) {
+        *self.head() = None;
         self.groups.group().end(outcome);
         self.groups.ended();
     }
@@ -189,6 +204,8 @@ pub struct PgTx {
     writer: Arc<PgWriter>,
     tx: Option<DatabaseTransaction>,
     guard: Option<OwnedMutexGuard<()>>,
+    /// The activity log's head in the transaction, when known.
+    head: std::sync::Mutex<Option<String>>,
 }
 
 impl PgTx {
@@ -197,6 +214,25 @@ impl PgTx {
         self.tx
             .as_ref()
             .ok_or_else(|| DbErr::Custom("the object write already ended".into()))
+    }
+
+    fn head(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends an activity entry through `db` (this write's transaction),
+    /// chained to the head the transaction holds, known or read.
+    pub async fn append_activity(
+        &self,
+        db: &impl super::exec::Exec,
+        entry: &crate::domain::activity::Entry,
+    ) -> Result<(), DbErr> {
+        let known = self.head().clone();
+        let head = super::activity::append_after(db, entry, known.as_deref()).await?;
+        *self.head() = Some(head);
+        Ok(())
     }
 
     /// Ends this write: it joins the group when other object writes are
@@ -210,6 +246,8 @@ impl PgTx {
         let generation = writer.groups.group().join(writer.groups.others_queued());
         match generation {
             Some(generation) => {
+                // The next write of the group chains to this one's entries.
+                *writer.head() = self.head().take();
                 writer.put_open(tx);
                 drop(guard);
                 writer.committed(generation).await

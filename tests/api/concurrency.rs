@@ -36,6 +36,14 @@ db_test!(
         for n in 0..100 {
             assert_eq!(vars.get(&format!("v{n}")), Some(&json!(n)));
         }
+        // The writes went in groups, each entry chained to the one before.
+        let chain = steward::service::activity::verify(&app.store)
+            .await
+            .expect("read the log");
+        assert!(
+            chain.as_ref().is_ok_and(|entries| *entries >= 101),
+            "{chain:?}"
+        );
     }
 );
 
