@@ -141,17 +141,22 @@ pub async fn fleet(
         .filter(|c| !c.is_empty())
         .map(lists::decode_cursor)
         .transpose()?;
+    let filter = params.filter(Kind::Host)?;
+    // Counting is one query for the whole fleet; under a filter or a
+    // restriction it reads every host, so it waits to be asked for.
+    let count = query.is_set("count")?
+        || (filter.is_empty() && console.caller.restrictions.is_unrestricted());
     let request = ListRequest {
         kind: Kind::Host,
         object_type: ObjectType::Object,
-        filter: params.filter(Kind::Host)?,
+        filter,
         view: View {
             resolved: true,
             ..View::default()
         },
         limit: Some(limit),
         after: after.clone(),
-        count: true,
+        count,
         caller: console.caller.clone(),
     };
     let listed = lists::page_objects(&state.store, &request, limit).await?;
@@ -221,6 +226,12 @@ pub async fn fleet(
         chrome: console.chrome("fleet"),
         rows,
         total: listed.total,
+        count_link: query_string(
+            kept.iter()
+                .copied()
+                .chain(query.get("cursor").map(|c| ("cursor", c)))
+                .chain([("count", "1")]),
+        ),
         counts,
         later: after.is_some(),
         first: query_string(kept.iter().copied()),

@@ -86,6 +86,8 @@ pub struct FleetPage {
     pub chrome: Chrome,
     pub rows: Vec<FleetRow>,
     pub total: Option<u64>,
+    /// The query of this page with `count=1`, when the total is not shown.
+    pub count_link: String,
     /// How many hosts of this page stand where (current, outdated ...).
     pub counts: Vec<Count>,
     pub filters: FleetFilters,

@@ -214,16 +214,24 @@ db_test!(
             "no agent has been recorded"
         );
         assert!(!all.text.contains(">base<"), "templates are not hosts");
-        let filtered = page(app, &admin(), "/ui/?q=web").await;
+        let uncounted = page(app, &admin(), "/ui/?q=web").await;
+        assert!(
+            uncounted
+                .text
+                .contains("id=\"count\" href=\"./?q=web&#38;count=1\""),
+            "{}",
+            uncounted.text
+        );
+        let filtered = page(app, &admin(), "/ui/?q=web&count=1").await;
         assert!(filtered.text.contains("<b id=\"total\">2</b>"));
         assert!(!filtered.text.contains("host?name=db-01"));
-        let by_var = page(app, &admin(), "/ui/?var=env%3Dweb").await;
+        let by_var = page(app, &admin(), "/ui/?var=env%3Dweb&count=1").await;
         assert!(
             by_var.text.contains("<b id=\"total\">3</b>"),
             "{}",
             by_var.text
         );
-        let by_other_var = page(app, &admin(), "/ui/?var=env%3Dbase").await;
+        let by_other_var = page(app, &admin(), "/ui/?var=env%3Dbase&count=1").await;
         assert!(by_other_var.text.contains("<b id=\"total\">0</b>"));
         // Keyset pages: db-01, then web-01, web-02 (byte order).
         let first = page(app, &admin(), "/ui/?limit=1").await;
@@ -310,10 +318,14 @@ db_test!(
             .await;
         let fleet = page(app, &web, "/ui/").await;
         assert_eq!(fleet.status, StatusCode::OK, "{}", fleet.text);
+        assert!(fleet.text.contains("host?name=web-02\""), "{}", fleet.text);
+        // A restricted count reads every host: it waits to be asked for.
+        assert!(!fleet.text.contains("id=\"total\""), "{}", fleet.text);
+        let counted = page(app, &web, "/ui/?count=1").await;
         assert!(
-            fleet.text.contains("<b id=\"total\">2</b>"),
+            counted.text.contains("<b id=\"total\">2</b>"),
             "{}",
-            fleet.text
+            counted.text
         );
         assert!(!fleet.text.contains("db-01"));
         assert_eq!(

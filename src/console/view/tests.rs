@@ -63,6 +63,7 @@ fn the_fleet_page_escapes_names_and_filters() {
             disabled: true,
         }],
         total: Some(1),
+        count_link: EVIL.into(),
         counts: vec![Count {
             label: EVIL.into(),
             class: EVIL.into(),
