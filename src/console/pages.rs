@@ -801,10 +801,18 @@ pub struct DeployForm {
     csrf: String,
     #[serde(default)]
     force: Option<String>,
+    /// A staged deploy: as the API's `stages`, `max_failed`, `stage_wait`.
+    #[serde(default)]
+    stages: String,
+    #[serde(default)]
+    max_failed: String,
+    #[serde(default)]
+    stage_wait: String,
 }
 
-/// `POST /ui/deploy` (`csrf`, `force`): starts a deploy of the whole fleet
-/// as the API's deploy does, then shows the deployment.
+/// `POST /ui/deploy` (`csrf`, `force`, and `stages`, `max_failed`,
+/// `stage_wait` for a staged one): starts a deploy of the whole fleet as
+/// the API's deploy does, then shows the deployment.
 pub async fn deploy(
     State(state): State<AppState>,
     console: Console,
@@ -826,7 +834,21 @@ pub async fn deploy(
             .map(|v| crate::http::query::parse_flag("force", v))
             .transpose()?
             .unwrap_or(false),
-        ..DeployOptions::default()
+        scope: None,
+        staging: {
+            let given = |v: &str| Some(v.trim()).filter(|v| !v.is_empty()).map(str::to_owned);
+            let (stages, max_failed, stage_wait) = (
+                given(&form.stages),
+                given(&form.max_failed),
+                given(&form.stage_wait),
+            );
+            crate::domain::staging::Plan::parse(
+                stages.as_deref(),
+                max_failed.as_deref(),
+                stage_wait.as_deref(),
+            )
+            .map_err(ApiError::BadRequest)?
+        },
     };
     let server_key = state.signing_key()?;
     let started = deploy_service::start(

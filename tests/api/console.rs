@@ -393,6 +393,11 @@ db_test!(
             assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
         }
         assert_eq!(deployments(app).await, 0, "no refused post deployed");
+        for bad in ["stages=0", "stages=50%25,10%25", "max_failed=1"] {
+            let r = post_deploy(app, &admin(), &format!("csrf={token}&{bad}")).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+        }
+        assert_eq!(deployments(app).await, 0, "no bad staging deployed");
         // The token is the same on every page of the session.
         assert_eq!(csrf_of(&page(app, &admin(), "/ui/pending").await), token);
 
@@ -501,5 +506,45 @@ db_test!(
         assert!(verified.text.contains("is intact"), "{}", verified.text);
         let bad = page(app, &admin(), "/ui/activity?cursor=zzz").await;
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    }
+);
+
+db_test!(
+    a_staged_deploy_from_the_form_shows_its_stages,
+    async |app: &TestApp| {
+        world(app).await;
+        let token = csrf_of(&page(app, &admin(), "/ui/pending").await);
+        let started = post_deploy(app, &admin(), &format!("csrf={token}&stages=1%2C100%25")).await;
+        assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.text);
+        let location = started.header("location").unwrap_or_default().to_owned();
+        let id = location.trim_start_matches("deployment?id=").to_owned();
+        // Every agent is unreachable and none may fail: it halts after
+        // the first stage.
+        let mut progress = page(app, &admin(), &format!("/ui/deployment/progress?id={id}"))
+            .await
+            .json();
+        for _ in 0..20 {
+            if progress["final"] == json!(true) {
+                break;
+            }
+            let version = progress["version"].as_str().unwrap_or_default().to_owned();
+            progress = page(
+                app,
+                &admin(),
+                &format!("/ui/deployment/progress?id={id}&since={version}&wait=20"),
+            )
+            .await
+            .json();
+        }
+        assert_eq!(progress["status"], json!("halted"), "{progress}");
+        assert_eq!(
+            progress["stages"].as_array().map(Vec::len),
+            Some(2),
+            "{progress}"
+        );
+        let shown = page(app, &admin(), &format!("/ui/{location}")).await;
+        assert!(shown.text.contains("<h2>Stages</h2>"), "{}", shown.text);
+        assert!(shown.text.contains("Stage 1 of 2"), "{}", shown.text);
+        assert!(shown.text.contains("halted"), "{}", shown.text);
     }
 );
