@@ -469,6 +469,14 @@ db_test!(
         )
         .await;
         assert_eq!(too_long.status, StatusCode::BAD_REQUEST);
+        let logged = page(app, &admin(), "/ui/activity?object_type=deployment").await;
+        assert!(
+            logged
+                .text
+                .contains(&format!("href=\"deployment?id={id}\"")),
+            "the log links its deployments: {}",
+            logged.text
+        );
         let list = page(app, &admin(), "/ui/deployments").await;
         assert!(list.text.contains(&format!("deployment?id={id}\"")));
         assert_eq!(
