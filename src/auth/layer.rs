@@ -97,8 +97,28 @@ pub fn wants_user(state: &AppState, req: &Request) -> bool {
 }
 
 /// Authenticates a request to the Director routes and adds the
-/// [`Caller`]; the answer to give instead when it cannot go on.
-pub async fn authenticate(state: &AppState, mut req: Request) -> Result<Request, Response> {
+/// [`Caller`]; the answer to give instead when it cannot go on. A console
+/// page's `401` is a page too (what a browser shows when its user cancels
+/// the sign-in), with the same challenge.
+pub async fn authenticate(state: &AppState, req: Request) -> Result<Request, Response> {
+    let console = crate::console::is_console_path(req.uri().path(), &state.config.base_path);
+    match authenticate_api(state, req).await {
+        Err(refused) if console && refused.status() == axum::http::StatusCode::UNAUTHORIZED => {
+            let mut page = crate::console::PageError(ApiError::Unauthorized(
+                "Sign in with your Steward user name and password".into(),
+            ))
+            .into_response();
+            page.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(CHALLENGE),
+            );
+            Err(page)
+        }
+        other => other,
+    }
+}
+
+async fn authenticate_api(state: &AppState, mut req: Request) -> Result<Request, Response> {
     let Some((name, password)) = basic_credentials(req.headers()) else {
         // Never counted as a failure: urllib sends every first request without credentials.
         return Err(unauthorized("Authentication required"));

@@ -818,15 +818,17 @@ pub async fn deploy(
     console: Console,
     form: Result<axum::extract::Form<DeployForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let axum::extract::Form(form) =
-        form.map_err(|e| ApiError::BadRequest(format!("Invalid form: {}", e.body_text())))?;
-    if !console.session.verify(&form.csrf) {
+    // A body that is not the form carries no token either.
+    let token = form.as_ref().map_or("", |f| f.csrf.as_str());
+    if !console.session.verify(token) {
         return Err(ApiError::Forbidden(
             "The form's token is missing or not this session's: reload the page and try again"
                 .into(),
         )
         .into());
     }
+    let axum::extract::Form(form) =
+        form.map_err(|e| ApiError::BadRequest(format!("Invalid form: {}", e.body_text())))?;
     let options = DeployOptions {
         force: form
             .force

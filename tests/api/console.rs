@@ -165,6 +165,7 @@ db_test!(
             )
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(r.text.contains("<h1>401 Unauthorized</h1>"), "{}", r.text);
         assert!(
             r.header("www-authenticate")
                 .is_some_and(|v| v.starts_with("Basic"))
@@ -392,6 +393,22 @@ db_test!(
             assert_eq!(r.status, StatusCode::FORBIDDEN, "{bad:?}: {}", r.text);
             assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
         }
+        let json_body = app
+            .request(
+                "POST",
+                "/ui/deploy",
+                &[
+                    ("content-type", "application/json"),
+                    ("accept", "text/html"),
+                ],
+                Some(format!("{{\"csrf\": \"{token}\"}}").into_bytes()),
+            )
+            .await;
+        assert_eq!(
+            json_body.status,
+            StatusCode::FORBIDDEN,
+            "not a form: no token"
+        );
         assert_eq!(deployments(app).await, 0, "no refused post deployed");
         for bad in ["stages=0", "stages=50%25,10%25", "max_failed=1"] {
             let r = post_deploy(app, &admin(), &format!("csrf={token}&{bad}")).await;
