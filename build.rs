@@ -8,10 +8,12 @@
 
 use std::path::PathBuf;
 
-/// Chromium's path: `STEWARD_CHROMIUM`, or `chromium` on the PATH.
+/// Chromium's path: `STEWARD_CHROMIUM` when set (a path that is no file
+/// means none: the browser test is then built as ignored), or `chromium`
+/// on the PATH.
 fn chromium() -> Option<PathBuf> {
     if let Some(given) = std::env::var_os("STEWARD_CHROMIUM").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(given));
+        return Some(PathBuf::from(given)).filter(|path| path.is_file());
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
