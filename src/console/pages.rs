@@ -142,10 +142,11 @@ pub async fn fleet(
         .map(lists::decode_cursor)
         .transpose()?;
     let filter = params.filter(Kind::Host)?;
-    // Counting is one query for the whole fleet; under a filter or a
-    // restriction it reads every host, so it waits to be asked for.
-    let count = query.is_set("count")?
-        || (filter.is_empty() && console.caller.restrictions.is_unrestricted());
+    // Counting the hosts is one query for the whole fleet; under a filter
+    // or a restriction it reads every host, and so does counting their
+    // agents' states: those wait to be asked for (`count=1`).
+    let fleet_wide = query.is_set("count")?;
+    let count = !fleet_wide && filter.is_empty() && console.caller.restrictions.is_unrestricted();
     let request = ListRequest {
         kind: Kind::Host,
         object_type: ObjectType::Object,
@@ -160,6 +161,11 @@ pub async fn fleet(
         caller: console.caller.clone(),
     };
     let listed = lists::page_objects(&state.store, &request, limit).await?;
+    let every = if fleet_wide {
+        Some(fleet::standings(&state.store, &request).await?)
+    } else {
+        None
+    };
     let ids: Vec<i64> = listed.objects.iter().map(|(o, _)| o.id).collect();
     let agents = fleet::agents_of(&state.store, &ids).await?;
     let mut counts: Vec<view::Count> = Vec::new();
@@ -191,6 +197,16 @@ pub async fn fleet(
             }
         })
         .collect();
+    if let Some((_, states)) = &every {
+        counts = states
+            .iter()
+            .map(|(seen, n)| view::Count {
+                label: seen.as_str().to_owned(),
+                class: seen.as_str().replace(' ', "-"),
+                n: usize::try_from(*n).unwrap_or(usize::MAX),
+            })
+            .collect();
+    }
     counts.sort_by(|a, b| a.label.cmp(&b.label));
     let filters = view::FleetFilters {
         q: text(&query, "q"),
@@ -225,7 +241,8 @@ pub async fn fleet(
     page(&view::FleetPage {
         chrome: console.chrome("fleet"),
         rows,
-        total: listed.total,
+        total: every.as_ref().map(|(total, _)| *total).or(listed.total),
+        fleet_wide,
         count_link: query_string(
             kept.iter()
                 .copied()

@@ -86,8 +86,10 @@ pub struct FleetPage {
     pub chrome: Chrome,
     pub rows: Vec<FleetRow>,
     pub total: Option<u64>,
-    /// The query of this page with `count=1`, when the total is not shown.
+    /// The query of this page with `count=1`.
     pub count_link: String,
+    /// Whether the counts are of every matching host (else of this page).
+    pub fleet_wide: bool,
     /// How many hosts of this page stand where (current, outdated ...).
     pub counts: Vec<Count>,
     pub filters: FleetFilters,

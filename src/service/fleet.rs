@@ -8,6 +8,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::domain::deployment::{AgentStanding, standing};
 use crate::error::ApiError;
+use crate::service::lists::{self, ListRequest};
 use crate::store::Store;
 use crate::store::entities::{agent_state, deployment_host};
 
@@ -99,6 +100,40 @@ pub async fn agents_of(
             (*id, view)
         })
         .collect())
+}
+
+/// How many hosts a list request matches, by where their agents stand:
+/// every matching host read a page of [`MAX_HOSTS`] at a time (its agents
+/// in two queries), so memory stays flat whatever the fleet's size. It
+/// reads the whole selection, as the list's `count` does.
+pub async fn standings(
+    store: &Store,
+    request: &ListRequest,
+) -> Result<(u64, Vec<(Seen, u64)>), ApiError> {
+    let mut request = ListRequest {
+        count: false,
+        after: None,
+        ..request.clone()
+    };
+    let mut total = 0;
+    let mut counts: Vec<(Seen, u64)> = Vec::new();
+    loop {
+        let page = lists::page_objects(store, &request, MAX_HOSTS as u64).await?;
+        let ids: Vec<i64> = page.objects.iter().map(|(o, _)| o.id).collect();
+        let agents = agents_of(store, &ids).await?;
+        for id in &ids {
+            let seen = agents.get(id).map_or(Seen::NeverSeen, |a| a.seen);
+            match counts.iter_mut().find(|(s, _)| *s == seen) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((seen, 1)),
+            }
+            total += 1;
+        }
+        match page.next {
+            Some(cursor) => request.after = Some(lists::decode_cursor(&cursor)?),
+            None => return Ok((total, counts)),
+        }
+    }
 }
 
 #[cfg(test)]

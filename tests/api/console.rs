@@ -226,6 +226,11 @@ db_test!(
         let filtered = page(app, &admin(), "/ui/?q=web&count=1").await;
         assert!(filtered.text.contains("<b id=\"total\">2</b>"));
         assert!(!filtered.text.contains("host?name=db-01"));
+        // Counted, the states are of every matching host, not of the page.
+        let one = page(app, &admin(), "/ui/?limit=1&count=1").await;
+        assert!(one.text.contains("<b id=\"total\">3</b>"), "{}", one.text);
+        assert!(one.text.contains("<b>3</b> never seen"), "{}", one.text);
+        assert!(one.text.contains("every matching host)"));
         let by_var = page(app, &admin(), "/ui/?var=env%3Dweb&count=1").await;
         assert!(
             by_var.text.contains("<b id=\"total\">3</b>"),

@@ -64,6 +64,7 @@ fn the_fleet_page_escapes_names_and_filters() {
         }],
         total: Some(1),
         count_link: EVIL.into(),
+        fleet_wide: false,
         counts: vec![Count {
             label: EVIL.into(),
             class: EVIL.into(),
