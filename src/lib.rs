@@ -8,6 +8,7 @@ pub mod admission;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod deploy;
 /// The rules, in a crate of their own (`crates/domain`) that the agent
 /// shares.

@@ -78,9 +78,9 @@ pub fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
     (director, operations)
 }
 
-/// The path of every route (Director routes without the base path), from
-/// [`routes`]. Logs and metrics label requests by these; anything else is
-/// `other`.
+/// The path of every route (Director and console routes without the base
+/// path), from [`routes`] and [`crate::console::PATHS`]. Logs and metrics
+/// label requests by these; anything else is `other`.
 pub fn route_paths() -> &'static [String] {
     static PATHS: OnceLock<Vec<String>> = OnceLock::new();
     PATHS.get_or_init(|| {
@@ -88,6 +88,7 @@ pub fn route_paths() -> &'static [String] {
         let mut paths: Vec<String> = [director, operations]
             .into_iter()
             .flat_map(|routes| routes.into_openapi().paths.paths.into_keys())
+            .chain(crate::console::PATHS.iter().map(|p| (*p).to_owned()))
             .collect();
         paths.sort();
         paths
@@ -102,6 +103,9 @@ pub fn app(state: AppState) -> Router {
     let (operations, _) = operations.split_for_parts();
     let base = state.config.base_path.clone();
     let outer_state = state.clone();
+    // The console is no part of the OpenAPI document: a plain router
+    // beside the Director routes, under the same base path.
+    let director = director.merge(crate::console::routes());
     let routes = if base.is_empty() {
         operations.merge(director)
     } else {
@@ -131,6 +135,13 @@ pub fn app(state: AppState) -> Router {
     )
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("Not found".into())
+async fn not_found(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if crate::console::is_console_path(uri.path(), &state.config.base_path) {
+        return crate::console::not_found();
+    }
+    ApiError::NotFound("Not found".into()).into_response()
 }

@@ -37,6 +37,9 @@ pub struct Shared {
     pub key_throttle: Arc<Throttle>,
     pub server_key: Arc<ServerKey>,
     pub ticket_salt: Arc<String>,
+    /// The key of the console's form tokens (`console::csrf`), the same on
+    /// every replica.
+    pub console_secret: Arc<Vec<u8>>,
     /// Runs deployments (and takes over interrupted ones).
     pub deployer: Deployer,
     /// What `/metrics` shows.
@@ -84,6 +87,12 @@ impl AppState {
             Some(salt) => salt.clone(),
             None => settings::get_or_create(store.db(), TICKET_SALT, &random_secret(24)).await?,
         };
+        let console_secret = settings::get_or_create(
+            store.db(),
+            crate::console::csrf::SECRET_SETTING,
+            &random_secret(32),
+        )
+        .await?;
         let watch = store.data_watch();
         let auth = Arc::new(Authenticator::new(store.db().clone(), watch).await?);
         let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -112,6 +121,7 @@ impl AppState {
             key_throttle: Arc::new(Throttle::for_keys()),
             server_key: Arc::new(server_key),
             ticket_salt: Arc::new(ticket_salt),
+            console_secret: Arc::new(console_secret.into_bytes()),
         })))
     }
 }

@@ -1,5 +1,5 @@
-//! The authentication layer: every Director route except self-service needs
-//! a user with `api`. It runs before anything else that can answer 4xx, so
+//! The authentication layer: every Director route except self-service, and
+//! every console page, needs a user with `api`. It runs before anything else that can answer 4xx, so
 //! `401` comes first.
 
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +26,9 @@ pub const CHALLENGE: &str = "Basic realm=\"steward\"";
 fn needs_user(path: &str, base: &str, metrics_public: bool) -> bool {
     if path == "/metrics" {
         return !metrics_public;
+    }
+    if crate::console::is_console_path(path, base) {
+        return true;
     }
     let Some(rest) = path.strip_prefix(base) else {
         return false;
@@ -94,8 +97,28 @@ pub fn wants_user(state: &AppState, req: &Request) -> bool {
 }
 
 /// Authenticates a request to the Director routes and adds the
-/// [`Caller`]; the answer to give instead when it cannot go on.
-pub async fn authenticate(state: &AppState, mut req: Request) -> Result<Request, Response> {
+/// [`Caller`]; the answer to give instead when it cannot go on. A console
+/// page's `401` is a page too (what a browser shows when its user cancels
+/// the sign-in), with the same challenge.
+pub async fn authenticate(state: &AppState, req: Request) -> Result<Request, Response> {
+    let console = crate::console::is_console_path(req.uri().path(), &state.config.base_path);
+    match authenticate_api(state, req).await {
+        Err(refused) if console && refused.status() == axum::http::StatusCode::UNAUTHORIZED => {
+            let mut page = crate::console::PageError(ApiError::Unauthorized(
+                "Sign in with your Steward user name and password".into(),
+            ))
+            .into_response();
+            page.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(CHALLENGE),
+            );
+            Err(page)
+        }
+        other => other,
+    }
+}
+
+async fn authenticate_api(state: &AppState, mut req: Request) -> Result<Request, Response> {
     let Some((name, password)) = basic_credentials(req.headers()) else {
         // Never counted as a failure: urllib sends every first request without credentials.
         return Err(unauthorized("Authentication required"));
@@ -159,6 +182,11 @@ pub async fn authenticate(state: &AppState, mut req: Request) -> Result<Request,
     if let Err(e) = caller.require(Permission::Api) {
         return Err(e.into_response());
     }
+    if crate::console::is_console_path(req.uri().path(), &state.config.base_path) {
+        // The console's form token, bound to these credentials.
+        let session = crate::console::csrf::Session::new(&state.console_secret, &name, &password);
+        req.extensions_mut().insert(session);
+    }
     req.extensions_mut().insert(caller);
     Ok(req)
 }
@@ -216,6 +244,9 @@ mod tests {
         assert!(needs_user("/metrics", "", false));
         assert!(needs_user("/metrics", "/icingaweb2", false));
         assert!(!needs_user("/metrics", "", true));
+        assert!(needs_user("/ui/", "", false));
+        assert!(needs_user("/ui/static/console.css", "", false));
+        assert!(needs_user("/icingaweb2/ui/host", "/icingaweb2", false));
     }
 
     #[test]

@@ -175,7 +175,13 @@ fn checks_before_routing(req: &mut Request) -> Result<(), ApiError> {
     if let Some(reason) = cross_site(req.headers()) {
         return Err(ApiError::Forbidden(reason.into()));
     }
-    if !accepts_json(req.uri().path(), req.headers()) {
+    // The console (whose requests authentication gave a console session)
+    // answers HTML, and its script's JSON, whatever the Accept.
+    let console = req
+        .extensions()
+        .get::<crate::console::csrf::Session>()
+        .is_some();
+    if !console && !accepts_json(req.uri().path(), req.headers()) {
         return Err(ApiError::NotAcceptable(
             "Only application/json is available".into(),
         ));
@@ -270,10 +276,13 @@ fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
 /// Gives the router's own empty 404 and 405 answers a JSON error body.
 fn with_json_error(method: &Method, response: Response) -> Response {
     let status = response.status();
+    // JSON already, or a console page.
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
     if is_json || !(status == StatusCode::METHOD_NOT_ALLOWED || status == StatusCode::NOT_FOUND) {
         return response;
     }

@@ -17,13 +17,12 @@ use crate::state::AppState;
 /// for Director routes), or `other` for anything else, so that a scan of
 /// random paths cannot grow the metrics without bound.
 pub fn route_label(path: &str, base: &str) -> &'static str {
-    let director = path
-        .strip_prefix(base)
-        .filter(|rest| rest.starts_with("/director"));
+    let under_base = |p: &str| p.starts_with("/director") || crate::console::is_console_path(p, "");
+    let director = path.strip_prefix(base).filter(|rest| under_base(rest));
     let route = match director {
         Some(rest) => rest,
-        // A Director path outside the base path.
-        None if path.starts_with("/director") => return "other",
+        // A Director or console path outside the base path.
+        None if under_base(path) => return "other",
         None => path,
     };
     route_paths()
@@ -145,5 +144,17 @@ mod tests {
         );
         assert_eq!(route_label("/metrics", "/icingaweb2"), "/metrics");
         assert_eq!(route_label("/director/hosts", "/icingaweb2"), "other");
+    }
+
+    #[test]
+    fn console_pages_are_labelled_by_their_path_and_unknown_ones_as_other() {
+        assert_eq!(route_label("/ui/", ""), "/ui/");
+        assert_eq!(route_label("/ui/host", ""), "/ui/host");
+        assert_eq!(
+            route_label("/icingaweb2/ui/deployment/progress", "/icingaweb2"),
+            "/ui/deployment/progress"
+        );
+        assert_eq!(route_label("/ui/nope", ""), "other");
+        assert_eq!(route_label("/ui/host", "/icingaweb2"), "other");
     }
 }

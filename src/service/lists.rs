@@ -14,7 +14,7 @@ use super::caller::{Caller, permissions_of};
 use super::objects::{View, resolver};
 use crate::domain::filter::Filter;
 use crate::domain::object::{render, render_owned};
-use crate::domain::resolve::Resolver;
+use crate::domain::resolve::{Resolved, Resolver};
 use crate::domain::{Kind, ObjectType};
 use crate::error::ApiError;
 use crate::http::json::to_pretty_nested;
@@ -62,17 +62,30 @@ pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
         })
 }
 
-/// Filters and renders one object, resolving at most once.
-fn select(object: &StoredObject, request: &ListRequest, resolver: &Resolver) -> Option<Value> {
+/// Whether a list shows the object: the caller sees it and the filter
+/// matches it. `Some` with its resolved form when the filter or the view
+/// needed it (resolved at most once).
+fn matching(
+    object: &StoredObject,
+    request: &ListRequest,
+    resolver: &Resolver,
+) -> Option<Option<Resolved>> {
     let d = &object.draft;
     if !request.caller.sees_draft(d) {
         return None;
     }
     let resolved =
         (request.filter.needs_resolution() || request.view.resolved).then(|| resolver.resolve(d));
-    if !request.filter.matches(d, resolved.as_ref()) {
-        return None;
-    }
+    request
+        .filter
+        .matches(d, resolved.as_ref())
+        .then_some(resolved)
+}
+
+/// Filters and renders one object, resolving at most once.
+fn select(object: &StoredObject, request: &ListRequest, resolver: &Resolver) -> Option<Value> {
+    let d = &object.draft;
+    let resolved = matching(object, request, resolver)?;
     Some(match resolved {
         Some(r) if request.view.resolved => render_owned(
             d.kind,
@@ -212,6 +225,72 @@ pub async fn page(store: &Store, request: &ListRequest, limit: u64) -> Result<Ve
         None
     };
     Ok(page_body(&items, next.as_deref(), total))
+}
+
+/// One page of a list as objects rather than printed: the same selection,
+/// order and cursor as [`page`], each object with its resolved form when
+/// the request's view is resolved. For the console.
+#[derive(Debug)]
+pub struct ObjectPage {
+    pub objects: Vec<(StoredObject, Option<Resolved>)>,
+    /// The cursor of the next page, when one follows.
+    pub next: Option<String>,
+    /// With `count`: how many objects match, whatever the page.
+    pub total: Option<u64>,
+}
+
+/// [`page`], as objects.
+pub async fn page_objects(
+    store: &Store,
+    request: &ListRequest,
+    limit: u64,
+) -> Result<ObjectPage, ApiError> {
+    let resolver = prepare(store, request).await?;
+    let shows_every_row =
+        request.filter.is_empty() && request.caller.restrictions.is_unrestricted();
+    let size = if shows_every_row {
+        limit + 1
+    } else {
+        BATCH.max(limit + 1)
+    };
+    let mut objects = Vec::new();
+    let mut after = request.after.clone();
+    loop {
+        let batch = store
+            .page(request.kind, request.object_type, after.as_deref(), size)
+            .await?;
+        let exhausted = (batch.len() as u64) < size;
+        let last = batch.last().map(|o| o.draft.name.as_str().to_owned());
+        for object in batch {
+            if let Some(resolved) = matching(&object, request, &resolver) {
+                objects.push((object, resolved));
+            }
+        }
+        if objects.len() as u64 > limit || exhausted {
+            break;
+        }
+        match last {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    let mut next = None;
+    if objects.len() as u64 > limit {
+        objects.truncate(limit as usize);
+        next = objects
+            .last()
+            .map(|(o, _)| encode_cursor(o.draft.name.as_str()));
+    }
+    let total = if request.count {
+        Some(count(store, request, &resolver).await?)
+    } else {
+        None
+    };
+    Ok(ObjectPage {
+        objects,
+        next,
+        total,
+    })
 }
 
 /// How many objects match, whatever the page.

@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod caller;
 pub mod deploy;
+pub mod fleet;
 pub mod lists;
 pub mod objects;
 pub mod revert;

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::caller::{Caller, permissions_of};
 use crate::domain::activity::Entry;
 use crate::domain::object::{ViewOptions, render, render_owned};
-use crate::domain::resolve::Resolver;
+use crate::domain::resolve::{Origins, Resolver};
 use crate::domain::{Draft, Kind, ObjectName, ObjectType, integrity, write};
 use crate::error::ApiError;
 use crate::http::conditions::{Conditions, etag};
@@ -117,6 +117,66 @@ pub async fn show(
         None
     };
     Ok(view_of(&object, view, resolver.as_deref()))
+}
+
+/// Where each resolved value of a visible object comes from (the console's
+/// host page): the same checks as [`show`].
+pub async fn origins(
+    store: &Store,
+    caller: &Caller,
+    kind: Kind,
+    name: &str,
+) -> Result<Origins, ApiError> {
+    caller.require(permissions_of(kind).0)?;
+    let (object, revision) = store
+        .find_object(kind, name)
+        .await?
+        .filter(|(o, _)| caller.sees_draft(&o.draft))
+        .ok_or_else(|| ApiError::no_such_object(kind, name))?;
+    let resolver = store.resolver_at(kind, revision).await?;
+    Ok(resolver.origins(&object.draft))
+}
+
+/// A template's place among its kind's templates.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateGraph {
+    /// What it imports itself, in order.
+    pub imports: Vec<String>,
+    /// Its linearised chain, in the order values apply.
+    pub ancestors: Vec<String>,
+    /// The templates importing it directly, by name.
+    pub imported_by: Vec<String>,
+}
+
+/// The import graph around template `name` of `kind`.
+pub async fn template_graph(
+    store: &Store,
+    caller: &Caller,
+    kind: Kind,
+    name: &str,
+) -> Result<TemplateGraph, ApiError> {
+    caller.require(permissions_of(kind).0)?;
+    let resolver = store.resolver(kind).await?;
+    let template = resolver.template(name).ok_or_else(|| {
+        ApiError::NotFound(format!("No {kind} template \"{}\"", name.escape_debug()))
+    })?;
+    let imports: Vec<String> = template.imports().map(str::to_owned).collect();
+    let ancestors = resolver
+        .ancestors(template.imports())
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut imported_by: Vec<String> = resolver
+        .templates()
+        .filter(|t| t.imports().any(|i| i == name))
+        .map(|t| t.name.as_str().to_owned())
+        .collect();
+    imported_by.sort();
+    Ok(TemplateGraph {
+        imports,
+        ancestors,
+        imported_by,
+    })
 }
 
 fn check_if_match(conditions: &Conditions, current: Option<&StoredObject>) -> Result<(), ApiError> {

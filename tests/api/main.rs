@@ -10,6 +10,7 @@ mod activity;
 mod auth;
 mod bad_input;
 mod concurrency;
+mod console;
 mod deploy;
 mod lists;
 mod metrics;

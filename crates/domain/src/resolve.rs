@@ -6,7 +6,7 @@
 //! the object's own values last; `vars` merge per variable, `scripts` is the
 //! union along the chain, `imports` and `disabled` are not inherited.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -101,6 +101,67 @@ impl Resolver {
         }
         hasher.update(object_checksum.as_bytes());
         hex::encode(hasher.finalize())
+    }
+}
+
+/// Where a resolved value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The object sets it itself.
+    Own,
+    /// This template sets it (the last one along the chain that does).
+    Template(String),
+}
+
+/// Where each of an object's resolved values comes from: each property
+/// but `vars` and `scripts` by its key, each variable by its name, each
+/// script by its name (the first along the chain that lists it: the list
+/// is their union). The same order and rules as [`Resolver::resolve`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins {
+    pub props: BTreeMap<String, Origin>,
+    pub vars: BTreeMap<String, Origin>,
+    pub scripts: BTreeMap<String, Origin>,
+}
+
+impl Resolver {
+    /// Where each resolved value of `object` comes from.
+    pub fn origins(&self, object: &Draft) -> Origins {
+        let mut out = Origins::default();
+        let ancestors = self.ancestors(object.imports());
+        let sources = ancestors
+            .iter()
+            .filter_map(|name| {
+                self.templates
+                    .get(*name)
+                    .map(|t| (&t.props, Origin::Template((*name).to_owned()), true))
+            })
+            .chain(std::iter::once((&object.props, Origin::Own, false)));
+        for (props, origin, inherited) in sources {
+            for (key, value) in props.iter() {
+                if key == "imports" || (inherited && NOT_INHERITED.contains(&key.as_str())) {
+                    continue;
+                }
+                match (key.as_str(), value) {
+                    ("vars", Value::Object(vars)) => {
+                        for name in vars.keys() {
+                            out.vars.insert(name.clone(), origin.clone());
+                        }
+                    }
+                    ("scripts", Value::Array(scripts)) => {
+                        for name in scripts.iter().filter_map(Value::as_str) {
+                            out.scripts
+                                .entry(name.to_owned())
+                                .or_insert_with(|| origin.clone());
+                        }
+                    }
+                    _ => {
+                        out.props.insert(key.clone(), origin.clone());
+                    }
+                }
+            }
+        }
+        out
     }
 }
 
@@ -203,6 +264,48 @@ mod tests {
 
     fn template(name: &str, props: Value) -> Draft {
         draft(name, ObjectType::Template, props)
+    }
+
+    #[test]
+    fn origins_name_the_template_each_resolved_value_comes_from() {
+        let resolver = Resolver::new([
+            template(
+                "base",
+                json!({"vars": {"env": "base", "tier": 1}, "address": "127.0.0.1",
+                       "scripts": ["uptime"], "disabled": true}),
+            ),
+            template(
+                "web",
+                json!({"imports": ["base"], "vars": {"env": "web"}, "scripts": ["uptime", "df"]}),
+            ),
+        ]);
+        let host = draft(
+            "h",
+            ObjectType::Object,
+            json!({"imports": ["web"], "vars": {"owner": "ops"}, "address": "127.0.0.2"}),
+        );
+        let origins = resolver.origins(&host);
+        let t = |n: &str| Origin::Template(n.to_owned());
+        assert_eq!(origins.vars.get("env"), Some(&t("web")));
+        assert_eq!(origins.vars.get("tier"), Some(&t("base")));
+        assert_eq!(origins.vars.get("owner"), Some(&Origin::Own));
+        assert_eq!(origins.props.get("address"), Some(&Origin::Own));
+        assert_eq!(origins.scripts.get("uptime"), Some(&t("base")));
+        assert_eq!(origins.scripts.get("df"), Some(&t("web")));
+        // Not inherited, so from nowhere: the resolved view has no `disabled`.
+        assert_eq!(origins.props.get("disabled"), None);
+        assert_eq!(origins.props.get("imports"), None);
+        // Every resolved value has an origin, and only those.
+        let resolved = resolver.resolve(&host);
+        let mut keys: Vec<&String> = resolved.props.iter().map(|(k, _)| k).collect();
+        keys.retain(|k| *k != "vars" && *k != "scripts");
+        assert_eq!(keys, origins.props.keys().collect::<Vec<_>>());
+        let vars = resolved
+            .props
+            .get("vars")
+            .and_then(Value::as_object)
+            .map(|v| v.len());
+        assert_eq!(vars, Some(origins.vars.len()));
     }
 
     #[test]
