@@ -4,13 +4,10 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-
 use crate::domain::deployment::{AgentStanding, standing};
 use crate::error::ApiError;
 use crate::service::lists::{self, ListRequest};
-use crate::store::Store;
-use crate::store::entities::{agent_state, deployment_host};
+use crate::store::{Store, agents};
 
 /// Hosts a page may ask about at once (a page holds at most 1,000).
 pub const MAX_HOSTS: usize = 1000;
@@ -62,29 +59,8 @@ pub async fn agents_of(
             "At most {MAX_HOSTS} hosts at once"
         )));
     }
-    let db = store.db();
-    let states: HashMap<i64, agent_state::Model> = agent_state::Entity::find()
-        .filter(agent_state::Column::HostId.is_in(host_ids.iter().copied()))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|s| (s.host_id, s))
-        .collect();
-    // Newest first: the first row of a host is the newest issued to it.
-    // Deployments are pruned to `keep_deployments`, which bounds the rows.
-    let issued_rows: Vec<(i64, String)> = deployment_host::Entity::find()
-        .select_only()
-        .column(deployment_host::Column::HostId)
-        .column(deployment_host::Column::Checksum)
-        .filter(deployment_host::Column::HostId.is_in(host_ids.iter().copied()))
-        .order_by_desc(deployment_host::Column::DeploymentId)
-        .into_tuple()
-        .all(db)
-        .await?;
-    let mut issued: HashMap<i64, String> = HashMap::new();
-    for (host, checksum) in issued_rows {
-        issued.entry(host).or_insert(checksum);
-    }
+    let states = agents::of_hosts(store.db(), host_ids).await?;
+    let issued = agents::issued_to(store.db(), host_ids).await?;
     Ok(host_ids
         .iter()
         .map(|id| {

@@ -90,10 +90,14 @@ impl Fresh {
             }
         }
         let revision = self.checks.revision_after_now(&self.db).await?;
-        let mut applied = self.applied.subscribe();
-        let caught_up = applied.wait_for(|applied| applied.is_some_and(|a| a >= revision));
-        if !matches!(tokio::time::timeout(WAIT, caught_up).await, Ok(Ok(_))) {
-            return None;
+        let caught_up = |applied: &Option<i64>| applied.is_some_and(|a| a >= revision);
+        // Usually the notifications are there already.
+        if !caught_up(&self.applied.borrow()) {
+            let mut applied = self.applied.subscribe();
+            let waited = tokio::time::timeout(WAIT, applied.wait_for(caught_up)).await;
+            if !matches!(waited, Ok(Ok(_))) {
+                return None;
+            }
         }
         let known = self.known();
         known
