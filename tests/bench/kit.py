@@ -72,6 +72,16 @@ ROWS = [
     ("lists", "stream_s", "whole resolved list streamed (100,000 hosts)", "≤ 2 s", lambda v: v <= 2, "median"),
     ("lists", "stream_rss_growth_mb", "server RSS growth during the stream",
      "≤ 50 MB", lambda v: v <= 50, "max"),
+    ("lists", "console_first_ratio", "console's first fleet page (GET /ui/, 100 resolved hosts, fleet counted) "
+     "latency / the API's page of the same (resolved&limit=100&count=1), medians, measured alternately",
+     "≤ 1.5", lambda v: v <= 1.5, "median"),
+    ("lists", "console_first_ms", "the console's first fleet page, median latency (wrk -t1 -c1)",
+     "none", None, "median"),
+    ("lists", "api_first_ms", "the API's page it is compared with, median latency", "none", None, "median"),
+    ("lists", "console_filtered_ratio", "the same filtered on a variable (/ui/?var=role=db against "
+     "resolved&limit=100&vars.role=db; a quarter of the hosts match)", "≤ 1.5", lambda v: v <= 1.5, "median"),
+    ("lists", "console_filtered_ms", "the console's filtered fleet page, median latency", "none", None, "median"),
+    ("lists", "api_filtered_ms", "the API's filtered page, median latency", "none", None, "median"),
     ("chain", "p99_ms", "resolved GET at the end of a 10-deep import chain, p99 (wrk -t1 -c1)",
      "≤ 2 ms", lambda v: v <= 2, "median"),
     ("deploy", "wall_s", "deploy to 10,000 agents, wall", "≤ 5 s", lambda v: v <= 5, "median"),

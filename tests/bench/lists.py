@@ -2,7 +2,9 @@
 """Resolved lists of many hosts: one page of 1,000 and the whole list
 streamed (issue: a benchmark kit; targets: a page of 1,000 resolved hosts
 among 100,000 under 200 templates in at most 20 ms (median); the whole
-list streamed in at most 2 s with the server's RSS growing at most 50 MB).
+list streamed in at most 2 s with the server's RSS growing at most 50 MB;
+the console's fleet page of 100,000 hosts answers its first page in the
+time the API's page takes, no query per row: at most 1.5 times).
 
 Seeds `--hosts` hosts under `--templates` templates with the seed example
 (server stopped), then in each of `--runs` runs:
@@ -21,11 +23,29 @@ Seeds `--hosts` hosts under `--templates` templates with the seed example
 A stream and a page are checked once (valid JSON, every host, in name
 order; 1,000 objects and a `next`).
 
+Then the console's fleet page against the API's page of the same selection
+(target: the console's first page in at most 1.5 times the API's), in each
+run one after the other with wrk -t1 -c1 for `--duration` seconds each, the
+order swapped every run:
+
+  * the first fleet page, `GET /ui/` (Basic auth; the console's page of 100
+    resolved hosts, which counts the whole fleet when nothing filters it),
+    against `GET /director/hosts?resolved&limit=100&count=1`;
+  * the first fleet page filtered on a variable, `GET /ui/?var=role=db`
+    (a quarter of the hosts match; no count under a filter), against
+    `GET /director/hosts?resolved&limit=100&vars.role=db`.
+
+The console's page does what the API's does, plus the agent states of the
+page's hosts in two queries and the HTML: never a query per row. Both pages
+are checked once to list the same hosts.
+
     cargo build --release --bin steward --example seed
     python3 tests/bench/lists.py [--runs 3] [--hosts 100000] [--templates 200] [--database URL] [--json FILE]
 """
 import argparse
+import html
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -38,6 +58,13 @@ from common import (ADMIN, Server, call, database_label, figure, reset_peak, rss
                     target_dir_default, wrk, write_json)
 
 STREAM = "/director/hosts?resolved"
+# src/console/pages.rs FLEET_PAGE: the hosts on a fleet page.
+CONSOLE_PAGE = 100
+# (what, console page, API page of the same selection and view).
+CONSOLE_PAIRS = (
+    ("first", "/ui/", f"/director/hosts?resolved&limit={CONSOLE_PAGE}&count=1"),
+    ("filtered", "/ui/?var=role%3Ddb", f"/director/hosts?resolved&limit={CONSOLE_PAGE}&vars.role=db"),
+)
 
 
 def stream_once(url):
@@ -69,6 +96,42 @@ def middle_cursor(base, hosts):
             sys.exit(f"paging to the middle failed: {status}")
         cursor = body["next"]
     return cursor
+
+
+def console_names(url):
+    """The hosts a fleet page lists, in order."""
+    req = urllib.request.Request(url, headers={"Authorization": ADMIN, "Accept": "text/html"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        page = r.read().decode()
+    return [html.unescape(n) for n in re.findall(r'<td><a href="host\?name=[^"]*">([^<]*)</a>', page)]
+
+
+def check_console(base):
+    """Each console page lists the hosts of its API page, the page full."""
+    for label, console, api in CONSOLE_PAIRS:
+        status, body = call("GET", base + api)
+        wanted = [o["object_name"] for o in body["objects"]] if status == 200 else []
+        names = console_names(base + console)
+        if len(wanted) != CONSOLE_PAGE or names != wanted:
+            sys.exit(f"the console's {label} page does not list the API's {CONSOLE_PAGE} hosts "
+                     f"({len(names)} listed, API {status} with {len(wanted)})")
+
+
+def measure_console(base, runs, duration):
+    """Median latencies of each console page and its API page, one after
+    the other in each run (order swapped every run), and their ratios."""
+    medians = {f"{who}_{label}": [] for label, _, _ in CONSOLE_PAIRS for who in ("console", "api")}
+    for run in range(runs):
+        for label, console, api in CONSOLE_PAIRS:
+            pair = [("console", console), ("api", api)]
+            for who, path in pair if run % 2 == 0 else reversed(pair):
+                result = wrk(base + path, 1, 1, duration, latency=True)
+                medians[f"{who}_{label}"].append(result["latency_ms"][50])
+                print(f"console run {run + 1}, {label}, {who} {path}: median {result['latency_ms'][50]:.2f} ms, "
+                      f"p99 {result['latency_ms'][99]:.2f} ms ({result['requests']} requests)")
+    ratios = {label: [c / a for c, a in zip(medians[f"console_{label}"], medians[f"api_{label}"])]
+              for label, _, _ in CONSOLE_PAIRS}
+    return medians, ratios
 
 
 def main():
@@ -113,14 +176,27 @@ def main():
                     medians.append(result["latency_ms"][50])
                     print(f"page run {run + 1}, {label}: median {medians[-1]:.1f} ms, "
                           f"p99 {result['latency_ms'][99]:.1f} ms ({result['requests']} requests)")
+            check_console(server.base)
+            console, ratios = measure_console(server.base, args.runs, args.duration)
         print(f"page of 1,000 resolved: median {statistics.median(firsts):.1f} ms first, "
               f"{statistics.median(middles):.1f} ms in the middle (target: at most 20 ms)")
         print(f"stream: median {statistics.median(seconds):.2f} s (target: at most 2 s), RSS growth median "
               f"{statistics.median(growth):.1f} MB, largest {max(growth):.1f} MB (target: at most 50 MB)")
+        for label, _, _ in CONSOLE_PAIRS:
+            print(f"console's {label} fleet page of {CONSOLE_PAGE}: median "
+                  f"{statistics.median(console[f'console_{label}']):.2f} ms, the API's page "
+                  f"{statistics.median(console[f'api_{label}']):.2f} ms: ratio median "
+                  f"{statistics.median(ratios[label]):.2f} (runs {', '.join(f'{r:.2f}' for r in ratios[label])}; "
+                  "target: at most 1.5)")
+        figures = {"page_first_ms": figure(firsts, "ms"), "page_middle_ms": figure(middles, "ms"),
+                   "stream_s": figure(seconds, "s"), "stream_rss_growth_mb": figure(growth, "MB")}
+        for label, _, _ in CONSOLE_PAIRS:
+            figures[f"console_{label}_ms"] = figure(console[f"console_{label}"], "ms")
+            figures[f"api_{label}_ms"] = figure(console[f"api_{label}"], "ms")
+            figures[f"console_{label}_ratio"] = figure(ratios[label], "x")
         write_json(args.json, "lists", database_label(args.database),
-                   {"hosts": args.hosts, "templates": args.templates, "duration_s": args.duration},
-                   {"page_first_ms": figure(firsts, "ms"), "page_middle_ms": figure(middles, "ms"),
-                    "stream_s": figure(seconds, "s"), "stream_rss_growth_mb": figure(growth, "MB")})
+                   {"hosts": args.hosts, "templates": args.templates, "duration_s": args.duration,
+                    "console_page": CONSOLE_PAGE}, figures)
 
 
 if __name__ == "__main__":
