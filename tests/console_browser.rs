@@ -2,9 +2,11 @@
 //! `chromium`) drives a live `steward serve` with real agents on their own
 //! loopback addresses (127.0.0.110 to .112). It signs in, sees the fleet,
 //! opens a host and a template, runs the dry run, deploys through the form
-//! and watches the deployment end (one agent is down: its error shows),
-//! then sees a reader's and a restricted user's view, and keeps a
-//! screenshot of each page in `target/ui-screenshots/`.
+//! in two stages (one host, a pause of a few seconds, the rest) and watches
+//! the deployment live: between the stages, the first stage's results shown
+//! while it still runs (`deployment-live.png`), then its end (one agent is
+//! down: its error shows). Then it sees a reader's and a restricted user's
+//! view, and keeps a screenshot of each page in `target/ui-screenshots/`.
 //!
 //! The driving is `tests/console/browser.py` (the DevTools protocol over a
 //! pipe, Python's standard library only). Without `chromium` on the PATH
@@ -139,6 +141,8 @@ fn the_console_in_a_real_browser() {
 
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/browser.py");
+    // The screenshots checked below are this run's, none left from another.
+    let _ = std::fs::remove_dir_all(&out_dir);
     let run = Command::new("python3")
         .arg(&script)
         .args(["--url", &format!("{}/ui/", server.url())])
@@ -178,6 +182,7 @@ fn the_console_in_a_real_browser() {
         "host",
         "template",
         "pending",
+        "deployment-live",
         "deployment",
         "restricted-fleet",
     ] {

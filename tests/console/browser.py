@@ -225,6 +225,8 @@ def main():
     parser.add_argument("--template", required=True, help="a host template")
     parser.add_argument("--unreachable", required=True, help="a host whose agent is down")
     parser.add_argument("--out", required=True, help="where the screenshots go")
+    parser.add_argument("--stage-wait", type=int, default=8,
+                        help="seconds between the stages of the deploy the console starts")
     args = parser.parse_args()
 
     chromium = os.environ.get("STEWARD_CHROMIUM") or shutil.which("chromium") \
@@ -282,6 +284,12 @@ def main():
         pending = browser.text("#pending") or ""
         check(args.visible in pending, "the dry run lists the changed hosts")
         shot(browser, "pending")
+        # Staged: one host, a pause, then the rest (one failure tolerated,
+        # so the unreachable agent halts nothing whichever stage it is in).
+        browser.eval(
+            "(function(){var f=document.getElementById('deploy-form');"
+            "f.elements.stages.value='1,100%%';f.elements.max_failed.value='1';"
+            "f.elements.stage_wait.value='%d'})()" % args.stage_wait)
         browser.events.clear()
         browser.eval("document.getElementById('deploy').click()")
         browser.wait_event("Page.loadEventFired")
@@ -289,6 +297,38 @@ def main():
         check("/ui/deployment?id=" in url, "the deploy lands on its deployment: %s" % url)
         started = browser.eval("document.getElementById('deployment').dataset.final")
         followed = started == "false"
+        check(followed, "the staged deployment is running when its page loads")
+
+        # Between the stages: the first one's results shown, the status
+        # still running, the page following it.
+        def live_view():
+            return browser.eval(
+                "({status: document.getElementById('status').textContent,"
+                " live: document.getElementById('live').textContent,"
+                " stages: Array.from(document.querySelectorAll('#stages tbody tr'))"
+                ".map(r => Array.from(r.cells).map(c => c.textContent))})")
+
+        def between_stages(view):
+            stages = view["stages"]
+            return (view["status"] == "running" and len(stages) == 2
+                    and stages[0][2] == "done" and stages[0][5] == "0" and stages[1][2] == "waiting")
+
+        deadline = time.monotonic() + args.stage_wait
+        view = live_view()
+        while not between_stages(view) and view["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            view = live_view()
+        check(between_stages(view), "the live page shows the first stage done while the deployment runs: %s" % view)
+        check(view["stages"] and view["stages"][0][1] == "1"
+              and int(view["stages"][0][3]) + int(view["stages"][0][4]) == 1,
+              "the first stage's one host has its result on the page: %s" % view["stages"])
+        check(view["live"] == "Following live…", "the page says it follows the deployment: %r" % view["live"])
+        shot(browser, "deployment-live")
+        check(between_stages(live_view()), "the live screenshot was taken before the second stage began")
+        # Set on this page only: still there at the end, the page was
+        # updated in place rather than reloaded.
+        browser.eval("window.stewardSamePage = true")
+
         deadline = time.monotonic() + 60
         status = browser.text("#status")
         while status == "running" and time.monotonic() < deadline:
@@ -299,6 +339,9 @@ def main():
             check(browser.text("#live") == "Finished.", "the page followed it live to its end")
         else:
             print("note  the deployment had finished before its page loaded: nothing to follow")
+        check(browser.eval("window.stewardSamePage === true"), "the page reached the end without a reload")
+        stages = live_view()["stages"]
+        check([row[2] for row in stages] == ["done", "done"], "both stages are done on the page: %s" % stages)
         check(browser.text("#count-deployed") not in (None, "0"), "hosts were deployed")
         troubles = browser.text("#troubles") or ""
         check(args.unreachable in troubles, "the unreachable host is listed with its error")
