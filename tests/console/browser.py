@@ -335,6 +335,14 @@ def main():
             time.sleep(0.5)
             status = browser.text("#status")
         check(status in ("partial", "failed", "succeeded"), "the deployment finished: %s" % status)
+        # One viewer asks the server at most once a second (each ask is a
+        # long poll that answers at a change).
+        polls = sorted(event["params"]["timestamp"] for event in browser.events
+                       if event.get("method") == "Network.requestWillBeSent"
+                       and "/ui/deployment/progress" in event["params"]["request"]["url"])
+        gaps = [round(later - earlier, 2) for earlier, later in zip(polls, polls[1:])]
+        check(len(polls) >= 2, "the page asked for the deployment's progress: %d times" % len(polls))
+        check(all(gap >= 0.95 for gap in gaps), "at most one progress request a second: gaps %s s" % gaps)
         if followed:
             check(browser.text("#live") == "Finished.", "the page followed it live to its end")
         else:
