@@ -2113,6 +2113,50 @@ def staged(P):
     ]
 
 
+def console(P):
+    """The web console's pages: HTML under the API's Basic auth, its own
+    Content-Security-Policy, 404 pages, and an action refused without the
+    form's token (tests/console_browser.rs drives it in a browser)."""
+    html = {"Accept": "text/html"}
+    missing = f"{P}console-missing"
+
+    def html_ct():
+        return t("Content-Type is text/html", "expect(H('content-type')).to.match(/^text\\/html/)")
+
+    def csp():
+        return t("only its own scripts and styles",
+                 "expect(H('content-security-policy')).to.include(\"script-src 'self'\")"
+                 ".and.include(\"default-src 'none'\")")
+
+    def page(name, path, heading):
+        return Req(name, "GET", path, headers=html, status=200,
+                   checks=[html_ct(), csp(), t("the page", f"expect(B).to.include({js(heading)})")])
+
+    return [
+        page("GET /ui/ is the fleet", "/ui/", "Fleet"),
+        page("GET /ui/deployments", "/ui/deployments", "Deployments"),
+        page("GET /ui/activity", "/ui/activity", "Activity"),
+        page("GET /ui/pending", "/ui/pending", "Pending"),
+        Req("GET /ui/static/console.css", "GET", "/ui/static/console.css", status=200,
+            checks=[t("a stylesheet", "expect(H('content-type')).to.match(/^text\\/css/)")]),
+        Req("GET /ui/static/console.js", "GET", "/ui/static/console.js", status=200,
+            checks=[t("a script", "expect(H('content-type')).to.match(/^text\\/javascript/)")]),
+        Req("an unknown host's page is 404", "GET", f"/ui/host?name={missing}", headers=html, status=404,
+            checks=[html_ct(), csp()]),
+        Req("an unknown template's page is 404", "GET", f"/ui/template?name={missing}", headers=html, status=404,
+            checks=[html_ct()]),
+        Req("an unknown deployment's page is 404", "GET", "/ui/deployment?id=999999999", headers=html, status=404,
+            checks=[html_ct()]),
+        Req("an unknown deployment's progress is 404", "GET", "/ui/deployment/progress?id=999999999",
+            status=404, checks=[]),
+        Req("without credentials: 401 and the challenge", "GET", "/ui/", headers=html, auth=NOAUTH, status=401,
+            checks=[challenge()]),
+        Req("a deploy without the form's token is 403", "POST", "/ui/deploy",
+            headers={"Content-Type": "application/x-www-form-urlencoded", **html}, var_body="console_form",
+            pre=["setv('console_form', 'force=1')"], status=403, checks=[html_ct(), csp()]),
+    ]
+
+
 FOLDERS = [
     ("01-scenario", "Director sample scenario (CONTRACT section 11)", lambda P: scenario()),
     ("02-hosts", "One host: GET/POST/PUT/PATCH/DELETE, ETags, renames", hosts),
@@ -2133,6 +2177,7 @@ FOLDERS = [
     ("17-pull", "Pulling agents: the signed allowlist by host key, ETag, long poll, a fetch counts as deployed", pull),
     ("18-staged", "Staged deploys: halting after a stage, resume, cancel, 400/404/409", staged),
     ("19-revert", "Undo: one entry, a dry run, everything after an entry, the 409 of a changed object, 400/404", revert),
+    ("20-console", "The web console: pages, its Content-Security-Policy, 404 and 401 pages, a deploy refused without its token", console),
 ]
 
 # --------------------------------------------------------------------------
