@@ -187,9 +187,35 @@ pub async fn prepare(store: &Store, request: &ListRequest) -> Result<Arc<Resolve
 /// One page: `{"objects": [...], "next"?: cursor, "total"?: n}`, printed.
 pub async fn page(store: &Store, request: &ListRequest, limit: u64) -> Result<Vec<u8>, ApiError> {
     let resolver = prepare(store, request).await?;
-    let request = Arc::new(request.clone());
-    // One more than the page tells whether a next page exists. When every
-    // row is shown, that is all to read; otherwise read on in batches.
+    let shared = Arc::new(request.clone());
+    let (items, next) = walk(store, request, limit, item_name, |batch| {
+        render_rows(batch, &shared, &resolver)
+    })
+    .await?;
+    let total = if request.count {
+        Some(count(store, request, &resolver).await?)
+    } else {
+        None
+    };
+    Ok(page_body(&items, next.as_deref(), total))
+}
+
+/// The keyset walk of a page: batches read in name order after the
+/// request's cursor, each turned by `take` into the rows it shows, until one
+/// row more than the page holds (which tells that a next page exists) or
+/// the end. Answers the page's rows and the next page's cursor. When every
+/// row is shown, one batch of `limit + 1` is all to read; otherwise it reads
+/// on in batches of [`BATCH`].
+async fn walk<T, Rows>(
+    store: &Store,
+    request: &ListRequest,
+    limit: u64,
+    name: fn(&T) -> &str,
+    mut take: impl FnMut(Vec<StoredObject>) -> Rows,
+) -> Result<(Vec<T>, Option<String>), ApiError>
+where
+    Rows: std::future::Future<Output = Result<Vec<T>, ApiError>>,
+{
     let shows_every_row =
         request.filter.is_empty() && request.caller.restrictions.is_unrestricted();
     let size = if shows_every_row {
@@ -197,7 +223,7 @@ pub async fn page(store: &Store, request: &ListRequest, limit: u64) -> Result<Ve
     } else {
         BATCH.max(limit + 1)
     };
-    let mut items: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut rows = Vec::new();
     let mut after = request.after.clone();
     loop {
         let batch = store
@@ -205,8 +231,8 @@ pub async fn page(store: &Store, request: &ListRequest, limit: u64) -> Result<Ve
             .await?;
         let exhausted = (batch.len() as u64) < size;
         let last = batch.last().map(|o| o.draft.name.as_str().to_owned());
-        items.extend(render_rows(batch, &request, &resolver).await?);
-        if items.len() as u64 > limit || exhausted {
+        rows.extend(take(batch).await?);
+        if rows.len() as u64 > limit || exhausted {
             break;
         }
         match last {
@@ -215,16 +241,19 @@ pub async fn page(store: &Store, request: &ListRequest, limit: u64) -> Result<Ve
         }
     }
     let mut next = None;
-    if items.len() as u64 > limit {
-        items.truncate(limit as usize);
-        next = items.last().map(|(name, _)| encode_cursor(name));
+    if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        next = rows.last().map(|row| encode_cursor(name(row)));
     }
-    let total = if request.count {
-        Some(count(store, &request, &resolver).await?)
-    } else {
-        None
-    };
-    Ok(page_body(&items, next.as_deref(), total))
+    Ok((rows, next))
+}
+
+fn item_name(item: &(String, Vec<u8>)) -> &str {
+    &item.0
+}
+
+fn object_name(object: &(StoredObject, Option<Resolved>)) -> &str {
+    object.0.draft.name.as_str()
 }
 
 /// One page of a list as objects rather than printed: the same selection,
@@ -246,41 +275,17 @@ pub async fn page_objects(
     limit: u64,
 ) -> Result<ObjectPage, ApiError> {
     let resolver = prepare(store, request).await?;
-    let shows_every_row =
-        request.filter.is_empty() && request.caller.restrictions.is_unrestricted();
-    let size = if shows_every_row {
-        limit + 1
-    } else {
-        BATCH.max(limit + 1)
-    };
-    let mut objects = Vec::new();
-    let mut after = request.after.clone();
-    loop {
-        let batch = store
-            .page(request.kind, request.object_type, after.as_deref(), size)
-            .await?;
-        let exhausted = (batch.len() as u64) < size;
-        let last = batch.last().map(|o| o.draft.name.as_str().to_owned());
-        for object in batch {
-            if let Some(resolved) = matching(&object, request, &resolver) {
-                objects.push((object, resolved));
-            }
-        }
-        if objects.len() as u64 > limit || exhausted {
-            break;
-        }
-        match last {
-            Some(last) => after = Some(last),
-            None => break,
-        }
-    }
-    let mut next = None;
-    if objects.len() as u64 > limit {
-        objects.truncate(limit as usize);
-        next = objects
-            .last()
-            .map(|(o, _)| encode_cursor(o.draft.name.as_str()));
-    }
+    let (objects, next) = walk(store, request, limit, object_name, |batch| {
+        let shown = batch
+            .into_iter()
+            .filter_map(|object| {
+                let resolved = matching(&object, request, &resolver)?;
+                Some((object, resolved))
+            })
+            .collect();
+        std::future::ready(Ok(shown))
+    })
+    .await?;
     let total = if request.count {
         Some(count(store, request, &resolver).await?)
     } else {
