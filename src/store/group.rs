@@ -186,7 +186,7 @@ mod tests {
 
 /// Group commit through the store, on SQLite and on PostgreSQL.
 #[cfg(test)]
-mod store_tests {
+pub(crate) mod store_tests {
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -264,7 +264,8 @@ mod store_tests {
         write::create(Kind::Host, Some(name), &Map::new()).expect("a valid host")
     }
 
-    fn entry(name: &str) -> Entry {
+    /// An activity entry of a new host, for the store's tests.
+    pub(crate) fn entry(name: &str) -> Entry {
         Entry {
             at: 1,
             author: "test".into(),

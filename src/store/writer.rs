@@ -278,30 +278,16 @@ mod tests {
     use serde_json::{Map, json};
 
     use super::*;
-    use crate::domain::activity::{Entry, GENESIS};
+    use crate::domain::activity::GENESIS;
     use crate::domain::write;
     use crate::domain::{Draft, Kind};
+    use crate::store::group::store_tests::entry;
     use crate::store::{Store, objects, sqlite_url};
 
     fn host(name: &str, vars: serde_json::Value) -> Draft {
         let mut body = Map::new();
         body.insert("vars".into(), vars);
         write::create(Kind::Host, Some(name), &body).expect("a valid host")
-    }
-
-    fn entry(name: &str) -> Entry {
-        Entry {
-            at: 1,
-            author: "test".into(),
-            action: "create".into(),
-            object_type: "host".into(),
-            object_name: name.into(),
-            before: None,
-            after: Some(json!({ "object_name": name })),
-            request_id: None,
-            object_id: None,
-            reverts: None,
-        }
     }
 
     #[tokio::test]
