@@ -22,8 +22,9 @@
 //!   so `C` covers it. It then waits until `A >= C` (the notifications are
 //!   usually there already) and answers from memory if the object is still
 //!   kept. Many concurrent reads share one check, as many writes share one
-//!   commit, so under load a read costs a fraction of a round trip; two
-//!   checks may be under way, so a read waits about one round trip.
+//!   commit, so under load a read costs a fraction of a round trip. One
+//!   check is under way at a time, on a connection of the checks' own: a
+//!   read waits for the one in flight to return and for the next.
 //!
 //! While nothing listens (before the listener is connected, after it lost
 //! its connection) nothing is kept and every read goes to the database: a
@@ -38,6 +39,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
+use sea_orm::sqlx::{self, Connection, PgConnection};
 use tokio::sync::watch;
 
 use super::objects;
@@ -215,17 +217,23 @@ struct Checks {
     /// The number of the latest check answered, and what it read (`None`
     /// when it failed). It only moves forward.
     done: watch::Sender<(u64, Option<i64>)>,
+    /// Connections of the checks' own, idle ([`IN_FLIGHT`] at most).
+    connections: Mutex<Vec<PgConnection>>,
 }
 
-/// Freshness checks under way at most: with two, a read arriving while one
-/// is under way need not wait for its answer before the next is sent.
-const IN_FLIGHT: usize = 2;
+/// Freshness checks under way at most. With one, a read arriving while a
+/// check is under way waits for it to return and for the next, but each
+/// check serves about twice the reads: on a machine the reads keep busy,
+/// the check's CPU on both sides of the socket is what limits them
+/// (docs/PERFORMANCE.md, "Where a PostgreSQL read goes").
+const IN_FLIGHT: usize = 1;
 
 impl Default for Checks {
     fn default() -> Self {
         Self {
             state: Mutex::new(CheckState::default()),
             done: watch::Sender::new((0, None)),
+            connections: Mutex::new(Vec::new()),
         }
     }
 }
@@ -265,8 +273,9 @@ impl Checks {
 
     /// Sends check `number`, and the next ones as long as reads wait for them.
     async fn run(self: Arc<Self>, db: DatabaseConnection, mut number: u64) {
+        let mut connection = self.connections().pop();
         loop {
-            let revision = objects::object_revision(&db).await;
+            let revision = self.check(&db, &mut connection).await;
             if let Err(e) = &revision {
                 tracing::warn!(error = %e, "cannot read the object revision");
             }
@@ -284,9 +293,39 @@ impl Checks {
                 state.sent = number;
             } else {
                 state.in_flight -= 1;
+                drop(state);
+                self.connections().extend(connection);
                 return;
             }
         }
+    }
+
+    /// Reads the object revision on a connection of the checks' own
+    /// (connected when missing, dropped when it fails): a check skips the
+    /// pool, whose bookkeeping costs about as much as the check itself.
+    async fn check(
+        &self,
+        db: &DatabaseConnection,
+        connection: &mut Option<PgConnection>,
+    ) -> Result<i64, sqlx::Error> {
+        let mut open = match connection.take() {
+            Some(open) => open,
+            None => {
+                let options = db.get_postgres_connection_pool().connect_options();
+                PgConnection::connect_with(&options).await?
+            }
+        };
+        let revision = sqlx::query_scalar::<_, i64>(objects::OBJECT_REVISION)
+            .fetch_one(&mut open)
+            .await?;
+        *connection = Some(open);
+        Ok(revision)
+    }
+
+    fn connections(&self) -> std::sync::MutexGuard<'_, Vec<PgConnection>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

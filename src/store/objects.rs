@@ -129,12 +129,12 @@ impl FromRow for Found {
     }
 }
 
+/// The query of the object revision (PostgreSQL).
+pub const OBJECT_REVISION: &str = "SELECT revision FROM object_changes WHERE id = 1";
+
 /// The object revision now (PostgreSQL only: see [`super::fresh`]).
 pub async fn object_revision(db: &impl Exec) -> Result<i64, DbErr> {
-    let stmt = Statement::from_string(
-        DbBackend::Postgres,
-        "SELECT revision FROM object_changes WHERE id = 1",
-    );
+    let stmt = Statement::from_string(DbBackend::Postgres, OBJECT_REVISION);
     db.row_raw::<Revision>(stmt)
         .await?
         .map(|Revision(revision)| revision)
