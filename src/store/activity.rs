@@ -2,13 +2,14 @@
 
 use sea_orm::sea_query::{self, Expr};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait,
 };
 use serde_json::Value;
 
 use super::entities::activity;
 use super::exec::{Exec, Shape, insert_statement};
+use super::objects;
 use crate::domain::activity::{Entry, GENESIS};
 
 /// A stored entry with its id and chain checksums.
@@ -74,6 +75,61 @@ pub async fn append_after(
     entry: &Entry,
     head: Option<&str>,
 ) -> Result<String, DbErr> {
+    static INSERT: Shape<12> =
+        Shape::new(|backend, values| insert_statement(backend, &insert_query(values)));
+    let parent = match head {
+        Some(head) => head.to_owned(),
+        None => last_checksum(db).await?,
+    };
+    let (values, checksum) = entry_values(entry, parent);
+    db.insert_raw(INSERT.bind(db.backend(), values)?).await?;
+    Ok(checksum)
+}
+
+/// On PostgreSQL, runs an object's [`objects::update_query`] with
+/// `update`'s values and appends `entry` (chained to `head`) in one
+/// statement, one round trip: the entry of a change travels with it.
+/// Answers the new head.
+pub async fn update_and_append(
+    db: &impl Exec,
+    update: [sea_query::Value; 5],
+    entry: &Entry,
+    head: &str,
+) -> Result<String, DbErr> {
+    static UPDATE_AND_INSERT: Shape<17> = Shape::new(|backend, values| {
+        let [a, b, c, d, e, rest @ ..] = values;
+        let mut insert = insert_query(rest);
+        insert.returning_col(activity::Column::Id);
+        let change = sea_query::CommonTableExpression::new()
+            .query(objects::update_query([a, b, c, d, e]))
+            .table_name("object_update")
+            .to_owned();
+        let (sql, values) = sea_query::WithClause::new()
+            .cte(change)
+            .to_owned()
+            .query(insert)
+            .build(sea_query::PostgresQueryBuilder);
+        sea_orm::Statement::from_sql_and_values(backend, sql, values)
+    });
+    if db.backend() != DbBackend::Postgres {
+        return Err(DbErr::Custom(
+            "an object update travels with its entry on PostgreSQL only".into(),
+        ));
+    }
+    let (values, checksum) = entry_values(entry, head.to_owned());
+    let values: [sea_query::Value; 17] = update
+        .into_iter()
+        .chain(values)
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|_| DbErr::Custom("5 and 12 values make 17".into()))?;
+    db.insert_raw(UPDATE_AND_INSERT.bind(DbBackend::Postgres, values)?)
+        .await?;
+    Ok(checksum)
+}
+
+/// The checksum of the log's last entry (the chain's genesis when empty).
+pub(super) async fn last_checksum(db: &impl Exec) -> Result<String, DbErr> {
     static LAST: Shape<0> = Shape::new(|backend, []| {
         backend.build(
             &activity::Entity::find()
@@ -84,56 +140,55 @@ pub async fn append_after(
                 .into_query(),
         )
     });
-    static INSERT: Shape<12> = Shape::new(|backend, values| {
-        use activity::Column as C;
-        let mut query = sea_query::Query::insert();
-        query.into_table(activity::Entity).columns([
-            C::At,
-            C::Author,
-            C::Action,
-            C::ObjectType,
-            C::ObjectName,
-            C::Before,
-            C::After,
-            C::RequestId,
-            C::ObjectId,
-            C::Reverts,
-            C::ParentChecksum,
-            C::Checksum,
-        ]);
-        // As many values as columns: it cannot fail (and a value left out
-        // would fail the shape's build).
-        let _ = query.values(values.map(Expr::from));
-        insert_statement(backend, &query)
-    });
-    let backend = db.backend();
-    let parent = match head {
-        Some(head) => head.to_owned(),
-        None => db
-            .row_raw::<(String,)>(LAST.bind(backend, [])?)
-            .await?
-            .map_or_else(|| GENESIS.to_owned(), |(checksum,)| checksum),
-    };
+    Ok(db
+        .row_raw::<(String,)>(LAST.bind(db.backend(), [])?)
+        .await?
+        .map_or_else(|| GENESIS.to_owned(), |(checksum,)| checksum))
+}
+
+/// The INSERT of an entry, as a query of its values (see [`entry_values`]).
+fn insert_query(values: [sea_query::Value; 12]) -> sea_query::InsertStatement {
+    use activity::Column as C;
+    let mut query = sea_query::Query::insert();
+    query.into_table(activity::Entity).columns([
+        C::At,
+        C::Author,
+        C::Action,
+        C::ObjectType,
+        C::ObjectName,
+        C::Before,
+        C::After,
+        C::RequestId,
+        C::ObjectId,
+        C::Reverts,
+        C::ParentChecksum,
+        C::Checksum,
+    ]);
+    // As many values as columns: it cannot fail (and a value left out
+    // would fail the shape's build).
+    let _ = query.values(values.map(Expr::from));
+    query
+}
+
+/// The values of [`insert_query`] for `entry` chained to `parent`, and the
+/// entry's checksum.
+fn entry_values(entry: &Entry, parent: String) -> ([sea_query::Value; 12], String) {
     let checksum = entry.checksum(&parent);
-    let stmt = INSERT.bind(
-        backend,
-        [
-            entry.at.into(),
-            entry.author.as_str().into(),
-            entry.action.as_str().into(),
-            entry.object_type.as_str().into(),
-            entry.object_name.as_str().into(),
-            entry.before.as_ref().map(Value::to_string).into(),
-            entry.after.as_ref().map(Value::to_string).into(),
-            entry.request_id.clone().into(),
-            entry.object_id.into(),
-            entry.reverts.into(),
-            parent.into(),
-            checksum.as_str().into(),
-        ],
-    )?;
-    db.insert_raw(stmt).await?;
-    Ok(checksum)
+    let values = [
+        entry.at.into(),
+        entry.author.as_str().into(),
+        entry.action.as_str().into(),
+        entry.object_type.as_str().into(),
+        entry.object_name.as_str().into(),
+        entry.before.as_ref().map(Value::to_string).into(),
+        entry.after.as_ref().map(Value::to_string).into(),
+        entry.request_id.clone().into(),
+        entry.object_id.into(),
+        entry.reverts.into(),
+        parent.into(),
+        checksum.as_str().into(),
+    ];
+    (values, checksum)
 }
 
 /// Entry `id`, read through any connection (a write transaction too).

@@ -446,4 +446,101 @@ pub(crate) mod store_tests {
             assert_eq!(chain, Ok(2));
         }
     );
+
+    /// Overwrites host `name` with `body` merged in, in `tx`.
+    async fn merge_host(
+        tx: &crate::store::ObjectTx<'_>,
+        name: &str,
+        body: serde_json::Value,
+    ) -> Result<(), DbErr> {
+        let current = tx.find(Kind::Host, name).await?.expect("the host exists");
+        let body = body.as_object().expect("an object").clone();
+        let next = write::merge(&current.draft, &body).expect("a valid change");
+        tx.update(&current, &next).await.map(|_| ())
+    }
+
+    on_both!(
+        an_update_is_seen_by_its_own_write_and_kept_without_an_entry,
+        async |store: Arc<Store>| {
+            spawn_member(&store, "web")
+                .await
+                .expect("task")
+                .expect("commit");
+            let tx = store.begin_object_write().await.expect("begin");
+            merge_host(&tx, "web", json!({ "vars": { "role": "db" } }))
+                .await
+                .expect("update");
+            // The write's next statement goes after its update (which on
+            // PostgreSQL waits to travel with an activity entry).
+            let seen = tx
+                .find(Kind::Host, "web")
+                .await
+                .expect("read")
+                .expect("found");
+            assert_eq!(seen.draft.props.get("vars"), Some(&json!({ "role": "db" })));
+            merge_host(&tx, "web", json!({ "vars": { "role": "mail" } }))
+                .await
+                .expect("update again");
+            tx.commit().await.expect("commit");
+            let (kept, _) = store
+                .find_object(Kind::Host, "web")
+                .await
+                .expect("read")
+                .expect("found");
+            assert_eq!(
+                kept.draft.props.get("vars"),
+                Some(&json!({ "role": "mail" }))
+            );
+        }
+    );
+
+    on_both!(
+        an_update_that_fails_with_its_entry_fails_alone_in_its_group,
+        async |store: Arc<Store>| {
+            for name in ["a", "b"] {
+                spawn_member(&store, name)
+                    .await
+                    .expect("task")
+                    .expect("commit");
+            }
+            let groups = store.groups();
+            let queued = groups.queue();
+            let first = {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let tx = store.begin_object_write().await?;
+                    merge_host(&tx, "a", json!({ "vars": { "kept": "yes" } })).await?;
+                    tx.append_activity(&entry("a")).await?;
+                    tx.commit().await
+                })
+            };
+            until(|| groups.group().members == 1).await;
+            drop(queued);
+            // Renaming b to a breaks the unique name: on SQLite the update
+            // fails, on PostgreSQL the statement that carries it with its
+            // entry does. Either way the write fails and rolls back alone.
+            let tx = store.begin_object_write().await.expect("begin");
+            let failed = match merge_host(&tx, "b", json!({ "object_name": "a" })).await {
+                Err(_) => true,
+                Ok(()) => tx.append_activity(&entry("a")).await.is_err(),
+            };
+            assert!(failed, "two hosts named a");
+            drop(tx);
+            first
+                .await
+                .expect("task")
+                .expect("the group's other write is committed");
+            let (a, _) = store
+                .find_object(Kind::Host, "a")
+                .await
+                .expect("read")
+                .expect("a");
+            assert_eq!(a.draft.props.get("vars"), Some(&json!({ "kept": "yes" })));
+            assert!(exists(&store, "b").await, "b was not renamed");
+            let chain = crate::service::activity::verify(&store)
+                .await
+                .expect("read the log");
+            assert_eq!(chain, Ok(3));
+        }
+    );
 }

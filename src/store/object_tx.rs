@@ -156,13 +156,22 @@ impl<'a> ObjectTx<'a> {
         keys::forget_retired_in(self, host_id).await
     }
 
-    /// Overwrites `current` with `draft`.
+    /// Overwrites `current` with `draft`. In a group's transaction on
+    /// PostgreSQL the update of an object (not a template) is sent with
+    /// the activity entry that follows it ([`PgTx::update_object`]).
     pub async fn update(
         &self,
         current: &StoredObject,
         draft: &Draft,
     ) -> Result<StoredObject, DbErr> {
-        objects::update(self, current, draft).await
+        match &self.conn {
+            Conn::Group { tx, .. } if !objects::touches_templates(current, draft) => {
+                let (values, stored) = objects::update_values(current, draft);
+                tx.update_object(values).await?;
+                Ok(stored)
+            }
+            _ => objects::update(self, current, draft).await,
+        }
     }
 
     /// Deletes `current` and the references it holds.
@@ -199,7 +208,7 @@ impl<'a> ObjectTx<'a> {
     /// Appends an activity entry chained to the last one.
     pub async fn append_activity(&self, entry: &Entry) -> Result<(), DbErr> {
         match &self.conn {
-            Conn::Group { tx, .. } => tx.append_activity(self, entry).await,
+            Conn::Group { tx, .. } => tx.append_activity(entry).await,
             _ => activity::append(self, entry).await,
         }
     }
@@ -211,7 +220,10 @@ macro_rules! on_conn {
         match &$self.conn {
             Conn::Inline { tx, .. } => tx.inline().$method($($arg),*).await,
             Conn::Pool(tx) => tx.tx.$method($($arg),*).await,
-            Conn::Group { tx, .. } => tx.conn()?.$method($($arg),*).await,
+            Conn::Group { tx, .. } => {
+                tx.send_deferred().await?;
+                tx.conn()?.$method($($arg),*).await
+            }
         }
     };
 }

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use sea_orm::Value as SeaValue;
-use sea_orm::sea_query::{DeleteStatement, Expr, ExprTrait, Query, SelectStatement};
+use sea_orm::sea_query::{
+    DeleteStatement, Expr, ExprTrait, Query, SelectStatement, UpdateStatement,
+};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, Set, Statement,
@@ -321,37 +323,59 @@ pub async fn update(
     current: &StoredObject,
     draft: &Draft,
 ) -> Result<StoredObject, DbErr> {
-    static UPDATE: Shape<5> = Shape::new(|backend, [name, properties, checksum, at, id]| {
-        backend.build(
-            &object::Entity::update_many()
-                .col_expr(object::Column::ObjectName, Expr::value(name))
-                .col_expr(object::Column::Properties, Expr::value(properties))
-                .col_expr(object::Column::Checksum, Expr::value(checksum))
-                .col_expr(object::Column::UpdatedAt, Expr::value(at))
-                .filter(object::Column::Id.eq(id))
-                .into_query(),
-        )
-    });
-    let checksum = draft.checksum();
-    let stmt = UPDATE.bind(
-        db.backend(),
-        [
-            draft.name.as_str().into(),
-            encode_props(draft).into(),
-            checksum.clone().into(),
-            now_millis().into(),
-            current.id.into(),
-        ],
-    )?;
-    db.run_raw(stmt).await?;
-    if is_template(&current.draft) || is_template(draft) {
+    let (values, stored) = update_values(current, draft);
+    run_update(db, values).await?;
+    if touches_templates(current, draft) {
         bump_templates(db, draft.kind).await?;
     }
-    Ok(StoredObject {
+    Ok(stored)
+}
+
+/// Runs [`update_query`] with `values`.
+pub(super) async fn run_update(db: &impl Exec, values: [SeaValue; 5]) -> Result<(), DbErr> {
+    static UPDATE: Shape<5> = Shape::new(|backend, values| backend.build(&update_query(values)));
+    db.run_raw(UPDATE.bind(db.backend(), values)?).await?;
+    Ok(())
+}
+
+/// The statement of [`update`], as a query of its values (see
+/// [`update_values`]).
+pub(super) fn update_query([name, properties, checksum, at, id]: [SeaValue; 5]) -> UpdateStatement {
+    object::Entity::update_many()
+        .col_expr(object::Column::ObjectName, Expr::value(name))
+        .col_expr(object::Column::Properties, Expr::value(properties))
+        .col_expr(object::Column::Checksum, Expr::value(checksum))
+        .col_expr(object::Column::UpdatedAt, Expr::value(at))
+        .filter(object::Column::Id.eq(id))
+        .into_query()
+}
+
+/// The values of [`update_query`] that overwrite `current` with `draft`,
+/// and the object stored then.
+pub(super) fn update_values(
+    current: &StoredObject,
+    draft: &Draft,
+) -> ([SeaValue; 5], StoredObject) {
+    let checksum = draft.checksum();
+    let values = [
+        draft.name.as_str().into(),
+        encode_props(draft).into(),
+        checksum.clone().into(),
+        now_millis().into(),
+        current.id.into(),
+    ];
+    let stored = StoredObject {
         id: current.id,
         draft: draft.clone(),
         checksum,
-    })
+    };
+    (values, stored)
+}
+
+/// Whether overwriting `current` with `draft` changes its kind's templates
+/// (then [`update`] moves the template revision on too).
+pub(super) fn touches_templates(current: &StoredObject, draft: &Draft) -> bool {
+    is_template(&current.draft) || is_template(draft)
 }
 
 /// Deletes `current` and the references it holds.

@@ -11,6 +11,15 @@
 //! its own savepoint only. The commit is one `COMMIT` for up to
 //! [`super::group::MAX_GROUP`] writes.
 //!
+//! An object's `UPDATE` waits in the write ([`PgTx::update_object`]) and
+//! travels with the activity entry that follows it, in one statement
+//! (`WITH object_update AS (UPDATE ..) INSERT INTO activity ..`): a merge
+//! in a group is three round trips (the savepoint, the object's `SELECT`,
+//! the change with its entry). Any other statement of the write, and its
+//! commit, sends a waiting update first, so the write's statements keep
+//! their order; a failure of the update fails the statement that carries
+//! it, and the write rolls back alone as any failed write does.
+//!
 //! Between two writes of a group the transaction is idle and holds the
 //! lock: a write that waits for its group's commit commits it itself after
 //! a moment ([`super::group`]), every other write transaction commits it
@@ -22,10 +31,14 @@
 
 use std::sync::Arc;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait, Value,
+};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::group::{Groups, Queued};
+use super::{activity, objects};
+use crate::domain::activity::Entry;
 
 /// The group commit of object writes on PostgreSQL.
 #[derive(Debug)]
@@ -122,6 +135,7 @@ impl PgWriter {
             tx: Some(tx),
             guard: Some(guard),
             head: std::sync::Mutex::new(head),
+            deferred: std::sync::Mutex::new(None),
         })
     }
 
@@ -206,6 +220,9 @@ pub struct PgTx {
     guard: Option<OwnedMutexGuard<()>>,
     /// The activity log's head in the transaction, when known.
     head: std::sync::Mutex<Option<String>>,
+    /// An object update not sent yet: it travels with the activity entry
+    /// that follows it, or goes before any other statement.
+    deferred: std::sync::Mutex<Option<Box<[Value; 5]>>>,
 }
 
 impl PgTx {
@@ -222,15 +239,46 @@ impl PgTx {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Appends an activity entry through `db` (this write's transaction),
-    /// chained to the head the transaction holds, known or read.
-    pub async fn append_activity(
-        &self,
-        db: &impl super::exec::Exec,
-        entry: &crate::domain::activity::Entry,
-    ) -> Result<(), DbErr> {
+    /// Overwrites an object (the values of [`objects::update_query`]) in
+    /// this write's transaction, sent with the activity entry that follows
+    /// (one round trip for both) or before the next statement.
+    pub async fn update_object(&self, values: [Value; 5]) -> Result<(), DbErr> {
+        self.send_deferred().await?;
+        *self.deferred() = Some(Box::new(values));
+        Ok(())
+    }
+
+    /// Sends the deferred object update, if any: every statement of this
+    /// write goes after it.
+    pub async fn send_deferred(&self) -> Result<(), DbErr> {
+        let Some(values) = self.deferred().take() else {
+            return Ok(());
+        };
+        objects::run_update(self.conn()?, *values).await
+    }
+
+    fn deferred(&self) -> std::sync::MutexGuard<'_, Option<Box<[Value; 5]>>> {
+        self.deferred
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends an activity entry in this write's transaction, chained to
+    /// the head the transaction holds, known or read; with the deferred
+    /// object update, in one statement when the head is known.
+    pub async fn append_activity(&self, entry: &Entry) -> Result<(), DbErr> {
         let known = self.head().clone();
-        let head = super::activity::append_after(db, entry, known.as_deref()).await?;
+        let head = match known {
+            Some(head) => head,
+            None => activity::last_checksum(self.conn()?).await?,
+        };
+        let deferred = self.deferred().take();
+        let head = match deferred {
+            Some(update) => {
+                activity::update_and_append(self.conn()?, *update, entry, &head).await?
+            }
+            None => activity::append_after(self.conn()?, entry, Some(&head)).await?,
+        };
         *self.head() = Some(head);
         Ok(())
     }
@@ -239,6 +287,7 @@ impl PgTx {
     /// queued (and waits for the group's commit), or commits the group.
     /// Answers once the commit holding it is durable.
     pub async fn commit(mut self) -> Result<(), DbErr> {
+        self.send_deferred().await?;
         let (Some(tx), Some(guard)) = (self.tx.take(), self.guard.take()) else {
             return Err(DbErr::Custom("the object write already ended".into()));
         };
