@@ -682,6 +682,20 @@ fn held(state: &Path) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The allowlist held in `state` once `wanted` holds for it, or the last
+/// one seen after 10 s. A pulling agent's fetch counts as confirmed when
+/// the server answers it: the agent writes what it fetched a moment later.
+fn held_once(state: &Path, wanted: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let now = held(state);
+        if wanted(&now) || started.elapsed() > Duration::from_secs(10) {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `steward-agent check` on a state directory: its exit code.
 fn check(state: &Path, args: &[&str]) -> Option<i32> {
     Command::new(agent_binary())
@@ -712,7 +726,11 @@ fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
     };
     assert_eq!(done["status"], json!("succeeded"), "{done}");
     assert_eq!(done["counts"]["deployed"], json!(2), "{done}");
-    assert_eq!(held(&state)["checksum"], checksum_of(&w, "puller.example"));
+    let expected = checksum_of(&w, "puller.example");
+    assert_eq!(
+        held_once(&state, |h| h["checksum"] == expected)["checksum"],
+        expected
+    );
 
     // A change: the deployment waits for the pulling agent's fetch, which
     // comes within the wait it is already in.
@@ -731,7 +749,11 @@ fn a_pulling_agent_converges_within_one_wait_and_counts_as_deployed() {
         .unwrap()
         .clone();
     assert_eq!(puller["result"], json!("deployed"), "{puller}");
-    assert_eq!(held(&state)["scripts"].as_array().map(Vec::len), Some(2));
+    assert!(
+        holds(&state, 2, Duration::from_secs(10)).is_some(),
+        "{}",
+        held(&state)
+    );
     let check = Command::new(agent_binary())
         .args(["check", "--state-dir"])
         .arg(&state)
@@ -801,7 +823,10 @@ fn a_deleted_hosts_pulling_agent_gets_its_empty_allowlist_and_then_its_key_is_re
     let (_, second) = w.call("POST", "/director/config/deploy?wait=60", json!([]));
     assert_eq!(second["status"], json!("succeeded"), "{second}");
     assert_eq!(second["counts"]["deployed"], json!(1), "{second}");
-    assert_eq!(held(&state)["scripts"], json!([]));
+    assert_eq!(
+        held_once(&state, |h| h["scripts"] == json!([]))["scripts"],
+        json!([])
+    );
     assert_eq!(check(&state, &["uptime"]), Some(1));
 
     // Holding the empty allowlist, the agent needs its key no more.
