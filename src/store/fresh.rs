@@ -221,6 +221,9 @@ struct Checks {
     connections: Mutex<Vec<PgConnection>>,
 }
 
+/// The checks' connections as `pg_stat_activity` names them.
+pub const CHECKS_APPLICATION_NAME: &str = "steward freshness checks";
+
 /// Freshness checks under way at most. With one, a read arriving while a
 /// check is under way waits for it to return and for the next, but each
 /// check serves about twice the reads: on a machine the reads keep busy,
@@ -301,25 +304,40 @@ impl Checks {
     }
 
     /// Reads the object revision on a connection of the checks' own
-    /// (connected when missing, dropped when it fails): a check skips the
-    /// pool, whose bookkeeping costs about as much as the check itself.
+    /// (connected when missing, dropped when it fails or takes longer than
+    /// [`WAIT`]): a check skips the pool, whose bookkeeping costs about as
+    /// much as the check itself.
     async fn check(
         &self,
         db: &DatabaseConnection,
         connection: &mut Option<PgConnection>,
     ) -> Result<i64, sqlx::Error> {
-        let mut open = match connection.take() {
-            Some(open) => open,
-            None => {
-                let options = db.get_postgres_connection_pool().connect_options();
-                PgConnection::connect_with(&options).await?
-            }
-        };
-        let revision = sqlx::query_scalar::<_, i64>(objects::OBJECT_REVISION)
-            .fetch_one(&mut open)
-            .await?;
-        *connection = Some(open);
-        Ok(revision)
+        let checked = tokio::time::timeout(WAIT, async {
+            let mut open = match connection.take() {
+                Some(open) => open,
+                None => {
+                    let options = db
+                        .get_postgres_connection_pool()
+                        .connect_options()
+                        .as_ref()
+                        .clone()
+                        .application_name(CHECKS_APPLICATION_NAME);
+                    PgConnection::connect_with(&options).await?
+                }
+            };
+            let revision = sqlx::query_scalar::<_, i64>(objects::OBJECT_REVISION)
+                .fetch_one(&mut open)
+                .await?;
+            *connection = Some(open);
+            Ok(revision)
+        })
+        .await;
+        checked.unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the freshness check took longer than a second",
+            )))
+        })
     }
 
     fn connections(&self) -> std::sync::MutexGuard<'_, Vec<PgConnection>> {

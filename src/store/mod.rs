@@ -55,9 +55,6 @@ const MARK_EVERY: Duration = Duration::from_millis(250);
 /// At most this many new deployments are published one by one at a catch-up.
 const CATCH_UP_DEPLOYMENTS: u64 = 16;
 
-/// How long a pooled connection may sit idle before it is tested when taken.
-const POOL_TEST_AFTER_IDLE: Duration = Duration::from_secs(30);
-
 /// How long SQLite waits for another connection's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -141,11 +138,6 @@ impl Store {
             options.max_connections(16).min_connections(1);
         }
         options.connect_timeout(Duration::from_secs(10));
-        // A connection taken from the pool is tested only when it has been
-        // idle long enough to have been dropped on the way (by the server, a
-        // proxy, a firewall): a test on every take is one more round trip
-        // for every query.
-        options.test_before_acquire_if_idle_for(POOL_TEST_AFTER_IDLE);
         let db = Database::connect(options).await?;
         // Opened after the pool, which has put the file in WAL mode.
         let path = sqlite_path(url);

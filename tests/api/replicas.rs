@@ -144,3 +144,72 @@ db_test!(
         }
     }
 );
+
+/// The freshness checks' connections to the database (see
+/// `steward::store::fresh`).
+async fn check_connections(app: &TestApp) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.store.db();
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            [steward::store::fresh::CHECKS_APPLICATION_NAME.into()],
+        ))
+        .await
+        .expect("pg_stat_activity")
+        .expect("a row");
+    row.try_get_by_index::<i64>(0).expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(steward_postgres_tests),
+    ignore = "STEWARD_TEST_DATABASE_URL was not set when the tests were built"
+)]
+async fn a_lost_check_connection_is_replaced_and_reads_stay_exact() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, |_| {}).await;
+    let follower = follow(&app);
+    app.create(
+        "host",
+        json!({"object_name": "base", "object_type": "template", "vars": {"t": 0}}),
+    )
+    .await;
+    app.create(
+        "host",
+        json!({"object_name": "web", "imports": ["base"], "vars": {"n": 0}}),
+    )
+    .await;
+    until_kept(&app).await;
+    assert_eq!(check_connections(&app).await, 1, "one connection checks");
+
+    // The database ends the checks' connection (a restart, a proxy).
+    let db = app.store.db();
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        [steward::store::fresh::CHECKS_APPLICATION_NAME.into()],
+    ))
+    .await
+    .expect("terminate");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while check_connections(&app).await != 0 {
+        assert!(Instant::now() < deadline, "the connection was not ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Reads stay exact (the failed check sends them to the database), and
+    // are answered from memory again through a new connection.
+    for n in 1..=3 {
+        let response = app
+            .post("/director/host?name=web", &json!({ "vars.n": n }))
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+        assert_eq!(read(&app).await, (n, 0));
+    }
+    until_kept(&app).await;
+    assert_eq!(check_connections(&app).await, 1, "a new connection checks");
+    follower.abort();
+    app.cleanup().await;
+}
