@@ -31,6 +31,21 @@ async fn read(app: &TestApp) -> (i64, i64) {
     (number("n"), number("t"))
 }
 
+/// Creates template `base` (`vars.t` 0) and host `web` importing it
+/// (`vars.n` 0).
+async fn create_web(app: &TestApp) {
+    app.create(
+        "host",
+        json!({"object_name": "base", "object_type": "template", "vars": {"t": 0}}),
+    )
+    .await;
+    app.create(
+        "host",
+        json!({"object_name": "web", "imports": ["base"], "vars": {"n": 0}}),
+    )
+    .await;
+}
+
 /// Waits until `app` answers a read of `web` from memory (its listener is
 /// connected and the object kept).
 async fn until_kept(app: &TestApp) {
@@ -51,16 +66,7 @@ db_test!(
     async |app: &TestApp| {
         let other = Arc::new(app.replica().await);
         let followers = [follow(app), follow(&other)];
-        app.create(
-            "host",
-            json!({"object_name": "base", "object_type": "template", "vars": {"t": 0}}),
-        )
-        .await;
-        app.create(
-            "host",
-            json!({"object_name": "web", "imports": ["base"], "vars": {"n": 0}}),
-        )
-        .await;
+        create_web(app).await;
         until_kept(&other).await;
 
         // Readers on the other replica keep `web` in memory meanwhile; what
@@ -171,16 +177,7 @@ async fn a_lost_check_connection_is_replaced_and_reads_stay_exact() {
     use sea_orm::{ConnectionTrait, Statement};
     let app = crate::helpers::spawn_app_with(crate::helpers::Backend::Postgres, |_| {}).await;
     let follower = follow(&app);
-    app.create(
-        "host",
-        json!({"object_name": "base", "object_type": "template", "vars": {"t": 0}}),
-    )
-    .await;
-    app.create(
-        "host",
-        json!({"object_name": "web", "imports": ["base"], "vars": {"n": 0}}),
-    )
-    .await;
+    create_web(&app).await;
     until_kept(&app).await;
     assert_eq!(check_connections(&app).await, 1, "one connection checks");
 
