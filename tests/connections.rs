@@ -227,9 +227,25 @@ fn a_request_in_progress_is_not_cut_by_the_idle_timeout() {
 fn connections_beyond_the_cap_get_503_and_the_server_keeps_answering() {
     // Timeouts longer than the test: the three held connections stay open.
     let server = serve("", 30, 30, &["--max-connections", "3"]);
-    let held: Vec<TcpStream> = (0..3).map(|_| connect(&server)).collect();
-    // Give the server a moment to accept all three.
-    std::thread::sleep(Duration::from_millis(200));
+    // Three connections, each answered once and kept alive: the server
+    // holds all three (no fixed wait, which a busy machine outlasts). One
+    // refused while the server still counts the start's readiness probe
+    // is tried again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held: Vec<TcpStream> = Vec::new();
+    while held.len() < 3 {
+        assert!(Instant::now() < deadline, "3 connections not held in 10 s");
+        let mut kept = connect(&server);
+        kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = kept.read(&mut buf).unwrap_or(0);
+        if String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200") {
+            held.push(kept);
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     let mut extra = connect(&server);
     extra
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -242,9 +258,17 @@ fn connections_beyond_the_cap_get_503_and_the_server_keeps_answering() {
     );
     assert!(answer.contains("\"error\""), "{answer}");
     assert!(closed.is_some());
+    // Once they are closed, the server answers again (it notices the
+    // closes within moments; 10 s at most here).
     drop(held);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(http(&server.addr, "GET", "/health", None, "").0, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http(&server.addr, "GET", "/health", None, "").0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "no 200 within 10 s of the closes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
