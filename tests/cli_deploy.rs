@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::{Agent, Killed, agent_binary, free_port, http, wait_for};
+use support::{Agent, Killed, free_port, http, wait_for};
 
 const STEWARD: &str = env!("CARGO_BIN_EXE_steward");
 const PASSWORD: &str = "cli-deploy-Pa55word";
@@ -81,28 +81,14 @@ impl World {
         let (_, key) = w.call("POST", "/director/host/api-key?name=agents", json!({}));
         let key = key["api_key"].as_str().unwrap().to_owned();
         for (octet, reload) in agents {
-            let ip = format!("127.0.0.{octet}");
-            let port = free_port(&ip);
-            let state = w.dir.path().join(format!("agent-{octet}"));
-            let out = Command::new(agent_binary())
-                .args(["register", "--server", &w.url(), "--key", &key])
-                .args(["--name", &format!("node-{octet}.example"), "--address", &ip])
-                .args(["--agent-port", &port.to_string(), "--state-dir"])
-                .arg(&state)
-                .output()
-                .expect("register");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
+            let mut agent = Agent::register(
+                &w.url(),
+                &key,
+                &format!("node-{octet}.example"),
+                &format!("127.0.0.{octet}"),
+                w.dir.path().join(format!("agent-{octet}")),
+                reload.map(str::to_owned),
             );
-            let mut agent = Agent {
-                ip,
-                port,
-                state,
-                reload: reload.map(str::to_owned),
-                process: None,
-            };
             agent.start();
             w.agents.push(agent);
         }

@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Agent, Server, agent_binary, free_port};
+use support::{Agent, Server};
 
 const PASSWORD: &str = "console-admin-Pa55word";
 const READER: (&str, &str) = ("watcher", "watcher-Pa55word");
@@ -83,28 +83,14 @@ fn the_console_in_a_real_browser() {
         .to_owned();
     let mut agents = Vec::new();
     for octet in [110u8, 111, 112] {
-        let ip = format!("127.0.0.{octet}");
-        let port = free_port(&ip);
-        let state = dir.path().join(format!("agent-{octet}"));
-        let out = Command::new(agent_binary())
-            .args(["register", "--server", &server.url(), "--key", &key])
-            .args(["--name", &format!("node-{octet}.example"), "--address", &ip])
-            .args(["--agent-port", &port.to_string(), "--state-dir"])
-            .arg(&state)
-            .output()
-            .expect("register");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let mut agent = Agent::register(
+            &server.url(),
+            &key,
+            &format!("node-{octet}.example"),
+            &format!("127.0.0.{octet}"),
+            dir.path().join(format!("agent-{octet}")),
+            None,
         );
-        let mut agent = Agent {
-            ip,
-            port,
-            state,
-            reload: None,
-            process: None,
-        };
         agent.start();
         agents.push(agent);
     }

@@ -129,41 +129,14 @@ fn build(setup: Setup) -> World {
     let (_, key) = w.call("POST", "/director/host/api-key?name=agents", json!({}));
     let key = key["api_key"].as_str().unwrap().to_owned();
     for i in 0..setup.agents {
-        let ip = format!("127.0.0.{}", 30 + i);
-        let port = free_port(&ip);
-        let state = w.dir.path().join(format!("agent-{i}"));
-        let out = Command::new(agent_binary())
-            .args([
-                "register",
-                "--server",
-                &format!("http://{}", w.servers[0].addr),
-                "--key",
-                &key,
-            ])
-            .args([
-                "--name",
-                &format!("node-{i}.example"),
-                "--address",
-                &ip,
-                "--agent-port",
-                &port.to_string(),
-            ])
-            .arg("--state-dir")
-            .arg(&state)
-            .output()
-            .expect("register");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let mut agent = Agent::register(
+            &format!("http://{}", w.servers[0].addr),
+            &key,
+            &format!("node-{i}.example"),
+            &format!("127.0.0.{}", 30 + i),
+            w.dir.path().join(format!("agent-{i}")),
+            setup.reload.map(|r| r(i)),
         );
-        let mut agent = Agent {
-            ip,
-            port,
-            state,
-            reload: setup.reload.map(|r| r(i)),
-            process: None,
-        };
         agent.start();
         w.agents.push(agent);
     }

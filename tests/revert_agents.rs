@@ -12,7 +12,7 @@ mod support;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
-use support::{Agent, STEWARD, Server, agent_binary, free_port};
+use support::{Agent, STEWARD, Server};
 
 const PASSWORD: &str = "revert-admin-Pa55word";
 
@@ -92,25 +92,14 @@ fn world(dir: &std::path::Path) -> (Server, Vec<Agent>) {
         .to_owned();
     let mut agents = Vec::new();
     for i in 0..3 {
-        let ip = format!("127.0.0.{}", 90 + i);
-        let port = free_port(&ip);
-        let state = dir.join(format!("agent-{i}"));
-        let out = Command::new(agent_binary())
-            .args(["register", "--server", &server.url(), "--key", &key])
-            .args(["--name", &format!("node-{i}.example"), "--address", &ip])
-            .args(["--agent-port", &port.to_string()])
-            .arg("--state-dir")
-            .arg(&state)
-            .output()
-            .expect("register");
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let mut agent = Agent {
-            ip,
-            port,
-            state,
-            reload: None,
-            process: None,
-        };
+        let mut agent = Agent::register(
+            &server.url(),
+            &key,
+            &format!("node-{i}.example"),
+            &format!("127.0.0.{}", 90 + i),
+            dir.join(format!("agent-{i}")),
+            None,
+        );
         agent.start();
         agents.push(agent);
     }

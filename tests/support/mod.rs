@@ -118,6 +118,39 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Registers node `name` at `ip` with the template key `key` on the
+    /// server at `server` (its URL), its state in `state` and its port a
+    /// free one of `ip`: the agent, not started yet.
+    pub fn register(
+        server: &str,
+        key: &str,
+        name: &str,
+        ip: &str,
+        state: PathBuf,
+        reload: Option<String>,
+    ) -> Agent {
+        let port = free_port(ip);
+        let out = Command::new(agent_binary())
+            .args(["register", "--server", server, "--key", key])
+            .args(["--name", name, "--address", ip])
+            .args(["--agent-port", &port.to_string(), "--state-dir"])
+            .arg(&state)
+            .output()
+            .expect("register");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Agent {
+            ip: ip.to_owned(),
+            port,
+            state,
+            reload,
+            process: None,
+        }
+    }
+
     pub fn log(&self) -> PathBuf {
         self.state.join("agent.log")
     }
