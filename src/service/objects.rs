@@ -97,6 +97,23 @@ pub fn view_of(object: &StoredObject, view: &View, resolver: Option<&Resolver>) 
     }
 }
 
+/// Object `name` of `kind` and its kind's template revision, for a
+/// caller who may read the kind: 404 when it does not exist or the caller
+/// may not see it.
+async fn read_visible(
+    store: &Store,
+    caller: &Caller,
+    kind: Kind,
+    name: &str,
+) -> Result<crate::store::reads::Found, ApiError> {
+    caller.require(permissions_of(kind).0)?;
+    store
+        .find_object(kind, name)
+        .await?
+        .filter(|(o, _)| caller.sees_draft(&o.draft))
+        .ok_or_else(|| ApiError::no_such_object(kind, name))
+}
+
 /// `GET ?name=`.
 pub async fn show(
     store: &Store,
@@ -105,12 +122,7 @@ pub async fn show(
     name: &str,
     view: &View,
 ) -> Result<Shown, ApiError> {
-    caller.require(permissions_of(kind).0)?;
-    let (object, revision) = store
-        .find_object(kind, name)
-        .await?
-        .filter(|(o, _)| caller.sees_draft(&o.draft))
-        .ok_or_else(|| ApiError::no_such_object(kind, name))?;
+    let (object, revision) = read_visible(store, caller, kind, name).await?;
     let resolver = if view.resolved {
         Some(store.resolver_at(kind, revision).await?)
     } else {
@@ -127,12 +139,7 @@ pub async fn origins(
     kind: Kind,
     name: &str,
 ) -> Result<Origins, ApiError> {
-    caller.require(permissions_of(kind).0)?;
-    let (object, revision) = store
-        .find_object(kind, name)
-        .await?
-        .filter(|(o, _)| caller.sees_draft(&o.draft))
-        .ok_or_else(|| ApiError::no_such_object(kind, name))?;
+    let (object, revision) = read_visible(store, caller, kind, name).await?;
     let resolver = store.resolver_at(kind, revision).await?;
     Ok(resolver.origins(&object.draft))
 }
