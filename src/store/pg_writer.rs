@@ -264,8 +264,8 @@ impl PgTx {
     }
 
     /// Appends an activity entry in this write's transaction, chained to
-    /// the head the transaction holds, known or read; with the deferred
-    /// object update, in one statement when the head is known.
+    /// the head the transaction holds (known, or read first), in one
+    /// statement with the deferred object update if there is one.
     pub async fn append_activity(&self, entry: &Entry) -> Result<(), DbErr> {
         let known = self.head().clone();
         let head = match known {
